@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Installs the Debian packages sipedge builds, tests and benchmarks with. Idempotent: when every
+# package is already installed it does nothing (set SIPEDGE_APT_FORCE=1 to run apt anyway).
+set -euo pipefail
+
+PKGS=(
+  build-essential cmake pkg-config clang libclang-rt-14-dev clang-format
+  libssl-dev openssl liburing-dev libjwt-dev libjansson-dev libhiredis-dev libcriterion-dev
+  libcyaml-dev libyaml-dev libmicrohttpd-dev
+  redis-server sip-tester stunnel4 sipsak kamailio kamailio-tls-modules
+  gnuplot-nox valgrind curl procps iproute2
+)
+
+missing=()
+for p in "${PKGS[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ "${#missing[@]}" -eq 0 ] && [ -z "${SIPEDGE_APT_FORCE:-}" ]; then
+  exit 0
+fi
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+echo "install-deps: installing ${missing[*]:-all}" >&2
+export DEBIAN_FRONTEND=noninteractive
+# Packaged daemons (redis, kamailio) must not start themselves: tests start their own on loopback.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+  printf '#!/bin/sh\nexit 101\n' | $SUDO tee /usr/sbin/policy-rc.d >/dev/null
+  $SUDO chmod +x /usr/sbin/policy-rc.d
+  trap '$SUDO rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+$SUDO apt-get update -q
+$SUDO apt-get install -y -q --no-install-recommends "${PKGS[@]}"
