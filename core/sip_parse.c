@@ -688,8 +688,9 @@ int sip_parse_via(struct slice s, struct sip_via *out)
         } else if (sip_param_is(&prm, SLICE_LIT("maddr"))) {
             struct slice h;
             enum sip_host_kind k;
-            const char *ve = prm.value.base + prm.value.len;
-            if (!prm.has_value || prm.quoted || parse_host(prm.value.base, ve, &h, &k) != ve)
+            if (!prm.has_value || prm.quoted ||
+                parse_host(prm.value.base, prm.value.base + prm.value.len, &h, &k) !=
+                    prm.value.base + prm.value.len)
                 return -SIP_PE_BAD_PARAM;
             out->maddr = prm.value;
         } else if (sip_param_is(&prm, SLICE_LIT("rport"))) {

@@ -603,3 +603,11 @@ Test(sip_parse, names_every_error)
     cr_expect_str_eq(sip_perr_name(-SIP_CRED_NOT_BEARER), "cred_not_bearer");
     cr_expect_str_eq(sip_perr_reason(SIP_PE_COUNT), "Unknown");
 }
+
+Test(sip_parse, rejects_via_maddr_without_value)
+{
+    struct sip_via v;
+
+    cr_expect_eq(sip_parse_via(at_guard("SIP/2.0/TLS h;maddr"), &v), -SIP_PE_BAD_PARAM);
+    cr_expect_eq(sip_parse_via(at_guard("SIP/2.0/TLS h;maddr=\"\""), &v), -SIP_PE_BAD_PARAM);
+}
