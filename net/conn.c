@@ -1,0 +1,756 @@
+// SPDX-License-Identifier: MIT
+// Connections: slab with generations, caps, receive (multishot recv / single recv / poll),
+// the bounded output queue with watermarks, close and reap, outbound connect and adopt.
+#include <assert.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "net/loop_priv.h"
+
+/* ---- slab ---- */
+
+static struct conn *conn_alloc(struct loop *loop)
+{
+    uint32_t slot;
+    if (loop->free_head) {
+        slot = loop->free_head - 1;
+        loop->free_head = loop->conns[slot].next;
+    } else if (loop->slots_used < loop->cfg.max_conns) {
+        slot = loop->slots_used++;
+        loop->conns[slot].id = (1u << CONN_SLOT_BITS) | slot; /* generation 1 */
+    } else {
+        return NULL;
+    }
+    struct conn *c = &loop->conns[slot];
+    uint32_t id = c->id;
+    memset(c, 0, sizeof(*c));
+    c->id = id;
+    c->loop = loop;
+    c->fd = -1;
+    c->flags = CONN_F_LIVE;
+    c->state = CONN_HANDSHAKE;
+    loop->stats.conns_open++;
+    return c;
+}
+
+struct conn *conn_get(struct loop *loop, uint32_t id)
+{
+    uint32_t slot = id & CONN_SLOT_MASK;
+    if (slot >= loop->slots_used)
+        return NULL;
+    struct conn *c = &loop->conns[slot];
+    return (c->flags & CONN_F_LIVE) && c->id == id ? c : NULL;
+}
+
+/* ---- per-source counts: open addressing, linear probing, backward-shift deletion ---- */
+
+static uint32_t src_hash(const struct in6_addr *a)
+{
+    uint64_t x, y;
+    memcpy(&x, a->s6_addr, 8);
+    memcpy(&y, a->s6_addr + 8, 8);
+    uint64_t h = (x ^ (y * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+    return (uint32_t)(h ^ (h >> 29));
+}
+
+static struct loop_src *src_find(struct loop *loop, const struct in6_addr *a)
+{
+    for (uint32_t i = src_hash(a) & loop->src_mask;; i = (i + 1) & loop->src_mask) {
+        struct loop_src *e = &loop->src[i];
+        if (e->count == 0 || memcmp(&e->addr, a, sizeof(*a)) == 0)
+            return e; /* the table holds at most max_conns of 2*max_conns buckets: ends */
+    }
+}
+
+static void src_del(struct loop *loop, const struct in6_addr *a)
+{
+    struct loop_src *e = src_find(loop, a);
+    if (e->count == 0 || --e->count > 0)
+        return;
+    uint32_t i = (uint32_t)(e - loop->src);
+    for (uint32_t j = (i + 1) & loop->src_mask; loop->src[j].count; j = (j + 1) & loop->src_mask) {
+        uint32_t home = src_hash(&loop->src[j].addr) & loop->src_mask;
+        /* move j into the hole i unless its home lies cyclically in (i, j] */
+        if (((j - home) & loop->src_mask) >= ((j - i) & loop->src_mask)) {
+            loop->src[i] = loop->src[j];
+            loop->src[j].count = 0;
+            i = j;
+        }
+    }
+}
+
+/* ---- chunks ---- */
+
+static struct conn_chunk *chunk_get(struct loop *loop)
+{
+    struct conn_chunk *ch = loop->chunk_cache;
+    if (ch) {
+        loop->chunk_cache = ch->next;
+        loop->chunk_cache_len--;
+    } else {
+        ch = malloc(sizeof(*ch) + loop->cfg.out_chunk);
+        if (!ch)
+            return NULL;
+        ch->cap = loop->cfg.out_chunk;
+    }
+    ch->next = NULL;
+    ch->off = ch->len = 0;
+    return ch;
+}
+
+static void chunk_put(struct loop *loop, struct conn_chunk *ch)
+{
+    if (loop->chunk_cache_len < loop->cfg.out_chunk_cache) {
+        ch->next = loop->chunk_cache;
+        loop->chunk_cache = ch;
+        loop->chunk_cache_len++;
+    } else {
+        free(ch);
+    }
+}
+
+void conn__free_cache(struct loop *loop)
+{
+    while (loop->chunk_cache) {
+        struct conn_chunk *ch = loop->chunk_cache;
+        loop->chunk_cache = ch->next;
+        free(ch);
+    }
+    loop->chunk_cache_len = 0;
+}
+
+/* ---- accessors ---- */
+
+uint32_t conn_id(const struct conn *c)
+{
+    return c->id;
+}
+
+struct loop *conn_loop(const struct conn *c)
+{
+    return c->loop;
+}
+
+void *conn_user(const struct conn *c)
+{
+    return c->user;
+}
+
+void conn_set_user(struct conn *c, void *user)
+{
+    c->user = user;
+}
+
+void conn_set_ops(struct conn *c, const struct conn_ops *ops)
+{
+    c->ops = ops;
+}
+
+enum conn_state conn_state(const struct conn *c)
+{
+    return (enum conn_state)c->state;
+}
+
+void conn_set_open(struct conn *c)
+{
+    if (c->state == CONN_HANDSHAKE)
+        c->state = CONN_OPEN;
+}
+
+int conn_fd(const struct conn *c)
+{
+    return c->fd;
+}
+
+bool conn_is_outbound(const struct conn *c)
+{
+    return c->flags & CONN_F_OUTBOUND;
+}
+
+int conn_last_error(const struct conn *c)
+{
+    return c->last_err;
+}
+
+size_t conn_out_bytes(const struct conn *c)
+{
+    return c->out_bytes;
+}
+
+/* ---- SQEs ---- */
+
+static uint64_t ud(const struct conn *c, enum loop_op op)
+{
+    return loop__ud(op, c->id);
+}
+
+static void cancel_op(struct conn *c, enum loop_op op)
+{
+    struct io_uring_sqe *sqe = loop__sqe(c->loop);
+    if (!sqe)
+        return;
+    io_uring_prep_cancel64(sqe, ud(c, op), 0);
+    io_uring_sqe_set_data64(sqe, ud(c, LOOP_OP_CANCEL));
+    c->inflight++;
+}
+
+static bool wants_read(const struct conn *c)
+{
+    return c->state <= CONN_OPEN && !(c->flags & (CONN_F_PAUSED | CONN_F_CONNECTING));
+}
+
+static void arm_recv(struct conn *c)
+{
+    struct loop *loop = c->loop;
+    if ((c->flags & CONN_F_RECV_ARMED) || !wants_read(c))
+        return;
+    struct io_uring_sqe *sqe = loop__sqe(loop);
+    if (!sqe) {
+        c->last_err = -EBUSY;
+        conn_close(c, CONN_CLOSE_ERROR);
+        return;
+    }
+    c->flags &= (uint16_t)~CONN_F_MULTISHOT;
+    if (loop->features & LOOP_FEAT_BUFRING) {
+        if (loop->features & LOOP_FEAT_MULTISHOT_RECV) {
+            io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
+            c->flags |= CONN_F_MULTISHOT;
+        } else {
+            io_uring_prep_recv(sqe, c->fd, NULL, loop->cfg.buf_size, 0);
+        }
+        sqe->flags |= IOSQE_BUFFER_SELECT;
+        sqe->buf_group = 0;
+        io_uring_sqe_set_data64(sqe, ud(c, LOOP_OP_RECV));
+    } else {
+        io_uring_prep_poll_add(sqe, c->fd, POLLIN);
+        io_uring_sqe_set_data64(sqe, ud(c, LOOP_OP_POLL));
+    }
+    c->flags |= CONN_F_RECV_ARMED;
+    c->inflight++;
+    loop->stats.recv_arms++;
+}
+
+static void stop_recv(struct conn *c)
+{
+    if ((c->flags & CONN_F_RECV_ARMED) && !(c->flags & CONN_F_RECV_CANCELING)) {
+        c->flags |= CONN_F_RECV_CANCELING;
+        cancel_op(c, (c->loop->features & LOOP_FEAT_BUFRING) ? LOOP_OP_RECV : LOOP_OP_POLL);
+    }
+}
+
+static void submit_send(struct conn *c)
+{
+    struct conn_chunk *ch = c->out_head;
+    if ((c->flags & (CONN_F_SEND_INFLIGHT | CONN_F_CONNECTING)) || !ch || c->state == CONN_CLOSING)
+        return;
+    struct io_uring_sqe *sqe = loop__sqe(c->loop);
+    if (!sqe) {
+        c->last_err = -EBUSY;
+        conn_close(c, CONN_CLOSE_ERROR);
+        return;
+    }
+    io_uring_prep_send(sqe, c->fd, ch->data + ch->off, ch->len - ch->off, MSG_NOSIGNAL);
+    io_uring_sqe_set_data64(sqe, ud(c, LOOP_OP_SEND));
+    c->flags |= CONN_F_SEND_INFLIGHT;
+    c->inflight++;
+}
+
+static void maybe_reap(struct conn *c)
+{
+    if (c->state != CONN_CLOSING || c->inflight || (c->flags & CONN_F_REAP_QUEUED))
+        return;
+    struct loop *loop = c->loop;
+    c->flags |= CONN_F_REAP_QUEUED;
+    c->next = loop->reap_head;
+    loop->reap_head = (c->id & CONN_SLOT_MASK) + 1;
+}
+
+/* ---- close ---- */
+
+void conn_close(struct conn *c, enum conn_close_reason reason)
+{
+    if (c->state == CONN_CLOSING)
+        return;
+    struct loop *loop = c->loop;
+    c->state = CONN_CLOSING;
+    c->reason = (uint8_t)reason;
+    loop->stats.closed[reason]++;
+    if (reason == CONN_CLOSE_SLOW)
+        loop->stats.slow_closes++;
+    stop_recv(c);
+    if (c->flags & CONN_F_SEND_INFLIGHT)
+        cancel_op(c, LOOP_OP_SEND);
+    if (c->flags & CONN_F_CONNECTING)
+        cancel_op(c, LOOP_OP_CONNECT);
+    if (c->ops && c->ops->on_close)
+        c->ops->on_close(c, reason);
+    maybe_reap(c);
+}
+
+void conn_drain(struct conn *c)
+{
+    if (c->state >= CONN_DRAINING)
+        return;
+    c->state = CONN_DRAINING;
+    stop_recv(c);
+    if (!c->out_head && !(c->flags & CONN_F_CONNECTING))
+        conn_close(c, CONN_CLOSE_LOCAL);
+}
+
+static void conn_release(struct loop *loop, struct conn *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    while (c->out_head) {
+        struct conn_chunk *ch = c->out_head;
+        c->out_head = ch->next;
+        chunk_put(loop, ch);
+    }
+    loop->stats.out_queued -= c->out_bytes;
+    free(c->connect);
+    if (c->flags & CONN_F_SOURCE_COUNTED)
+        src_del(loop, &c->peer);
+    uint32_t slot = c->id & CONN_SLOT_MASK;
+    uint32_t gen = ((c->id >> CONN_SLOT_BITS) + 1) & CONN_GEN_MASK;
+    c->id = (gen ? gen : 1) << CONN_SLOT_BITS | slot;
+    c->flags = 0;
+    c->fd = -1;
+    c->out_head = c->out_tail = NULL;
+    c->out_bytes = 0;
+    c->connect = NULL;
+    c->next = loop->free_head;
+    loop->free_head = slot + 1;
+    loop->stats.conns_open--;
+}
+
+void conn__reap(struct loop *loop)
+{
+    while (loop->reap_head) {
+        struct conn *c = &loop->conns[loop->reap_head - 1];
+        loop->reap_head = c->next;
+        assert(c->state == CONN_CLOSING && c->inflight == 0);
+        conn_release(loop, c);
+    }
+}
+
+void conn__close_all(struct loop *loop)
+{
+    for (uint32_t i = 0; i < loop->slots_used; i++) {
+        struct conn *c = &loop->conns[i];
+        if (!(c->flags & CONN_F_LIVE))
+            continue;
+        if (c->state != CONN_CLOSING) {
+            c->state = CONN_CLOSING;
+            loop->stats.closed[CONN_CLOSE_SHUTDOWN]++;
+            if (c->ops && c->ops->on_close)
+                c->ops->on_close(c, CONN_CLOSE_SHUTDOWN);
+        }
+        conn_release(loop, c); /* the ring goes away with the loop: nothing can call back */
+    }
+    loop->reap_head = 0;
+}
+
+/* ---- receive ---- */
+
+static void deliver(struct conn *c, const char *p, size_t n)
+{
+    c->loop->stats.bytes_in += n;
+    if (c->state <= CONN_OPEN && c->ops->on_data)
+        c->ops->on_data(c, p, n);
+}
+
+static void recv_ended(struct conn *c)
+{
+    c->flags &= (uint16_t) ~(CONN_F_RECV_ARMED | CONN_F_RECV_CANCELING | CONN_F_MULTISHOT);
+    c->inflight--;
+}
+
+static void handle_recv(struct loop *loop, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    bool more = cqe->flags & IORING_CQE_F_MORE;
+    bool was_multishot = c->flags & CONN_F_MULTISHOT;
+    if (!more)
+        recv_ended(c);
+    if (cqe->res > 0) {
+        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        char *buf = loop->bufs + (size_t)bid * loop->cfg.buf_size;
+        deliver(c, buf, (size_t)cqe->res);
+        /* the buffer goes back to the ring as soon as the upper layer returns */
+        io_uring_buf_ring_add(loop->br, buf, loop->cfg.buf_size, (unsigned short)bid,
+                              (int)loop->br_mask, 0);
+        io_uring_buf_ring_advance(loop->br, 1);
+    } else if (cqe->res == 0) {
+        conn_close(c, CONN_CLOSE_PEER);
+    } else if (cqe->res == -ENOBUFS) {
+        loop->stats.recv_enobufs++; /* buffers come back by the end of this batch: re-arm */
+    } else if (cqe->res == -EINVAL && was_multishot) {
+        loop->features &= ~LOOP_FEAT_MULTISHOT_RECV; /* kernel without multishot recv */
+    } else if (cqe->res != -ECANCELED && cqe->res != -EINTR && cqe->res != -EAGAIN) {
+        c->last_err = cqe->res;
+        conn_close(c, CONN_CLOSE_ERROR);
+    }
+    if (!more)
+        arm_recv(c);
+}
+
+static void handle_poll(struct loop *loop, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    recv_ended(c);
+    if (cqe->res < 0 && cqe->res != -ECANCELED) {
+        c->last_err = cqe->res;
+        conn_close(c, CONN_CLOSE_ERROR);
+    }
+    /* a few reads per readiness event keep one busy conn from starving the others */
+    for (int i = 0; cqe->res > 0 && i < 4 && wants_read(c); i++) {
+        ssize_t n = recv(c->fd, loop->scratch, loop->cfg.buf_size, MSG_DONTWAIT);
+        if (n > 0) {
+            deliver(c, loop->scratch, (size_t)n);
+            if ((size_t)n < loop->cfg.buf_size)
+                break;
+        } else if (n == 0) {
+            conn_close(c, CONN_CLOSE_PEER);
+        } else {
+            if (errno != EAGAIN && errno != EINTR) {
+                c->last_err = -errno;
+                conn_close(c, CONN_CLOSE_ERROR);
+            }
+            break;
+        }
+    }
+    arm_recv(c);
+}
+
+/* ---- send ---- */
+
+static void pause_reading(struct conn *c)
+{
+    c->flags |= CONN_F_PAUSED;
+    c->loop->stats.backpressure_pauses++;
+    stop_recv(c);
+}
+
+ssize_t conn_send(struct conn *c, const struct iovec *iov, int n)
+{
+    struct loop *loop = c->loop;
+    if (c->state >= CONN_DRAINING)
+        return -EPIPE;
+    if (n < 0)
+        return -EINVAL;
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    if (total == 0)
+        return 0;
+    if (total > loop->cfg.out_cap || c->out_bytes + total > loop->cfg.out_cap) {
+        conn_close(c, CONN_CLOSE_SLOW);
+        return -ENOBUFS;
+    }
+    /* take every chunk first, so a failed allocation leaves the queue unchanged */
+    size_t room = c->out_tail ? c->out_tail->cap - c->out_tail->len : 0;
+    struct conn_chunk *fresh = NULL, **link = &fresh;
+    while (room < total) {
+        struct conn_chunk *ch = chunk_get(loop);
+        if (!ch) {
+            while (fresh) {
+                ch = fresh->next;
+                chunk_put(loop, fresh);
+                fresh = ch;
+            }
+            return -ENOMEM;
+        }
+        *link = ch;
+        link = &ch->next;
+        room += ch->cap;
+    }
+    if (fresh) {
+        if (c->out_tail)
+            c->out_tail->next = fresh;
+        else
+            c->out_head = fresh;
+    }
+    struct conn_chunk *tail = c->out_tail ? c->out_tail : fresh;
+    for (int i = 0; i < n; i++) {
+        const char *p = iov[i].iov_base;
+        size_t left = iov[i].iov_len;
+        while (left) {
+            if (tail->len == tail->cap)
+                tail = tail->next;
+            size_t k = tail->cap - tail->len < left ? tail->cap - tail->len : left;
+            memcpy(tail->data + tail->len, p, k);
+            tail->len += (uint32_t)k;
+            p += k;
+            left -= k;
+        }
+    }
+    while (tail->next && tail->next->len)
+        tail = tail->next;
+    c->out_tail = tail;
+    /* trailing empty fresh chunks (rounding) go back to the cache */
+    while (tail->next) {
+        struct conn_chunk *spare = tail->next;
+        tail->next = spare->next;
+        chunk_put(loop, spare);
+    }
+    c->out_bytes += (uint32_t)total;
+    loop->stats.out_queued += total;
+    if (c->out_bytes >= loop->cfg.out_high && !(c->flags & CONN_F_PAUSED))
+        pause_reading(c);
+    submit_send(c);
+    return (ssize_t)total;
+}
+
+static void handle_send(struct loop *loop, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    c->flags &= (uint16_t)~CONN_F_SEND_INFLIGHT;
+    c->inflight--;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (cqe->res < 0) {
+        if (cqe->res == -EAGAIN || cqe->res == -EINTR) {
+            submit_send(c);
+            return;
+        }
+        c->last_err = cqe->res;
+        conn_close(c, CONN_CLOSE_ERROR);
+        return;
+    }
+    uint32_t sent = (uint32_t)cqe->res;
+    struct conn_chunk *ch = c->out_head;
+    assert(ch && sent <= ch->len - ch->off);
+    ch->off += sent;
+    c->out_bytes -= sent;
+    loop->stats.out_queued -= sent;
+    loop->stats.bytes_out += sent;
+    if (ch->off == ch->len) {
+        c->out_head = ch->next;
+        if (!c->out_head)
+            c->out_tail = NULL;
+        chunk_put(loop, ch);
+    }
+    if (c->out_bytes == 0 && c->state == CONN_DRAINING) {
+        conn_close(c, CONN_CLOSE_LOCAL);
+        return;
+    }
+    if ((c->flags & CONN_F_PAUSED) && c->out_bytes <= loop->cfg.out_low) {
+        c->flags &= (uint16_t)~CONN_F_PAUSED;
+        arm_recv(c);
+        if (c->ops->on_writable)
+            c->ops->on_writable(c);
+    }
+    submit_send(c);
+}
+
+/* ---- connect ---- */
+
+static void opened(struct conn *c)
+{
+    c->flags |= CONN_F_OPENED;
+    if (c->ops->on_open)
+        c->ops->on_open(c);
+    arm_recv(c);
+    submit_send(c);
+}
+
+static void handle_connect(struct loop *loop, struct conn *c, const struct io_uring_cqe *cqe)
+{
+    c->flags &= (uint16_t)~CONN_F_CONNECTING;
+    c->inflight--;
+    free(c->connect);
+    c->connect = NULL;
+    if (c->state == CONN_CLOSING)
+        return;
+    if (cqe->res == 0) {
+        loop->stats.connected++;
+        opened(c);
+        if (c->state == CONN_DRAINING && !c->out_head)
+            conn_close(c, CONN_CLOSE_LOCAL);
+    } else if (cqe->res == -ECANCELED) {
+        c->last_err = -ETIMEDOUT; /* only the linked timeout cancels a live connect */
+        conn_close(c, CONN_CLOSE_CONNECT_TIMEOUT);
+    } else {
+        c->last_err = cqe->res;
+        conn_close(c, CONN_CLOSE_CONNECT_FAILED);
+    }
+}
+
+static void tune_socket(struct loop *loop, int fd)
+{
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* not a TCP socket: ignored */
+    if (loop->cfg.sndbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &loop->cfg.sndbuf, sizeof(loop->cfg.sndbuf));
+    if (loop->cfg.rcvbuf > 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &loop->cfg.rcvbuf, sizeof(loop->cfg.rcvbuf));
+}
+
+int loop_connect(struct loop *loop, const struct sockaddr *addr, socklen_t len, uint32_t timeout_ms,
+                 const struct conn_ops *ops, void *arg, struct conn **out)
+{
+    if (!ops || !ops->on_data || len > sizeof(struct sockaddr_storage))
+        return -EINVAL;
+    struct conn_connect *cc = calloc(1, sizeof(*cc));
+    if (!cc)
+        return -ENOMEM;
+    int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        free(cc);
+        return -errno;
+    }
+    /* the connect and its timeout must be submitted together: make room for both first */
+    if (io_uring_sq_space_left(&loop->ring) < 2 && loop->enabled)
+        io_uring_submit(&loop->ring);
+    struct conn *c = io_uring_sq_space_left(&loop->ring) >= 2 ? conn_alloc(loop) : NULL;
+    if (!c) {
+        free(cc);
+        close(fd);
+        return io_uring_sq_space_left(&loop->ring) >= 2 ? -ENOSPC : -EBUSY;
+    }
+    tune_socket(loop, fd);
+    memcpy(&cc->addr, addr, len);
+    cc->addrlen = len;
+    cc->ts.tv_sec = timeout_ms / 1000;
+    cc->ts.tv_nsec = (long long)(timeout_ms % 1000) * 1000000;
+    c->fd = fd;
+    c->ops = ops;
+    c->user = arg;
+    c->connect = cc;
+    c->flags |= CONN_F_OUTBOUND | CONN_F_CONNECTING | CONN_F_OPENED;
+    struct io_uring_sqe *sqe = loop__sqe(loop);
+    if (!sqe) {
+        c->state = CONN_CLOSING;
+        conn_release(loop, c);
+        return -EBUSY;
+    }
+    io_uring_prep_connect(sqe, fd, (struct sockaddr *)&cc->addr, cc->addrlen);
+    io_uring_sqe_set_data64(sqe, ud(c, LOOP_OP_CONNECT));
+    c->inflight++;
+    if (timeout_ms) {
+        sqe->flags |= IOSQE_IO_LINK;
+        sqe = loop__sqe(loop);
+        assert(sqe); /* space was checked above */
+        io_uring_prep_link_timeout(sqe, &cc->ts, 0);
+        io_uring_sqe_set_data64(sqe, ud(c, LOOP_OP_LINK_TIMEOUT));
+        c->inflight++;
+    }
+    if (out)
+        *out = c;
+    return 0;
+}
+
+int loop_adopt(struct loop *loop, int fd, const struct conn_ops *ops, void *arg, struct conn **out)
+{
+    if (!ops || !ops->on_data || fd < 0)
+        return -EINVAL;
+    int fl = fcntl(fd, F_GETFL);
+    if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0)
+        return -errno;
+    struct conn *c = conn_alloc(loop);
+    if (!c)
+        return -ENOSPC;
+    tune_socket(loop, fd);
+    c->fd = fd;
+    c->ops = ops;
+    c->user = arg;
+    c->flags |= CONN_F_OUTBOUND;
+    loop->stats.connected++;
+    if (out)
+        *out = c;
+    opened(c);
+    return 0;
+}
+
+/* ---- accept ---- */
+
+static void peer_key(int fd, struct in6_addr *key)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    memset(key, 0, sizeof(*key));
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return;
+    if (ss.ss_family == AF_INET6) {
+        *key = ((struct sockaddr_in6 *)&ss)->sin6_addr;
+    } else if (ss.ss_family == AF_INET) {
+        key->s6_addr[10] = key->s6_addr[11] = 0xff;
+        memcpy(key->s6_addr + 12, &((struct sockaddr_in *)&ss)->sin_addr, 4);
+    }
+}
+
+void conn__accepted(struct loop *loop, struct loop_listener *l, int fd)
+{
+    struct loop_src *src = NULL;
+    struct in6_addr key;
+    if (loop->src) {
+        peer_key(fd, &key);
+        src = src_find(loop, &key);
+        if (src->count >= loop->cfg.max_conns_per_source) {
+            loop->stats.rejected_source_cap++;
+            close(fd);
+            return;
+        }
+    }
+    struct conn *c = conn_alloc(loop);
+    if (!c) {
+        loop->stats.rejected_worker_cap++;
+        close(fd);
+        return;
+    }
+    if (src) {
+        if (src->count++ == 0)
+            src->addr = key;
+        c->peer = key;
+        c->flags |= CONN_F_SOURCE_COUNTED;
+    }
+    tune_socket(loop, fd);
+    c->fd = fd;
+    c->ops = l->ops;
+    c->user = l->arg;
+    loop->stats.accepted++;
+    opened(c);
+}
+
+/* ---- dispatch ---- */
+
+void conn__handle(struct loop *loop, enum loop_op op, const struct io_uring_cqe *cqe)
+{
+    uint32_t id = (uint32_t)(cqe->user_data & 0xffffffffu);
+    struct conn *c = conn_get(loop, id);
+    if (!c) {
+        /* a late CQE for a slot that was freed (and maybe reused): drop, but give back the
+         * provided buffer it may hold */
+        loop->stats.stale_cqes++;
+        if ((cqe->flags & IORING_CQE_F_BUFFER) && loop->br) {
+            unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+            io_uring_buf_ring_add(loop->br, loop->bufs + (size_t)bid * loop->cfg.buf_size,
+                                  loop->cfg.buf_size, (unsigned short)bid, (int)loop->br_mask, 0);
+            io_uring_buf_ring_advance(loop->br, 1);
+        }
+        return;
+    }
+    switch (op) {
+    case LOOP_OP_RECV:
+        handle_recv(loop, c, cqe);
+        break;
+    case LOOP_OP_POLL:
+        handle_poll(loop, c, cqe);
+        break;
+    case LOOP_OP_SEND:
+        handle_send(loop, c, cqe);
+        break;
+    case LOOP_OP_CONNECT:
+        handle_connect(loop, c, cqe);
+        break;
+    case LOOP_OP_LINK_TIMEOUT:
+    case LOOP_OP_CANCEL:
+        c->inflight--;
+        break;
+    default:
+        break;
+    }
+    maybe_reap(c);
+}

@@ -1,0 +1,562 @@
+// SPDX-License-Identifier: MIT
+// net/conn.c over real loopback sockets: echo on 2 SO_REUSEPORT workers in every receive mode,
+// stale CQEs, backpressure and the slow-reader cap, connection caps, outbound connect, adopt.
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "net/loop_priv.h"
+#include "net_test_util.h"
+
+#define CLIENTS  64
+#define ROUNDS   3
+#define MSG_SIZE 100
+
+/* 64 clients, each doing ROUNDS request/answer exchanges; returns the total stats. */
+static void echo_run(unsigned flags, struct loop_stats out[2])
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.flags = flags;
+    cfg.max_conns = 1024;
+    struct loop_group *g = loop_group_new(&cfg, 2);
+    cr_assert_not_null(g);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_group_listen(g, (struct sockaddr *)&a, sizeof(a), &echo_ops, NULL);
+    cr_assert_gt(port, 0);
+    cr_assert_eq(loop_group_start(g, false), 0);
+
+    int fds[CLIENTS];
+    for (int i = 0; i < CLIENTS; i++) {
+        fds[i] = client_connect(port);
+        cr_assert_geq(fds[i], 0, "connect %d: %s", i, strerror(-fds[i]));
+    }
+    for (int r = 0; r < ROUNDS; r++) {
+        for (int i = 0; i < CLIENTS; i++) {
+            char msg[MSG_SIZE];
+            memset(msg, 'a' + (i + r) % 26, sizeof(msg));
+            snprintf(msg, sizeof(msg), "client %d round %d", i, r);
+            cr_assert(write_full(fds[i], msg, sizeof(msg)));
+        }
+        for (int i = 0; i < CLIENTS; i++) {
+            char want[MSG_SIZE], got[MSG_SIZE];
+            memset(want, 'a' + (i + r) % 26, sizeof(want));
+            snprintf(want, sizeof(want), "client %d round %d", i, r);
+            cr_assert_eq(read_full(fds[i], got, sizeof(got)), MSG_SIZE, "client %d", i);
+            cr_assert_arr_eq(got, want, sizeof(want), "client %d got another answer", i);
+        }
+    }
+    for (int i = 0; i < CLIENTS; i++)
+        close(fds[i]);
+    for (int w = 0; w < 2; w++)
+        cr_assert(wait_until(loop_group_loop(g, w), no_conns, NULL), "worker %d conns left", w);
+    for (int w = 0; w < 2; w++)
+        out[w] = stats_of(loop_group_loop(g, w));
+    loop_group_free(g);
+    cr_assert_eq(out[0].accepted + out[1].accepted, CLIENTS);
+    cr_assert_eq(out[0].closed[CONN_CLOSE_PEER] + out[1].closed[CONN_CLOSE_PEER], CLIENTS);
+    cr_assert_eq(out[0].bytes_in + out[1].bytes_in, (uint64_t)CLIENTS * ROUNDS * MSG_SIZE);
+    cr_assert_eq(out[0].bytes_out + out[1].bytes_out, (uint64_t)CLIENTS * ROUNDS * MSG_SIZE);
+    cr_assert_gt(out[0].accepted, 0, "SO_REUSEPORT: worker 0 got no connection");
+    cr_assert_gt(out[1].accepted, 0, "SO_REUSEPORT: worker 1 got no connection");
+    cr_assert_eq(out[0].out_queued + out[1].out_queued, 0);
+}
+
+Test(conn, echoes_every_client_on_two_reuseport_workers)
+{
+    struct loop_stats s[2];
+    echo_run(0, s);
+}
+
+Test(conn, multishot_recv_needs_one_arm_per_connection)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    struct loop *probe = loop_new(&cfg);
+    cr_assert_not_null(probe);
+    unsigned feat = loop_features(probe);
+    loop_free(probe);
+    if (!(feat & LOOP_FEAT_MULTISHOT_RECV))
+        cr_skip_test("kernel without multishot recv / buffer rings");
+    struct loop_stats s[2];
+    echo_run(0, s);
+    /* ROUNDS messages per client but one multishot recv each (re-arms only after ENOBUFS) */
+    cr_assert_lt(s[0].recv_arms + s[1].recv_arms, (uint64_t)CLIENTS * ROUNDS);
+}
+
+Test(conn, echoes_in_single_shot_mode)
+{
+    struct loop_stats s[2];
+    echo_run(LOOP_CFG_F_NO_MULTISHOT, s);
+    cr_assert_geq(s[0].recv_arms + s[1].recv_arms, (uint64_t)CLIENTS * ROUNDS);
+}
+
+Test(conn, echoes_without_buffer_rings_through_poll)
+{
+    struct loop_stats s[2];
+    echo_run(LOOP_CFG_F_NO_BUFRING | LOOP_CFG_F_NO_MULTISHOT, s);
+    cr_assert_geq(s[0].recv_arms + s[1].recv_arms, (uint64_t)CLIENTS * ROUNDS);
+}
+
+Test(conn, single_shot_flag_turns_multishot_features_off)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.flags = LOOP_CFG_F_NO_MULTISHOT | LOOP_CFG_F_NO_BUFRING | LOOP_CFG_F_NO_MSG_RING;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    unsigned f = loop_features(loop);
+    cr_assert_eq(f & (LOOP_FEAT_MULTISHOT_ACCEPT | LOOP_FEAT_MULTISHOT_RECV | LOOP_FEAT_BUFRING |
+                      LOOP_FEAT_MSG_RING),
+                 0);
+    loop_free(loop);
+}
+
+/* ---- stale CQEs ---- */
+
+static atomic_uint last_open_id;
+
+static void record_open(struct conn *c)
+{
+    atomic_store(&last_open_id, conn_id(c));
+}
+
+static const struct conn_ops record_echo_ops = {.on_open = record_open, .on_data = echo_on_data};
+
+struct stale_probe {
+    uint32_t id;
+    bool live;
+};
+
+static void probe_id(struct loop *loop, void *arg)
+{
+    struct stale_probe *p = arg;
+    p->live = conn_get(loop, p->id) != NULL;
+}
+
+static void inject_stale_recv(struct loop *loop, void *arg)
+{
+    struct io_uring_sqe *sqe = loop__sqe(loop);
+    io_uring_prep_nop(sqe);
+    io_uring_sqe_set_data64(sqe, loop__ud(LOOP_OP_RECV, *(uint32_t *)arg));
+}
+
+static bool stale_seen(const struct loop_stats *s, void *arg)
+{
+    (void)arg;
+    return s->stale_cqes >= 1;
+}
+
+Test(conn, recognises_a_late_cqe_for_a_reused_slot_by_its_generation)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &record_echo_ops, NULL);
+    cr_assert_gt(port, 0);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+
+    int fd = client_connect(port);
+    char buf[8];
+    cr_assert(write_full(fd, "one", 3));
+    cr_assert_eq(read_full(fd, buf, 3), 3);
+    uint32_t old_id = atomic_load(&last_open_id);
+    close(fd);
+    cr_assert(wait_until(loop, no_conns, NULL));
+    struct stale_probe p = {.id = old_id};
+    run_on(loop, probe_id, &p);
+    cr_assert_not(p.live, "a freed conn must not be found by its id");
+
+    fd = client_connect(port);
+    cr_assert(write_full(fd, "two", 3));
+    cr_assert_eq(read_full(fd, buf, 3), 3);
+    uint32_t new_id = atomic_load(&last_open_id);
+    cr_assert_eq(new_id & CONN_SLOT_MASK, old_id & CONN_SLOT_MASK, "the slot is reused");
+    cr_assert_neq(new_id, old_id, "with a new generation");
+
+    run_on(loop, inject_stale_recv, &old_id);
+    cr_assert(wait_until(loop, stale_seen, NULL));
+    /* the new occupant of the slot is untouched by the stale CQE */
+    cr_assert(write_full(fd, "three", 5));
+    cr_assert_eq(read_full(fd, buf, 5), 5);
+    cr_assert_arr_eq(buf, "three", 5);
+    struct loop_stats s = stats_of(loop);
+    cr_assert_eq(s.stale_cqes, 1);
+    cr_assert_eq(s.conns_open, 1);
+    close(fd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+/* ---- backpressure ---- */
+
+static struct loop *bp_loop(const struct conn_ops *ops, int *port)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    cfg.out_cap = 256 * 1024;
+    cfg.out_high = 64 * 1024;
+    cfg.out_low = 16 * 1024;
+    cfg.sndbuf = 16 * 1024;
+    cfg.rcvbuf = 16 * 1024;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    struct sockaddr_in a = loopback4(0);
+    *port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), ops, NULL);
+    cr_assert_gt(*port, 0);
+    return loop;
+}
+
+Test(conn, stops_reading_from_a_client_that_never_reads_and_resumes_when_it_does)
+{
+    int port;
+    struct loop *loop = bp_loop(&echo_ops, &port);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fd = client_connect(port);
+    int small = 16 * 1024;
+    setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &small, sizeof(small));
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+
+    /* write until the server stops taking bytes (bounded: 16 MiB would mean no backpressure) */
+    char chunk[4096];
+    memset(chunk, 'x', sizeof(chunk));
+    size_t written = 0;
+    bool stalled = false;
+    while (written < 16u << 20 && !stalled) {
+        ssize_t w = write(fd, chunk, sizeof(chunk));
+        if (w > 0) {
+            written += (size_t)w;
+            continue;
+        }
+        cr_assert(w < 0 && errno == EAGAIN);
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        stalled = poll(&pfd, 1, 300) == 0;
+    }
+    cr_assert(stalled, "the server kept reading from a client that never reads");
+    struct loop_stats s = stats_of(loop);
+    cr_assert_geq(s.backpressure_pauses, 1);
+    cr_assert_leq(s.out_queued, 256 * 1024, "output queue over its cap");
+    cr_assert_eq(s.slow_closes, 0);
+    cr_assert_eq(s.conns_open, 1);
+
+    /* now read everything back: the server resumes and nothing is lost */
+    size_t got = 0;
+    char buf[65536];
+    for (int i = 0; i < 100000 && got < written; i++) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, WAIT_MS) != 1)
+            break;
+        ssize_t r = read(fd, buf, sizeof(buf));
+        if (r <= 0)
+            break;
+        got += (size_t)r;
+    }
+    cr_assert_eq(got, written);
+    s = stats_of(loop);
+    cr_assert_eq(s.bytes_in, written);
+    cr_assert_eq(s.bytes_out, written);
+    close(fd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+static void amplify_on_data(struct conn *c, const char *p, size_t n)
+{
+    struct iovec iov = {(void *)p, n};
+    for (int i = 0; i < 64; i++)
+        if (conn_send(c, &iov, 1) < 0)
+            return;
+}
+
+static const struct conn_ops amplify_ops = {.on_data = amplify_on_data};
+
+Test(conn, closes_a_slow_reader_at_the_output_cap)
+{
+    int port;
+    struct loop *loop = bp_loop(&amplify_ops, &port);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fd = client_connect(port);
+    char chunk[16384];
+    memset(chunk, 'y', sizeof(chunk));
+    cr_assert(write_full(fd, chunk, sizeof(chunk)));
+    cr_assert(wait_until(loop, no_conns, NULL));
+    cr_assert(peer_closed(fd));
+    struct loop_stats s = stats_of(loop);
+    cr_assert_eq(s.slow_closes, 1);
+    cr_assert_eq(s.closed[CONN_CLOSE_SLOW], 1);
+    cr_assert_eq(s.out_queued, 0, "the closed conn's queue was freed");
+    close(fd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+/* ---- caps ---- */
+
+static void caps_run(unsigned max_conns, unsigned per_source, struct loop_stats *out)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = max_conns;
+    cfg.max_conns_per_source = per_source;
+    struct loop *loop = loop_new(&cfg);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &echo_ops, NULL);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fds[3];
+    char buf[4];
+    for (int i = 0; i < 2; i++) {
+        fds[i] = client_connect(port);
+        cr_assert(write_full(fds[i], "ping", 4));
+        cr_assert_eq(read_full(fds[i], buf, 4), 4, "client %d within the cap", i);
+    }
+    fds[2] = client_connect(port);
+    cr_assert(peer_closed(fds[2]), "the client over the cap is closed at once");
+    for (int i = 0; i < 3; i++)
+        close(fds[i]);
+    /* slots are free again: a new client is served */
+    cr_assert(wait_until(loop, no_conns, NULL));
+    int fd = client_connect(port);
+    cr_assert(write_full(fd, "pong", 4));
+    cr_assert_eq(read_full(fd, buf, 4), 4);
+    close(fd);
+    *out = stats_of(loop);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+Test(conn, rejects_connections_over_the_worker_cap)
+{
+    struct loop_stats s;
+    caps_run(2, 0, &s);
+    cr_assert_eq(s.rejected_worker_cap, 1);
+    cr_assert_eq(s.accepted, 3);
+}
+
+Test(conn, rejects_connections_over_the_per_source_cap)
+{
+    struct loop_stats s;
+    caps_run(64, 2, &s);
+    cr_assert_eq(s.rejected_source_cap, 1);
+    cr_assert_eq(s.accepted, 3);
+}
+
+/* ---- outbound ---- */
+
+struct out_result {
+    atomic_int opened;
+    atomic_int closed;
+    atomic_int reason;
+    atomic_int err;
+    char got[16];
+    atomic_size_t ngot;
+};
+
+static void out_on_open(struct conn *c)
+{
+    struct out_result *r = conn_user(c);
+    atomic_store(&r->opened, 1);
+    struct iovec iov = {"ping", 4};
+    conn_send(c, &iov, 1);
+}
+
+static void out_on_data(struct conn *c, const char *p, size_t n)
+{
+    struct out_result *r = conn_user(c);
+    size_t have = atomic_load(&r->ngot);
+    size_t k = n < sizeof(r->got) - have ? n : sizeof(r->got) - have;
+    memcpy(r->got + have, p, k);
+    atomic_store(&r->ngot, have + k);
+}
+
+static void out_on_close(struct conn *c, enum conn_close_reason reason)
+{
+    struct out_result *r = conn_user(c);
+    atomic_store(&r->reason, (int)reason);
+    atomic_store(&r->err, conn_last_error(c));
+    atomic_store(&r->closed, 1);
+}
+
+static const struct conn_ops out_ops = {
+    .on_open = out_on_open, .on_data = out_on_data, .on_close = out_on_close};
+
+struct connect_req {
+    int port;
+    uint32_t timeout_ms;
+    struct out_result *r;
+    int ret;
+};
+
+static void do_connect(struct loop *loop, void *arg)
+{
+    struct connect_req *q = arg;
+    struct sockaddr_in a = loopback4(q->port);
+    q->ret =
+        loop_connect(loop, (struct sockaddr *)&a, sizeof(a), q->timeout_ms, &out_ops, q->r, NULL);
+}
+
+static bool flag_set(atomic_int *f)
+{
+    for (int i = 0; i < WAIT_MS / 5 && !atomic_load(f); i++)
+        usleep(5000);
+    return atomic_load(f);
+}
+
+static int plain_listener(int backlog, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = loopback4(0);
+    socklen_t l = sizeof(a);
+    cr_assert_eq(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(getsockname(fd, (struct sockaddr *)&a, &l), 0);
+    *port = ntohs(a.sin_port);
+    if (backlog >= 0)
+        cr_assert_eq(listen(fd, backlog), 0);
+    return fd;
+}
+
+Test(conn, connects_out_and_exchanges_bytes)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int port;
+    int lfd = plain_listener(8, &port);
+    struct out_result r = {0};
+    struct connect_req q = {.port = port, .timeout_ms = 2000, .r = &r};
+    run_on(loop, do_connect, &q);
+    cr_assert_eq(q.ret, 0);
+    struct timeval tv = {WAIT_MS / 1000, 0};
+    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int fd = accept(lfd, NULL, NULL);
+    cr_assert_geq(fd, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[4];
+    cr_assert_eq(read_full(fd, buf, 4), 4);
+    cr_assert_arr_eq(buf, "ping", 4);
+    cr_assert(write_full(fd, "pong", 4));
+    for (int i = 0; i < WAIT_MS / 5 && atomic_load(&r.ngot) < 4; i++)
+        usleep(5000);
+    cr_assert_eq(atomic_load(&r.ngot), 4);
+    cr_assert_arr_eq(r.got, "pong", 4);
+    cr_assert(atomic_load(&r.opened));
+    close(fd);
+    cr_assert(flag_set(&r.closed));
+    cr_assert_eq(atomic_load(&r.reason), CONN_CLOSE_PEER);
+    struct loop_stats s = stats_of(loop);
+    cr_assert_eq(s.connected, 1);
+    close(lfd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+Test(conn, reports_a_refused_connect)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int port;
+    int lfd = plain_listener(-1, &port); /* bound, not listening: connects are refused */
+    struct out_result r = {0};
+    struct connect_req q = {.port = port, .timeout_ms = 2000, .r = &r};
+    run_on(loop, do_connect, &q);
+    cr_assert_eq(q.ret, 0);
+    cr_assert(flag_set(&r.closed));
+    cr_assert_not(atomic_load(&r.opened));
+    cr_assert_eq(atomic_load(&r.reason), CONN_CLOSE_CONNECT_FAILED);
+    cr_assert_eq(atomic_load(&r.err), -ECONNREFUSED);
+    cr_assert(wait_until(loop, no_conns, NULL));
+    close(lfd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+Test(conn, times_out_a_connect_that_gets_no_answer)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    /* a listener with a full accept queue drops further SYNs: the connect hangs */
+    int port;
+    int lfd = plain_listener(0, &port);
+    int fill[4];
+    for (int i = 0; i < 4; i++) {
+        fill[i] = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        struct sockaddr_in a = loopback4(port);
+        connect(fill[i], (struct sockaddr *)&a, sizeof(a));
+    }
+    usleep(50000);
+    struct out_result r = {0};
+    struct connect_req q = {.port = port, .timeout_ms = 200, .r = &r};
+    run_on(loop, do_connect, &q);
+    cr_assert_eq(q.ret, 0);
+    cr_assert(flag_set(&r.closed));
+    cr_assert_not(atomic_load(&r.opened));
+    cr_assert_eq(atomic_load(&r.reason), CONN_CLOSE_CONNECT_TIMEOUT);
+    cr_assert_eq(atomic_load(&r.err), -ETIMEDOUT);
+    cr_assert(wait_until(loop, no_conns, NULL));
+    for (int i = 0; i < 4; i++)
+        close(fill[i]);
+    close(lfd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+struct adopt_req {
+    int fd;
+    int ret;
+};
+
+static void do_adopt(struct loop *loop, void *arg)
+{
+    struct adopt_req *q = arg;
+    q->ret = loop_adopt(loop, q->fd, &echo_ops, NULL, NULL);
+}
+
+Test(conn, adopts_a_socket_made_elsewhere)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int sv[2];
+    cr_assert_eq(socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv), 0);
+    struct timeval tv = {WAIT_MS / 1000, 0};
+    setsockopt(sv[1], SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct adopt_req q = {.fd = sv[0]};
+    run_on(loop, do_adopt, &q);
+    cr_assert_eq(q.ret, 0);
+    char buf[5];
+    cr_assert(write_full(sv[1], "redis", 5));
+    cr_assert_eq(read_full(sv[1], buf, 5), 5);
+    cr_assert_arr_eq(buf, "redis", 5);
+    close(sv[1]);
+    cr_assert(wait_until(loop, no_conns, NULL), "the adopted fd is closed with its conn");
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+Test(conn, keeps_an_idle_connection_small)
+{
+    /* net's whole per-connection state while idle is the slab entry: no buffers */
+    cr_assert_leq(sizeof(struct conn), 128);
+}
