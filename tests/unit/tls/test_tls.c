@@ -1,0 +1,568 @@
+// SPDX-License-Identifier: MIT
+// Tests for tls/: real OpenSSL handshakes between two in-memory tls_conns (server and mTLS
+// client) over a throwaway PKI made by scripts/make-pki.sh; diagnostics for each failure.
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls/tls.h"
+
+#define TLS12 0x0303
+
+static char pki[512];
+
+static void pki_init(void)
+{
+    snprintf(pki, sizeof(pki), "%s/tmp/tls-pki", SIPEDGE_BINARY_DIR);
+    char cmd[1400];
+    snprintf(cmd, sizeof(cmd), "'%s/scripts/make-pki.sh' '%s'", SIPEDGE_SOURCE_DIR, pki);
+    cr_assert_eq(system(cmd), 0, "make-pki.sh failed: %s", cmd);
+}
+
+static const char *f(const char *name)
+{
+    static char paths[16][600];
+    static int next;
+    char *p = paths[next++ % 16];
+    snprintf(p, sizeof(paths[0]), "%s/%s", pki, name);
+    return p;
+}
+
+static struct tls_ctx *server_ctx(const char *cert, const char *client_ca, bool require,
+                                  uint16_t maxv)
+{
+    char crt[64], key[64], err[256] = "";
+    snprintf(crt, sizeof(crt), "%s.crt", cert);
+    snprintf(key, sizeof(key), "%s.key", cert);
+    struct tls_server_opts o = {.cert_file = f(crt),
+                                .key_file = f(key),
+                                .client_ca_file = client_ca ? f(client_ca) : NULL,
+                                .require_client_cert = require,
+                                .max_version = maxv};
+    struct tls_ctx *ctx = NULL;
+    int rc = tls_server_ctx_new(&o, &ctx, err, sizeof(err));
+    cr_assert_eq(rc, 0, "server ctx: %d %s", rc, err);
+    return ctx;
+}
+
+static struct tls_ctx *client_ctx(const char *cert, const char *ca, uint16_t maxv)
+{
+    char crt[64], key[64], err[256] = "";
+    snprintf(crt, sizeof(crt), "%s.crt", cert ? cert : "");
+    snprintf(key, sizeof(key), "%s.key", cert ? cert : "");
+    struct tls_client_opts o = {.cert_file = cert ? f(crt) : NULL,
+                                .key_file = cert ? f(key) : NULL,
+                                .ca_file = f(ca),
+                                .max_version = maxv};
+    struct tls_ctx *ctx = NULL;
+    int rc = tls_client_ctx_new(&o, &ctx, err, sizeof(err));
+    cr_assert_eq(rc, 0, "client ctx: %d %s", rc, err);
+    return ctx;
+}
+
+/* Move `from`'s pending ciphertext to `to`, `step` bytes per feed (0: all at once). */
+static size_t pump(struct tls_conn *from, struct tls_conn *to, size_t step)
+{
+    struct slice s = tls_conn_out(from);
+    size_t n = s.len;
+    for (size_t off = 0; off < s.len;) {
+        size_t k = step && step < s.len - off ? step : s.len - off;
+        cr_assert_eq(tls_conn_feed(to, s.base + off, k), 0);
+        off += k;
+    }
+    tls_conn_out_consume(from, n);
+    return n;
+}
+
+struct pair {
+    struct tls_conn *c, *s;
+    int rc_c, rc_s;
+};
+
+/* Drive both handshakes to an end (success or failure), then let each side read once so that a
+ * late alert or TLS 1.3 session tickets are processed. */
+static void run(struct pair *p, size_t step)
+{
+    for (int i = 0; i < 64; i++) {
+        p->rc_c = tls_conn_handshake(p->c);
+        size_t moved = pump(p->c, p->s, step);
+        p->rc_s = tls_conn_handshake(p->s);
+        moved += pump(p->s, p->c, step);
+        if (moved == 0 && p->rc_c != TLS_WANT_INPUT && p->rc_s != TLS_WANT_INPUT)
+            break;
+        if (moved == 0 && (p->rc_c < 0 && p->rc_c != TLS_WANT_INPUT))
+            break;
+        if (moved == 0 && (p->rc_s < 0 && p->rc_s != TLS_WANT_INPUT))
+            break;
+    }
+    char buf[64];
+    for (int i = 0; i < 4; i++) {
+        ssize_t r = tls_conn_read(p->c, buf, sizeof(buf));
+        if (r < 0 && r != TLS_WANT_INPUT)
+            p->rc_c = (int)r;
+        pump(p->c, p->s, step);
+        r = tls_conn_read(p->s, buf, sizeof(buf));
+        if (r < 0 && r != TLS_WANT_INPUT)
+            p->rc_s = (int)r;
+        pump(p->s, p->c, step);
+    }
+}
+
+static struct pair connect_pair(struct tls_ctx *sctx, struct tls_ctx *cctx, struct tls_peer *peer,
+                                size_t step)
+{
+    struct pair p = {.c = tls_conn_new_client(cctx, peer), .s = tls_conn_new_server(sctx)};
+    cr_assert_not_null(p.c);
+    cr_assert_not_null(p.s);
+    run(&p, step);
+    return p;
+}
+
+static void free_pair(struct pair *p)
+{
+    tls_conn_free(p->c);
+    tls_conn_free(p->s);
+}
+
+/* Write `len` bytes of a pattern from `a` as `nslices` slices, read them on `b`. */
+static void transfer(struct tls_conn *a, struct tls_conn *b, size_t len, int nslices, size_t step)
+{
+    char *src = malloc(len), *dst = malloc(len + 1);
+    for (size_t i = 0; i < len; i++)
+        src[i] = (char)(i * 7 + i / 251);
+    struct iovec iov[64];
+    cr_assert(nslices > 0 && nslices <= 64);
+    size_t off = 0;
+    for (int i = 0; i < nslices; i++) {
+        size_t n = i == nslices - 1 ? len - off : (len / nslices) + (size_t)(i % 3) - 1;
+        if (n > len - off)
+            n = len - off;
+        iov[i] = (struct iovec){src + off, n};
+        off += n;
+    }
+    cr_assert_eq(tls_conn_writev(a, iov, nslices), (ssize_t)len);
+    /* Move the ciphertext in receive-sized pieces, reading as a socket owner would. */
+    size_t got = 0;
+    for (int i = 0; i < 100000 && got < len; i++) {
+        struct slice s = tls_conn_out(a);
+        size_t k = s.len < 16384 ? s.len : 16384;
+        for (size_t o = 0; o < k;) {
+            size_t n = step && step < k - o ? step : k - o;
+            cr_assert_eq(tls_conn_feed(b, s.base + o, n), 0);
+            o += n;
+        }
+        tls_conn_out_consume(a, k);
+        for (;;) {
+            ssize_t r = tls_conn_read(b, dst + got, len + 1 - got);
+            if (r == TLS_WANT_INPUT)
+                break;
+            cr_assert_gt(r, 0, "read: %zd", r);
+            got += (size_t)r;
+        }
+        if (k == 0)
+            break;
+    }
+    cr_assert_eq(got, len);
+    cr_assert(memcmp(src, dst, len) == 0, "plaintext differs");
+    free(src);
+    free(dst);
+}
+
+static struct tls_ctx *sctx, *cctx;
+static struct tls_peer peer;
+
+static void setup_mtls(void)
+{
+    pki_init();
+    sctx = server_ctx("ucm", "ca.crt", true, 0);
+    cctx = client_ctx("client", "ucm-ca.crt", 0);
+    cr_assert_eq(tls_peer_init(&peer, "ucm1.example.test"), 0);
+}
+
+static void teardown_mtls(void)
+{
+    tls_peer_deinit(&peer);
+    tls_ctx_unref(sctx);
+    tls_ctx_unref(cctx);
+}
+
+static void expect_diag(struct tls_conn *c, enum tls_cause cause, const char *needle)
+{
+    struct tls_diag d;
+    cr_assert_eq(tls_conn_diag(c, &d), cause, "cause %s, want %s (detail: %s)",
+                 tls_cause_name(d.cause), tls_cause_name(cause), d.detail);
+    char line[2048];
+    cr_assert_gt(tls_diag_format(&d, "ucm1.example.test:5091", line, sizeof(line)), 0);
+    cr_assert_not_null(strstr(line, tls_cause_name(cause)), "%s", line);
+    if (needle)
+        cr_assert_not_null(strstr(line, needle), "'%s' not in: %s", needle, line);
+}
+
+TestSuite(tls, .init = setup_mtls, .fini = teardown_mtls, .timeout = 60);
+
+Test(tls, completes_mutual_tls_13_and_moves_data_both_ways)
+{
+    struct pair p = connect_pair(sctx, cctx, &peer, 0);
+    cr_assert_eq(p.rc_c, 0);
+    cr_assert_eq(p.rc_s, 0);
+    cr_assert(tls_conn_established(p.c) && tls_conn_established(p.s));
+    cr_assert_str_eq(tls_conn_version(p.c), "TLSv1.3");
+    cr_assert_not(tls_conn_resumed(p.c));
+    transfer(p.c, p.s, 1000, 3, 0);
+    transfer(p.s, p.c, 5000, 7, 0);
+    struct tls_diag d;
+    cr_assert_eq(tls_conn_diag(p.c, &d), TLS_CAUSE_NONE);
+    free_pair(&p);
+}
+
+Test(tls, completes_tls_12_with_an_ecdhe_gcm_suite)
+{
+    struct tls_ctx *c12 = client_ctx("client", "ucm-ca.crt", TLS12);
+    struct pair p = connect_pair(sctx, c12, &peer, 0);
+    cr_assert_eq(p.rc_c, 0);
+    cr_assert_eq(p.rc_s, 0);
+    cr_assert_str_eq(tls_conn_version(p.s), "TLSv1.2");
+    cr_assert_not_null(strstr(tls_conn_cipher(p.s), "ECDHE-ECDSA-AES128-GCM"), "%s",
+                       tls_conn_cipher(p.s));
+    transfer(p.s, p.c, 70000, 9, 0);
+    free_pair(&p);
+    tls_ctx_unref(c12);
+}
+
+Test(tls, encrypts_a_large_gather_write_without_losing_a_byte)
+{
+    struct pair p = connect_pair(sctx, cctx, &peer, 0);
+    cr_assert_eq(p.rc_c, 0);
+    /* 64 slices, some larger than a record, crossing the 16 KiB chunk boundaries. */
+    transfer(p.c, p.s, 300000, 64, 0);
+    transfer(p.s, p.c, 16384 * 3, 2, 0);
+    transfer(p.s, p.c, 1, 1, 0);
+    free_pair(&p);
+}
+
+Test(tls, survives_one_byte_feeds_in_handshake_and_data)
+{
+    struct pair p = connect_pair(sctx, cctx, &peer, 1);
+    cr_assert_eq(p.rc_c, 0);
+    cr_assert_eq(p.rc_s, 0);
+    transfer(p.c, p.s, 3000, 5, 1);
+    transfer(p.s, p.c, 20000, 5, 1);
+    free_pair(&p);
+}
+
+Test(tls, reports_missing_client_certificate_on_both_sides)
+{
+    struct tls_ctx *anon = client_ctx(NULL, "ucm-ca.crt", 0);
+    struct pair p = connect_pair(sctx, anon, &peer, 0);
+    cr_assert_eq(p.rc_s, -EPROTO);
+    cr_assert_eq(p.rc_c, -EPROTO);
+    expect_diag(p.s, TLS_CAUSE_PEER_NO_CERTIFICATE, "require_client_cert");
+    expect_diag(p.c, TLS_CAUSE_ALERT_CERTIFICATE_REQUIRED, "upstream cert_file");
+    free_pair(&p);
+    tls_ctx_unref(anon);
+
+    anon = client_ctx(NULL, "ucm-ca.crt", TLS12);
+    p = connect_pair(sctx, anon, &peer, 0);
+    expect_diag(p.s, TLS_CAUSE_PEER_NO_CERTIFICATE, NULL);
+    expect_diag(p.c, TLS_CAUSE_ALERT_HANDSHAKE_FAILURE, NULL);
+    free_pair(&p);
+    tls_ctx_unref(anon);
+}
+
+Test(tls, tells_the_client_unknown_ca_when_its_certificate_is_from_an_untrusted_ca)
+{
+    for (int v = 0; v < 2; v++) {
+        struct tls_ctx *bad = client_ctx("untrusted", "ucm-ca.crt", v ? TLS12 : 0);
+        struct pair p = connect_pair(sctx, bad, &peer, 0);
+        cr_assert_eq(p.rc_c, -EPROTO);
+        cr_assert_eq(p.rc_s, -EPROTO);
+        expect_diag(p.c, TLS_CAUSE_ALERT_UNKNOWN_CA, "tomcat-trust");
+        expect_diag(p.c, TLS_CAUSE_ALERT_UNKNOWN_CA, "Device > Expressway-C");
+        expect_diag(p.s, TLS_CAUSE_PEER_UNTRUSTED_ISSUER, "untrusted test CA");
+        struct tls_diag d;
+        tls_conn_diag(p.c, &d);
+        cr_assert(d.alert_from_peer);
+        cr_assert_eq(d.alert, 48);
+        free_pair(&p);
+        tls_ctx_unref(bad);
+    }
+}
+
+Test(tls, names_expected_and_actual_names_on_a_hostname_mismatch)
+{
+    struct tls_peer other;
+    cr_assert_eq(tls_peer_init(&other, "ucm9.example.test"), 0);
+    struct pair p = connect_pair(sctx, cctx, &other, 0);
+    cr_assert_eq(p.rc_c, -EPROTO);
+    expect_diag(p.c, TLS_CAUSE_PEER_HOSTNAME_MISMATCH, "expected=ucm9.example.test");
+    expect_diag(p.c, TLS_CAUSE_PEER_HOSTNAME_MISMATCH, "DNS:ucm1.example.test");
+    cr_assert_neq(p.rc_s, 0);
+    free_pair(&p);
+    tls_peer_deinit(&other);
+}
+
+Test(tls, checks_ip_literals_against_ip_sans)
+{
+    struct tls_peer ip;
+    cr_assert_eq(tls_peer_init(&ip, "127.0.0.1"), 0);
+    cr_assert(ip.name_is_ip);
+    struct pair p = connect_pair(sctx, cctx, &ip, 0);
+    cr_assert_eq(p.rc_c, 0);
+    free_pair(&p);
+    tls_peer_deinit(&ip);
+
+    cr_assert_eq(tls_peer_init(&ip, "127.0.0.2"), 0);
+    p = connect_pair(sctx, cctx, &ip, 0);
+    expect_diag(p.c, TLS_CAUSE_PEER_HOSTNAME_MISMATCH, "IP:127.0.0.1");
+    free_pair(&p);
+    tls_peer_deinit(&ip);
+}
+
+Test(tls, does_not_accept_a_name_found_only_in_the_subject_cn)
+{
+    /* client.crt has CN=SAN=edge.example.test; the server cert's CN is ucm1 but SANs decide. */
+    struct tls_ctx *s = server_ctx("client", NULL, false, 0);
+    struct tls_ctx *c = client_ctx(NULL, "ca.crt", 0);
+    struct tls_peer cnonly;
+    cr_assert_eq(tls_peer_init(&cnonly, "edge.example.test"), 0);
+    struct pair p = connect_pair(s, c, &cnonly, 0);
+    /* client.crt is clientAuth only: a server using it fails the purpose check, not the name. */
+    cr_assert_eq(p.rc_c, -EPROTO);
+    free_pair(&p);
+    tls_peer_deinit(&cnonly);
+    tls_ctx_unref(s);
+    tls_ctx_unref(c);
+}
+
+Test(tls, reports_an_untrusted_server_issuer_with_its_name)
+{
+    struct tls_ctx *s = server_ctx("untrusted", NULL, false, 0);
+    struct pair p = connect_pair(s, cctx, &peer, 0);
+    cr_assert_eq(p.rc_c, -EPROTO);
+    expect_diag(p.c, TLS_CAUSE_PEER_UNTRUSTED_ISSUER, "untrusted test CA");
+    expect_diag(p.c, TLS_CAUSE_PEER_UNTRUSTED_ISSUER, "ca_file");
+    expect_diag(p.s, TLS_CAUSE_ALERT_UNKNOWN_CA, NULL);
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+Test(tls, reports_an_expired_server_certificate_with_its_dates)
+{
+    struct tls_ctx *s = server_ctx("expired", NULL, false, 0);
+    struct pair p = connect_pair(s, cctx, &peer, 0);
+    cr_assert_eq(p.rc_c, -EPROTO);
+    expect_diag(p.c, TLS_CAUSE_PEER_EXPIRED, "notAfter=2020-02-01");
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+Test(tls, reports_a_self_signed_server_certificate)
+{
+    struct tls_ctx *s = server_ctx("selfsigned", NULL, false, 0);
+    struct pair p = connect_pair(s, cctx, &peer, 0);
+    expect_diag(p.c, TLS_CAUSE_PEER_SELF_SIGNED, "self-signed");
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+static void check_resumption(uint16_t maxv)
+{
+    struct tls_ctx *c = client_ctx("client", "ucm-ca.crt", maxv);
+    struct tls_peer node;
+    cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
+    struct pair p = connect_pair(sctx, c, &node, 0);
+    cr_assert_eq(p.rc_c, 0);
+    cr_assert_not(tls_conn_resumed(p.c));
+    cr_assert_not_null(node.session, "no session kept after the first handshake");
+    free_pair(&p);
+
+    p = connect_pair(sctx, c, &node, 0);
+    cr_assert_eq(p.rc_c, 0);
+    cr_assert_eq(p.rc_s, 0);
+    cr_assert(tls_conn_resumed(p.c), "client did not resume (%s)", tls_conn_version(p.c));
+    cr_assert(tls_conn_resumed(p.s), "server did not resume");
+    transfer(p.c, p.s, 500, 2, 0);
+    free_pair(&p);
+    tls_peer_deinit(&node);
+    tls_ctx_unref(c);
+}
+
+Test(tls, resumes_the_kept_session_with_tls_13)
+{
+    check_resumption(0);
+}
+
+Test(tls, resumes_the_kept_session_with_tls_12)
+{
+    check_resumption(TLS12);
+}
+
+Test(tls, swaps_in_a_reloaded_context_while_old_connections_keep_theirs)
+{
+    struct tls_ctx *slot = tls_ctx_ref(sctx);
+    struct pair old = connect_pair(slot, cctx, &peer, 0);
+    cr_assert_eq(old.rc_c, 0);
+
+    struct tls_ctx *next = server_ctx("untrusted", NULL, false, 0);
+    tls_ctx_swap(&slot, next);
+    /* The new context presents the untrusted certificate: a new connection fails... */
+    struct tls_peer fresh;
+    cr_assert_eq(tls_peer_init(&fresh, "ucm1.example.test"), 0);
+    struct pair p = connect_pair(slot, cctx, &fresh, 0);
+    expect_diag(p.c, TLS_CAUSE_PEER_UNTRUSTED_ISSUER, NULL);
+    free_pair(&p);
+    tls_peer_deinit(&fresh);
+    /* ...while the old connection still works on the old one. */
+    transfer(old.c, old.s, 4000, 4, 0);
+    transfer(old.s, old.c, 4000, 4, 0);
+    free_pair(&old);
+    tls_ctx_unref(slot);
+}
+
+Test(tls, drops_a_kept_session_made_with_an_older_client_context)
+{
+    struct pair p = connect_pair(sctx, cctx, &peer, 0);
+    cr_assert_not_null(peer.session);
+    free_pair(&p);
+    struct tls_ctx *reloaded = client_ctx("client", "ucm-ca.crt", 0);
+    p = connect_pair(sctx, reloaded, &peer, 0);
+    cr_assert_eq(p.rc_c, 0);
+    cr_assert_not(tls_conn_resumed(p.c));
+    free_pair(&p);
+    tls_ctx_unref(reloaded);
+}
+
+Test(tls, delivers_close_notify_as_end_of_stream)
+{
+    struct pair p = connect_pair(sctx, cctx, &peer, 0);
+    cr_assert_eq(tls_conn_shutdown(p.c), 0);
+    cr_assert_gt(tls_conn_out_len(p.c), 0);
+    cr_assert_eq(tls_conn_shutdown(p.c), 0);
+    pump(p.c, p.s, 0);
+    char buf[16];
+    cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), 0);
+    cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), 0);
+    struct iovec iov = {"x", 1};
+    cr_assert_eq(tls_conn_writev(p.c, &iov, 1), -ENOTCONN);
+    free_pair(&p);
+}
+
+Test(tls, fails_on_garbage_input_without_crashing)
+{
+    struct tls_conn *s = tls_conn_new_server(sctx);
+    const char junk[] = "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/TCP x\r\n\r\n";
+    cr_assert_eq(tls_conn_feed(s, junk, sizeof(junk) - 1), 0);
+    cr_assert_eq(tls_conn_handshake(s), -EPROTO);
+    char buf[32];
+    cr_assert_eq(tls_conn_read(s, buf, sizeof(buf)), -EPROTO);
+    expect_diag(s, TLS_CAUSE_PROTOCOL_ERROR, "not speaking TLS");
+    tls_conn_free(s);
+
+    /* Random bytes in random sizes, on the server and on a client. */
+    srand(42);
+    for (int round = 0; round < 50; round++) {
+        struct tls_conn *c =
+            round % 2 ? tls_conn_new_server(sctx) : tls_conn_new_client(cctx, &peer);
+        tls_conn_handshake(c);
+        tls_conn_out_consume(c, tls_conn_out_len(c));
+        for (int i = 0; i < 8; i++) {
+            unsigned char rnd[300];
+            size_t n = (size_t)(rand() % (int)sizeof(rnd)) + 1;
+            for (size_t k = 0; k < n; k++)
+                rnd[k] = (unsigned char)rand();
+            if (i == 0 && round % 4 == 1)
+                memcpy(rnd, "\x16\x03\x01\x00\xff\x01", 6); /* a plausible record start */
+            if (tls_conn_feed(c, rnd, n) < 0)
+                break;
+            int rc = tls_conn_handshake(c);
+            cr_assert(rc == TLS_WANT_INPUT || rc == -EPROTO, "rc %d", rc);
+            if (rc == -EPROTO)
+                break;
+        }
+        tls_conn_free(c);
+    }
+}
+
+Test(tls, records_caller_signalled_timeout_and_peer_close)
+{
+    struct tls_conn *c = tls_conn_new_client(cctx, &peer);
+    cr_assert_eq(tls_conn_handshake(c), TLS_WANT_INPUT);
+    cr_assert_gt(tls_conn_out_len(c), 0, "no ClientHello produced");
+    tls_conn_abort(c, TLS_CAUSE_TIMEOUT);
+    tls_conn_abort(c, TLS_CAUSE_PEER_CLOSED); /* the first cause stays */
+    cr_assert_eq(tls_conn_handshake(c), -EPROTO);
+    expect_diag(c, TLS_CAUSE_TIMEOUT, "expected=ucm1.example.test");
+    tls_conn_free(c);
+
+    struct tls_conn *s = tls_conn_new_server(sctx);
+    tls_conn_abort(s, TLS_CAUSE_PEER_CLOSED);
+    struct tls_diag d;
+    cr_assert_eq(tls_conn_diag(s, &d), TLS_CAUSE_PEER_CLOSED);
+    cr_assert_eq(d.side, TLS_SIDE_SERVER);
+    tls_conn_free(s);
+}
+
+Test(tls, lists_the_client_certificate_names_for_the_ucm_admin)
+{
+    char buf[256];
+    int n = tls_ctx_cert_names(cctx, buf, sizeof(buf));
+    cr_assert_gt(n, 0);
+    cr_assert_str_eq(buf, "CN=edge.example.test SAN=DNS:edge.example.test");
+    n = tls_ctx_cert_names(sctx, buf, sizeof(buf));
+    cr_assert_not_null(strstr(buf, "DNS:ucm2.example.test"), "%s", buf);
+    cr_assert_not_null(strstr(buf, "IP:127.0.0.1"), "%s", buf);
+    cr_assert_eq(tls_ctx_cert_names(cctx, buf, 0), -EINVAL);
+    cr_assert_eq(tls_ctx_cert_names(cctx, buf, 8), 7); /* truncated, NUL-terminated */
+    cr_assert_str_eq(buf, "CN=edge");
+}
+
+Test(tls, refuses_bad_files_with_a_reason)
+{
+    char err[256];
+    struct tls_ctx *ctx = (struct tls_ctx *)1;
+    struct tls_server_opts o = {.cert_file = f("nope.crt"), .key_file = f("server.key")};
+    cr_assert_eq(tls_server_ctx_new(&o, &ctx, err, sizeof(err)), -ENOENT);
+    cr_assert_null(ctx);
+    cr_assert_not_null(strstr(err, "nope.crt"), "%s", err);
+    o.cert_file = f("server.crt");
+    o.key_file = f("client.key");
+    cr_assert_eq(tls_server_ctx_new(&o, &ctx, err, sizeof(err)), -EINVAL);
+    cr_assert_not_null(strstr(err, "does not match"), "%s", err);
+    o.key_file = f("server.key");
+    o.ciphers = "NOT-A-CIPHER";
+    cr_assert_eq(tls_server_ctx_new(&o, &ctx, err, sizeof(err)), -EINVAL);
+    struct tls_client_opts co = {.ca_file = NULL};
+    cr_assert_eq(tls_client_ctx_new(&co, &ctx, err, sizeof(err)), -EINVAL);
+    cr_assert_null(tls_conn_new_client(sctx, &peer), "a server context must not make clients");
+    cr_assert_null(tls_conn_new_server(cctx));
+}
+
+Test(tls, rejects_a_feed_beyond_the_input_cap)
+{
+    struct tls_conn *s = tls_conn_new_server(sctx);
+    static char big[TLS_IN_MAX];
+    cr_assert_eq(tls_conn_feed(s, big, sizeof(big)), 0);
+    cr_assert_eq(tls_conn_feed(s, big, 1), -ENOBUFS);
+    tls_conn_free(s);
+}
+
+Test(tls, keeps_no_ciphertext_buffer_on_an_idle_connection)
+{
+    struct pair p = connect_pair(sctx, cctx, &peer, 0);
+    transfer(p.c, p.s, 2000, 2, 0);
+    cr_assert_eq(tls_conn_out_len(p.c), 0);
+    cr_assert_eq(tls_conn_out(p.s).base, NULL);
+    free_pair(&p);
+}
+
+Test(tls, names_every_cause_and_fix)
+{
+    for (int i = 0; i < TLS_CAUSE_COUNT; i++) {
+        cr_assert_neq(strcmp(tls_cause_name(i), "?"), 0);
+        cr_assert_not_null(tls_cause_fix(i, TLS_SIDE_SERVER), "fix %d", i);
+        cr_assert_not_null(tls_cause_fix(i, TLS_SIDE_CLIENT), "fix %d", i);
+    }
+    cr_assert_str_eq(tls_cause_name(TLS_CAUSE_ALERT_UNKNOWN_CA), "unknown_ca");
+    cr_assert_str_eq(tls_cause_name(TLS_CAUSE_COUNT), "?");
+}

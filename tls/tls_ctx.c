@@ -1,0 +1,281 @@
+// SPDX-License-Identifier: MIT
+// tls: server and mTLS client contexts (built from PEM files, refcounted for reload), upstream
+// peers with their kept session, and the certificate-name listing logged at start.
+#include <arpa/inet.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/err.h>
+#include <openssl/x509v3.h>
+
+#include "tls/tls_priv.h"
+
+#define TLS_DEFAULT_CIPHERS                                                                        \
+    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
+    "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
+    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS_DEFAULT_CACHE   4096u
+#define TLS_DEFAULT_TIMEOUT 7200u
+
+static const unsigned char sid_ctx[] = "sipedge";
+static atomic_uint_fast64_t ctx_gen;
+
+static void set_err(char *err, size_t errlen, const char *what, const char *file)
+{
+    if (err == NULL || errlen == 0)
+        return;
+    unsigned long e = ERR_peek_last_error();
+    char reason[160] = "";
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    snprintf(err, errlen, "%s%s%s%s%s", what, file ? " " : "", file ? file : "", e ? ": " : "",
+             reason);
+}
+
+/* A missing file reads as -ENOENT, anything else that failed while loading as -EINVAL. */
+static int file_check(const char *file, const char *what, char *err, size_t errlen)
+{
+    if (file == NULL || *file == '\0') {
+        if (err && errlen)
+            snprintf(err, errlen, "%s: no file configured", what);
+        return -EINVAL;
+    }
+    if (access(file, R_OK) != 0) {
+        int e = errno;
+        if (err && errlen)
+            snprintf(err, errlen, "%s %s: %s", what, file, strerror(e));
+        return -ENOENT;
+    }
+    return 0;
+}
+
+static int ctx_common(SSL_CTX *sc, const char *ciphers, const char *suites, uint16_t max_version,
+                      char *err, size_t errlen)
+{
+    if (!SSL_CTX_set_min_proto_version(sc, TLS1_2_VERSION) ||
+        (max_version && !SSL_CTX_set_max_proto_version(sc, max_version))) {
+        set_err(err, errlen, "cannot set minimum TLS version", NULL);
+        return -EINVAL;
+    }
+    if (!SSL_CTX_set_cipher_list(sc, ciphers ? ciphers : TLS_DEFAULT_CIPHERS)) {
+        set_err(err, errlen, "bad TLS 1.2 cipher list", ciphers);
+        return -EINVAL;
+    }
+    if (suites && !SSL_CTX_set_ciphersuites(sc, suites)) {
+        set_err(err, errlen, "bad TLS 1.3 cipher suites", suites);
+        return -EINVAL;
+    }
+    SSL_CTX_set_options(sc, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                SSL_OP_CIPHER_SERVER_PREFERENCE);
+    /* RELEASE_BUFFERS: the 16 KiB record buffers live only while a record is in flight. */
+    SSL_CTX_set_mode(sc, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                             SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return 0;
+}
+
+static int load_cert_key(SSL_CTX *sc, const char *cert, const char *key, char *err, size_t errlen)
+{
+    int rc;
+    if ((rc = file_check(cert, "certificate", err, errlen)) < 0 ||
+        (rc = file_check(key, "private key", err, errlen)) < 0)
+        return rc;
+    if (SSL_CTX_use_certificate_chain_file(sc, cert) != 1) {
+        set_err(err, errlen, "cannot load certificate chain", cert);
+        return -EINVAL;
+    }
+    if (SSL_CTX_use_PrivateKey_file(sc, key, SSL_FILETYPE_PEM) != 1) {
+        if (ERR_GET_REASON(ERR_peek_last_error()) == X509_R_KEY_VALUES_MISMATCH)
+            set_err(err, errlen, "private key does not match certificate", key);
+        else
+            set_err(err, errlen, "cannot load private key", key);
+        return -EINVAL;
+    }
+    if (SSL_CTX_check_private_key(sc) != 1) {
+        set_err(err, errlen, "private key does not match certificate", cert);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static int load_ca(SSL_CTX *sc, const char *ca, char *err, size_t errlen)
+{
+    int rc = file_check(ca, "CA bundle", err, errlen);
+    if (rc < 0)
+        return rc;
+    if (SSL_CTX_load_verify_locations(sc, ca, NULL) != 1) {
+        set_err(err, errlen, "cannot load CA bundle", ca);
+        return -EINVAL;
+    }
+    return 0;
+}
+
+static struct tls_ctx *wrap(SSL_CTX *sc, enum tls_side side)
+{
+    struct tls_ctx *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        return NULL;
+    ctx->ssl_ctx = sc;
+    ctx->side = side;
+    atomic_init(&ctx->refs, 1);
+    ctx->gen = atomic_fetch_add(&ctx_gen, 1) + 1;
+    return ctx;
+}
+
+int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    ERR_clear_error();
+    SSL_CTX *sc = SSL_CTX_new(TLS_server_method());
+    if (sc == NULL) {
+        set_err(err, errlen, "SSL_CTX_new failed", NULL);
+        return -ENOMEM;
+    }
+    int rc = ctx_common(sc, o->ciphers, o->ciphersuites, o->max_version, err, errlen);
+    if (rc == 0)
+        rc = load_cert_key(sc, o->cert_file, o->key_file, err, errlen);
+    if (rc == 0 && o->client_ca_file) {
+        rc = load_ca(sc, o->client_ca_file, err, errlen);
+        if (rc == 0) {
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca_file);
+            if (names)
+                SSL_CTX_set_client_CA_list(sc, names);
+            int mode = SSL_VERIFY_PEER;
+            if (o->require_client_cert)
+                mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
+            SSL_CTX_set_verify(sc, mode, NULL);
+        }
+    }
+    if (rc == 0) {
+        /* Stateless tickets for TLS 1.2 and 1.3 (the default); the cache serves clients that
+         * resume by session id. The ticket key is random per context: a reload rotates it. */
+        SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_SERVER);
+        SSL_CTX_sess_set_cache_size(sc, o->session_cache_size ? o->session_cache_size
+                                                              : TLS_DEFAULT_CACHE);
+        SSL_CTX_set_timeout(sc, o->session_timeout_s ? o->session_timeout_s : TLS_DEFAULT_TIMEOUT);
+        SSL_CTX_set_session_id_context(sc, sid_ctx, sizeof(sid_ctx) - 1);
+        /* One ticket per handshake is enough for a client that keeps one connection. */
+        SSL_CTX_set_num_tickets(sc, 1);
+    }
+    if (rc == 0 && (*out = wrap(sc, TLS_SIDE_SERVER)) == NULL)
+        rc = -ENOMEM;
+    if (rc < 0)
+        SSL_CTX_free(sc);
+    ERR_clear_error();
+    return rc;
+}
+
+static int on_new_session(SSL *ssl, SSL_SESSION *sess);
+
+int tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    ERR_clear_error();
+    SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
+    if (sc == NULL) {
+        set_err(err, errlen, "SSL_CTX_new failed", NULL);
+        return -ENOMEM;
+    }
+    int rc = ctx_common(sc, o->ciphers, o->ciphersuites, o->max_version, err, errlen);
+    if (rc == 0 && (o->cert_file || o->key_file))
+        rc = load_cert_key(sc, o->cert_file, o->key_file, err, errlen);
+    if (rc == 0)
+        rc = load_ca(sc, o->ca_file, err, errlen);
+    if (rc == 0) {
+        SSL_CTX_set_verify(sc, SSL_VERIFY_PEER, NULL);
+        /* The client keeps sessions itself (one per upstream node, struct tls_peer): no internal
+         * cache, but the new-session callback sees every session, including TLS 1.3 tickets. */
+        SSL_CTX_set_session_cache_mode(sc,
+                                       SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+        SSL_CTX_sess_set_new_cb(sc, on_new_session);
+    }
+    if (rc == 0 && (*out = wrap(sc, TLS_SIDE_CLIENT)) == NULL)
+        rc = -ENOMEM;
+    if (rc < 0)
+        SSL_CTX_free(sc);
+    ERR_clear_error();
+    return rc;
+}
+
+struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx)
+{
+    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+    return ctx;
+}
+
+void tls_ctx_unref(struct tls_ctx *ctx)
+{
+    if (ctx == NULL)
+        return;
+    if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1) {
+        SSL_CTX_free(ctx->ssl_ctx);
+        free(ctx);
+    }
+}
+
+void tls_ctx_swap(struct tls_ctx **slot, struct tls_ctx *next)
+{
+    struct tls_ctx *old = *slot;
+    *slot = next;
+    tls_ctx_unref(old);
+}
+
+enum tls_side tls_ctx_side(const struct tls_ctx *ctx)
+{
+    return ctx->side;
+}
+
+int tls_ctx_cert_names(const struct tls_ctx *ctx, char *buf, size_t cap)
+{
+    if (buf == NULL || cap == 0)
+        return -EINVAL;
+    buf[0] = '\0';
+    X509 *x = SSL_CTX_get0_certificate(ctx->ssl_ctx);
+    if (x == NULL)
+        return -ENOENT;
+    size_t pos = 0;
+    tls__append_names(buf, cap, &pos, x);
+    return (int)pos;
+}
+
+/* ---- peers ---- */
+
+int tls_peer_init(struct tls_peer *peer, const char *name)
+{
+    memset(peer, 0, sizeof(*peer));
+    size_t n = name ? strlen(name) : 0;
+    if (n == 0 || n >= sizeof(peer->name))
+        return -EINVAL;
+    memcpy(peer->name, name, n + 1);
+    unsigned char addr[16];
+    peer->name_is_ip = inet_pton(AF_INET, name, addr) == 1 || inet_pton(AF_INET6, name, addr) == 1;
+    return 0;
+}
+
+void tls_peer_forget_session(struct tls_peer *peer)
+{
+    SSL_SESSION_free(peer->session);
+    peer->session = NULL;
+    peer->session_gen = 0;
+}
+
+void tls_peer_deinit(struct tls_peer *peer)
+{
+    tls_peer_forget_session(peer);
+}
+
+/* Every session the server hands us (after a TLS 1.2 handshake, or as a TLS 1.3 ticket after it)
+ * replaces the one kept for the node. Returning 1 keeps our reference. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct tls_conn *c = SSL_get_app_data(ssl);
+    if (c == NULL || c->peer == NULL || !SSL_SESSION_is_resumable(sess))
+        return 0;
+    tls_peer_forget_session(c->peer);
+    c->peer->session = sess;
+    c->peer->session_gen = c->ctx->gen;
+    return 1;
+}
