@@ -520,6 +520,12 @@ void cache_redis_fd_io(struct cache_redis *r, short revents, int64_t now_ms)
         fd_drop(r, now_ms); /* callbacks may have queued commands */
 }
 
+void cache_redis_fd_flush(struct cache_redis *r, int64_t now_ms)
+{
+    if (r->fd >= 0 && r->conn == CACHE_REDIS_UP && !fd_send(r))
+        fd_drop(r, now_ms);
+}
+
 int64_t cache_redis_fd_tick(struct cache_redis *r, int64_t now_ms)
 {
     int64_t next = cache_redis_tick(r, now_ms);

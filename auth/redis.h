@@ -138,6 +138,10 @@ short cache_redis_fd_events(const struct cache_redis *r);
  */
 void cache_redis_fd_io(struct cache_redis *r, short revents, int64_t now_ms);
 
+/** Sends queued bytes on the owned socket now (call after issuing commands to save a poll
+ * round); never blocks. */
+void cache_redis_fd_flush(struct cache_redis *r, int64_t now_ms);
+
 /**
  * tick() plus, for an owned socket: a connect deadline, closing on CLOSE_WANTED, and reconnecting
  * to the last `host`/`port` when cache_redis_want_connect(). Returns the next deadline (ms).

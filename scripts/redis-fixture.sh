@@ -5,12 +5,21 @@
 set -euo pipefail
 cmd=$1 dir=$2 port=$3
 mkdir -p "$dir"
+
+# Stops the server of the pid file and waits (bounded) until it has exited and freed the port.
+stop_pid() {
+  local pid
+  pid=$(cat "$dir/redis.pid" 2>/dev/null) || return 0
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 100); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  rm -f "$dir/redis.pid"
+}
 case "$cmd" in
 start)
-  if [ -f "$dir/redis.pid" ] && kill -0 "$(cat "$dir/redis.pid")" 2>/dev/null; then
-    kill "$(cat "$dir/redis.pid")" || true
-    sleep 0.2
-  fi
+  stop_pid
   redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
     --daemonize yes --pidfile "$dir/redis.pid" --logfile "$dir/redis.log" --dir "$dir"
   for _ in $(seq 1 100); do
@@ -21,10 +30,7 @@ start)
   exit 1
   ;;
 stop)
-  if [ -f "$dir/redis.pid" ]; then
-    kill "$(cat "$dir/redis.pid")" 2>/dev/null || true
-    rm -f "$dir/redis.pid"
-  fi
+  stop_pid
   ;;
 *) echo "usage: $0 start|stop DIR PORT" >&2; exit 2 ;;
 esac

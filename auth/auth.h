@@ -1,0 +1,157 @@
+// SPDX-License-Identifier: MIT
+// Per-worker token check: L1 cache, then the shared Redis L2 (HMAC-authenticated entries,
+// revocation keys, a pub/sub channel that evicts L1 entries), then local verification.
+#ifndef SIPEDGE_AUTH_AUTH_H
+#define SIPEDGE_AUTH_AUTH_H
+
+#include <poll.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "auth/cache.h"
+#include "auth/jwt.h"
+#include "auth/redis.h"
+
+/** Decision of auth_check(). */
+enum auth_status {
+    AUTH_OK = 0,        /* the token is valid: the result says who and until when */
+    AUTH_FAIL = 1,      /* rejected: the result's reason says why */
+    AUTH_PENDING = 2,   /* Redis asked: the callback delivers AUTH_OK, AUTH_FAIL or CANCELLED */
+    AUTH_CANCELLED = 3, /* callback only: the worker was freed first; treat as "try later" (503) */
+    /* AUTH_STATUS_COUNT */
+    AUTH_STATUS_COUNT
+};
+
+/**
+ * Verifies `tok`/`len` at `now` (seconds since the epoch) and fills `out` (out->reason equals the
+ * return value). jwt_verify() fits with its key set as `ctx`. Called on the worker's thread.
+ */
+typedef enum jwt_reason (*auth_verify_fn)(void *ctx, const char *tok, size_t len, int64_t now,
+                                          struct jwt_result *out);
+
+/**
+ * Completion of a pending check, called exactly once per AUTH_PENDING: `st` AUTH_OK or AUTH_FAIL
+ * with `res` (borrowed for the call), or AUTH_CANCELLED with `res` NULL (auth_worker_free()).
+ * Never called for a check cancelled with auth_cancel(). May call auth_check(); must not free the
+ * worker.
+ */
+typedef void (*auth_done_fn)(void *arg, enum auth_status st, const struct jwt_result *res);
+
+/** Log hook for rare events (`event` such as "l2_bad_hmac", `digest8`: 16 hex chars of the
+ * token's SHA-256, never the token). NULL: one key=value line on stderr. */
+typedef void (*auth_log_fn)(void *ctx, const char *event, const char *digest8);
+
+/** Configuration; zero fields take the defaults shown. */
+struct auth_config {
+    auth_verify_fn verify; /* required */
+    void *verify_ctx;
+    uint32_t l1_capacity;          /* L1 entries (4096) */
+    uint32_t max_token_len;        /* longer tokens are neither cached nor sent to Redis (8192) */
+    uint32_t ttl_s;                /* positive cache lifetime cap (300) */
+    uint32_t negative_ttl_s;       /* rejected tokens (5) */
+    uint32_t signature_only_ttl_s; /* cucm tokens checked by signature only (30) */
+    uint32_t degraded_ttl_s;       /* positive L1 lifetime while revocations cannot be seen:
+                                    * subscription down, or Redis failed during the check (5) */
+    uint32_t max_pending;          /* checks waiting on Redis (1024); beyond: local verify */
+    uint32_t ping_interval_ms;     /* liveness PING on the subscriber connection (1000) */
+    const char *redis_host;        /* numeric address; NULL: no L2, no revocation */
+    uint16_t redis_port;
+    struct cache_redis_config redis; /* both connections */
+    const uint8_t *hmac_key;         /* L2 entry key shared by the pods; >= 16 bytes with Redis */
+    size_t hmac_key_len;
+    auth_log_fn log;
+    void *log_ctx;
+};
+
+/** Counters of one worker (monotonic; read by the metrics code, any thread, torn reads ok). */
+struct auth_counters {
+    uint64_t checks;
+    uint64_t l1_hit, l1_negative_hit, l1_miss;
+    uint64_t l2_hit, l2_miss, l2_bad_hmac, l2_error, l2_unusable, l2_store, l2_revoked;
+    uint64_t verified;          /* local verifications */
+    uint64_t revoked;           /* checks answered JWT_E_REVOKED */
+    uint64_t revocation_events; /* pub/sub messages received */
+    uint64_t l1_evicted;        /* L1 entries dropped by revocation */
+    uint64_t resubscribes;      /* subscription (re)established: L1 positives flushed */
+    uint64_t cancelled;
+    uint64_t ok;
+    uint64_t fail[JWT_REASON_COUNT]; /* by reason */
+};
+
+struct auth_worker;
+
+/**
+ * A worker's auth state for `cfg` (copied; hmac_key copied). With a Redis host it starts
+ * connecting both connections (commands, and the revocation subscription) without blocking.
+ * Returns NULL on ENOMEM or an invalid config (no verify fn, short HMAC key with Redis).
+ */
+struct auth_worker *auth_worker_new(const struct auth_config *cfg, int64_t now_ms);
+
+/** Pending checks complete with AUTH_CANCELLED, sockets close, memory is freed. NULL: no-op. */
+void auth_worker_free(struct auth_worker *aw);
+
+/**
+ * Checks the bearer token `tok`/`len` at `now_ms` (milliseconds since the epoch, read once per
+ * loop turn). Returns AUTH_OK or AUTH_FAIL with `*out` filled (from L1 or a local verify), or
+ * AUTH_PENDING: `cb(arg, ...)` follows exactly once from auth_worker_on_poll() / _tick() (or
+ * _free()); `out` is then untouched. The token is copied when needed: the caller may reuse it.
+ */
+enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len, int64_t now_ms,
+                            auth_done_fn cb, void *arg, struct jwt_result *out);
+
+/** Forgets the pending checks whose callback argument is `arg` (their callbacks are never
+ * called). Returns how many. */
+size_t auth_cancel(struct auth_worker *aw, void *arg);
+
+/** The worker's two Redis sockets for poll(2) or IORING_OP_POLL_ADD: fills `fds[0..1]` (fd -1
+ * when none) and returns 2. */
+int auth_worker_pollfds(const struct auth_worker *aw, struct pollfd fds[2]);
+
+/** Handles the revents of the `fds` from auth_worker_pollfds(); may complete pending checks. */
+void auth_worker_on_poll(struct auth_worker *aw, const struct pollfd fds[2], int64_t now_ms);
+
+/** Deadlines, reconnects, (re)subscription and pings. Returns the next deadline (epoch ms,
+ * INT64_MAX when none); call it by then, and after every poll round. */
+int64_t auth_worker_tick(struct auth_worker *aw, int64_t now_ms);
+
+/** The worker's counters (live, owned by the worker). */
+const struct auth_counters *auth_worker_counters(const struct auth_worker *aw);
+
+/** True when revocation events reach this worker (subscription confirmed, connection up). */
+bool auth_worker_subscribed(const struct auth_worker *aw);
+
+/** The command / subscriber Redis client (NULL without Redis), for stats and tests. */
+struct cache_redis *auth_worker_redis(const struct auth_worker *aw, bool subscriber);
+
+/** What a revocation names. */
+enum auth_revoke_kind {
+    AUTH_REVOKE_JTI = 0,    /* the token's `jti` claim */
+    AUTH_REVOKE_DIGEST = 1, /* the token's SHA-256, 64 lowercase hex chars */
+    /* AUTH_REVOKE_KIND_COUNT */
+    AUTH_REVOKE_KIND_COUNT
+};
+
+/**
+ * Revokes from a worker without blocking: drops matching L1 entries at once, then sends
+ * `SET sipedge:v1:rev:<kind>:<id> 1 EX ttl_s` and `PUBLISH sipedge:v1:revoke <kind>:<id>`.
+ * Returns 0, -EINVAL (empty or too long id, ttl 0) or -EAGAIN (Redis not usable: only this
+ * worker's L1 was purged).
+ */
+int auth_revoke(struct auth_worker *aw, enum auth_revoke_kind kind, const char *id, size_t len,
+                uint32_t ttl_s, int64_t now_ms);
+
+/**
+ * The same from a tool (blocks up to `timeout_ms` per step; never on a worker). Returns the number
+ * of subscribers the PUBLISH reached (>= 0), -EINVAL, -ECONNREFUSED/-ETIMEDOUT (connect) or -EIO.
+ */
+int auth_revoke_blocking(const char *host, uint16_t port, enum auth_revoke_kind kind,
+                         const char *id, size_t len, uint32_t ttl_s, uint32_t timeout_ms);
+
+/** SHA-256 of the token as lowercase hex (`hex` holds 65 bytes): the digest revocation id. */
+void auth_token_digest_hex(const char *tok, size_t len, char hex[2 * CACHE_DIGEST_LEN + 1]);
+
+/** Wall clock in milliseconds since the epoch (CLOCK_REALTIME). */
+int64_t auth_now_ms(void);
+
+#endif
