@@ -177,10 +177,11 @@ static int64_t min64(int64_t a, int64_t b)
 static int64_t positive_expiry(const struct auth_worker *aw, const struct jwt_result *r,
                                int64_t now_s)
 {
-    int64_t e = min64(r->exp, now_s + aw->cfg.ttl_s);
-    if (r->signature_only)
-        e = min64(e, now_s + aw->cfg.signature_only_ttl_s);
-    return e;
+    int64_t cap = now_s + (r->signature_only ? aw->cfg.signature_only_ttl_s : aw->cfg.ttl_s);
+    /* A signature-only cucm token may carry no outer exp (0): then the short cap alone rules. */
+    if (r->signature_only && r->exp <= 0)
+        return cap;
+    return min64(r->exp, cap);
 }
 
 static enum jwt_reason verify_local(struct auth_worker *aw, const char *tok, size_t len,
@@ -345,7 +346,7 @@ static void on_l2_reply(void *arg, const redisReply *rp, int err)
         if (l2_decode(aw, s->digest, (const uint8_t *)v->str, v->len, &s->res, &expires) != 0) {
             aw->c.l2_bad_hmac++;
             log_event(aw, "l2_bad_hmac", s->digest);
-        } else if (expires > now_s && s->res.exp > now_s) {
+        } else if (expires > now_s && (s->res.exp > now_s || s->res.signature_only)) {
             aw->c.l2_hit++;
             s->from_verify = false;
             after_result(s, false);
@@ -686,6 +687,33 @@ bool auth_worker_subscribed(const struct auth_worker *aw)
 struct cache_redis *auth_worker_redis(const struct auth_worker *aw, bool subscriber)
 {
     return subscriber ? aw->sub : aw->cmd;
+}
+
+void auth_worker_flush(struct auth_worker *aw)
+{
+    cache_l1_clear(aw->l1, true);
+}
+
+enum jwt_reason auth_jwt_verify(void *ctx, const char *tok, size_t len, int64_t now,
+                                struct jwt_result *out)
+{
+    struct auth_jwt_verifier *v = ctx;
+    uint64_t gen = keys_store_generation(v->store);
+    if (!v->held || gen != v->gen) {
+        struct keys_set *ks = keys_acquire(v->store);
+        keys_release(v->held);
+        v->held = ks;
+        v->gen = gen;
+    }
+    if (!v->held)
+        return out->reason = JWT_E_UNKNOWN_KID;
+    return jwt_verify(v->held, v->pol, tok, len, now, out);
+}
+
+void auth_jwt_verifier_deinit(struct auth_jwt_verifier *v)
+{
+    keys_release(v->held);
+    v->held = NULL;
 }
 
 /* ---- revocation ---- */

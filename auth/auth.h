@@ -11,6 +11,7 @@
 
 #include "auth/cache.h"
 #include "auth/jwt.h"
+#include "auth/keys.h"
 #include "auth/redis.h"
 
 /** Decision of auth_check(). */
@@ -123,6 +124,30 @@ bool auth_worker_subscribed(const struct auth_worker *aw);
 
 /** The command / subscriber Redis client (NULL without Redis), for stats and tests. */
 struct cache_redis *auth_worker_redis(const struct auth_worker *aw, bool subscriber);
+
+/** Drops every L1 entry of the worker (call after a key or policy reload: results cached under
+ * the old keys must not outlive them in this worker; L2 entries still live up to ttl_s). */
+void auth_worker_flush(struct auth_worker *aw);
+
+/**
+ * jwt_verify() as an auth_verify_fn: `ctx` is a struct auth_jwt_verifier owned by one worker. It
+ * keeps a reference on the store's current key set across calls and re-acquires it only when the
+ * store's generation changed (a reload), so a verify never blocks on the store's mutex twice.
+ */
+struct auth_jwt_verifier {
+    struct keys_store *store;     /* borrowed: outlives the verifier */
+    const struct jwt_policy *pol; /* borrowed, read-only */
+    struct keys_set *held;        /* reference on the set in use (NULL before the first call) */
+    uint64_t gen;                 /* store generation of `held` */
+};
+
+/** Verifies with the current key set of `ctx` (a struct auth_jwt_verifier); JWT_E_UNKNOWN_KID
+ * when the store is empty. */
+enum jwt_reason auth_jwt_verify(void *ctx, const char *tok, size_t len, int64_t now,
+                                struct jwt_result *out);
+
+/** Drops the verifier's reference on its key set. */
+void auth_jwt_verifier_deinit(struct auth_jwt_verifier *v);
 
 /** What a revocation names. */
 enum auth_revoke_kind {
