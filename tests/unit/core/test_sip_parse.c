@@ -611,3 +611,37 @@ Test(sip_parse, rejects_via_maddr_without_value)
     cr_expect_eq(sip_parse_via(at_guard("SIP/2.0/TLS h;maddr"), &v), -SIP_PE_BAD_PARAM);
     cr_expect_eq(sip_parse_via(at_guard("SIP/2.0/TLS h;maddr=\"\""), &v), -SIP_PE_BAD_PARAM);
 }
+
+Test(sip_parse, judges_every_byte_of_a_long_quoted_value)
+{
+    char in[64];
+    struct sip_param_iter it;
+    struct sip_param p;
+    static const struct {
+        char c;
+        int ret;
+    } subs[] = {{'\x01', -SIP_PE_BAD_QUOTE},
+                {'\r', -SIP_PE_BAD_QUOTE},
+                {'\x7f', -SIP_PE_BAD_QUOTE},
+                {'\t', 1},
+                {'\xc3', 1},
+                {'"', -SIP_PE_BAD_PARAM}};
+
+    /* a 40-byte value: the vector path covers whole 16-byte blocks, the scalar path the rest */
+    for (size_t k = 0; k < sizeof(subs) / sizeof(subs[0]); k++) {
+        for (size_t pos = 0; pos < 40; pos++) {
+            snprintf(in, sizeof(in), ";a=\"%s\"", "0123456789abcdefghijklmnopqrstuvwxyzABCD");
+            in[4 + pos] = subs[k].c;
+            sip_params_begin(&it, at_guard(in), SIP_PARAM_HEADER);
+            int r = sip_params_next(&it, &p);
+            cr_expect_eq(r, subs[k].ret, "byte 0x%02x at %zu: %d", (unsigned char)subs[k].c, pos,
+                         r);
+            if (r == 1)
+                cr_expect_eq(p.value.len, 40);
+        }
+    }
+    snprintf(in, sizeof(in), ";a=\"0123456789abcdefghij\\\"k\"");
+    sip_params_begin(&it, at_guard(in), SIP_PARAM_HEADER);
+    cr_expect_eq(sip_params_next(&it, &p), 1, "escaped quote after the first block");
+    EXPECT_SLICE(p.value, "0123456789abcdefghij\\\"k", "escaped quote kept");
+}
