@@ -498,6 +498,71 @@ static bool is_section(const char *path)
     return false;
 }
 
+/* Edit distance of two short strings (bounded at 64 bytes each; longer ones never match). */
+static unsigned edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    unsigned row[65];
+    if (la > 64 || lb > 64)
+        return 99;
+    for (size_t j = 0; j <= lb; j++)
+        row[j] = (unsigned)j;
+    for (size_t i = 1; i <= la; i++) {
+        unsigned diag = row[0];
+        row[0] = (unsigned)i;
+        for (size_t j = 1; j <= lb; j++) {
+            unsigned up = row[j];
+            unsigned best = diag + (a[i - 1] != b[j - 1]);
+            if (up + 1 < best)
+                best = up + 1;
+            if (row[j - 1] + 1 < best)
+                best = row[j - 1] + 1;
+            row[j] = best;
+            diag = up;
+        }
+    }
+    return row[lb];
+}
+
+/* The closest known name for a mistyped `name` under `prefix` ("" at the top): a key or a
+ * section one level below `prefix`, within an edit distance of 2. NULL when none is close. */
+static const char *suggest(const char *prefix, const char *name, char *buf, size_t cap)
+{
+    size_t pl = strlen(prefix);
+    unsigned best = 3;
+    for (size_t k = 0; k < CFG_K_COUNT; k++) {
+        const char *p = cfg_fields[k].path;
+        if (pl && (strncmp(p, prefix, pl) != 0 || p[pl] != '.'))
+            continue;
+        const char *leaf = pl ? p + pl + 1 : p;
+        char cand[64];
+        size_t n = strcspn(leaf, ".");
+        if (n >= sizeof(cand))
+            continue;
+        memcpy(cand, leaf, n);
+        cand[n] = 0;
+        unsigned d = edit_distance(name, cand);
+        if (d < best) {
+            best = d;
+            snprintf(buf, cap, "%s", cand);
+        }
+    }
+    return best < 3 ? buf : NULL;
+}
+
+static const char *suggest_item(const struct cfg_list *li, const char *name, char *buf, size_t cap)
+{
+    unsigned best = 3;
+    for (size_t i = 0; i < li->nfields; i++) {
+        unsigned d = edit_distance(name, li->fields[i].path);
+        if (d < best) {
+            best = d;
+            snprintf(buf, cap, "%s", li->fields[i].path);
+        }
+    }
+    return best < 3 ? buf : NULL;
+}
+
 /* Scalar value of a node for field `f` (stored at `base`); `key` names it in messages. */
 static int scalar_into(struct ld *ld, const struct cfg_field *f, void *base, yaml_node_t *v,
                        const char *key)
@@ -563,7 +628,10 @@ static int list_item_map(struct ld *ld, const struct cfg_list *li, void *item, y
                 f = &li->fields[i];
         if (!f) {
             struct loc l = node_loc(ld, k);
-            return fail(ld->err, ld->errlen, &l, key, "unknown key");
+            char hint[64];
+            const char *h = suggest_item(li, name, hint, sizeof(hint));
+            return fail(ld->err, ld->errlen, &l, key, "unknown key%s%s%s",
+                        h ? " (did you mean " : "", h ? h : "", h ? "?)" : "");
         }
         if ((rc = scalar_into(ld, f, item, v, key)))
             return rc;
@@ -693,7 +761,10 @@ static int walk_map(struct ld *ld, yaml_node_t *map, const char *prefix, int dep
             if ((rc = walk_map(ld, v, path, depth + 1)))
                 return rc;
         } else {
-            return fail(ld->err, ld->errlen, &kl, path, "unknown key");
+            char hint[64];
+            const char *h = suggest(prefix, (const char *)k->data.scalar.value, hint, sizeof(hint));
+            return fail(ld->err, ld->errlen, &kl, path, "unknown key%s%s%s",
+                        h ? " (did you mean " : "", h ? h : "", h ? "?)" : "");
         }
     }
     return 0;

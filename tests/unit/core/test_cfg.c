@@ -174,7 +174,14 @@ Test(cfg, example_file_sets_every_key_and_loads)
 Test(cfg, unknown_key_names_path_and_line)
 {
     cr_assert_eq(load_text("listen:\n  port: 5061\n  tls:\n    certt: x\n"), -EINVAL);
-    assert_err(4, "listen.tls.certt", "unknown key");
+    assert_err(4, "listen.tls.certt", "unknown key (did you mean cert?)");
+    cr_assert_eq(load_text("upstrem:\n  pool_size: 2\n"), -EINVAL);
+    assert_err(1, "upstrem", "unknown key (did you mean upstream?)");
+    cr_assert_eq(load_text("upstream:\n  nodes:\n    - hots: a\n"), -EINVAL);
+    assert_err(3, "upstream.nodes[0].hots", "unknown key (did you mean host?)");
+    cr_assert_eq(load_text("colour: blue\n"), -EINVAL);
+    assert_err(1, "colour", "unknown key");
+    cr_assert_null(strstr(err, "did you mean"), "%s", err);
 }
 
 Test(cfg, wrong_type_names_path_and_line)
