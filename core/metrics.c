@@ -390,3 +390,26 @@ char *metrics_render(struct metrics *m, size_t *len)
     *len = b.len;
     return b.p;
 }
+
+void metrics_write_reference(FILE *f)
+{
+    fprintf(f, "| metric | type | labels | meaning |\n|---|---|---|---|\n");
+    for (unsigned id = 0; id < METRICS_COUNT; id++) {
+        const struct metrics_desc *d = &metrics_descs[id];
+        fprintf(f, "| `%s` | %s | ", d->name, type_name(d->type));
+        bool any = false;
+        for (int k = 0; k < 3; k++) {
+            const struct labelset *ls = &labelsets[d->ls[k]];
+            if (d->ls[k] == METRICS_LS_NONE)
+                continue;
+            fprintf(f, "%s`%s`", any ? "; " : "", ls->name);
+            if (ls->values) {
+                fprintf(f, ": ");
+                for (unsigned v = 0; v < d->card[k]; v++)
+                    fprintf(f, "%s%s", v ? ", " : "", ls->values[v]);
+            }
+            any = true;
+        }
+        fprintf(f, "%s | %s |\n", any ? "" : "-", d->help);
+    }
+}

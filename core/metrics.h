@@ -7,6 +7,7 @@
 #include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 /* ---- label values -------------------------------------------------------------------------
  * Every label has a small fixed set of values, given by an enum here; the names exposed are in
@@ -304,6 +305,12 @@ void metrics_sink_put(struct metrics_sink *sink, const char *const *label_values
  * frees) with its length in `*len`, or NULL on ENOMEM.
  */
 char *metrics_render(struct metrics *m, size_t *len);
+
+/**
+ * Write the reference table of every metric (name, type, labels with their values, meaning) as
+ * Markdown to `f`: the body of docs/metrics.md, generated so it cannot drift from the table.
+ */
+void metrics_write_reference(FILE *f);
 
 /** The code label of SIP status `code`: an exact code when listed, else its class. */
 enum metrics_code metrics_code_of(int code);

@@ -214,3 +214,20 @@ Test(metrics, workers_write_their_own_shard_while_a_scrape_reads)
         metrics_sum(m, metrics_slot(METRIC_AUTH_RESULTS, METRICS_AUTH_OK, METRICS_LAYER_L1, 0)),
         300000);
 }
+
+Test(metrics, docs_contain_the_generated_reference)
+{
+    static char ref[65536], doc[131072];
+    FILE *f = fmemopen(ref, sizeof(ref) - 1, "w");
+    metrics_write_reference(f);
+    fclose(f);
+    char p[512];
+    snprintf(p, sizeof(p), "%s/docs/metrics.md", SIPEDGE_SOURCE_DIR);
+    FILE *d = fopen(p, "r");
+    cr_assert(d);
+    size_t n = fread(doc, 1, sizeof(doc) - 1, d);
+    fclose(d);
+    doc[n] = 0;
+    cr_assert(strstr(doc, ref),
+              "docs/metrics.md is stale: regenerate the table with metrics_write_reference()");
+}
