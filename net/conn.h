@@ -45,8 +45,8 @@ struct conn_ops {
      * used (conn_get() returns NULL for the id). May be NULL.
      */
     void (*on_close)(struct conn *c, enum conn_close_reason reason);
-    /** The output queue drained to the low watermark after a backpressure pause, or emptied
-     * after being non-empty. May be NULL. */
+    /** The output queue drained to the low watermark after a backpressure pause: reading has
+     * resumed and the upper layer may produce again. May be NULL. */
     void (*on_writable)(struct conn *c);
 };
 

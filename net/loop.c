@@ -413,11 +413,13 @@ static void handle_accept(struct loop *loop, const struct io_uring_cqe *cqe)
     struct loop_listener *l = &loop->listeners[idx];
     if (!(cqe->flags & IORING_CQE_F_MORE))
         l->armed = false;
-    if (cqe->res >= 0) {
-        if (l->closed)
+    if (l->closed) { /* loop_unlisten(): whatever this CQE says, the listener is done */
+        if (cqe->res >= 0)
             close(cqe->res);
-        else
-            conn__accepted(loop, l, cqe->res);
+        return;
+    }
+    if (cqe->res >= 0) {
+        conn__accepted(loop, l, cqe->res);
     } else if (cqe->res == -EINVAL && (loop->features & LOOP_FEAT_MULTISHOT_ACCEPT)) {
         loop->features &= ~LOOP_FEAT_MULTISHOT_ACCEPT; /* kernel without multishot accept */
     } else if (cqe->res != -ECANCELED) {
@@ -575,11 +577,12 @@ void loop_free(struct loop *loop)
 {
     if (!loop)
         return;
+    /* the ring goes first: once it is torn down nothing in flight can touch a conn's memory */
+    if (loop->ring.ring_fd > 0)
+        io_uring_queue_exit(&loop->ring);
     conn__close_all(loop);
     for (unsigned i = 0; i < loop->nlisteners; i++)
         close(loop->listeners[i].fd);
-    if (loop->ring.ring_fd > 0)
-        io_uring_queue_exit(&loop->ring);
     struct loop_msg *m = loop->mq_head;
     while (m) {
         struct loop_msg *next = m->next;

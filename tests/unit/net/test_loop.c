@@ -275,3 +275,34 @@ Test(loop, listens_on_ipv6_loopback)
     cr_assert_eq(test_thread_stop(&t), 0);
     loop_free(loop);
 }
+
+static void unlisten(struct loop *loop, void *arg)
+{
+    (void)arg;
+    loop_unlisten(loop);
+}
+
+Test(loop, stops_accepting_after_unlisten_and_keeps_open_conns)
+{
+    struct loop *loop = small_loop(0);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &echo_ops, NULL);
+    cr_assert_gt(port, 0);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fd = client_connect(port);
+    cr_assert_geq(fd, 0);
+    char buf[4];
+    cr_assert(write_full(fd, "open", 4));
+    cr_assert_eq(read_full(fd, buf, 4), 4); /* accepted (not just queued) before unlisten */
+    run_on(loop, unlisten, NULL);
+    cr_assert_eq(client_connect(port), -ECONNREFUSED);
+    cr_assert(write_full(fd, "live", 4));
+    cr_assert_eq(read_full(fd, buf, 4), 4, "the open conn still works");
+    struct loop_stats s = stats_of(loop);
+    cr_assert_eq(s.accepted, 1);
+    cr_assert_eq(s.accept_errors, 0);
+    close(fd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
