@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
-// libFuzzer target for core/sip_parse.c: the first byte picks a sub-parser, the rest is its input;
-// every returned slice must lie inside the input and every byte of it is read.
+// libFuzzer target for core/sip_parse.c and core/sip_build.c: the first byte picks a sub-parser
+// or the builders (on a message scanned by sip_scan), the rest is its input; every returned slice
+// must lie inside the input (or the builder's scratch) and every byte of it is read.
 #include <assert.h>
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
+#include "core/sip_build.h"
 #include "core/sip_parse.h"
 
 static const char *in_base;
@@ -56,6 +59,81 @@ static void check_uri(const struct sip_uri *u)
     walk_params(u->params, SIP_PARAM_URI);
 }
 
+/* A message scanned from `text` must scan again, whole, once rebuilt. */
+static void rescan_ok(const char *text, size_t len)
+{
+    static char again[16384];
+    struct sip_header hdrs[128];
+    struct sip_msg m;
+
+    assert(len <= sizeof(again));
+    memcpy(again, text, len);
+    sip_msg_init(&m, hdrs, 128);
+    assert(sip_scan(again, len, 0, &m) == (ssize_t)len);
+}
+
+static size_t join_checked(const struct slice *iov, ssize_t n, const char *scratch,
+                           size_t scratch_len, char *out, size_t cap)
+{
+    size_t len = 0;
+    for (ssize_t i = 0; i < n; i++) {
+        const struct slice *v = &iov[i];
+        bool in_msg = v->base >= in_base && (size_t)(v->base - in_base) + v->len <= in_len;
+        bool in_scratch = v->base >= scratch && (size_t)(v->base - scratch) + v->len <= scratch_len;
+        assert(v->len > 0 && (in_msg || in_scratch));
+        assert(len + v->len <= cap);
+        memcpy(out + len, v->base, v->len);
+        len += v->len;
+    }
+    return len;
+}
+
+static void run_builders(struct slice s)
+{
+    static char buf[8192], out[16384], scratch[512];
+    struct sip_header hdrs[64];
+    struct sip_msg m;
+    struct slice iov[80], popped;
+    ssize_t n, r;
+
+    if (s.len > sizeof(buf))
+        return;
+    memcpy(buf, s.base, s.len);
+    sip_msg_init(&m, hdrs, 64);
+    n = sip_scan(buf, s.len, 0, &m);
+    if (n <= 0)
+        return;
+    in_base = buf;
+    in_len = (size_t)n;
+    if (m.is_request) {
+        const struct slice extra[] = {SLICE_LIT("Proxy-Authenticate: Bearer realm=\"ccmsipline\"")};
+        const uint16_t drop[] = {SIP_HDR_PROXY_AUTHORIZATION, SIP_HDR_AUTHORIZATION};
+        const struct sip_rewrite rw = {
+            .via = SLICE_LIT("SIP/2.0/TLS edge.example.com;branch=z9hG4bKfuzz"),
+            .path = SLICE_LIT("<sip:edge.example.com;lr>"),
+            .max_forwards = true,
+            .drop = drop,
+            .n_drop = 2,
+        };
+        r = sip_build_response(&m, 407, SLICE_LIT("Proxy Authentication Required"),
+                               SLICE_LIT("edge1"), extra, 1, out, sizeof(out));
+        assert(r > 0 || r == -ENOSPC);
+        if (r > 0)
+            rescan_ok(out, (size_t)r);
+        r = sip_rewrite_request(&m, &rw, iov, 80, scratch, sizeof(scratch));
+        assert(r > 0 || r == -ELOOP || r == -EBADMSG || r == -ENOSPC);
+        if (r > 0)
+            rescan_ok(out, join_checked(iov, r, scratch, sizeof(scratch), out, sizeof(out)));
+    } else {
+        r = sip_pop_via(&m, iov, 2, &popped);
+        assert(r == 2 || (r == -ENOENT && m.via_count == 0));
+        if (r == 2) {
+            touch(popped);
+            rescan_ok(out, join_checked(iov, r, NULL, 0, out, sizeof(out)));
+        }
+    }
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -64,7 +142,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     in_base = s.base;
     in_len = s.len;
 
-    switch (data[0] % 10) {
+    switch (data[0] % 11) {
     case 0: {
         struct sip_via v;
         if (sip_parse_via(s, &v) == 0) {
@@ -156,8 +234,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         break;
     }
-    default:
+    case 9:
         sink += (unsigned)sip_transport_from(s);
+        break;
+    default:
+        run_builders(s);
         break;
     }
     return 0;
