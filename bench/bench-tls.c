@@ -1,0 +1,234 @@
+// SPDX-License-Identifier: MIT
+// bench-tls: CPU per full and per resumed TLS handshake (server and client side measured
+// separately with CLOCK_THREAD_CPUTIME_ID), P-256 and RSA-2048 server keys, TLS 1.3 and 1.2, and
+// heap bytes per idle established connection (mallinfo2). Prints medians.
+// Usage: scripts/make-pki.sh DIR && bench-tls DIR [iterations] [connections]
+#include <malloc.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "tls/tls.h"
+
+static const char *pki;
+
+static const char *path(const char *name)
+{
+    static char buf[8][512];
+    static int next;
+    char *p = buf[next++ % 8];
+    snprintf(p, sizeof(buf[0]), "%s/%s", pki, name);
+    return p;
+}
+
+static uint64_t cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void pump(struct tls_conn *from, struct tls_conn *to)
+{
+    struct slice s = tls_conn_out(from);
+    if (s.len && tls_conn_feed(to, s.base, s.len) == 0)
+        tls_conn_out_consume(from, s.len);
+}
+
+/* Handshake a pair; adds each side's CPU time to *ns_c / *ns_s. Returns 0 on success. */
+static int handshake(struct tls_conn *c, struct tls_conn *s, uint64_t *ns_c, uint64_t *ns_s)
+{
+    char buf[64];
+    for (int i = 0; i < 16; i++) {
+        uint64_t t0 = cpu_ns();
+        int rc = tls_conn_handshake(c);
+        if (tls_conn_established(c))
+            tls_conn_read(c, buf, sizeof(buf)); /* TLS 1.3 tickets arrive after the handshake */
+        uint64_t t1 = cpu_ns();
+        pump(c, s);
+        uint64_t t2 = cpu_ns();
+        int rs = tls_conn_handshake(s);
+        uint64_t t3 = cpu_ns();
+        pump(s, c);
+        *ns_c += t1 - t0;
+        *ns_s += t3 - t2;
+        if ((rc < 0 && rc != TLS_WANT_INPUT) || (rs < 0 && rs != TLS_WANT_INPUT))
+            return -1;
+        if (rc == 0 && rs == 0 && tls_conn_out_len(c) == 0 && tls_conn_out_len(s) == 0) {
+            t0 = cpu_ns();
+            tls_conn_read(c, buf, sizeof(buf)); /* the server's last flight: tickets */
+            *ns_c += cpu_ns() - t0;
+            return 0;
+        }
+    }
+    return -1;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median_us(uint64_t *v, int n)
+{
+    qsort(v, (size_t)n, sizeof(*v), cmp_u64);
+    return (n % 2 ? (double)v[n / 2] : ((double)v[n / 2 - 1] + (double)v[n / 2]) / 2) / 1000.0;
+}
+
+static struct tls_ctx *mk_server(const char *crt, const char *key, const char *client_ca)
+{
+    struct tls_server_opts o = {.cert_file = path(crt),
+                                .key_file = path(key),
+                                .client_ca_file = client_ca ? path(client_ca) : NULL,
+                                .require_client_cert = client_ca != NULL};
+    struct tls_ctx *ctx;
+    char err[256];
+    if (tls_server_ctx_new(&o, &ctx, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bench-tls: %s\n", err);
+        exit(1);
+    }
+    return ctx;
+}
+
+static struct tls_ctx *mk_client(bool with_cert, uint16_t maxv)
+{
+    struct tls_client_opts o = {.cert_file = with_cert ? path("client.crt") : NULL,
+                                .key_file = with_cert ? path("client.key") : NULL,
+                                .ca_file = path("ca.crt"),
+                                .max_version = maxv};
+    struct tls_ctx *ctx;
+    char err[256];
+    if (tls_client_ctx_new(&o, &ctx, err, sizeof(err)) != 0) {
+        fprintf(stderr, "bench-tls: %s\n", err);
+        exit(1);
+    }
+    return ctx;
+}
+
+static void bench_handshakes(const char *label, const char *crt, const char *key, uint16_t maxv,
+                             int iters)
+{
+    struct tls_ctx *s = mk_server(crt, key, NULL), *c = mk_client(false, maxv);
+    struct tls_peer peer;
+    tls_peer_init(&peer, "localhost");
+    uint64_t *v[4];
+    for (int k = 0; k < 4; k++)
+        v[k] = calloc((size_t)iters, sizeof(uint64_t));
+    for (int resumed = 0; resumed < 2; resumed++) {
+        for (int i = 0; i < iters + 1; i++) {
+            if (!resumed || i == 0)
+                tls_peer_forget_session(&peer);
+            struct tls_conn *cc = tls_conn_new_client(c, &peer), *sc = tls_conn_new_server(s);
+            uint64_t nc = 0, ns = 0;
+            if (handshake(cc, sc, &nc, &ns) != 0 || tls_conn_resumed(sc) != (resumed && i > 0)) {
+                fprintf(stderr,
+                        "bench-tls: %s handshake failed (resumed %d, i %d, server resumed %d, est "
+                        "%d %d)\n",
+                        label, resumed, i, tls_conn_resumed(sc), tls_conn_established(cc),
+                        tls_conn_established(sc));
+                exit(1);
+            }
+            if (i > 0) { /* the first round warms up (and makes the session to resume) */
+                v[resumed * 2][i - 1] = nc;
+                v[resumed * 2 + 1][i - 1] = ns;
+            }
+            tls_conn_free(cc);
+            tls_conn_free(sc);
+        }
+    }
+    printf("%-22s %14.1f %14.1f %14.1f %14.1f\n", label, median_us(v[1], iters),
+           median_us(v[0], iters), median_us(v[3], iters), median_us(v[2], iters));
+    for (int k = 0; k < 4; k++)
+        free(v[k]);
+    tls_peer_deinit(&peer);
+    tls_ctx_unref(s);
+    tls_ctx_unref(c);
+}
+
+/* Heap bytes per idle established connection on one side: make n pairs, exchange one small
+ * message each way, free the other side's conns, divide the growth by n. */
+static void bench_memory(const char *label, bool mtls, uint16_t maxv, int n)
+{
+    struct tls_ctx *s = mk_server("server.crt", "server.key", mtls ? "ca.crt" : NULL);
+    struct tls_ctx *c = mk_client(mtls, maxv);
+    struct tls_peer peer;
+    tls_peer_init(&peer, "localhost");
+    struct tls_conn **sv = calloc((size_t)n, sizeof(*sv)), **cl = calloc((size_t)n, sizeof(*cl));
+    double per[2];
+    for (int side = 0; side < 2; side++) {
+        malloc_trim(0);
+        size_t before = mallinfo2().uordblks;
+        for (int i = 0; i < n; i++) {
+            uint64_t a = 0, b = 0;
+            tls_peer_forget_session(&peer);
+            cl[i] = tls_conn_new_client(c, &peer);
+            sv[i] = tls_conn_new_server(s);
+            if (handshake(cl[i], sv[i], &a, &b) != 0) {
+                fprintf(stderr, "bench-tls: memory handshake failed\n");
+                exit(1);
+            }
+            char buf[600];
+            struct iovec iov = {buf, 500};
+            memset(buf, 'x', sizeof(buf));
+            tls_conn_writev(cl[i], &iov, 1);
+            pump(cl[i], sv[i]);
+            while (tls_conn_read(sv[i], buf, sizeof(buf)) > 0)
+                ;
+            tls_conn_writev(sv[i], &iov, 1);
+            pump(sv[i], cl[i]);
+            while (tls_conn_read(cl[i], buf, sizeof(buf)) > 0)
+                ;
+        }
+        tls_peer_forget_session(&peer);
+        for (int i = 0; i < n; i++) {
+            tls_conn_free(side == 0 ? cl[i] : sv[i]); /* keep the side being measured */
+            (side == 0 ? cl : sv)[i] = NULL;
+        }
+        malloc_trim(0);
+        size_t after = mallinfo2().uordblks;
+        per[side] = ((double)after - (double)before) / n;
+        for (int i = 0; i < n; i++) {
+            tls_conn_free(sv[i]);
+            tls_conn_free(cl[i]);
+            sv[i] = cl[i] = NULL;
+        }
+    }
+    printf("%-34s %12.0f %12.0f\n", label, per[0], per[1]);
+    free(sv);
+    free(cl);
+    tls_peer_deinit(&peer);
+    tls_ctx_unref(s);
+    tls_ctx_unref(c);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr,
+                "usage: %s PKI_DIR [iterations=400] [connections=2000]\n"
+                "  (make PKI_DIR with scripts/make-pki.sh PKI_DIR)\n",
+                argv[0]);
+        return 2;
+    }
+    pki = argv[1];
+    int iters = argc > 2 ? atoi(argv[2]) : 400, conns = argc > 3 ? atoi(argv[3]) : 2000;
+    if (iters < 1 || conns < 1)
+        return 2;
+    printf("CPU per handshake, median of %d, microseconds (thread CPU time)\n", iters);
+    printf("%-22s %14s %14s %14s %14s\n", "server key / version", "full server", "full client",
+           "resumed server", "resumed client");
+    bench_handshakes("P-256 TLS1.3", "server.crt", "server.key", 0, iters);
+    bench_handshakes("P-256 TLS1.2", "server.crt", "server.key", 0x0303, iters);
+    bench_handshakes("RSA-2048 TLS1.3", "server-rsa.crt", "server-rsa.key", 0, iters);
+    bench_handshakes("RSA-2048 TLS1.2", "server-rsa.crt", "server-rsa.key", 0x0303, iters);
+    fflush(stdout);
+    printf("\nHeap bytes per idle established connection (mallinfo2, %d connections)\n", conns);
+    printf("%-34s %12s %12s\n", "case", "server side", "client side");
+    bench_memory("TLS1.3, no client cert", false, 0, conns);
+    bench_memory("TLS1.3, mutual TLS (client cert)", true, 0, conns);
+    bench_memory("TLS1.2, no client cert", false, 0x0303, conns);
+    bench_memory("TLS1.2, mutual TLS (client cert)", true, 0x0303, conns);
+    return 0;
+}
