@@ -560,3 +560,97 @@ Test(conn, keeps_an_idle_connection_small)
     /* net's whole per-connection state while idle is the slab entry: no buffers */
     cr_assert_leq(sizeof(struct conn), 128);
 }
+
+/* ---- provided buffers run out ---- */
+
+Test(conn, rearms_after_the_buffer_ring_runs_dry_and_loses_nothing)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 128;
+    cfg.buf_count = 2; /* 64 clients with 4 KiB each need far more than 2 x 512 bytes */
+    cfg.buf_size = 512;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    if (!(loop_features(loop) & LOOP_FEAT_MULTISHOT_RECV)) {
+        loop_free(loop);
+        cr_skip_test("kernel without multishot recv / buffer rings");
+    }
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &echo_ops, NULL);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    enum { N = 64, SIZE = 4096 };
+    int fds[N];
+    static char msg[SIZE], got[SIZE];
+    for (int i = 0; i < N; i++)
+        fds[i] = client_connect(port);
+    for (int i = 0; i < N; i++) {
+        memset(msg, 'A' + i % 26, sizeof(msg));
+        cr_assert(write_full(fds[i], msg, sizeof(msg)));
+    }
+    for (int i = 0; i < N; i++) {
+        memset(msg, 'A' + i % 26, sizeof(msg));
+        cr_assert_eq(read_full(fds[i], got, sizeof(got)), SIZE, "client %d", i);
+        cr_assert_arr_eq(got, msg, sizeof(msg));
+        close(fds[i]);
+    }
+    cr_assert(wait_until(loop, no_conns, NULL));
+    struct loop_stats s = stats_of(loop);
+    cr_assert_gt(s.recv_enobufs, 0, "the ring never ran dry: the test lost its point");
+    cr_assert_eq(s.bytes_in, (uint64_t)N * SIZE);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+/* ---- drain ---- */
+
+#define DRAIN_REPLY (200 * 1024)
+
+static atomic_long drain_sent, drain_more;
+static atomic_int drain_state;
+
+/* runs on the loop thread: record, the test thread asserts */
+static void reply_then_drain(struct conn *c, const char *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    static char big[DRAIN_REPLY];
+    memset(big, 'z', sizeof(big));
+    struct iovec iov = {big, sizeof(big)};
+    atomic_store(&drain_sent, (long)conn_send(c, &iov, 1));
+    conn_drain(c);
+    atomic_store(&drain_state, (int)conn_state(c));
+    struct iovec more = {"x", 1};
+    atomic_store(&drain_more, (long)conn_send(c, &more, 1));
+}
+
+static const struct conn_ops drain_ops = {.on_data = reply_then_drain};
+
+Test(conn, drain_flushes_the_queue_then_closes)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    cfg.out_cap = 256 * 1024;
+    cfg.out_high = 256 * 1024;
+    struct loop *loop = loop_new(&cfg);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &drain_ops, NULL);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fd = client_connect(port);
+    cr_assert(write_full(fd, "go", 2));
+    static char buf[DRAIN_REPLY + 1];
+    cr_assert_eq(read_full(fd, buf, sizeof(buf)), DRAIN_REPLY, "all of it, then EOF");
+    cr_assert_eq(atomic_load(&drain_sent), DRAIN_REPLY);
+    cr_assert_eq(atomic_load(&drain_state), CONN_DRAINING);
+    cr_assert_eq(atomic_load(&drain_more), -EPIPE, "no sends after drain");
+    cr_assert(wait_until(loop, no_conns, NULL));
+    struct loop_stats s = stats_of(loop);
+    cr_assert_eq(s.closed[CONN_CLOSE_LOCAL], 1);
+    cr_assert_eq(s.bytes_out, DRAIN_REPLY);
+    close(fd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
