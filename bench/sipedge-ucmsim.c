@@ -414,6 +414,9 @@ static SSL_CTX *tls_ctx_new(const struct sim_opts *o)
         SSL_CTX_set_max_proto_version(ctx, o->max_tls);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
     SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* read-ahead: one read() takes every record the socket holds, not one syscall per record */
+    SSL_CTX_set_read_ahead(ctx, 1);
+    SSL_CTX_set_default_read_buffer_len(ctx, 64 * 1024);
     if (SSL_CTX_set_cipher_list(ctx, "ECDHE+AESGCM:ECDHE+CHACHA20") != 1 ||
         SSL_CTX_use_certificate_chain_file(ctx, o->cert) != 1 ||
         SSL_CTX_use_PrivateKey_file(ctx, o->key, SSL_FILETYPE_PEM) != 1 ||
@@ -1020,14 +1023,10 @@ static int process_input(struct worker *w, struct conn *c)
                 w->ctr[SIM_C_KEEPALIVE]++;
                 rc = conn_queue(c, "\r\n", 2);
                 off += 4;
-            } else if (len >= 2 && memcmp(p, "\r\n", 2) == 0 && (len >= 4 || p[2] != '\r')) {
-                off += 2;
-            } else if (p[0] == '\n') {
-                off += 1;
-            } else if (len < 4) {
-                break;
+            } else if (len < 4 && memcmp(p, "\r\n\r\n", len) == 0) {
+                break; /* may still become a keep-alive */
             } else {
-                off += 1;
+                off += len >= 2 && p[0] == '\r' && p[1] == '\n' ? 2 : 1;
             }
             if (rc < 0)
                 break;
