@@ -14,7 +14,8 @@ extern const uint8_t sip__lower[256];
 extern const char *const sip__hdr_names[SIP_HDR_COUNT];
 extern const uint8_t sip__hdr_lens[SIP_HDR_COUNT];
 /** The id of the header called `name[0..len)` (compact or long form, any case), SIP_HDR_OTHER
- *  if unknown (sip_hdr_table.c, generated). */
+ *  if unknown (sip_hdr_table.c, generated). `name` must hold token characters only (the scanner
+ *  checked them; sip_hdr_from() checks them for other callers). */
 enum sip_hdr sip__hdr_lookup(const char *name, size_t len);
 
 #endif

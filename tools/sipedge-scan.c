@@ -1,6 +1,9 @@
 // SPDX-License-Identifier: MIT
 // sipedge-scan FILE...: runs the SIP scanner over each file (one or more messages, CRLF line ends)
 // and prints "FILE: ok" plus a JSON object per message, or "FILE: error: <reason> at <pos>".
+// The JSON adds what the sub-parsers of core/sip_parse.h read: Via params, From/To/Contact URIs
+// and tags, CSeq, Max-Forwards, Expires and the Bearer credentials (a value they reject shows
+// as {"error": reason} and does not fail the file: only the scanner decides that).
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +12,7 @@
 #include <jansson.h>
 
 #include "core/sip.h"
+#include "core/sip_parse.h"
 
 #define MAX_HEADERS 256
 #define MAX_FILE    (1u << 24)
@@ -35,6 +39,154 @@ static json_t *jstr(struct slice s)
     return j ? j : json_null();
 }
 
+static json_t *perr(int rc)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "error", json_string(sip_perr_reason(-rc)));
+    return o;
+}
+
+static void set_opt(json_t *o, const char *key, struct slice s)
+{
+    if (s.base)
+        json_object_set_new(o, key, jstr(s));
+}
+
+static json_t *uri_json(const struct sip_uri *u)
+{
+    json_t *o = json_object();
+    json_object_set_new(o, "scheme", jstr(u->scheme));
+    if (u->kind == SIP_URI_OTHER) {
+        json_object_set_new(o, "opaque", jstr(u->opaque));
+        return o;
+    }
+    if (u->has_user)
+        json_object_set_new(o, "user", jstr(u->user));
+    set_opt(o, "host", u->host);
+    if (u->has_port)
+        json_object_set_new(o, "port", json_integer(u->port));
+    set_opt(o, "params", u->params);
+    set_opt(o, "headers", u->headers);
+    set_opt(o, "transport", u->transport);
+    if (u->lr)
+        json_object_set_new(o, "lr", json_true());
+    return o;
+}
+
+static json_t *name_addr_json(struct slice v)
+{
+    struct sip_name_addr na;
+    int rc = sip_parse_name_addr(v, &na);
+    if (rc < 0)
+        return perr(rc);
+    json_t *o = json_object();
+    if (na.star) {
+        json_object_set_new(o, "star", json_true());
+        return o;
+    }
+    if (na.display.len)
+        json_object_set_new(o, "display", jstr(na.display));
+    json_object_set_new(o, "uri", jstr(na.uri_text));
+    json_object_set_new(o, "parsed", uri_json(&na.uri));
+    if (na.has_tag)
+        json_object_set_new(o, "tag", jstr(na.tag));
+    if (na.params.len)
+        json_object_set_new(o, "params", jstr(na.params));
+    return o;
+}
+
+static json_t *via_json(struct slice v)
+{
+    struct sip_via via;
+    int rc = sip_parse_via(v, &via);
+    if (rc < 0)
+        return perr(rc);
+    json_t *o = json_object();
+    json_object_set_new(o, "transport", jstr(via.transport_text));
+    json_object_set_new(o, "host", jstr(via.host));
+    if (via.port)
+        json_object_set_new(o, "port", json_integer(via.port));
+    set_opt(o, "branch", via.branch);
+    set_opt(o, "received", via.received);
+    set_opt(o, "maddr", via.maddr);
+    if (via.has_rport)
+        json_object_set_new(o, "rport",
+                            via.rport_port ? json_integer(via.rport_port) : json_true());
+    if (via.params.len)
+        json_object_set_new(o, "params", jstr(via.params));
+    return o;
+}
+
+/* Every value of header `id`, each through `fn`, as an array. */
+static json_t *list_json(const struct sip_msg *m, enum sip_hdr id, json_t *(*fn)(struct slice))
+{
+    json_t *a = json_array();
+    struct sip_value_iter it;
+    struct slice v;
+    sip_values_begin(&it, m, id);
+    while (sip_values_next(&it, &v))
+        json_array_append_new(a, fn(v));
+    return a;
+}
+
+static void add_parsed(json_t *o, const struct sip_msg *m)
+{
+    const struct sip_header *h;
+    if (m->via_count)
+        json_object_set_new(o, "via", list_json(m, SIP_HDR_VIA, via_json));
+    if ((h = sip_first(m, SIP_HDR_FROM)))
+        json_object_set_new(o, "from", name_addr_json(h->value));
+    if ((h = sip_first(m, SIP_HDR_TO)))
+        json_object_set_new(o, "to", name_addr_json(h->value));
+    if (sip_first(m, SIP_HDR_CONTACT))
+        json_object_set_new(o, "contact", list_json(m, SIP_HDR_CONTACT, name_addr_json));
+    if ((h = sip_first(m, SIP_HDR_CSEQ))) {
+        struct sip_cseq cs;
+        int rc = sip_parse_cseq(h->value, &cs);
+        json_t *c = rc < 0 ? perr(rc) : json_object();
+        if (rc == 0) {
+            json_object_set_new(c, "seq", json_integer(cs.seq));
+            json_object_set_new(c, "method", jstr(cs.method_text));
+        }
+        json_object_set_new(o, "cseq", c);
+    }
+    if ((h = sip_first(m, SIP_HDR_MAX_FORWARDS))) {
+        uint8_t mf;
+        int rc = sip_parse_max_forwards(h->value, &mf);
+        json_object_set_new(o, "max_forwards", rc < 0 ? perr(rc) : json_integer(mf));
+    }
+    if ((h = sip_first(m, SIP_HDR_EXPIRES))) {
+        uint32_t ex;
+        int rc = sip_parse_expires(h->value, &ex);
+        json_object_set_new(o, "expires", rc < 0 ? perr(rc) : json_integer(ex));
+    }
+    /* the first Bearer of any realm, Proxy-Authorization before Authorization */
+    static const enum sip_hdr cred_ids[] = {SIP_HDR_PROXY_AUTHORIZATION, SIP_HDR_AUTHORIZATION};
+    json_t *bearer = NULL;
+    for (size_t k = 0; k < 2 && !bearer; k++) {
+        for (size_t i = 0; i < m->header_count && !bearer; i++) {
+            if (m->headers[i].id != cred_ids[k])
+                continue;
+            struct sip_cred cred;
+            int rc = sip_parse_cred(m->headers[i].value, &cred);
+            if (rc == -SIP_CRED_NOT_BEARER)
+                continue;
+            bearer = rc < 0 ? perr(rc) : json_object();
+            json_object_set_new(bearer, "header", jstr(m->headers[i].name));
+            if (rc < 0)
+                break;
+            json_object_set_new(bearer, "form",
+                                json_string(cred.token68 ? "token68" : "token-param"));
+            if (cred.has_realm)
+                json_object_set_new(bearer, "realm", jstr(cred.realm));
+            json_object_set_new(bearer, "token", jstr(cred.token));
+            json_object_set_new(bearer, "token_length", json_integer((json_int_t)cred.token.len));
+        }
+    }
+    if (bearer)
+        json_object_set_new(o, "bearer", bearer);
+}
+
 static json_t *msg_json(const struct sip_msg *m)
 {
     json_t *o = json_object();
@@ -57,6 +209,7 @@ static json_t *msg_json(const struct sip_msg *m)
         json_array_append_new(hs, jh);
     }
     json_object_set_new(o, "headers", hs);
+    add_parsed(o, m);
     json_object_set_new(o, "via_count", json_integer(m->via_count));
     if (m->via_first.base)
         json_object_set_new(o, "via_first", jstr(m->via_first));
