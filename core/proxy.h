@@ -1,0 +1,104 @@
+// SPDX-License-Identifier: MIT
+// The REGISTER proxy of one worker (SPEC.md sections 3 and 4), sans IO: it takes scanned SIP
+// messages from clients and from UCM, decides, and hands gather lists back to the glue that owns
+// the connections. A per-worker transaction table maps our Via branch back to the client.
+#ifndef SIPEDGE_CORE_PROXY_H
+#define SIPEDGE_CORE_PROXY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/sip.h"
+#include "core/slice.h"
+
+struct auth_worker;
+struct metrics_shard;
+
+/** What the proxy needs from the worker that owns the sockets. All called on the worker thread. */
+struct proxy_env {
+    void *ctx;
+    /**
+     * Encrypt and queue `iov[0..n)` (one whole SIP message) to client connection `client_id`.
+     * Returns >= 0, or -ENOTCONN when that client is gone (the proxy counts a drop), or another
+     * -errno (the glue closes that client).
+     */
+    int (*client_send)(void *ctx, uint32_t client_id, const struct slice *iov, size_t n);
+    /**
+     * Queue one whole request to a healthy upstream node (the glue's pool chooses node and
+     * connection). Returns >= 0, or -EHOSTUNREACH when no node is usable (the proxy answers 503
+     * with Retry-After), or another -errno (also 503).
+     */
+    int (*upstream_send)(void *ctx, const struct slice *iov, size_t n);
+};
+
+/** Per-worker settings (copied by proxy_new; strings are copied too). */
+struct proxy_cfg {
+    unsigned worker;          /* this worker's index: encoded in our Via branch */
+    const char *realm;        /* "ccmsipline" */
+    const char *server;       /* Server header value, "sipedge/0.1" */
+    const char *via_host;     /* sent-by of our Via and host of our Path, e.g. "edge.example.com" */
+    uint16_t via_port;        /* port of our Via and Path (0: leave it out) */
+    bool add_path;            /* insert Path: <sip:via_host:via_port;transport=tls;lr> */
+    bool forward_auth;        /* forward Proxy-Authorization to UCM (else strip it) */
+    uint32_t timer_f_ms;      /* no final response from UCM within this → 408 (32000) */
+    uint32_t retry_after_s;   /* Retry-After of our 503 (30) */
+    uint32_t max_transactions;/* transaction slots of this worker (power of two, 65536) */
+    const char *challenge_scope;        /* adds scope="…" to the challenge when not NULL */
+    const char *challenge_authz_server; /* adds authz_server="…" when not NULL */
+};
+
+/** Counters of one worker (monotonic; any thread may read them, torn reads are acceptable). */
+struct proxy_stats {
+    uint64_t requests[SIP_METHOD_COUNT];
+    uint64_t answered_by_edge[7];  /* by class: index status/100 (1..6) */
+    uint64_t relayed[7];           /* upstream responses relayed, by class */
+    uint64_t forwarded;            /* requests sent upstream */
+    uint64_t timer_f;              /* 408s made by Timer F */
+    uint64_t no_upstream;          /* 503s for no usable node */
+    uint64_t drop_via_not_ours, drop_client_gone, drop_stale, drop_unexpected;
+    uint64_t auth_pending;         /* checks parked on Redis */
+    uint64_t identity_mismatch;    /* valid token, other user: 403 */
+    uint64_t transactions_open;    /* gauge */
+};
+
+struct proxy;
+
+/** A worker's proxy. `aw` (borrowed, may be NULL in tests: every Bearer is then invalid) checks
+ * tokens; `metrics` (borrowed, may be NULL) is this worker's shard. NULL on ENOMEM. */
+struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env,
+                        struct auth_worker *aw, struct metrics_shard *metrics);
+
+/** Answers every open transaction's client with 503 (shutdown) and frees. NULL: no-op. */
+void proxy_free(struct proxy *p);
+
+/**
+ * One complete request from client `client_id`: `msg` was filled by sip_scan() over `buf`, which
+ * the call may read until it returns (it copies what must outlive the call, e.g. a REGISTER parked
+ * on a Redis lookup). Every request gets exactly one final response in time: the edge's own (407,
+ * 403, 400, 483, 501, 503, 408) or UCM's relayed one. `now_ms` is monotonic milliseconds.
+ */
+void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct sip_msg *msg,
+                             int64_t now_ms);
+
+/**
+ * A request that sip_scan() rejected (`msg->err`, `msg->err_pos`): answers 400 with the fault as
+ * reason when the start line and the headers a response needs were read, and returns true; false
+ * when nothing can be answered (the glue then closes the connection).
+ */
+bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct sip_msg *msg);
+
+/** One complete message from UCM (response: routed back by our Via; request: 501/ignored). */
+void proxy_on_upstream_message(struct proxy *p, const struct sip_msg *msg, int64_t now_ms);
+
+/** Client `client_id` closed: its pending auth checks are cancelled, its transactions orphaned
+ * (their responses will be dropped and counted). */
+void proxy_on_client_gone(struct proxy *p, uint32_t client_id);
+
+/** Runs Timer F. Returns the next deadline (monotonic ms) or INT64_MAX. Call by then. */
+int64_t proxy_tick(struct proxy *p, int64_t now_ms);
+
+/** This worker's counters (live). */
+const struct proxy_stats *proxy_stats(const struct proxy *p);
+
+#endif
