@@ -1,0 +1,59 @@
+// SPDX-License-Identifier: MIT
+// Process-wide state of a running edge, shared read-mostly by the workers and the admin thread:
+// configuration, TLS contexts and key store (swapped on SIGHUP), metrics, readiness snapshots.
+#ifndef SIPEDGE_CORE_EDGE_H
+#define SIPEDGE_CORE_EDGE_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/jwt.h"
+#include "core/cfg.h"
+#include "net/upstream.h"
+
+struct tls_ctx;
+struct keys_store;
+struct metrics;
+struct loop_group;
+struct worker;
+
+#define EDGE_MAX_WORKERS 256
+
+/** What one worker last saw of one upstream node (copied under `mu` for the admin thread). */
+struct edge_node_view {
+    struct upstream_node_status st;
+    bool valid;
+};
+
+struct edge {
+    struct cfg cfg; /* read-only once workers start */
+    struct jwt_policy policy;
+    char *scopes_storage; /* policy.scopes point into cfg */
+    uint8_t hmac_key[256];
+    size_t hmac_key_len;
+
+    pthread_mutex_t mu;         /* guards the pointers below and `nodes` */
+    struct tls_ctx *server_tls; /* NULL with listen.plain_tcp */
+    struct tls_ctx *client_tls;
+    uint64_t tls_gen; /* bumped on reload: workers pick the new contexts up */
+    struct keys_store *keys;
+    struct edge_node_view nodes[EDGE_MAX_WORKERS][UPSTREAM_MAX_NODES];
+
+    struct metrics *metrics;
+    struct loop_group *group;
+    struct worker *workers[EDGE_MAX_WORKERS];
+    unsigned n_workers;
+    uint16_t port; /* the bound SIP port */
+
+    atomic_uint workers_ready;
+    atomic_bool draining;
+    atomic_bool keys_loaded;
+};
+
+/** The contexts to use for new connections, each with a reference the caller drops
+ * (tls_ctx_unref). Any thread. */
+void edge_tls_get(struct edge *e, struct tls_ctx **server, struct tls_ctx **client, uint64_t *gen);
+
+#endif
