@@ -34,16 +34,16 @@ struct proxy_env {
 
 /** Per-worker settings (copied by proxy_new; strings are copied too). */
 struct proxy_cfg {
-    unsigned worker;          /* this worker's index: encoded in our Via branch */
-    const char *realm;        /* "ccmsipline" */
-    const char *server;       /* Server header value, "sipedge/0.1" */
-    const char *via_host;     /* sent-by of our Via and host of our Path, e.g. "edge.example.com" */
-    uint16_t via_port;        /* port of our Via and Path (0: leave it out) */
-    bool add_path;            /* insert Path: <sip:via_host:via_port;transport=tls;lr> */
-    bool forward_auth;        /* forward Proxy-Authorization to UCM (else strip it) */
-    uint32_t timer_f_ms;      /* no final response from UCM within this → 408 (32000) */
-    uint32_t retry_after_s;   /* Retry-After of our 503 (30) */
-    uint32_t max_transactions;/* transaction slots of this worker (power of two, 65536) */
+    unsigned worker;        /* this worker's index: encoded in our Via branch */
+    const char *realm;      /* "ccmsipline" */
+    const char *server;     /* Server header value, "sipedge/0.1" */
+    const char *via_host;   /* sent-by of our Via and host of our Path, e.g. "edge.example.com" */
+    uint16_t via_port;      /* port of our Via and Path (0: leave it out) */
+    bool add_path;          /* insert Path: <sip:via_host:via_port;transport=tls;lr> */
+    bool forward_auth;      /* forward Proxy-Authorization to UCM (else strip it) */
+    uint32_t timer_f_ms;    /* no final response from UCM within this → 408 (32000) */
+    uint32_t retry_after_s; /* Retry-After of our 503 (30) */
+    uint32_t max_transactions;          /* transaction slots of this worker (power of two, 65536) */
     const char *challenge_scope;        /* adds scope="…" to the challenge when not NULL */
     const char *challenge_authz_server; /* adds authz_server="…" when not NULL */
 };
@@ -51,15 +51,15 @@ struct proxy_cfg {
 /** Counters of one worker (monotonic; any thread may read them, torn reads are acceptable). */
 struct proxy_stats {
     uint64_t requests[SIP_METHOD_COUNT];
-    uint64_t answered_by_edge[7];  /* by class: index status/100 (1..6) */
-    uint64_t relayed[7];           /* upstream responses relayed, by class */
-    uint64_t forwarded;            /* requests sent upstream */
-    uint64_t timer_f;              /* 408s made by Timer F */
-    uint64_t no_upstream;          /* 503s for no usable node */
+    uint64_t answered_by_edge[7]; /* by class: index status/100 (1..6) */
+    uint64_t relayed[7];          /* upstream responses relayed, by class */
+    uint64_t forwarded;           /* requests sent upstream */
+    uint64_t timer_f;             /* 408s made by Timer F */
+    uint64_t no_upstream;         /* 503s for no usable node */
     uint64_t drop_via_not_ours, drop_client_gone, drop_stale, drop_unexpected;
-    uint64_t auth_pending;         /* checks parked on Redis */
-    uint64_t identity_mismatch;    /* valid token, other user: 403 */
-    uint64_t transactions_open;    /* gauge */
+    uint64_t auth_pending;      /* checks parked on Redis */
+    uint64_t identity_mismatch; /* valid token, other user: 403 */
+    uint64_t transactions_open; /* gauge */
 };
 
 struct proxy;

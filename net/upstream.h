@@ -19,30 +19,30 @@ struct upstream;
 
 /** State of one node as seen by one worker (the best of its connections). */
 enum upstream_state {
-    UPSTREAM_DOWN = 0,     /* no connection up; waiting for the backoff to retry */
-    UPSTREAM_CONNECTING,   /* TCP connect or TLS handshake in progress, none up yet */
-    UPSTREAM_UP,           /* at least one connection established */
-    UPSTREAM_FAILED,       /* last attempt failed on TLS (diag says why); retrying with backoff */
+    UPSTREAM_DOWN = 0,   /* no connection up; waiting for the backoff to retry */
+    UPSTREAM_CONNECTING, /* TCP connect or TLS handshake in progress, none up yet */
+    UPSTREAM_UP,         /* at least one connection established */
+    UPSTREAM_FAILED,     /* last attempt failed on TLS (diag says why); retrying with backoff */
     /* UPSTREAM_STATE_COUNT */
     UPSTREAM_STATE_COUNT
 };
 
 struct upstream_node_cfg {
-    const char *host;  /* IP literal (no DNS on the hot path; resolved by the caller at start) */
-    uint16_t port;     /* 5091 */
-    const char *name;  /* expected SAN (DNS name or IP); NULL: host */
+    const char *host; /* IP literal (no DNS on the hot path; resolved by the caller at start) */
+    uint16_t port;    /* 5091 */
+    const char *name; /* expected SAN (DNS name or IP); NULL: host */
 };
 
 struct upstream_cfg {
     struct upstream_node_cfg nodes[UPSTREAM_MAX_NODES];
     unsigned n_nodes;
-    bool round_robin;              /* false: first healthy node in order (failover) */
-    unsigned pool_size;            /* connections per node (2) */
-    uint32_t connect_timeout_ms;   /* TCP connect + TLS handshake (3000) */
-    uint32_t backoff_min_ms;       /* first retry delay (250) */
-    uint32_t backoff_max_ms;       /* cap (30000) */
-    uint32_t keepalive_interval_ms;/* on_ping_due period per connection, 0 = off */
-    struct tls_ctx *tls;           /* client mTLS context (a reference is taken) */
+    bool round_robin;               /* false: first healthy node in order (failover) */
+    unsigned pool_size;             /* connections per node (2) */
+    uint32_t connect_timeout_ms;    /* TCP connect + TLS handshake (3000) */
+    uint32_t backoff_min_ms;        /* first retry delay (250) */
+    uint32_t backoff_max_ms;        /* cap (30000) */
+    uint32_t keepalive_interval_ms; /* on_ping_due period per connection, 0 = off */
+    struct tls_ctx *tls;            /* client mTLS context (a reference is taken) */
 };
 
 /** Callbacks into the owner (the worker glue). All run on the loop thread. */
@@ -82,9 +82,9 @@ void upstream_alive(struct upstream *u, uint32_t conn_id);
 struct upstream_node_status {
     enum upstream_state state;
     unsigned conns_up, conns_connecting;
-    uint64_t failures;          /* consecutive failed attempts */
-    struct tls_diag last_diag;  /* cause NONE when the last failure was not TLS */
-    int last_errno;             /* last socket error (0 none) */
+    uint64_t failures;         /* consecutive failed attempts */
+    struct tls_diag last_diag; /* cause NONE when the last failure was not TLS */
+    int last_errno;            /* last socket error (0 none) */
 };
 
 /** Fills `out` for node `i` (i < n_nodes). Loop thread (the glue copies it out for others). */
