@@ -4,6 +4,7 @@
 #include "core/log.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -43,12 +44,22 @@ const char *log_level_name(enum log_level level)
     return (unsigned)level < LOG_LEVEL_COUNT ? level_names[level] : "?";
 }
 
+/* Fetched once: an implicit fetch per digest (EVP_sha256()) costs microseconds in OpenSSL 3. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 void log_digest(const void *p, size_t n, char out[13])
 {
     static const char hex[] = "0123456789abcdef";
     unsigned char md[EVP_MAX_MD_SIZE];
     unsigned int mdlen = 0;
-    if (!EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL) || mdlen < 6) {
+    pthread_once(&sha256_once, sha256_fetch);
+    if (!sha256_md || !EVP_Digest(p, n, md, &mdlen, sha256_md, NULL) || mdlen < 6) {
         memcpy(out, "000000000000", 13);
         return;
     }
