@@ -96,7 +96,8 @@ void auth_worker_free(struct auth_worker *aw);
  * Checks the bearer token `tok`/`len` at `now_ms` (milliseconds since the epoch, read once per
  * loop turn). Returns AUTH_OK or AUTH_FAIL with `*out` filled (from L1 or a local verify), or
  * AUTH_PENDING: `cb(arg, ...)` follows exactly once from auth_worker_on_poll() / _tick() (or
- * _free()); `out` is then untouched. The token is copied when needed: the caller may reuse it.
+ * _free()); `out` is then untouched. With `cb` NULL it never pends: an L1 miss is verified
+ * locally at once. The token is copied when needed: the caller may reuse it.
  */
 enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len, int64_t now_ms,
                             auth_done_fn cb, void *arg, struct jwt_result *out);
