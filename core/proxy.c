@@ -1,0 +1,721 @@
+// SPDX-License-Identifier: MIT
+// The REGISTER proxy of one worker: challenge, token check, identity binding, forwarding rewrite
+// (our Via, Max-Forwards, Path), the transaction table with Timer F, and response routing by the
+// branch of our Via. SPEC.md sections 3 and 4.
+#include "core/proxy.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <openssl/rand.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/sip_build.h"
+#include "core/sip_parse.h"
+
+#define PROXY_BRANCH_PREFIX "z9hG4bK-se"
+#define PROXY_MAX_HEADERS   128
+#define PROXY_RESP_MAX      (16u * 1024u) /* our responses: copied Vias + a few headers */
+#define PROXY_IOV_MAX       (PROXY_MAX_HEADERS + 8)
+#define PROXY_NIL           UINT32_MAX
+
+/**
+ * A transaction slot. Free slots are on a LIFO list (hot slots get reused, so the memory touched
+ * stays small); live ones are on a FIFO ordered by Timer F deadline (every transaction gets the
+ * same timeout, so arrival order is deadline order: O(1) insert, remove and expiry).
+ *
+ * | state     | req holds                        | leaves by                              |
+ * |-----------|----------------------------------|----------------------------------------|
+ * | FREE      | nothing                          | proxy_on_client_request (alloc)        |
+ * | AUTH_WAIT | the whole request (parked)       | auth callback → FORWARDED or answered  |
+ * | FORWARDED | the request (for a 408/503 later)| final response, Timer F                |
+ */
+enum txn_state {
+    TXN_FREE = 0,
+    TXN_AUTH_WAIT,
+    TXN_FORWARDED,
+    /* TXN_STATE_COUNT */
+    TXN_STATE_COUNT
+};
+
+struct txn {
+    uint32_t slot;
+    uint32_t gen; /* bumped when freed: a late response or callback for an old use is stale */
+    uint32_t client_id;
+    uint8_t state;
+    uint32_t prev, next; /* FIFO (live) or free list (next only) */
+    int64_t deadline;    /* Timer F, monotonic ms */
+    int64_t started;
+    char *req; /* copy of the request (malloc; kept small: see txn_keep) */
+    uint32_t req_len;
+};
+
+struct proxy {
+    struct proxy_cfg cfg;
+    struct proxy_env env;
+    struct auth_worker *aw;
+    struct metrics_shard *shard;
+    struct metrics_shard *own_shard; /* when the caller gave none (tests) */
+    struct proxy_stats stats;
+    char *realm, *server, *via_host, *scope, *authz;
+    char nonce[9]; /* per-process random: our branches are not guessable nor another edge's */
+    uint64_t tag_seq;
+    int64_t last_mismatch_log;
+    uint32_t cap, mask;
+    uint32_t free_head;
+    uint32_t fifo_head, fifo_tail;
+    char resp[PROXY_RESP_MAX];
+    struct sip_header hdrs[PROXY_MAX_HEADERS];
+    struct txn txns[];
+};
+
+/* ---- small helpers ------------------------------------------------------------------------ */
+
+static char *dup_or_null(const char *s)
+{
+    return s == NULL ? NULL : strdup(s);
+}
+
+static enum metrics_method metrics_method_of(enum sip_method m)
+{
+    return m == SIP_METHOD_REGISTER  ? METRICS_METHOD_REGISTER
+           : m == SIP_METHOD_OPTIONS ? METRICS_METHOD_OPTIONS
+                                     : METRICS_METHOD_OTHER;
+}
+
+static struct proxy *proxy_of(struct txn *t)
+{
+    return (struct proxy *)((char *)(t - t->slot) - offsetof(struct proxy, txns));
+}
+
+static void fifo_push(struct proxy *p, struct txn *t)
+{
+    t->next = PROXY_NIL;
+    t->prev = p->fifo_tail;
+    if (p->fifo_tail != PROXY_NIL)
+        p->txns[p->fifo_tail].next = t->slot;
+    else
+        p->fifo_head = t->slot;
+    p->fifo_tail = t->slot;
+}
+
+static void fifo_remove(struct proxy *p, struct txn *t)
+{
+    if (t->prev != PROXY_NIL)
+        p->txns[t->prev].next = t->next;
+    else
+        p->fifo_head = t->next;
+    if (t->next != PROXY_NIL)
+        p->txns[t->next].prev = t->prev;
+    else
+        p->fifo_tail = t->prev;
+    t->prev = t->next = PROXY_NIL;
+}
+
+static struct txn *txn_alloc(struct proxy *p, uint32_t client_id, int64_t now)
+{
+    if (p->free_head == PROXY_NIL)
+        return NULL;
+    struct txn *t = &p->txns[p->free_head];
+    p->free_head = t->next;
+    t->client_id = client_id;
+    t->started = now;
+    t->deadline = now + p->cfg.timer_f_ms;
+    fifo_push(p, t);
+    p->stats.transactions_open++;
+    metrics_gauge_add(p->shard, 1, METRIC_TRANSACTIONS_OPEN);
+    return t;
+}
+
+static void txn_free(struct proxy *p, struct txn *t)
+{
+    fifo_remove(p, t);
+    free(t->req);
+    t->req = NULL;
+    t->req_len = 0;
+    t->state = TXN_FREE;
+    t->gen++;
+    t->next = p->free_head;
+    p->free_head = t->slot;
+    p->stats.transactions_open--;
+    metrics_gauge_add(p->shard, -1, METRIC_TRANSACTIONS_OPEN);
+}
+
+/* Copies the request so that it can be parked or answered later (408, 503). */
+static int txn_keep(struct txn *t, const struct sip_msg *msg, bool with_body)
+{
+    const char *base = msg->method_text.base;
+    size_t len = msg->header_len + (with_body ? msg->body.len : 0);
+    char *copy = malloc(len);
+    if (copy == NULL)
+        return -ENOMEM;
+    memcpy(copy, base, len);
+    free(t->req);
+    t->req = copy;
+    t->req_len = (uint32_t)len;
+    return 0;
+}
+
+/* Re-indexes a kept request copy (it was scanned once already, so this cannot fail unless the
+ * copy holds the headers only: then the Content-Length is ignored by passing the limit). */
+static bool txn_rescan(struct proxy *p, struct txn *t, struct sip_msg *msg)
+{
+    sip_msg_init(msg, p->hdrs, PROXY_MAX_HEADERS);
+    msg->limits.max_size = (size_t)t->req_len + 65536;
+    msg->limits.max_body = 65536;
+    ssize_t r = sip_scan(t->req, t->req_len, 0, msg);
+    return r > 0 || (r == SIP_INCOMPLETE && msg->header_len > 0);
+}
+
+/* ---- responses made by the edge ------------------------------------------------------------ */
+
+static void count_response(struct proxy *p, enum sip_method m, int status, bool upstream)
+{
+    metrics_inc(p->shard, METRIC_SIP_RESPONSES, metrics_method_of(m), metrics_code_of(status),
+                upstream ? METRICS_SOURCE_UPSTREAM : METRICS_SOURCE_EDGE);
+    if (status >= 100 && status < 700) {
+        if (upstream)
+            p->stats.relayed[status / 100]++;
+        else
+            p->stats.answered_by_edge[status / 100]++;
+    }
+}
+
+/* Builds and sends a response to `req` from client `cid`. `extra` lines without CRLF. */
+static void respond(struct proxy *p, uint32_t cid, const struct sip_msg *req, int status,
+                    const char *reason, const struct slice *extra, size_t n_extra)
+{
+    struct slice lines[8];
+    size_t n = 0;
+    char server[300];
+    int sl = snprintf(server, sizeof(server), "Server: %s", p->server);
+    lines[n++] = slice_make(server, (size_t)sl);
+    for (size_t i = 0; i < n_extra && n < 8; i++)
+        lines[n++] = extra[i];
+    char tag[32];
+    int tl = snprintf(tag, sizeof(tag), "se%s%" PRIx64, p->nonce, ++p->tag_seq);
+    ssize_t len =
+        sip_build_response(req, status, slice_make(reason, strlen(reason)),
+                           slice_make(tag, (size_t)tl), lines, n, p->resp, sizeof(p->resp));
+    if (len < 0) {
+        log_event(LOG_WARN, "response_build_failed", LOG_I("status", status), LOG_I("error", len));
+        return;
+    }
+    struct slice iov = slice_make(p->resp, (size_t)len);
+    if (p->env.client_send(p->env.ctx, cid, &iov, 1) == -ENOTCONN) {
+        p->stats.drop_client_gone++;
+        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_CLIENT_GONE);
+        return;
+    }
+    count_response(p, req->method, status, false);
+}
+
+/* 407 (or 403 insufficient_scope) with a Bearer challenge; `error` NULL for the first one. */
+static void challenge(struct proxy *p, uint32_t cid, const struct sip_msg *req, int status,
+                      const char *error)
+{
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "Proxy-Authenticate: Bearer realm=\"%s\"", p->realm);
+    if (error != NULL)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, ", error=\"%s\"", error);
+    if (p->scope != NULL)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, ", scope=\"%s\"", p->scope);
+    if (p->authz != NULL)
+        n += snprintf(line + n, sizeof(line) - (size_t)n, ", authz_server=\"%s\"", p->authz);
+    if (n >= (int)sizeof(line))
+        n = (int)sizeof(line) - 1;
+    struct slice extra = slice_make(line, (size_t)n);
+    respond(p, cid, req, status, status == 407 ? "Proxy Authentication Required" : "Forbidden",
+            &extra, 1);
+}
+
+static void respond_503(struct proxy *p, uint32_t cid, const struct sip_msg *req)
+{
+    char line[64];
+    int n = snprintf(line, sizeof(line), "Retry-After: %u", p->cfg.retry_after_s);
+    struct slice extra = slice_make(line, (size_t)n);
+    respond(p, cid, req, 503, "Service Unavailable", &extra, 1);
+}
+
+/* ---- the REGISTER path ------------------------------------------------------------------- */
+
+static enum metrics_auth_result auth_metric(enum jwt_reason r)
+{
+    switch (r) {
+    case JWT_OK:
+        return METRICS_AUTH_OK;
+    case JWT_E_MALFORMED:
+    case JWT_E_TOO_LARGE:
+    case JWT_E_MISSING_CLAIM:
+        return METRICS_AUTH_MALFORMED;
+    case JWT_E_BAD_SIGNATURE:
+        return METRICS_AUTH_BAD_SIGNATURE;
+    case JWT_E_UNKNOWN_KID:
+        return METRICS_AUTH_UNKNOWN_KID;
+    case JWT_E_ALG_NOT_ALLOWED:
+        return METRICS_AUTH_BAD_ALG;
+    case JWT_E_EXPIRED:
+        return METRICS_AUTH_EXPIRED;
+    case JWT_E_NOT_YET_VALID:
+        return METRICS_AUTH_NOT_YET_VALID;
+    case JWT_E_BAD_ISSUER:
+        return METRICS_AUTH_BAD_ISS;
+    case JWT_E_BAD_AUDIENCE:
+        return METRICS_AUTH_BAD_AUD;
+    case JWT_E_INSUFFICIENT_SCOPE:
+        return METRICS_AUTH_INSUFFICIENT_SCOPE;
+    case JWT_E_REVOKED:
+        return METRICS_AUTH_REVOKED;
+    case JWT_E_DECRYPT_FAILED:
+        return METRICS_AUTH_DECRYPT;
+    default:
+        return METRICS_AUTH_ERROR;
+    }
+}
+
+/* The address-of-record user of a REGISTER: the user part of the To URI. */
+static int aor_user(const struct sip_msg *msg, struct slice *user)
+{
+    const struct sip_header *to = sip_first(msg, SIP_HDR_TO);
+    struct sip_name_addr na;
+    if (to == NULL || sip_parse_name_addr(to->value, &na) < 0 || !na.uri.has_user)
+        return -EINVAL;
+    *user = na.uri.user;
+    return 0;
+}
+
+/* Sends `req` (from client `cid`) upstream in transaction `t`. Answers 483/400/503 itself. */
+static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, int64_t now)
+{
+    char via[256], path[320], scratch[768];
+    int vl =
+        snprintf(via, sizeof(via), "SIP/2.0/TLS %s%s%.0u;branch=" PROXY_BRANCH_PREFIX "%s.%x.%x.%x",
+                 p->via_host, p->cfg.via_port ? ":" : "", p->cfg.via_port, p->nonce, p->cfg.worker,
+                 t->slot, t->gen);
+    if (p->cfg.via_port == 0)
+        vl = snprintf(via, sizeof(via), "SIP/2.0/TLS %s;branch=" PROXY_BRANCH_PREFIX "%s.%x.%x.%x",
+                      p->via_host, p->nonce, p->cfg.worker, t->slot, t->gen);
+    int pl = 0;
+    if (p->cfg.add_path) {
+        if (p->cfg.via_port)
+            pl = snprintf(path, sizeof(path), "<sip:%s:%u;transport=tls;lr>", p->via_host,
+                          (unsigned)p->cfg.via_port);
+        else
+            pl = snprintf(path, sizeof(path), "<sip:%s;transport=tls;lr>", p->via_host);
+    }
+    static const uint16_t drop_auth[] = {SIP_HDR_PROXY_AUTHORIZATION};
+    struct sip_rewrite rw = {
+        .via = slice_make(via, (size_t)vl),
+        .path = slice_make(path, (size_t)pl),
+        .max_forwards = true,
+        .drop = p->cfg.forward_auth ? NULL : drop_auth,
+        .n_drop = p->cfg.forward_auth ? 0 : 1,
+    };
+    struct slice iov[PROXY_IOV_MAX];
+    ssize_t n = sip_rewrite_request(req, &rw, iov, PROXY_IOV_MAX, scratch, sizeof(scratch));
+    if (n == -ELOOP) {
+        respond(p, t->client_id, req, 483, "Too Many Hops", NULL, 0);
+        txn_free(p, t);
+        return;
+    }
+    if (n < 0) {
+        respond(p, t->client_id, req, 400,
+                n == -EBADMSG ? "Bad Max-Forwards" : "Bad Request (cannot forward)", NULL, 0);
+        txn_free(p, t);
+        return;
+    }
+    /* Keep the request's headers for a 408 or 503 made later (before sending: the iov borrows
+     * `req`, which may be t->req itself when it was parked; then it is kept already). */
+    if (t->req == NULL && txn_keep(t, req, false) < 0) {
+        respond_503(p, t->client_id, req);
+        txn_free(p, t);
+        return;
+    }
+    int r = p->env.upstream_send(p->env.ctx, iov, (size_t)n);
+    if (r < 0) {
+        p->stats.no_upstream++;
+        respond_503(p, t->client_id, req);
+        txn_free(p, t);
+        return;
+    }
+    t->state = TXN_FORWARDED;
+    t->deadline = now + p->cfg.timer_f_ms;
+    p->stats.forwarded++;
+}
+
+/* The decision once the token's fate is known. `t` is the transaction if one was parked. */
+static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, struct txn *t,
+                   enum auth_status st, const struct jwt_result *res, enum metrics_auth_layer layer,
+                   int64_t now)
+{
+    if (st == AUTH_CANCELLED || res == NULL) {
+        respond_503(p, cid, req);
+        if (t != NULL)
+            txn_free(p, t);
+        return;
+    }
+    if (st != AUTH_OK) {
+        metrics_inc(p->shard, METRIC_AUTH_RESULTS, auth_metric(res->reason), layer);
+        if (res->reason == JWT_E_INSUFFICIENT_SCOPE)
+            challenge(p, cid, req, 403, "insufficient_scope");
+        else
+            challenge(p, cid, req, 407, "invalid_token");
+        if (t != NULL)
+            txn_free(p, t);
+        return;
+    }
+    struct slice user;
+    if (aor_user(req, &user) < 0) {
+        respond(p, cid, req, 400, "Bad To", NULL, 0);
+        if (t != NULL)
+            txn_free(p, t);
+        return;
+    }
+    /* The user part of a SIP URI compares case-sensitively (RFC 3261 19.1.4); a signature-only
+     * cucm token has no readable identity, and UCM checks it again. */
+    if (!res->signature_only && !slice_eq(user, slice_make(res->user, res->user_len))) {
+        p->stats.identity_mismatch++;
+        metrics_inc(p->shard, METRIC_AUTH_RESULTS, METRICS_AUTH_IDENTITY_MISMATCH, layer);
+        respond(p, cid, req, 403, "Forbidden", NULL, 0);
+        if (t != NULL)
+            txn_free(p, t);
+        return;
+    }
+    metrics_inc(p->shard, METRIC_AUTH_RESULTS, METRICS_AUTH_OK, layer);
+    if (t == NULL) {
+        t = txn_alloc(p, cid, now);
+        if (t == NULL) {
+            respond_503(p, cid, req);
+            return;
+        }
+    }
+    forward(p, t, req, now);
+}
+
+static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result *res)
+{
+    struct txn *t = arg;
+    struct proxy *p = proxy_of(t);
+    struct sip_msg msg;
+    int64_t now = t->started; /* callbacks carry no clock: Timer F restarts from here */
+    if (t->state != TXN_AUTH_WAIT || !txn_rescan(p, t, &msg)) {
+        if (t->state == TXN_AUTH_WAIT)
+            txn_free(p, t);
+        return;
+    }
+    decide(p, t->client_id, &msg, t, st, res, METRICS_LAYER_L2, now);
+}
+
+static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
+{
+    const struct sip_header *mf = sip_first(req, SIP_HDR_MAX_FORWARDS);
+    if (mf != NULL) {
+        uint8_t v;
+        if (sip_parse_max_forwards(mf->value, &v) < 0) {
+            respond(p, cid, req, 400, "Bad Max-Forwards", NULL, 0);
+            return;
+        }
+        if (v == 0) {
+            respond(p, cid, req, 483, "Too Many Hops", NULL, 0);
+            return;
+        }
+    }
+    struct sip_cred cred;
+    struct slice realm = slice_make(p->realm, strlen(p->realm));
+    int r = sip_find_bearer(req, realm, &cred);
+    if (r == -SIP_CRED_NONE || r == -SIP_CRED_NOT_BEARER) {
+        metrics_inc(p->shard, METRIC_AUTH_RESULTS, METRICS_AUTH_NO_CREDENTIALS,
+                    METRICS_LAYER_VERIFY);
+        challenge(p, cid, req, 407, NULL);
+        return;
+    }
+    if (r < 0) { /* malformed Bearer, or a Bearer for another realm */
+        metrics_inc(p->shard, METRIC_AUTH_RESULTS, METRICS_AUTH_MALFORMED, METRICS_LAYER_VERIFY);
+        challenge(p, cid, req, 407, "invalid_token");
+        return;
+    }
+    struct jwt_result res;
+    if (p->aw == NULL) {
+        memset(&res, 0, sizeof(res));
+        res.reason = JWT_E_UNKNOWN_KID;
+        decide(p, cid, req, NULL, AUTH_FAIL, &res, METRICS_LAYER_VERIFY, now);
+        return;
+    }
+    /* The transaction exists before the check so that a parked request has its slot. */
+    struct txn *t = txn_alloc(p, cid, now);
+    if (t == NULL) {
+        respond_503(p, cid, req);
+        return;
+    }
+    t->state = TXN_AUTH_WAIT;
+    const struct auth_counters *ac = auth_worker_counters(p->aw);
+    uint64_t verified = ac->verified;
+    enum auth_status st =
+        auth_check(p->aw, cred.token.base, cred.token.len, auth_now_ms(), on_auth_done, t, &res);
+    if (st == AUTH_PENDING) {
+        p->stats.auth_pending++;
+        if (txn_keep(t, req, true) < 0) {
+            auth_cancel(p->aw, t);
+            respond_503(p, cid, req);
+            txn_free(p, t);
+        }
+        return;
+    }
+    decide(p, cid, req, t, st, &res,
+           ac->verified != verified ? METRICS_LAYER_VERIFY : METRICS_LAYER_L1, now);
+}
+
+/* ---- entry points ------------------------------------------------------------------------- */
+
+void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct sip_msg *msg,
+                             int64_t now_ms)
+{
+    enum sip_method m = msg->method;
+    p->stats.requests[m]++;
+    metrics_inc(p->shard, METRIC_SIP_REQUESTS, metrics_method_of(m));
+    if (m == SIP_METHOD_ACK) /* never answered (RFC 3261 17.2.3) */
+        return;
+    /* What every response needs (RFC 3261 8.1.1): without it no answer can be built. */
+    static const struct {
+        enum sip_hdr id;
+        const char *reason;
+    } required[] = {{SIP_HDR_VIA, "Missing Via"},
+                    {SIP_HDR_FROM, "Missing From"},
+                    {SIP_HDR_TO, "Missing To"},
+                    {SIP_HDR_CALL_ID, "Missing Call-ID"},
+                    {SIP_HDR_CSEQ, "Missing CSeq"}};
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+        if (sip_first(msg, required[i].id) == NULL) {
+            respond(p, client_id, msg, 400, required[i].reason, NULL, 0);
+            return;
+        }
+    }
+    struct sip_cseq cseq;
+    if (sip_parse_cseq(sip_first(msg, SIP_HDR_CSEQ)->value, &cseq) < 0 ||
+        !slice_eq(cseq.method_text, msg->method_text)) {
+        respond(p, client_id, msg, 400, "Bad CSeq", NULL, 0);
+        return;
+    }
+    struct sip_via via;
+    if (sip_parse_via(sip_first(msg, SIP_HDR_VIA)->value, &via) < 0) {
+        respond(p, client_id, msg, 400, "Bad Via", NULL, 0);
+        return;
+    }
+    switch (m) {
+    case SIP_METHOD_REGISTER:
+        handle_register(p, client_id, msg, now_ms);
+        return;
+    case SIP_METHOD_OPTIONS: {
+        struct slice allow = SLICE_LIT("Allow: REGISTER, OPTIONS");
+        respond(p, client_id, msg, 200, "OK", &allow, 1);
+        return;
+    }
+    default:
+        respond(p, client_id, msg, 501, "Not Implemented", NULL, 0);
+        return;
+    }
+}
+
+bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct sip_msg *msg)
+{
+    if (!msg->is_request || msg->method == SIP_METHOD_ACK)
+        return false;
+    if (sip_first(msg, SIP_HDR_VIA) == NULL || sip_first(msg, SIP_HDR_FROM) == NULL ||
+        sip_first(msg, SIP_HDR_TO) == NULL || sip_first(msg, SIP_HDR_CALL_ID) == NULL ||
+        sip_first(msg, SIP_HDR_CSEQ) == NULL)
+        return false;
+    int status = msg->err == SIP_E_TOO_LARGE ? 513 : 400;
+    respond(p, client_id, msg, status, sip_err_reason(msg->err), NULL, 0);
+    return true;
+}
+
+/* Decodes our branch "z9hG4bK-se<nonce>.<worker>.<slot>.<gen>". */
+static struct txn *txn_of_branch(struct proxy *p, struct slice branch, bool *ours)
+{
+    const size_t pre = sizeof(PROXY_BRANCH_PREFIX) - 1;
+    *ours = false;
+    if (branch.len < pre + 8 || memcmp(branch.base, PROXY_BRANCH_PREFIX, pre) != 0 ||
+        memcmp(branch.base + pre, p->nonce, 8) != 0)
+        return NULL;
+    char buf[64];
+    size_t n = branch.len - pre - 8;
+    if (n >= sizeof(buf))
+        return NULL;
+    memcpy(buf, branch.base + pre + 8, n);
+    buf[n] = 0;
+    unsigned w, slot, gen;
+    char extra;
+    if (sscanf(buf, ".%x.%x.%x%c", &w, &slot, &gen, &extra) != 3 || w != p->cfg.worker)
+        return NULL;
+    *ours = true;
+    if (slot >= p->cap)
+        return NULL;
+    struct txn *t = &p->txns[slot];
+    if (t->gen != gen || t->state != TXN_FORWARDED)
+        return NULL;
+    return t;
+}
+
+void proxy_on_upstream_message(struct proxy *p, const struct sip_msg *msg, int64_t now_ms)
+{
+    if (msg->is_request) { /* UCM-initiated requests come with calls, later */
+        p->stats.drop_unexpected++;
+        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_UNEXPECTED);
+        return;
+    }
+    struct slice iov[4];
+    struct slice top;
+    ssize_t n = sip_pop_via(msg, iov, 4, &top);
+    struct sip_via via;
+    bool ours = false;
+    struct txn *t = NULL;
+    if (n > 0 && sip_parse_via(top, &via) == 0)
+        t = txn_of_branch(p, via.branch, &ours);
+    if (!ours) {
+        p->stats.drop_via_not_ours++;
+        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_VIA_NOT_OURS);
+        return;
+    }
+    if (t == NULL) {
+        p->stats.drop_stale++;
+        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_STALE_TRANSACTION);
+        return;
+    }
+    if (msg->status < 200) {
+        if (msg->status == 100) /* hop by hop (RFC 3261 16.7 step 5) */
+            return;
+        p->env.client_send(p->env.ctx, t->client_id, iov, (size_t)n);
+        return;
+    }
+    if (msg->status == 403 && now_ms - p->last_mismatch_log >= 10000) {
+        const struct sip_header *warn = sip_first(msg, SIP_HDR_WARNING);
+        if (warn != NULL && memmem(warn->value.base, warn->value.len, "Port Mismatch", 13)) {
+            p->last_mismatch_log = now_ms;
+            log_event(LOG_WARN, "upstream_port_mismatch", LOG_SL("warning", warn->value),
+                      LOG_S("fix",
+                            "UCM: enable SIP OAuth (utils sipOAuth-mode enable), check the SIP "
+                            "MRA OAuth port (5091) and the phone security profile"));
+        }
+    }
+    int r = p->env.client_send(p->env.ctx, t->client_id, iov, (size_t)n);
+    if (r == -ENOTCONN) {
+        p->stats.drop_client_gone++;
+        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_CLIENT_GONE);
+    } else {
+        count_response(p, SIP_METHOD_REGISTER, msg->status, true);
+        int64_t us = (now_ms - t->started) * 1000;
+        metrics_observe_us(p->shard, us > 0 ? (uint64_t)us : 0, METRIC_UPSTREAM_DURATION);
+    }
+    txn_free(p, t);
+}
+
+void proxy_on_client_gone(struct proxy *p, uint32_t client_id)
+{
+    /* Nothing to walk: a parked check or a forwarded request finds the client gone when it
+     * answers (conn ids carry a generation), and that drop is counted there. */
+    (void)p;
+    (void)client_id;
+}
+
+int64_t proxy_tick(struct proxy *p, int64_t now_ms)
+{
+    while (p->fifo_head != PROXY_NIL) {
+        struct txn *t = &p->txns[p->fifo_head];
+        if (t->deadline > now_ms)
+            return t->deadline;
+        if (t->state == TXN_AUTH_WAIT && p->aw != NULL)
+            auth_cancel(p->aw, t);
+        struct sip_msg msg;
+        if (t->req != NULL && txn_rescan(p, t, &msg)) {
+            p->stats.timer_f++;
+            respond(p, t->client_id, &msg, 408, "Request Timeout", NULL, 0);
+        }
+        txn_free(p, t);
+    }
+    return INT64_MAX;
+}
+
+const struct proxy_stats *proxy_stats(const struct proxy *p)
+{
+    return &p->stats;
+}
+
+struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env,
+                        struct auth_worker *aw, struct metrics_shard *metrics)
+{
+    uint32_t cap = 1;
+    while (cap < cfg->max_transactions && cap < (1u << 22))
+        cap <<= 1;
+    struct proxy *p = calloc(1, sizeof(*p) + (size_t)cap * sizeof(struct txn));
+    if (p == NULL)
+        return NULL;
+    p->cfg = *cfg;
+    p->env = *env;
+    p->aw = aw;
+    p->shard = metrics;
+    if (p->shard == NULL) {
+        p->own_shard = aligned_alloc(64, sizeof(struct metrics_shard));
+        if (p->own_shard == NULL) {
+            free(p);
+            return NULL;
+        }
+        memset(p->own_shard, 0, sizeof(*p->own_shard));
+        p->shard = p->own_shard;
+    }
+    p->cap = cap;
+    p->mask = cap - 1;
+    p->realm = strdup(cfg->realm ? cfg->realm : "ccmsipline");
+    p->server = strdup(cfg->server ? cfg->server : "sipedge");
+    p->via_host = strdup(cfg->via_host ? cfg->via_host : "localhost");
+    p->scope = dup_or_null(cfg->challenge_scope);
+    p->authz = dup_or_null(cfg->challenge_authz_server);
+    if (p->cfg.timer_f_ms == 0)
+        p->cfg.timer_f_ms = 32000;
+    if (p->cfg.retry_after_s == 0)
+        p->cfg.retry_after_s = 30;
+    unsigned char rnd[4];
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        proxy_free(p);
+        return NULL;
+    }
+    snprintf(p->nonce, sizeof(p->nonce), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    p->fifo_head = p->fifo_tail = PROXY_NIL;
+    /* Free list in slot order: the first slots get used first and stay hot. */
+    for (uint32_t i = 0; i < cap; i++) {
+        p->txns[i].slot = i;
+        p->txns[i].prev = PROXY_NIL;
+        p->txns[i].next = i + 1 < cap ? i + 1 : PROXY_NIL;
+    }
+    p->free_head = 0;
+    if (p->realm == NULL || p->server == NULL || p->via_host == NULL) {
+        proxy_free(p);
+        return NULL;
+    }
+    return p;
+}
+
+void proxy_free(struct proxy *p)
+{
+    if (p == NULL)
+        return;
+    while (p->fifo_head != PROXY_NIL) {
+        struct txn *t = &p->txns[p->fifo_head];
+        if (t->state == TXN_AUTH_WAIT && p->aw != NULL)
+            auth_cancel(p->aw, t);
+        struct sip_msg msg;
+        if (t->req != NULL && txn_rescan(p, t, &msg))
+            respond_503(p, t->client_id, &msg);
+        txn_free(p, t);
+    }
+    free(p->realm);
+    free(p->server);
+    free(p->via_host);
+    free(p->scope);
+    free(p->authz);
+    free(p->own_shard);
+    free(p);
+}

@@ -1,0 +1,415 @@
+// SPDX-License-Identifier: MIT
+// Unit tests of the REGISTER proxy (core/proxy.c) with a recording environment: what the client
+// and UCM would receive, byte for byte where it matters. Tokens are judged by a fake verifier
+// plugged into a real auth worker (no Redis: answers are synchronous).
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "core/proxy.h"
+#include "core/sip.h"
+#include "core/sip_parse.h"
+
+#define MAX_SENT 16
+
+struct sent {
+    uint32_t id;
+    char text[8192];
+};
+
+static struct sent to_client[MAX_SENT], to_upstream[MAX_SENT];
+static int n_client, n_upstream;
+static int upstream_result;               /* what upstream_send returns */
+static uint32_t gone_client = UINT32_MAX; /* client_send says -ENOTCONN for this id */
+
+static void join(struct sent *s, uint32_t id, const struct slice *iov, size_t n)
+{
+    size_t off = 0;
+    s->id = id;
+    for (size_t i = 0; i < n; i++) {
+        cr_assert_lt(off + iov[i].len, sizeof(s->text));
+        memcpy(s->text + off, iov[i].base, iov[i].len);
+        off += iov[i].len;
+    }
+    s->text[off] = 0;
+}
+
+static int fake_client_send(void *ctx, uint32_t id, const struct slice *iov, size_t n)
+{
+    if (id == gone_client)
+        return -ENOTCONN;
+    if (n_client == MAX_SENT) /* proxy_free answering every open transaction */
+        return 0;
+    join(&to_client[n_client++], id, iov, n);
+    return 0;
+}
+
+static int fake_upstream_send(void *ctx, const struct slice *iov, size_t n)
+{
+    if (upstream_result < 0)
+        return upstream_result;
+    cr_assert_lt(n_upstream, MAX_SENT);
+    join(&to_upstream[n_upstream++], 0, iov, n);
+    return upstream_result;
+}
+
+/* Tokens are "ok.<user>", "scope.<user>", or anything else (bad signature). */
+static enum jwt_reason fake_verify(void *ctx, const char *tok, size_t len, int64_t now,
+                                   struct jwt_result *out)
+{
+    memset(out, 0, sizeof(*out));
+    out->exp = now + 3600;
+    if (len > 3 && memcmp(tok, "ok.", 3) == 0) {
+        out->user_len = len - 3;
+        memcpy(out->user, tok + 3, len - 3);
+        return out->reason = JWT_OK;
+    }
+    if (len > 6 && memcmp(tok, "scope.", 6) == 0)
+        return out->reason = JWT_E_INSUFFICIENT_SCOPE;
+    return out->reason = JWT_E_BAD_SIGNATURE;
+}
+
+static struct proxy *p;
+static struct auth_worker *aw;
+
+static void setup_with(bool forward_auth)
+{
+    n_client = n_upstream = 0;
+    upstream_result = 0;
+    gone_client = UINT32_MAX;
+    struct auth_config ac = {.verify = fake_verify};
+    aw = auth_worker_new(&ac, auth_now_ms());
+    cr_assert_not_null(aw);
+    struct proxy_cfg cfg = {
+        .worker = 1,
+        .realm = "ccmsipline",
+        .server = "sipedge/test",
+        .via_host = "edge.example.test",
+        .via_port = 5061,
+        .add_path = true,
+        .forward_auth = forward_auth,
+        .timer_f_ms = 1000,
+        .retry_after_s = 17,
+        .max_transactions = 64,
+    };
+    struct proxy_env env = {.client_send = fake_client_send, .upstream_send = fake_upstream_send};
+    p = proxy_new(&cfg, &env, aw, NULL);
+    cr_assert_not_null(p);
+}
+
+static void setup(void)
+{
+    setup_with(true);
+}
+
+static void teardown(void)
+{
+    proxy_free(p);
+    auth_worker_free(aw);
+}
+
+static char buf[8192];
+static struct sip_header hdrs[64];
+
+/* Scans `text` (LF line ends become CRLF) into `msg`. */
+static void scan(const char *text, struct sip_msg *msg)
+{
+    size_t n = 0;
+    for (const char *s = text; *s; s++) {
+        if (*s == '\n')
+            buf[n++] = '\r';
+        buf[n++] = *s;
+    }
+    sip_msg_init(msg, hdrs, 64);
+    ssize_t r = sip_scan(buf, n, 0, msg);
+    cr_assert_eq(r, (ssize_t)n, "scan: %zd (%s)", r, sip_err_name(msg->err));
+}
+
+static void register_as(uint32_t client, const char *user, const char *auth_line,
+                        const char *max_forwards)
+{
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "REGISTER sip:ucm.example.test SIP/2.0\n"
+             "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKclient1;rport\n"
+             "Max-Forwards: %s\n"
+             "From: <sip:%s@example.test>;tag=abc\n"
+             "To: <sip:%s@example.test>\n"
+             "Call-ID: call-%s@192.0.2.10\n"
+             "CSeq: 2 REGISTER\n"
+             "Contact: <sip:%s@192.0.2.10:50000;transport=tls>;+sip.instance=\"<urn:uuid:1>\"\n"
+             "Expires: 3600\n"
+             "%s"
+             "Content-Length: 0\n\n",
+             max_forwards, user, user, user, user, auth_line);
+    struct sip_msg msg;
+    scan(text, &msg);
+    proxy_on_client_request(p, client, &msg, 1000);
+}
+
+static bool starts(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static const char *header_of(const char *text, const char *name)
+{
+    static char line[1024];
+    const char *h = strstr(text, name);
+    if (h == NULL)
+        return NULL;
+    const char *e = strstr(h, "\r\n");
+    snprintf(line, sizeof(line), "%.*s", (int)(e - h), h);
+    return line;
+}
+
+TestSuite(proxy, .init = setup, .fini = teardown);
+
+Test(proxy, challenges_a_register_without_credentials_like_ucm)
+{
+    register_as(7, "alice", "", "70");
+    cr_assert_eq(n_client, 1);
+    cr_assert_eq(n_upstream, 0);
+    const char *r = to_client[0].text;
+    cr_assert_eq(to_client[0].id, 7);
+    cr_assert(starts(r, "SIP/2.0 407 Proxy Authentication Required\r\n"), "%s", r);
+    cr_assert_str_eq(header_of(r, "Proxy-Authenticate:"),
+                     "Proxy-Authenticate: Bearer realm=\"ccmsipline\"");
+    cr_assert_not_null(strstr(r, "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKclient1;rport"));
+    cr_assert_not_null(strstr(r, "To: <sip:alice@example.test>;tag="));
+    cr_assert_not_null(strstr(r, "CSeq: 2 REGISTER\r\n"));
+    cr_assert_not_null(strstr(r, "Server: sipedge/test\r\n"));
+    cr_assert_not_null(strstr(r, "Content-Length: 0\r\n\r\n"));
+}
+
+Test(proxy, challenges_digest_credentials_as_no_bearer)
+{
+    register_as(7, "alice", "Proxy-Authorization: Digest username=\"alice\", realm=\"x\"\n", "70");
+    cr_assert_eq(n_client, 1);
+    cr_assert_str_eq(header_of(to_client[0].text, "Proxy-Authenticate:"),
+                     "Proxy-Authenticate: Bearer realm=\"ccmsipline\"");
+}
+
+Test(proxy, answers_invalid_token_for_a_bad_token)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"garbage\"\n", "70");
+    cr_assert_eq(n_client, 1);
+    cr_assert_eq(n_upstream, 0);
+    cr_assert_str_eq(header_of(to_client[0].text, "Proxy-Authenticate:"),
+                     "Proxy-Authenticate: Bearer realm=\"ccmsipline\", error=\"invalid_token\"");
+    cr_assert(starts(to_client[0].text, "SIP/2.0 407 "));
+}
+
+Test(proxy, answers_403_insufficient_scope)
+{
+    register_as(7, "alice", "Authorization: Bearer scope.alice\n", "70");
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 403 Forbidden\r\n"));
+    cr_assert_str_eq(
+        header_of(to_client[0].text, "Proxy-Authenticate:"),
+        "Proxy-Authenticate: Bearer realm=\"ccmsipline\", error=\"insufficient_scope\"");
+}
+
+Test(proxy, refuses_a_token_of_another_user_with_403)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.mallory\"\n", "70");
+    cr_assert_eq(n_client, 1);
+    cr_assert_eq(n_upstream, 0);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 403 Forbidden\r\n"));
+    cr_assert_eq(proxy_stats(p)->identity_mismatch, 1);
+}
+
+Test(proxy, forwards_a_valid_register_with_via_max_forwards_and_path)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_client, 0);
+    cr_assert_eq(n_upstream, 1);
+    const char *f = to_upstream[0].text;
+    cr_assert(strncmp(f,
+                      "REGISTER sip:ucm.example.test SIP/2.0\r\n"
+                      "Via: SIP/2.0/TLS edge.example.test:5061;branch=z9hG4bK-se",
+                      95) == 0,
+              "%s", f);
+    cr_assert_not_null(strstr(f, "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKclient1"));
+    cr_assert_not_null(strstr(f, "Max-Forwards: 69\r\n"));
+    cr_assert_not_null(strstr(f, "Path: <sip:edge.example.test:5061;transport=tls;lr>\r\n"));
+    cr_assert_not_null(strstr(f, "Proxy-Authorization: Bearer token=\"ok.alice\"\r\n"));
+    cr_assert_eq(proxy_stats(p)->transactions_open, 1);
+}
+
+static void answer_from_ucm(const char *status_line, const char *extra)
+{
+    /* UCM echoes the Vias of the request it got: ours on top. */
+    const char *f = to_upstream[n_upstream - 1].text;
+    char ours[512];
+    snprintf(ours, sizeof(ours), "%s", header_of(f, "Via: SIP/2.0/TLS edge"));
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "%s\n%s\n"
+             "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKclient1;rport\n"
+             "From: <sip:alice@example.test>;tag=abc\n"
+             "To: <sip:alice@example.test>;tag=ucm1\n"
+             "Call-ID: call-alice@192.0.2.10\n"
+             "CSeq: 2 REGISTER\n"
+             "%s"
+             "Content-Length: 0\n\n",
+             status_line, ours, extra);
+    struct sip_msg msg;
+    scan(text, &msg);
+    proxy_on_upstream_message(p, &msg, 1200);
+}
+
+Test(proxy, relays_the_ucm_answer_without_our_via)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    answer_from_ucm("SIP/2.0 200 OK", "Expires: 120\n");
+    cr_assert_eq(n_client, 1);
+    cr_assert_eq(to_client[0].id, 7);
+    const char *r = to_client[0].text;
+    cr_assert(starts(r, "SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 192.0.2.10:50000"), "%s", r);
+    cr_assert_null(strstr(r, "edge.example.test"));
+    cr_assert_not_null(strstr(r, "Expires: 120\r\n"));
+    cr_assert_eq(proxy_stats(p)->transactions_open, 0);
+}
+
+Test(proxy, relays_the_port_mismatch_403_unchanged)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    answer_from_ucm(
+        "SIP/2.0 403 Forbidden",
+        "Retry-After: 35\nWarning: 399 ucm1 \"SIP OAuth Registration port Mismatch\"\n");
+    cr_assert_eq(n_client, 1);
+    cr_assert_not_null(strstr(to_client[0].text, "SIP/2.0 403 Forbidden\r\n"));
+    cr_assert_not_null(strstr(to_client[0].text, "Retry-After: 35\r\n"));
+    cr_assert_not_null(strstr(to_client[0].text,
+                              "Warning: 399 ucm1 \"SIP OAuth Registration port Mismatch\"\r\n"));
+}
+
+Test(proxy, drops_a_second_final_answer_as_stale)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    answer_from_ucm("SIP/2.0 200 OK", "");
+    answer_from_ucm("SIP/2.0 200 OK", "");
+    cr_assert_eq(n_client, 1);
+    cr_assert_eq(proxy_stats(p)->drop_stale, 1);
+}
+
+Test(proxy, drops_an_answer_whose_top_via_is_not_ours)
+{
+    struct sip_msg msg;
+    scan("SIP/2.0 200 OK\n"
+         "Via: SIP/2.0/TLS 10.0.0.1:5061;branch=z9hG4bK-se00000000.1.0.0\n"
+         "From: <sip:a@x>;tag=1\nTo: <sip:a@x>\nCall-ID: c\nCSeq: 1 REGISTER\n"
+         "Content-Length: 0\n\n",
+         &msg);
+    proxy_on_upstream_message(p, &msg, 1000);
+    cr_assert_eq(n_client, 0);
+    cr_assert_eq(proxy_stats(p)->drop_via_not_ours, 1);
+}
+
+Test(proxy, counts_an_answer_for_a_client_that_left)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    gone_client = 7;
+    proxy_on_client_gone(p, 7);
+    answer_from_ucm("SIP/2.0 200 OK", "");
+    cr_assert_eq(n_client, 0);
+    cr_assert_eq(proxy_stats(p)->drop_client_gone, 1);
+    cr_assert_eq(proxy_stats(p)->transactions_open, 0);
+}
+
+Test(proxy, answers_503_with_retry_after_when_no_node_is_up)
+{
+    upstream_result = -EHOSTUNREACH;
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 503 Service Unavailable\r\n"));
+    cr_assert_not_null(strstr(to_client[0].text, "Retry-After: 17\r\n"));
+    cr_assert_eq(proxy_stats(p)->transactions_open, 0);
+}
+
+Test(proxy, answers_408_when_ucm_stays_silent_past_timer_f)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    int64_t next = proxy_tick(p, 1500);
+    cr_assert_eq(n_client, 0);
+    cr_assert_eq(next, 2000); /* now 1000 + timer F 1000 */
+    proxy_tick(p, 2000);
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 408 Request Timeout\r\n"));
+    cr_assert_not_null(strstr(to_client[0].text, "Call-ID: call-alice@192.0.2.10\r\n"));
+    cr_assert_eq(proxy_tick(p, 2001), INT64_MAX);
+    answer_from_ucm("SIP/2.0 200 OK", ""); /* too late: stale */
+    cr_assert_eq(n_client, 1);
+    cr_assert_eq(proxy_stats(p)->drop_stale, 1);
+}
+
+Test(proxy, answers_483_for_max_forwards_zero)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "0");
+    cr_assert_eq(n_upstream, 0);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 483 Too Many Hops\r\n"));
+}
+
+Test(proxy, answers_400_naming_a_missing_header)
+{
+    struct sip_msg msg;
+    scan("REGISTER sip:x SIP/2.0\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\n"
+         "From: <sip:a@x>;tag=1\nTo: <sip:a@x>\nCSeq: 1 REGISTER\nContent-Length: 0\n\n",
+         &msg);
+    proxy_on_client_request(p, 3, &msg, 0);
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 400 Missing Call-ID\r\n"));
+}
+
+Test(proxy, answers_options_200_and_other_methods_501_and_never_an_ack)
+{
+    struct sip_msg msg;
+    scan("OPTIONS sip:edge SIP/2.0\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\n"
+         "From: <sip:a@x>;tag=1\nTo: <sip:edge>\nCall-ID: o1\nCSeq: 1 OPTIONS\n"
+         "Content-Length: 0\n\n",
+         &msg);
+    proxy_on_client_request(p, 3, &msg, 0);
+    scan("INVITE sip:b@x SIP/2.0\nVia: SIP/2.0/TLS h;branch=z9hG4bK2\n"
+         "From: <sip:a@x>;tag=1\nTo: <sip:b@x>\nCall-ID: i1\nCSeq: 1 INVITE\n"
+         "Content-Length: 0\n\n",
+         &msg);
+    proxy_on_client_request(p, 3, &msg, 0);
+    scan("ACK sip:b@x SIP/2.0\nVia: SIP/2.0/TLS h;branch=z9hG4bK2\n"
+         "From: <sip:a@x>;tag=1\nTo: <sip:b@x>;tag=2\nCall-ID: i1\nCSeq: 1 ACK\n"
+         "Content-Length: 0\n\n",
+         &msg);
+    proxy_on_client_request(p, 3, &msg, 0);
+    cr_assert_eq(n_client, 2);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 200 OK\r\n"));
+    cr_assert_not_null(strstr(to_client[0].text, "Allow: REGISTER, OPTIONS\r\n"));
+    cr_assert(starts(to_client[1].text, "SIP/2.0 501 Not Implemented\r\n"));
+}
+
+static void setup_strip(void)
+{
+    setup_with(false);
+}
+
+Test(proxy_strip, strips_proxy_authorization_when_configured, .init = setup_strip, .fini = teardown)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_upstream, 1);
+    cr_assert_null(strstr(to_upstream[0].text, "Proxy-Authorization"));
+}
+
+Test(proxy, runs_out_of_transactions_with_503_not_a_crash)
+{
+    for (int i = 0; i < 64; i++) {
+        register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+        if (n_upstream == MAX_SENT)
+            n_upstream = 0;
+    }
+    cr_assert_eq(proxy_stats(p)->transactions_open, 64);
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 503 "));
+}
