@@ -778,6 +778,7 @@ int sip_parse_cseq(struct slice s, struct sip_cseq *out)
         return -SIP_PE_BAD_METHOD;
     out->seq = (uint32_t)v;
     out->method_text = mk(p, q);
+    out->method = sip_method_from(out->method_text);
     return 0;
 }
 

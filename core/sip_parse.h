@@ -231,10 +231,12 @@ int sip_parse_via(struct slice s, struct sip_via *out);
 
 /* ---- numbers ------------------------------------------------------------------------------ */
 
-/** CSeq: 32-bit sequence number and method token (map it with sip_method_from()). */
+/** CSeq: 32-bit sequence number and method token (`method` from sip_method_from(), so an
+ *  unknown token is SIP_METHOD_UNKNOWN with its text in `method_text`). */
 struct sip_cseq {
     uint32_t seq;
     struct slice method_text;
+    enum sip_method method;
 };
 
 /** Parse a CSeq value. Returns 0, -SIP_PE_EMPTY, -SIP_PE_BAD_NUMBER, -SIP_PE_OUT_OF_RANGE

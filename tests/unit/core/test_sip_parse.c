@@ -433,20 +433,22 @@ Test(sip_parse, parses_cseq_rows)
         int ret;
         uint32_t seq;
         const char *method;
+        enum sip_method m;
     } rows[] = {
-        {"4711 INVITE", 0, 4711, "INVITE"},
-        {" 1\tREGISTER ", 0, 1, "REGISTER"},
-        {"4294967295 ACK", 0, 4294967295u, "ACK"},
-        {"0 FOO-BAR", 0, 0, "FOO-BAR"},
-        {"4294967296 ACK", -SIP_PE_OUT_OF_RANGE, 0, NULL},
-        {"99999999999999999999999 ACK", -SIP_PE_OUT_OF_RANGE, 0, NULL},
-        {"", -SIP_PE_EMPTY, 0, NULL},
-        {"INVITE", -SIP_PE_BAD_NUMBER, 0, NULL},
-        {"12", -SIP_PE_BAD_METHOD, 0, NULL},
-        {"12INVITE", -SIP_PE_BAD_NUMBER, 0, NULL},
-        {"-1 INVITE", -SIP_PE_BAD_NUMBER, 0, NULL},
-        {"1 INVITE x", -SIP_PE_BAD_METHOD, 0, NULL},
-        {"1 IN<VITE", -SIP_PE_BAD_METHOD, 0, NULL},
+        {"4711 INVITE", 0, 4711, "INVITE", SIP_METHOD_INVITE},
+        {" 1\tREGISTER ", 0, 1, "REGISTER", SIP_METHOD_REGISTER},
+        {"4294967295 ACK", 0, 4294967295u, "ACK", SIP_METHOD_ACK},
+        {"0 FOO-BAR", 0, 0, "FOO-BAR", SIP_METHOD_UNKNOWN},
+        {"2 register", 0, 2, "register", SIP_METHOD_UNKNOWN},
+        {"4294967296 ACK", -SIP_PE_OUT_OF_RANGE, 0, NULL, 0},
+        {"99999999999999999999999 ACK", -SIP_PE_OUT_OF_RANGE, 0, NULL, 0},
+        {"", -SIP_PE_EMPTY, 0, NULL, 0},
+        {"INVITE", -SIP_PE_BAD_NUMBER, 0, NULL, 0},
+        {"12", -SIP_PE_BAD_METHOD, 0, NULL, 0},
+        {"12INVITE", -SIP_PE_BAD_NUMBER, 0, NULL, 0},
+        {"-1 INVITE", -SIP_PE_BAD_NUMBER, 0, NULL, 0},
+        {"1 INVITE x", -SIP_PE_BAD_METHOD, 0, NULL, 0},
+        {"1 IN<VITE", -SIP_PE_BAD_METHOD, 0, NULL, 0},
     };
     for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
         struct sip_cseq c;
@@ -455,6 +457,7 @@ Test(sip_parse, parses_cseq_rows)
         if (r == 0 && rows[i].ret == 0) {
             cr_expect_eq(c.seq, rows[i].seq, "'%s' seq", rows[i].in);
             EXPECT_SLICE(c.method_text, rows[i].method, rows[i].in);
+            cr_expect_eq(c.method, rows[i].m, "'%s' method enum", rows[i].in);
         }
     }
 }
