@@ -253,8 +253,17 @@ int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len);
  */
 int tls_conn_handshake(struct tls_conn *c);
 
-/** True once the handshake has completed. */
+/** True once the handshake has completed (and nothing failed since). */
 bool tls_conn_established(const struct tls_conn *c);
+
+/**
+ * True once the peer is known to have accepted the handshake. Equal to tls_conn_established()
+ * on the server side and for TLS 1.2. A TLS 1.3 client finishes before the server has checked
+ * its certificate: a rejection (unknown_ca, certificate_required...) then arrives as -EPROTO from
+ * a later tls_conn_read(). Such a connection becomes confirmed when the server's first
+ * post-handshake record (a session ticket, or data) is read. Use it to call an upstream node up.
+ */
+bool tls_conn_confirmed(const struct tls_conn *c);
 
 /**
  * Decrypt up to `cap` bytes of plaintext into `buf` (drives the handshake first if needed).

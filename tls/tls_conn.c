@@ -297,10 +297,19 @@ static int ssl_result(struct tls_conn *c, int r)
     }
 }
 
+/* Mark the handshake done. A server, and a TLS 1.2 client (the server's Finished came after it
+ * checked our certificate), know the peer accepted it; a TLS 1.3 client learns it later. */
+static void set_established(struct tls_conn *c)
+{
+    c->flags |= TLS_F_ESTABLISHED;
+    if (c->side == TLS_SIDE_SERVER || SSL_version(c->ssl) != TLS1_3_VERSION)
+        c->flags |= TLS_F_CONFIRMED;
+}
+
 static void check_established(struct tls_conn *c)
 {
     if (!(c->flags & TLS_F_ESTABLISHED) && SSL_is_init_finished(c->ssl))
-        c->flags |= TLS_F_ESTABLISHED;
+        set_established(c);
 }
 
 /* ---- public API ---- */
@@ -405,7 +414,7 @@ int tls_conn_handshake(struct tls_conn *c)
     ERR_clear_error();
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
-        c->flags |= TLS_F_ESTABLISHED;
+        set_established(c);
         return 0;
     }
     r = ssl_result(c, r);
@@ -429,8 +438,10 @@ ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t cap)
     size_t n = 0;
     int r = SSL_read_ex(c->ssl, buf, cap, &n);
     check_established(c);
-    if (r == 1)
+    if (r == 1) {
+        c->flags |= TLS_F_CONFIRMED;
         return (ssize_t)n;
+    }
     return ssl_result(c, r);
 }
 
@@ -555,6 +566,11 @@ enum tls_cause tls_conn_diag(const struct tls_conn *c, struct tls_diag *d)
         d->expected[n] = '\0';
     }
     return d->cause;
+}
+
+bool tls_conn_confirmed(const struct tls_conn *c)
+{
+    return tls_conn_established(c) && (c->flags & TLS_F_CONFIRMED);
 }
 
 bool tls_conn_resumed(const struct tls_conn *c)

@@ -272,7 +272,10 @@ void tls_peer_deinit(struct tls_peer *peer)
 static int on_new_session(SSL *ssl, SSL_SESSION *sess)
 {
     struct tls_conn *c = SSL_get_app_data(ssl);
-    if (c == NULL || c->peer == NULL || !SSL_SESSION_is_resumable(sess))
+    if (c == NULL)
+        return 0;
+    c->flags |= TLS_F_CONFIRMED; /* a ticket comes only after the server accepted our Finished */
+    if (c->peer == NULL || !SSL_SESSION_is_resumable(sess))
         return 0;
     tls_peer_forget_session(c->peer);
     c->peer->session = sess;

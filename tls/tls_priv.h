@@ -40,6 +40,7 @@ struct tls__fail {
 #define TLS_F_PEER_CLOSED (1u << 3) /* close_notify received */
 #define TLS_F_ALERT_RECV  (1u << 4)
 #define TLS_F_ALERT_SENT  (1u << 5)
+#define TLS_F_CONFIRMED   (1u << 6) /* the peer accepted the handshake (see tls.h) */
 
 struct tls_conn {
     SSL *ssl;

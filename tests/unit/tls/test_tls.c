@@ -566,3 +566,58 @@ Test(tls, names_every_cause_and_fix)
     cr_assert_str_eq(tls_cause_name(TLS_CAUSE_ALERT_UNKNOWN_CA), "unknown_ca");
     cr_assert_str_eq(tls_cause_name(TLS_CAUSE_COUNT), "?");
 }
+
+Test(tls, confirms_a_tls_13_client_only_after_the_server_accepted_its_certificate)
+{
+    struct tls_ctx *ctxs[2] = {cctx, client_ctx("untrusted", "ucm-ca.crt", 0)};
+    for (int bad = 0; bad < 2; bad++) {
+        struct tls_conn *c = tls_conn_new_client(ctxs[bad], &peer), *s = tls_conn_new_server(sctx);
+        cr_assert_eq(tls_conn_handshake(c), TLS_WANT_INPUT);
+        pump(c, s, 0);
+        cr_assert_eq(tls_conn_handshake(s), TLS_WANT_INPUT);
+        pump(s, c, 0);
+        cr_assert_eq(tls_conn_handshake(c), 0, "a TLS 1.3 client finishes first");
+        cr_assert(tls_conn_established(c));
+        cr_assert_not(tls_conn_confirmed(c));
+        pump(c, s, 0);
+        cr_assert_eq(tls_conn_handshake(s), bad ? -EPROTO : 0);
+        cr_assert_eq(tls_conn_confirmed(s), !bad);
+        pump(s, c, 0);
+        char buf[16];
+        cr_assert_eq(tls_conn_read(c, buf, sizeof(buf)), bad ? -EPROTO : TLS_WANT_INPUT);
+        cr_assert_eq(tls_conn_confirmed(c), !bad, "the ticket confirms, the alert does not");
+        if (bad)
+            expect_diag(c, TLS_CAUSE_ALERT_UNKNOWN_CA, NULL);
+        tls_conn_free(c);
+        tls_conn_free(s);
+    }
+    tls_ctx_unref(ctxs[1]);
+}
+
+Test(tls, confirms_a_tls_12_client_at_the_end_of_the_handshake)
+{
+    struct tls_ctx *c12 = client_ctx("client", "ucm-ca.crt", TLS12);
+    struct pair p = connect_pair(sctx, c12, &peer, 0);
+    cr_assert(tls_conn_confirmed(p.c));
+    cr_assert(tls_conn_confirmed(p.s));
+    free_pair(&p);
+    tls_ctx_unref(c12);
+}
+
+Test(tls, formats_a_diag_line_within_the_buffer_and_without_stray_quotes)
+{
+    struct tls_diag d = {
+        .side = TLS_SIDE_CLIENT, .cause = TLS_CAUSE_PEER_UNTRUSTED_ISSUER, .alert = -1};
+    snprintf(d.detail, sizeof(d.detail), "subject=/CN=a \"quoted\" name");
+    snprintf(d.expected, sizeof(d.expected), "ucm1.example.test");
+    char line[1024];
+    int n = tls_diag_format(&d, "ucm1:5091", line, sizeof(line));
+    cr_assert_eq((size_t)n, strlen(line));
+    cr_assert_not_null(strstr(line, "detail=\"subject=/CN=a 'quoted' name\""), "%s", line);
+    cr_assert_not_null(strstr(line, "peer=ucm1:5091"), "%s", line);
+    char small[40];
+    n = tls_diag_format(&d, "ucm1:5091", small, sizeof(small));
+    cr_assert_eq(n, (int)sizeof(small) - 1);
+    cr_assert_eq(strlen(small), sizeof(small) - 1);
+    cr_assert_eq(tls_diag_format(&d, NULL, small, 0), -EINVAL);
+}
