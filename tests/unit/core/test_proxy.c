@@ -244,9 +244,9 @@ static void answer_from_ucm(const char *status_line, const char *extra)
 {
     /* UCM echoes the Vias of the request it got: ours on top. */
     const char *f = to_upstream[n_upstream - 1].text;
-    char ours[512];
+    char ours[1100];
     snprintf(ours, sizeof(ours), "%s", header_of(f, "Via: SIP/2.0/TLS edge"));
-    char text[2048];
+    char text[4096];
     snprintf(text, sizeof(text),
              "%s\n%s\n"
              "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKclient1;rport\n"
