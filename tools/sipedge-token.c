@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: MIT
 // sipedge-token: make keys, mint tokens (generic or CUCM profile), export JWKS and verify tokens
-// with the same code the edge runs. For tests, benchmarks and the demo.
+// with the same code the edge runs, and revoke tokens in Redis. For tests, benchmarks and the demo.
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -19,6 +19,7 @@
 #include <openssl/pem.h>
 #include <openssl/rand.h>
 
+#include "auth/auth.h"
 #include "auth/jwt.h"
 #include "auth/jwt_mint.h"
 #include "auth/keys.h"
@@ -637,9 +638,119 @@ static int cmd_verify(int argc, char **argv)
     return 0;
 }
 
+/* ---- revoke ---- */
+
+/* The `exp` claim of a compact JWS, read without verifying (only to size a revocation's TTL: a
+ * token whose signature does not verify is rejected anyway). 0 when absent or unreadable. */
+static int64_t unverified_exp(const char *tok, size_t len)
+{
+    const char *d1 = memchr(tok, '.', len);
+    const char *d2 = d1 ? memchr(d1 + 1, '.', len - (size_t)(d1 + 1 - tok)) : NULL;
+    if (!d1 || !d2 || (size_t)(d2 - d1 - 1) > 8192)
+        return 0;
+    unsigned char buf[8192];
+    ssize_t n = jwt_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), buf, sizeof(buf));
+    if (n <= 0)
+        return 0;
+    json_t *claims = json_loadb((const char *)buf, (size_t)n, 0, NULL);
+    json_t *exp = claims ? json_object_get(claims, "exp") : NULL;
+    int64_t v = json_is_integer(exp) ? (int64_t)json_integer_value(exp) : 0;
+    json_decref(claims);
+    return v;
+}
+
+static int cmd_revoke(int argc, char **argv)
+{
+    enum { O_REDIS = 1, O_JTI, O_TOKEN, O_TTL, O_TIMEOUT, O_NOW };
+    static const struct option opts[] = {{"redis", required_argument, NULL, O_REDIS},
+                                         {"jti", required_argument, NULL, O_JTI},
+                                         {"token", required_argument, NULL, O_TOKEN},
+                                         {"ttl", required_argument, NULL, O_TTL},
+                                         {"timeout-ms", required_argument, NULL, O_TIMEOUT},
+                                         {"now", required_argument, NULL, O_NOW},
+                                         {0}};
+    const char *redis = NULL, *jti = NULL, *token = NULL;
+    int64_t ttl = 0, timeout_ms = 1000, now = (int64_t)time(NULL);
+    int c;
+    while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+        switch (c) {
+        case O_REDIS:
+            redis = optarg;
+            break;
+        case O_JTI:
+            jti = optarg;
+            break;
+        case O_TOKEN:
+            token = optarg;
+            break;
+        case O_TTL:
+            ttl = parse_i64(optarg, "--ttl");
+            break;
+        case O_TIMEOUT:
+            timeout_ms = parse_i64(optarg, "--timeout-ms");
+            break;
+        case O_NOW:
+            now = parse_i64(optarg, "--now");
+            break;
+        default:
+            return EXIT_USAGE;
+        }
+    }
+    if (!redis || (!jti == !token) || optind < argc)
+        die("usage: revoke --redis HOST:PORT (--jti ID | --token TOKEN|-) [--ttl S] "
+            "[--timeout-ms MS]");
+    char host[256];
+    int port = 0;
+    if (sscanf(redis, "%255[^:]:%d", host, &port) != 2 || port <= 0 || port > 65535)
+        die("--redis: HOST:PORT expected, got %s", redis);
+    if (timeout_ms <= 0 || timeout_ms > 60000)
+        die("--timeout-ms: 1..60000");
+
+    char *tok = NULL, id[JWT_MAX_JTI + 1];
+    size_t len = 0;
+    enum auth_revoke_kind kind;
+    if (token) {
+        tok = strcmp(token, "-") == 0 ? slurp("-", &len) : strdup(token);
+        if (!tok)
+            die("out of memory");
+        if (strcmp(token, "-") != 0)
+            len = strlen(tok);
+        while (len > 0 && (tok[len - 1] == '\n' || tok[len - 1] == '\r' || tok[len - 1] == ' '))
+            len--;
+        /* By digest: works for every token, with or without a jti. */
+        char hex[2 * CACHE_DIGEST_LEN + 1];
+        auth_token_digest_hex(tok, len, hex);
+        memcpy(id, hex, sizeof(hex));
+        kind = AUTH_REVOKE_DIGEST;
+        if (ttl == 0) {
+            int64_t exp = unverified_exp(tok, len);
+            ttl = exp > now ? exp - now : 0;
+        }
+        free(tok);
+    } else {
+        if (strlen(jti) > JWT_MAX_JTI)
+            die("--jti: longer than %d bytes", JWT_MAX_JTI);
+        snprintf(id, sizeof(id), "%s", jti);
+        kind = AUTH_REVOKE_JTI;
+    }
+    if (ttl == 0)
+        ttl = 86400; /* no exp to go by: a day, longer than any access token lives */
+    if (ttl < 0 || ttl > INT32_MAX)
+        die("--ttl: 1..%d", INT32_MAX);
+    int rc = auth_revoke_blocking(host, (uint16_t)port, kind, id, strlen(id), (uint32_t)ttl,
+                                  (uint32_t)timeout_ms);
+    if (rc < 0) {
+        fprintf(stderr, "sipedge-token: revoke failed: %s\n", strerror(-rc));
+        return 1;
+    }
+    printf("revoked %s:%s ttl=%" PRId64 " subscribers=%d\n",
+           kind == AUTH_REVOKE_JTI ? "jti" : "dig", id, ttl, rc);
+    return 0;
+}
+
 static void usage(void)
 {
-    fputs("usage: sipedge-token keygen|mint|jwks|verify [options]\n"
+    fputs("usage: sipedge-token keygen|mint|jwks|verify|revoke [options]\n"
           "  keygen --type rsa|ec|sym --out FILE\n"
           "  mint   --key FILE --user U [--kid K] [--alg A] [--iss I] [--aud A]... [--scope S]\n"
           "         [--lifetime S | --exp T] [--nbf T] [--iat T] [--jti J] [--now T]\n"
@@ -647,7 +758,8 @@ static void usage(void)
           "  jwks   PUBLIC.pem[:kid]...\n"
           "  verify (--pub FILE[:kid] | --jwks FILE | --hs-secret FILE[:kid])... [--sym-key F]\n"
           "         [--iss I] [--aud A] [--scope S] [--leeway S] [--now T] [TOKEN | < token]\n"
-          "see docs/auth.md\n",
+          "  revoke --redis HOST:PORT (--jti ID | --token TOKEN|-) [--ttl S] [--timeout-ms MS]\n"
+          "see docs/auth.md, docs/auth-cache.md\n",
           stderr);
 }
 
@@ -668,6 +780,8 @@ int main(int argc, char **argv)
         return cmd_jwks(argc, argv);
     if (strcmp(cmd, "verify") == 0)
         return cmd_verify(argc, argv);
+    if (strcmp(cmd, "revoke") == 0)
+        return cmd_revoke(argc, argv);
     usage();
     return EXIT_USAGE;
 }
