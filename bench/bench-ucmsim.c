@@ -12,6 +12,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,6 +87,15 @@ static int read_cpu(long pid, struct cpu *out)
     }
     closedir(d);
     return 0;
+}
+
+/** This process's CPU time (user + system) in µs. */
+static double self_cpu_us(void)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    return (double)(ru.ru_utime.tv_sec + ru.ru_stime.tv_sec) * 1e6 +
+           (double)(ru.ru_utime.tv_usec + ru.ru_stime.tv_usec);
 }
 
 static long read_number_file(const char *path)
@@ -298,11 +308,13 @@ int main(int argc, char **argv)
     memset(token, 'A', sizeof token - 1); /* a CUCM access token is about 1 KB of base64url */
     token[sizeof token - 1] = 0;
     double rps[BENCH_MAX_RUNS], cpu_tick[BENCH_MAX_RUNS], cpu_ns[BENCH_MAX_RUNS];
+    double cli[BENCH_MAX_RUNS];
     for (unsigned r = 0; r < o.runs; r++) {
         struct cpu c0 = {0}, c1 = {0};
         if (o.pid > 0)
             read_cpu(o.pid, &c0);
         uint64_t ns = 0;
+        double u0 = self_cpu_us();
         long ok = run_once(ctx, &o, r, token, &ns);
         if (o.pid > 0)
             read_cpu(o.pid, &c1);
@@ -311,17 +323,19 @@ int main(int argc, char **argv)
         rps[r] = (double)o.requests * 1e9 / (double)(ns ? ns : 1);
         cpu_tick[r] = (double)(c1.ticks_us - c0.ticks_us) / (double)o.requests;
         cpu_ns[r] = (double)(c1.sched_ns - c0.sched_ns) / 1000.0 / (double)o.requests;
+        cli[r] = (self_cpu_us() - u0) / (double)o.requests;
         printf("run %u: %lu requests (%ld x 200) in %.3f s: %.0f req/s; simulator CPU %.2f us/req "
-               "(stat) %.2f us/req (schedstat)\n",
-               r, o.requests, ok, (double)ns / 1e9, rps[r], cpu_tick[r], cpu_ns[r]);
+               "(stat) %.2f us/req (schedstat); client CPU %.2f us/req\n",
+               r, o.requests, ok, (double)ns / 1e9, rps[r], cpu_tick[r], cpu_ns[r], cli[r]);
         if ((unsigned long)ok != o.requests) {
             fprintf(stderr, "bench-ucmsim: expected %lu x 200, got %ld\n", o.requests, ok);
             return 1;
         }
     }
     printf("median of %u runs (window %u, 1 connection): %.0f req/s; simulator CPU %.2f us/req "
-           "(stat), %.2f us/req (schedstat)\n",
-           o.runs, o.window, median(rps, o.runs), median(cpu_tick, o.runs), median(cpu_ns, o.runs));
+           "(stat), %.2f us/req (schedstat); client CPU %.2f us/req\n",
+           o.runs, o.window, median(rps, o.runs), median(cpu_tick, o.runs), median(cpu_ns, o.runs),
+           median(cli, o.runs));
     SSL_CTX_free(ctx);
     return 0;
 usage:

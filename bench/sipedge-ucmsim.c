@@ -174,6 +174,8 @@ struct worker {
     uint64_t tag_seq;
     uint64_t ctr[SIM_C_COUNT];
     int record_fd;
+    char *rec; /* record lines of this batch, written before any answer goes out */
+    size_t rec_len, rec_cap;
 };
 
 /* Process-wide: the fail-after budget (one atomic decrement per request only when configured). */
@@ -239,6 +241,8 @@ struct text {
 
 static void text_put(struct text *t, const char *s, size_t n)
 {
+    if (n == 0)
+        return;
     if (t->overflow || n > t->cap - t->len) {
         t->overflow = true;
         return;
@@ -277,17 +281,23 @@ static void text_fmt(struct text *t, const char *fmt, ...)
 static void text_json(struct text *t, struct slice s)
 {
     text_put(t, "\"", 1);
+    size_t run = 0; /* bytes before i that need no escape, copied in one go */
     for (size_t i = 0; i < s.len; i++) {
         unsigned char c = (unsigned char)s.base[i];
+        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
+            run++;
+            continue;
+        }
+        text_put(t, s.base + i - run, run);
+        run = 0;
         if (c == '"' || c == '\\') {
             char e[2] = {'\\', (char)c};
             text_put(t, e, 2);
-        } else if (c < 0x20 || c >= 0x7f) {
-            text_fmt(t, "\\u%04x", c);
         } else {
-            text_put(t, (const char *)&c, 1);
+            text_fmt(t, "\\u%04x", c);
         }
     }
+    text_put(t, s.base + s.len - run, run);
     text_put(t, "\"", 1);
 }
 
@@ -572,8 +582,12 @@ static int conn_queue(struct conn *c, const char *p, size_t len)
 }
 
 /** Write what is queued. 0 when done or waiting for EPOLLOUT, -EIO when the conn is dead. */
+static void record_flush(struct worker *w);
+
 static int conn_flush(struct worker *w, struct conn *c)
 {
+    if (w->rec_len)
+        record_flush(w);
     size_t off = 0;
     int rc = 0;
     bool want_write = false;
@@ -804,9 +818,9 @@ static void record_request(struct worker *w, struct conn *c, const struct sip_ms
                            struct slice raw, enum answer a, bool delayed)
 {
     size_t cap = 4096 + raw.len * 13; /* values and raw, each escaped at most 6-fold */
-    struct text t = {.p = malloc(cap), .cap = cap};
-    if (!t.p)
+    if (buf_reserve(&w->rec, &w->rec_cap, w->rec_len + cap, SIZE_MAX / 2) < 0)
         return;
+    struct text t = {.p = w->rec + w->rec_len, .cap = cap};
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     text_fmt(&t, "{\"ts\":%lld.%06ld,\"thread\":%u,\"peer\":", (long long)ts.tv_sec,
@@ -848,11 +862,26 @@ static void record_request(struct worker *w, struct conn *c, const struct sip_ms
         text_json(&t, raw);
     }
     text_str(&t, "}\n");
-    if (!t.overflow) {
-        ssize_t n = write(w->record_fd, t.p, t.len); /* O_APPEND: one line, one write */
-        (void)n;
+    if (!t.overflow)
+        w->rec_len += t.len;
+}
+
+/** Write the buffered record lines: whole lines in one write() on the O_APPEND file, so lines
+ *  of several threads never interleave. Called before any answer is sent. */
+static void record_flush(struct worker *w)
+{
+    size_t off = 0;
+    while (off < w->rec_len) {
+        ssize_t n = write(w->record_fd, w->rec + off, w->rec_len - off);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            sim_log("ucmsim[%u] record write failed: %s", w->id, strerror(errno));
+            break;
+        }
+        off += (size_t)n;
     }
-    free(t.p);
+    w->rec_len = 0;
 }
 
 /** Which answer request `m` gets, by the configured modes. */
@@ -1233,6 +1262,8 @@ static void *worker_run(void *arg)
             if (c && c->gen == gen && (evs[i].events & EPOLLOUT))
                 conn_writable(w, c);
         }
+        if (w->rec_len)
+            record_flush(w);
     }
     return NULL;
 }
@@ -1321,6 +1352,9 @@ static void worker_deinit(struct worker *w)
     free(w->gens);
     free(w->free_slots);
     free(w->heap);
+    if (w->rec_len)
+        record_flush(w);
+    free(w->rec);
     if (w->epfd >= 0)
         close(w->epfd);
     if (w->stopfd >= 0)

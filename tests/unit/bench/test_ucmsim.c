@@ -50,15 +50,24 @@ static void make_pki(void)
     cr_assert_eq(rc, 0, "ucmsim-pki.sh failed");
 }
 
-/** Starts sipedge-ucmsim with the allowlist {edge.example.test} plus `extra` (NULL-ended). */
-static void sim_start(struct sim *s, const char *const *extra)
+/** The TLS material a simulator and its clients use. */
+struct pki {
+    const char *server_cert, *server_key, *ca; /* the simulator's */
+    const char *client_ca;                     /* what clients trust */
+    const char *server_name;                   /* what clients check */
+};
+
+static const struct pki test_pki = {PKI_DIR "/ucm.pem", PKI_DIR "/ucm.key", PKI_DIR "/ca.pem",
+                                    PKI_DIR "/ca.pem", "ucm.example.test"};
+
+/** Starts sipedge-ucmsim with `pki`, the allowlist {edge.example.test} plus `extra`
+ *  (NULL-ended). */
+static void sim_start_pki(struct sim *s, const struct pki *pki, const char *const *extra)
 {
-    make_pki();
-    static unsigned seq;
-    snprintf(s->dir, sizeof s->dir, SIPEDGE_BINARY_DIR "/test-ucmsim/run-%d-%u", (int)getpid(),
-             seq++);
+    /* a fresh directory per run: a reused PID must not find an old port or record file */
     mkdir(SIPEDGE_BINARY_DIR "/test-ucmsim", 0755);
-    cr_assert(mkdir(s->dir, 0755) == 0 || errno == EEXIST, "mkdir %s: %s", s->dir, strerror(errno));
+    snprintf(s->dir, sizeof s->dir, SIPEDGE_BINARY_DIR "/test-ucmsim/run-XXXXXX");
+    cr_assert_not_null(mkdtemp(s->dir), "mkdtemp %s: %s", s->dir, strerror(errno));
     char port_file[600];
     snprintf(port_file, sizeof port_file, "%s/port", s->dir);
     snprintf(s->record, sizeof s->record, "%s/record.jsonl", s->dir);
@@ -71,11 +80,11 @@ static void sim_start(struct sim *s, const char *const *extra)
                             "--port-file",
                             port_file,
                             "--cert",
-                            PKI_DIR "/ucm.pem",
+                            pki->server_cert,
                             "--key",
-                            PKI_DIR "/ucm.key",
+                            pki->server_key,
                             "--ca",
-                            PKI_DIR "/ca.pem",
+                            pki->ca,
                             "--allow",
                             "edge.example.test",
                             "--record",
@@ -108,6 +117,12 @@ static void sim_start(struct sim *s, const char *const *extra)
         sleep_ms(50);
     }
     cr_assert_fail("sipedge-ucmsim did not write its port file");
+}
+
+static void sim_start(struct sim *s, const char *const *extra)
+{
+    make_pki();
+    sim_start_pki(s, &test_pki, extra);
 }
 
 /** SIGTERM, wait (bounded), and return its stdout (the counters line); asserts exit 0. */
@@ -166,9 +181,11 @@ static void on_info(const SSL *ssl, int where, int ret)
         c->alert = ret & 0xff;
 }
 
-/** TLS to the simulator with certificate `who` ("edge", "other", "rogue" or NULL for none).
- *  Returns SSL_connect's result; c->alert holds an alert received during it. */
-static int cli_connect(struct cli *c, unsigned port, const char *who, int max_tls)
+/** TLS to the simulator with client certificate `cert`/`key` (NULL: none), trusting
+ *  pki->client_ca and checking pki->server_name. Returns SSL_connect's result; c->alert holds an
+ *  alert received during it. */
+static int cli_connect_pki(struct cli *c, unsigned port, const struct pki *pki, const char *cert,
+                           const char *key, int max_tls)
 {
     memset(c, 0, sizeof *c);
     c->alert = -1;
@@ -176,12 +193,9 @@ static int cli_connect(struct cli *c, unsigned port, const char *who, int max_tl
     SSL_CTX_set_min_proto_version(c->ctx, TLS1_2_VERSION);
     if (max_tls)
         SSL_CTX_set_max_proto_version(c->ctx, max_tls);
-    cr_assert_eq(SSL_CTX_load_verify_locations(c->ctx, PKI_DIR "/ca.pem", NULL), 1);
+    cr_assert_eq(SSL_CTX_load_verify_locations(c->ctx, pki->client_ca, NULL), 1);
     SSL_CTX_set_verify(c->ctx, SSL_VERIFY_PEER, NULL);
-    if (who) {
-        char cert[600], key[600];
-        snprintf(cert, sizeof cert, PKI_DIR "/%s.pem", who);
-        snprintf(key, sizeof key, PKI_DIR "/%s.key", who);
+    if (cert) {
         cr_assert_eq(SSL_CTX_use_certificate_file(c->ctx, cert, SSL_FILETYPE_PEM), 1);
         cr_assert_eq(SSL_CTX_use_PrivateKey_file(c->ctx, key, SSL_FILETYPE_PEM), 1);
     }
@@ -197,11 +211,21 @@ static int cli_connect(struct cli *c, unsigned port, const char *who, int max_tl
     c->ssl = SSL_new(c->ctx);
     SSL_set_app_data(c->ssl, c);
     SSL_set_fd(c->ssl, c->fd);
-    SSL_set_tlsext_host_name(c->ssl, "ucm.example.test");
-    SSL_set1_host(c->ssl, "ucm.example.test");
+    SSL_set_tlsext_host_name(c->ssl, pki->server_name);
+    SSL_set1_host(c->ssl, pki->server_name);
     int r = SSL_connect(c->ssl);
     ERR_clear_error();
     return r;
+}
+
+/** cli_connect_pki() with the test PKI's certificate `who` ("edge", "other", "san", "rogue" or
+ *  NULL for none). */
+static int cli_connect(struct cli *c, unsigned port, const char *who, int max_tls)
+{
+    char cert[600], key[600];
+    snprintf(cert, sizeof cert, PKI_DIR "/%s.pem", who ? who : "");
+    snprintf(key, sizeof key, PKI_DIR "/%s.key", who ? who : "");
+    return cli_connect_pki(c, port, &test_pki, who ? cert : NULL, who ? key : NULL, max_tls);
 }
 
 static void cli_close(struct cli *c)
@@ -503,7 +527,7 @@ Test(ucmsim, port_mismatch_mode_answers_the_exact_403)
 Test(ucmsim, delay_mode_answers_later_without_stalling_other_requests)
 {
     struct sim s;
-    sim_start(&s, (const char *const[]){"--delay-ms", "300", "--delay-every", "2", NULL});
+    sim_start(&s, (const char *const[]){"--delay-ms", "1000", "--delay-every", "2", NULL});
     struct cli c;
     cr_assert_eq(cli_connect(&c, s.port, "edge", 0), 1);
     char req[2048];
@@ -668,4 +692,33 @@ Test(ucmsim, answers_a_request_split_across_many_tls_records)
     cr_assert_str_eq(hdr(&c, SIP_HDR_CALL_ID), "split-1");
     cli_close(&c);
     sim_stop(&s);
+}
+
+/* ---- the project's PKI (scripts/make-pki.sh), as the edge's end-to-end tests use it -------- */
+
+Test(ucmsim, works_with_the_pki_of_make_pki_sh)
+{
+#define MK SIPEDGE_BINARY_DIR "/test-ucmsim/make-pki"
+    cr_assert_eq(system("bash " SIPEDGE_SOURCE_DIR "/scripts/make-pki.sh " MK), 0);
+    /* UCM's Tomcat certificate from ucm-ca; UCM trusts the edge's CA for client certificates */
+    const struct pki mk = {MK "/ucm.crt", MK "/ucm.key", MK "/ca.crt", MK "/ucm-ca.crt",
+                           "ucm1.example.test"};
+    struct sim s;
+    sim_start_pki(&s, &mk, NULL);
+    struct cli c;
+    cr_assert_eq(cli_connect_pki(&c, s.port, &mk, MK "/client.crt", MK "/client.key", 0), 1);
+    cli_send(&c, OPTIONS_REQ);
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 200);
+    cli_close(&c);
+    expect_alert(&c, cli_connect_pki(&c, s.port, &mk, MK "/untrusted.crt", MK "/untrusted.key", 0),
+                 SSL_AD_UNKNOWN_CA);
+    cli_close(&c);
+    /* a self-signed client certificate is an unknown CA too */
+    expect_alert(&c,
+                 cli_connect_pki(&c, s.port, &mk, MK "/selfsigned.crt", MK "/selfsigned.key", 0),
+                 SSL_AD_UNKNOWN_CA);
+    cli_close(&c);
+    sim_stop(&s);
+#undef MK
 }
