@@ -86,11 +86,14 @@ static void on_done(void *arg, enum auth_status st, const struct jwt_result *res
         d->res = *res;
 }
 
+/* Added to the clock the test loop hands to the workers (a pod whose clock runs ahead). */
+static int64_t skew_ms;
+
 /* Runs the pods' I/O for up to `max_ms`, until *flag becomes non-zero (flag NULL: the whole
  * time). */
 static void drive(struct auth_worker **aws, int n, const int *flag, int max_ms)
 {
-    int64_t t0 = auth_now_ms(), now = t0;
+    int64_t t0 = auth_now_ms() + skew_ms, now = t0;
     while ((!flag || !*flag) && now - t0 < max_ms) {
         struct pollfd fds[8];
         for (int i = 0; i < n; i++) {
@@ -98,7 +101,7 @@ static void drive(struct auth_worker **aws, int n, const int *flag, int max_ms)
             auth_worker_pollfds(aws[i], fds + 2 * i);
         }
         int r = poll(fds, (nfds_t)(2 * n), 2);
-        now = auth_now_ms();
+        now = auth_now_ms() + skew_ms;
         if (r > 0)
             for (int i = 0; i < n; i++)
                 auth_worker_on_poll(aws[i], fds + 2 * i, now);
@@ -498,4 +501,68 @@ Test(auth_check, cancels_pending_checks_exactly_once_when_the_worker_is_freed)
     cr_assert_eq(d.calls, 1);
     cr_assert_eq(d.st, AUTH_CANCELLED);
     cr_assert_eq(d2.calls, 0, "a cancelled check never calls back");
+}
+
+static long long redis_ttl_of_token(const char *tok)
+{
+    char hex[65], key[128];
+    auth_token_digest_hex(tok, strlen(tok), hex);
+    snprintf(key, sizeof(key), "sipedge:v1:tok:%s", hex);
+    redisContext *c = redisConnect("127.0.0.1", fixture_port());
+    cr_assert(c && !c->err);
+    redisReply *rp = redisCommand(c, "TTL %s", key);
+    cr_assert(rp && rp->type == REDIS_REPLY_INTEGER);
+    long long v = rp->integer;
+    freeReplyObject(rp);
+    redisFree(c);
+    return v;
+}
+
+Test(auth_check, stores_entries_for_their_capped_life_and_keeps_the_signature_only_flag)
+{
+    struct fake fa = {0}, fb = {0};
+    struct auth_worker *a = pod(&fa, fixture_port(), 200), *b = pod(&fb, fixture_port(), 200);
+    ready(a);
+    ready(b);
+    struct jwt_result r;
+    char t1[256], t2[256];
+    token(t1, sizeof(t1), "ok", "mike", "-");      /* lives an hour: capped by ttl_s (300) */
+    token(t2, sizeof(t2), "sigonly", "nina", "-"); /* capped by signature_only_ttl_s (30) */
+    cr_assert_eq(check(a, t1, &r), AUTH_OK);
+    cr_assert_eq(check(a, t2, &r), AUTH_OK);
+    settle(a);
+    long long ttl1 = redis_ttl_of_token(t1), ttl2 = redis_ttl_of_token(t2);
+    cr_assert(ttl1 > 290 && ttl1 <= 300, "ttl %lld", ttl1);
+    cr_assert(ttl2 > 20 && ttl2 <= 30, "ttl %lld", ttl2);
+    cr_assert_eq(check(b, t2, &r), AUTH_OK);
+    cr_assert(r.signature_only, "the flag survived the trip through Redis");
+    cr_assert_eq(fb.calls, 0);
+    auth_worker_free(a);
+    auth_worker_free(b);
+}
+
+Test(auth_check, ignores_an_l2_entry_whose_cache_life_is_over)
+{
+    struct fake fa = {0}, fb = {0};
+    struct auth_worker *a = pod(&fa, fixture_port(), 200), *b = pod(&fb, fixture_port(), 200);
+    ready(a);
+    ready(b);
+    struct jwt_result r;
+    char t[256];
+    token(t, sizeof(t), "ok", "olga", "-");
+    cr_assert_eq(check(a, t, &r), AUTH_OK);
+    settle(a);
+    /* Pod b's clock is 301 s ahead: the entry (cache life 300 s) is stale though Redis kept it. */
+    struct done d = {0};
+    skew_ms = 301000;
+    cr_assert_eq(auth_check(b, t, strlen(t), auth_now_ms() + skew_ms, on_done, &d, &r),
+                 AUTH_PENDING);
+    drive1(b, &d.calls, 3000);
+    skew_ms = 0;
+    cr_assert_eq(d.st, AUTH_OK);
+    cr_assert_eq(fb.calls, 1, "verified again");
+    cr_assert_eq(auth_worker_counters(b)->l2_hit, 0);
+    cr_assert_eq(auth_worker_counters(b)->l2_miss, 1);
+    auth_worker_free(a);
+    auth_worker_free(b);
 }
