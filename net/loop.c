@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -380,6 +381,111 @@ void loop_stop(struct loop *loop)
     }
 }
 
+/* ---- polls on foreign sockets: slots with generations, so the owner's struct may go away ---- */
+
+static struct loop_poll_slot *poll_slot_get(struct loop *loop, uint32_t *idx)
+{
+    if (!loop->polls_free) {
+        if (loop->polls_cap == LOOP_POLL_MAX_SLOTS)
+            return NULL;
+        uint32_t cap = loop->polls_cap ? loop->polls_cap * 2 : 8;
+        struct loop_poll_slot *t = realloc(loop->polls, cap * sizeof(*t));
+        if (!t)
+            return NULL;
+        for (uint32_t i = loop->polls_cap; i < cap; i++)
+            t[i] = (struct loop_poll_slot){.gen = 1, .next = i + 1 < cap ? i + 2 : 0};
+        loop->polls = t;
+        loop->polls_free = loop->polls_cap + 1;
+        loop->polls_cap = cap;
+    }
+    *idx = loop->polls_free - 1;
+    struct loop_poll_slot *s = &loop->polls[*idx];
+    loop->polls_free = s->next;
+    s->busy = true;
+    return s;
+}
+
+static void poll_slot_put(struct loop *loop, uint32_t idx)
+{
+    struct loop_poll_slot *s = &loop->polls[idx];
+    uint32_t gen = (s->gen + 1) & 0xffffffffu;
+    *s = (struct loop_poll_slot){.gen = gen ? gen : 1, .next = loop->polls_free};
+    loop->polls_free = idx + 1;
+}
+
+static uint64_t poll_ud(uint32_t idx, uint32_t gen)
+{
+    return loop__ud(LOOP_OP_FD_POLL, (uint64_t)gen << LOOP_POLL_SLOT_BITS | idx);
+}
+
+int loop_poll_arm(struct loop *loop, struct loop_poll *p, int fd, unsigned events,
+                  void (*cb)(struct loop *loop, struct loop_poll *p, unsigned revents))
+{
+    if (loop_poll_armed(p))
+        return -EBUSY;
+    if (fd < 0 || !cb)
+        return -EINVAL;
+    uint32_t idx;
+    struct loop_poll_slot *s = poll_slot_get(loop, &idx);
+    if (!s)
+        return -ENOMEM;
+    struct io_uring_sqe *sqe = loop__sqe(loop);
+    if (!sqe) {
+        poll_slot_put(loop, idx);
+        return -EAGAIN;
+    }
+    s->owner = p;
+    s->cb = cb;
+    io_uring_prep_poll_add(sqe, fd, events);
+    io_uring_sqe_set_data64(sqe, poll_ud(idx, s->gen));
+    p->slot = idx + 1;
+    p->gen = s->gen;
+    return 0;
+}
+
+bool loop_poll_armed(const struct loop_poll *p)
+{
+    return p->slot != 0;
+}
+
+void loop_poll_cancel(struct loop *loop, struct loop_poll *p)
+{
+    if (!p->slot)
+        return;
+    uint32_t idx = p->slot - 1;
+    p->slot = 0;
+    if (idx >= loop->polls_cap)
+        return;
+    struct loop_poll_slot *s = &loop->polls[idx];
+    if (!s->busy || s->gen != p->gen || s->owner != p)
+        return;
+    s->owner = NULL; /* the slot stays taken until the poll's CQE (-ECANCELED or a late fire) */
+    struct io_uring_sqe *sqe = loop__sqe(loop);
+    if (sqe) {
+        io_uring_prep_poll_remove(sqe, poll_ud(idx, s->gen));
+        io_uring_sqe_set_data64(sqe, loop__ud(LOOP_OP_NONE, 0));
+    }
+}
+
+static void handle_fd_poll(struct loop *loop, const struct io_uring_cqe *cqe)
+{
+    uint64_t payload = cqe->user_data & LOOP_UD_PAYLOAD;
+    uint32_t idx = (uint32_t)(payload & (LOOP_POLL_MAX_SLOTS - 1));
+    uint32_t gen = (uint32_t)(payload >> LOOP_POLL_SLOT_BITS);
+    if (idx >= loop->polls_cap || !loop->polls[idx].busy || loop->polls[idx].gen != gen) {
+        loop->stats.stale_cqes++;
+        return;
+    }
+    struct loop_poll_slot *s = &loop->polls[idx];
+    struct loop_poll *p = s->owner;
+    void (*cb)(struct loop *, struct loop_poll *, unsigned) = s->cb;
+    poll_slot_put(loop, idx); /* before the callback, which may re-arm */
+    if (!p)
+        return; /* cancelled: the owner may be gone */
+    p->slot = 0;
+    cb(loop, p, cqe->res >= 0 ? (unsigned)cqe->res : (unsigned)POLLERR);
+}
+
 /* ---- listeners ---- */
 
 static void arm_accept(struct loop_listener *l)
@@ -505,6 +611,9 @@ static void dispatch(struct loop *loop, const struct io_uring_cqe *cqe)
     case LOOP_OP_CANCEL:
         conn__handle(loop, op, cqe);
         break;
+    case LOOP_OP_FD_POLL:
+        handle_fd_poll(loop, cqe);
+        break;
     case LOOP_OP_EVENTFD:
         mq_run(loop);
         arm_eventfd(loop);
@@ -599,6 +708,7 @@ void loop_free(struct loop *loop)
     free(loop->conns);
     free(loop->src);
     free(loop->heap);
+    free(loop->polls);
     free(loop);
 }
 

@@ -174,6 +174,36 @@ static inline bool loop_timer_armed(const struct loop_timer *t)
 }
 
 /**
+ * A one-shot readiness watch on a socket that another module reads and writes itself (auth/'s
+ * Redis sockets). Embedded by value in its owner; zero-initialised means not armed. The SQE in
+ * flight is tracked by a generation-checked slot of the loop, not by this struct, so the struct
+ * may be freed right after loop_poll_cancel(). Fields are private to net/.
+ */
+struct loop_poll {
+    uint32_t slot; /**< poll slot + 1 while armed, 0 otherwise */
+    uint32_t gen;  /**< generation of that slot when armed */
+};
+
+/**
+ * Arms a one-shot IORING_OP_POLL_ADD of `fd` for `events` (POLLIN, POLLOUT...). `cb` runs once on
+ * the loop thread with the revents (POLLERR, POLLHUP, POLLNVAL included; POLLERR when the kernel
+ * failed the poll); `p` is no longer armed when it runs, so the callback may re-arm it. Loop
+ * thread. Returns 0, -EBUSY when `p` is already armed, -EINVAL for a bad `fd` or NULL `cb`,
+ * -ENOMEM, or -EAGAIN when the ring has no room for the SQE.
+ */
+int loop_poll_arm(struct loop *loop, struct loop_poll *p, int fd, unsigned events,
+                  void (*cb)(struct loop *loop, struct loop_poll *p, unsigned revents));
+
+/**
+ * Cancels an armed poll: its callback will not run. Safe on a never-armed, already-fired or
+ * already-cancelled poll. `p` may be freed as soon as this returns. Loop thread.
+ */
+void loop_poll_cancel(struct loop *loop, struct loop_poll *p);
+
+/** True while `p` is armed (its callback has not run and it was not cancelled). */
+bool loop_poll_armed(const struct loop_poll *p);
+
+/**
  * Posts `fn(target, arg)` to run on `target`'s thread during one of its next turns. Any thread,
  * including the target's own. From a loop thread with MSG_RING support the message travels by
  * IORING_OP_MSG_RING; otherwise through a mutex-protected queue and the target's eventfd.

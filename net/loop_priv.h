@@ -26,6 +26,7 @@ enum loop_op {
     LOOP_OP_EVENTFD,      /* the loop's eventfd read (messages, stop) */
     LOOP_OP_MSG,          /* payload: struct loop_msg * delivered by MSG_RING */
     LOOP_OP_MSG_SENT,     /* payload: struct loop_msg * whose MSG_RING failed (source side) */
+    LOOP_OP_FD_POLL,      /* payload: generation << 20 | poll slot (loop_poll_arm) */
     /* LOOP_OP_COUNT */ LOOP_OP_COUNT
 };
 
@@ -110,6 +111,18 @@ struct loop_msg {
     void *arg;
 };
 
+/** A poll slot: tracks one IORING_OP_POLL_ADD of loop_poll_arm() until its CQE. */
+struct loop_poll_slot {
+    struct loop_poll *owner; /* NULL once cancelled (or free) */
+    void (*cb)(struct loop *loop, struct loop_poll *p, unsigned revents);
+    uint32_t gen;  /* bumped at every release, never 0 */
+    uint32_t next; /* free list: slot + 1, 0 = end */
+    bool busy;     /* allocated: an SQE is (or is about to be) in flight */
+};
+
+#define LOOP_POLL_SLOT_BITS 20
+#define LOOP_POLL_MAX_SLOTS (1u << LOOP_POLL_SLOT_BITS)
+
 struct loop_src {
     struct in6_addr addr;
     uint32_t count; /* 0 = empty bucket */
@@ -152,6 +165,10 @@ struct loop {
     uint32_t heap_len;
     uint32_t heap_cap;
     uint64_t timer_seq;
+
+    struct loop_poll_slot *polls; /* loop_poll_arm() slots, grown on demand */
+    uint32_t polls_cap;
+    uint32_t polls_free; /* slot + 1 */
 
     struct loop_listener listeners[LOOP_MAX_LISTENERS];
     unsigned nlisteners;
