@@ -1,0 +1,212 @@
+# SPDX-License-Identifier: MIT
+# Shared helpers of the end-to-end tests: a throwaway PKI and signing key, real processes on
+# loopback (redis-server, sipedge-ucmsim, sipedge, stunnel in front of SIPp), each stopped by the
+# PID we started, and assertions that print what went wrong. Source it; call e2e_init NAME first.
+# Needs: BIN (build dir with sipedge, sipedge-ucmsim, sipedge-token), SRC (source dir).
+
+set -euo pipefail
+
+E2E_PIDS=()
+E2E_FAILS=0
+
+e2e_log() { printf '[%s] %s\n' "$E2E_NAME" "$*" >&2; }
+
+e2e_cleanup() {
+    local p
+    for p in "${E2E_PIDS[@]}"; do
+        kill "$p" 2>/dev/null || true
+    done
+    for p in "${E2E_PIDS[@]}"; do
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+}
+
+# e2e_init NAME: work dir $T, PKI in $PKI, signing key $JWT_KEY (+ .pub.pem), tool paths.
+e2e_init() {
+    E2E_NAME=$1
+    : "${BIN:?BIN must name the build directory}"
+    : "${SRC:?SRC must name the source directory}"
+    T="$BIN/e2e/$E2E_NAME"
+    rm -rf "$T"
+    mkdir -p "$T"
+    PKI="$BIN/e2e/pki"
+    bash "$SRC/scripts/make-pki.sh" "$PKI" ucm1.example.test ucm2.example.test
+    TOKEN="$BIN/sipedge-token"
+    EDGE="$BIN/sipedge"
+    UCMSIM="$BIN/sipedge-ucmsim"
+    JWT_KEY="$BIN/e2e/jwt-es.key"
+    if [ ! -f "$JWT_KEY.pub.pem" ]; then
+        "$TOKEN" keygen --type ec --out "$JWT_KEY"
+    fi
+    head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/hmac.key"
+    trap e2e_cleanup EXIT
+}
+
+# A loopback TCP port nobody listens on now (random probe; the caller binds it soon after).
+free_port() {
+    local p
+    for _ in $(seq 1 200); do
+        p=$((20000 + RANDOM % 30000))
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
+            echo "$p"
+            return 0
+        fi
+    done
+    return 1
+}
+
+wait_port() { # wait_port PORT [SECONDS]
+    local n=$(( ${2:-10} * 20 ))
+    for _ in $(seq 1 "$n"); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    e2e_log "nothing listens on 127.0.0.1:$1"
+    return 1
+}
+
+start_redis() { # start_redis PORT
+    redis-server --bind 127.0.0.1 --port "$1" --save '' --appendonly no \
+        --logfile "$T/redis-$1.log" --dir "$T" &
+    E2E_PIDS+=($!)
+    REDIS_PID=$!
+    wait_port "$1"
+}
+
+# start_ucmsim NAME PORT [flags...]: UCM stand-in that trusts our edge CA and lists our client
+# certificate's name (edge.example.test) as an allowed Expressway-C unless flags say otherwise.
+start_ucmsim() {
+    local name=$1 port=$2
+    shift 2
+    "$UCMSIM" --addr 127.0.0.1 --port "$port" --cert "$PKI/ucm.crt" --key "$PKI/ucm.key" \
+        --ca "$PKI/ca.crt" --node "$name" --record "$T/ucm-$name.jsonl" --record-raw "$@" \
+        >"$T/ucm-$name.out" 2>"$T/ucm-$name.err" &
+    E2E_PIDS+=($!)
+    eval "UCM_PID_${name//[^a-zA-Z0-9]/_}=$!"
+    wait_port "$port"
+}
+
+# write_edge_config FILE: from variables EDGE_PORT ADMIN_PORT NODES (lines "host port name"),
+# REDIS_PORT (empty: no Redis), UP_CERT UP_KEY UP_CA (default our client cert and UCM's CA),
+# EXTRA (raw YAML appended).
+write_edge_config() {
+    local f=$1
+    {
+        echo "workers: ${WORKERS:-2}"
+        echo "listen:"
+        echo "  address: 127.0.0.1"
+        echo "  port: $EDGE_PORT"
+        echo "  tls: {cert: $PKI/server.crt, key: $PKI/server.key}"
+        echo "  limits: {handshake_timeout_ms: 3000, idle_timeout_ms: 60000}"
+        echo "sip:"
+        echo "  edge_host: edge.example.test"
+        echo "  timer_f_ms: ${TIMER_F_MS:-4000}"
+        echo "  retry_after_s: 7"
+        echo "upstream:"
+        echo "  nodes:"
+        while read -r h p n; do
+            [ -n "$h" ] || continue
+            echo "    - {host: $h, port: $p, name: $n}"
+        done <<<"$NODES"
+        echo "  pool_size: 2"
+        echo "  tls: {cert: ${UP_CERT:-$PKI/client.crt}, key: ${UP_KEY:-$PKI/client.key}, ca: ${UP_CA:-$PKI/ucm-ca.crt}}"
+        echo "  keepalive_interval_ms: ${KEEPALIVE_MS:-1000}"
+        echo "  connect_timeout_ms: 2000"
+        echo "  backoff_min_ms: 100"
+        echo "  backoff_max_ms: 1000"
+        echo "auth:"
+        echo "  keys:"
+        echo "    - {file: $JWT_KEY.pub.pem, kid: es1}"
+        if [ -n "${REDIS_PORT:-}" ]; then
+            echo "  redis: {enabled: true, host: 127.0.0.1, port: $REDIS_PORT, timeout_ms: 20, hmac_key: $T/hmac.key}"
+        fi
+        echo "admin: {enabled: true, address: 127.0.0.1, port: $ADMIN_PORT}"
+        echo "log: {level: ${LOG_LEVEL:-info}}"
+        echo "${EXTRA:-}"
+    } >"$f"
+}
+
+start_edge() { # start_edge: config from write_edge_config into $T/edge.yaml
+    EDGE_PORT=${EDGE_PORT:-$(free_port)}
+    ADMIN_PORT=${ADMIN_PORT:-$(free_port)}
+    write_edge_config "$T/edge.yaml"
+    "$EDGE" "$T/edge.yaml" >"$T/edge.out" 2>"$T/edge.log" &
+    EDGE_PID=$!
+    E2E_PIDS+=($EDGE_PID)
+    wait_port "$EDGE_PORT" || { cat "$T/edge.log" >&2; return 1; }
+    wait_port "$ADMIN_PORT"
+}
+
+# wait_ready [SECONDS]: until /readyz says 200 (at least one UCM node up).
+wait_ready() {
+    local n=$(( ${1:-10} * 10 ))
+    for _ in $(seq 1 "$n"); do
+        curl -fsS "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null 2>&1 && return 0
+        sleep 0.1
+    done
+    e2e_log "edge never became ready:"
+    curl -sS "http://127.0.0.1:$ADMIN_PORT/readyz" >&2 || true
+    return 1
+}
+
+# start_stunnel: TLS client in front of SIPp: 127.0.0.1:$STUNNEL_PORT (TCP) -> edge (TLS).
+start_stunnel() {
+    STUNNEL_PORT=$(free_port)
+    cat >"$T/stunnel.conf" <<EOF
+foreground = yes
+pid =
+output = $T/stunnel.log
+[sip]
+client = yes
+accept = 127.0.0.1:$STUNNEL_PORT
+connect = 127.0.0.1:$EDGE_PORT
+CAfile = $PKI/ca.crt
+verifyChain = yes
+checkHost = localhost
+EOF
+    stunnel "$T/stunnel.conf" &
+    E2E_PIDS+=($!)
+    wait_port "$STUNNEL_PORT"
+}
+
+mint() { # mint USER [sipedge-token mint options...]
+    local u=$1
+    shift
+    "$TOKEN" mint --key "$JWT_KEY" --kid es1 --user "$u" --lifetime 3600 "$@"
+}
+
+# run_sipp SCENARIO CSV CALLS [RATE]: SIPp over TCP (one socket per call) through stunnel.
+# Returns SIPp's status (0: every call passed its scenario).
+run_sipp() {
+    local sc=$1 csv=$2 calls=$3 rate=${4:-50}
+    sipp -sf "$sc" -inf "$csv" -t tn -max_socket 4096 -m "$calls" -r "$rate" -l "$calls" \
+        -timeout 60s -timeout_error -nostdin -trace_err -error_file "$T/sipp-errors.log" \
+        "127.0.0.1:$STUNNEL_PORT" >"$T/sipp.out" 2>&1
+}
+
+# metric NAME_REGEX: sum of the /metrics samples whose line matches the regex.
+metric() {
+    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |
+        awk -v re="$1" '$0 !~ /^#/ && $0 ~ re { s += $NF } END { print s + 0 }'
+}
+
+check() { # check DESCRIPTION COMMAND...
+    local d=$1
+    shift
+    if "$@"; then
+        e2e_log "ok: $d"
+    else
+        e2e_log "FAIL: $d"
+        E2E_FAILS=$((E2E_FAILS + 1))
+    fi
+}
+
+e2e_done() {
+    if [ "$E2E_FAILS" -ne 0 ]; then
+        e2e_log "$E2E_FAILS check(s) failed; logs in $T"
+        tail -n 30 "$T/edge.log" >&2 2>/dev/null || true
+        exit 1
+    fi
+    e2e_log "all checks passed"
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# e2e 1: a REGISTER without a token gets 407 Bearer realm="ccmsipline"; the same client then sends
+# its token and gets UCM's 200 through the edge, and UCM saw our Via and Path. SIPp through
+# stunnel (one TLS connection per call), 20 users at once, with Redis.
+source "$(dirname "$0")/lib.sh"
+e2e_init t01_register
+
+REDIS_PORT=$(free_port)
+start_redis "$REDIS_PORT"
+UCM_PORT=$(free_port)
+start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
+NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
+start_edge
+wait_ready 10
+start_stunnel
+
+n=20
+{
+    echo SEQUENTIAL
+    for i in $(seq 1 $n); do echo "user$i;$(mint "user$i");"; done
+} >"$T/users.csv"
+
+check "SIPp: $n clients get 407 then 200" run_sipp "$SRC/tests/e2e/sipp/register_bearer.xml" \
+    "$T/users.csv" "$n" 100
+grep -E "Successful call|Failed call" "$T/sipp.out" | head -4 >&2 || true
+
+rec="$T/ucm-ucm1.jsonl"
+registers=$(grep -c '"method":"REGISTER"' "$rec" || true)
+check "UCM received exactly $n REGISTERs (the 407s never reach it)" test "$registers" -eq "$n"
+check "UCM saw our Via on top" grep -q 'SIP/2.0/TLS edge.example.test:'"$EDGE_PORT"';branch=z9hG4bK-se' "$rec"
+check "UCM saw our Path" grep -q 'Path: <sip:edge.example.test:'"$EDGE_PORT"';transport=tls;lr>' "$rec"
+check "UCM saw Max-Forwards 69" grep -q 'Max-Forwards: 69' "$rec"
+check "UCM got the token (forwarded unchanged by default)" grep -q 'Proxy-Authorization: Bearer token=' "$rec"
+check "metrics: $n 407s made by the edge" \
+    test "$(metric 'sipedge_sip_responses_total\{method="REGISTER",code="407",source="edge"')" -eq "$n"
+check "metrics: $n 200s relayed from UCM" \
+    test "$(metric 'sipedge_sip_responses_total\{method="REGISTER",code="200",source="upstream"')" -eq "$n"
+check "no token in the edge log" bash -c "! grep -q 'eyJ' '$T/edge.log'"
+e2e_done
