@@ -59,7 +59,7 @@ printf '  tokens verified / cache hits   : %s / %s\n' \
     "$(m 'sipedge_auth_results_total\{result="ok",layer="verify"')" \
     "$(m 'sipedge_auth_results_total\{result="ok",layer="l1"')"
 printf '  UCM saw REGISTERs              : %s\n' "$(grep -c '"method":"REGISTER"' "$T/ucm-ucm1.jsonl" || true)"
-printf '  wall time for the burst        : %.2f s\n' "$(echo "$end - $start" | bc -l 2>/dev/null || echo 0)"
+awk -v a="$start" -v b="$end" 'BEGIN { printf "  wall time for the burst        : %.2f s\n", b - a }'
 grep -E "Successful call|Failed call|Response Time" "$T/sipp.out" | sed 's/^/  sipp: /' | head -6
 echo
 echo "One of the forwarded REGISTERs as UCM received it (token elided):"
