@@ -307,13 +307,14 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
         else
             pl = snprintf(path, sizeof(path), "<sip:%s;transport=tls;lr>", p->via_host);
     }
-    static const uint16_t drop_auth[] = {SIP_HDR_PROXY_AUTHORIZATION};
+    /* Stripping means the token never reaches UCM, in whichever header the client sent it. */
+    static const uint16_t drop_auth[] = {SIP_HDR_PROXY_AUTHORIZATION, SIP_HDR_AUTHORIZATION};
     struct sip_rewrite rw = {
         .via = slice_make(via, (size_t)vl),
         .path = slice_make(path, (size_t)pl),
         .max_forwards = true,
         .drop = p->cfg.forward_auth ? NULL : drop_auth,
-        .n_drop = p->cfg.forward_auth ? 0 : 1,
+        .n_drop = p->cfg.forward_auth ? 0 : 2,
     };
     struct slice iov[PROXY_IOV_MAX];
     ssize_t n = sip_rewrite_request(req, &rw, iov, PROXY_IOV_MAX, scratch, sizeof(scratch));

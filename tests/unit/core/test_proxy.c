@@ -399,6 +399,9 @@ Test(proxy_strip, strips_proxy_authorization_when_configured, .init = setup_stri
     register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
     cr_assert_eq(n_upstream, 1);
     cr_assert_null(strstr(to_upstream[0].text, "Proxy-Authorization"));
+    register_as(8, "bob", "Authorization: Bearer ok.bob\n", "70");
+    cr_assert_eq(n_upstream, 2);
+    cr_assert_null(strstr(to_upstream[1].text, "ok.bob"));
 }
 
 Test(proxy, runs_out_of_transactions_with_503_not_a_crash)
