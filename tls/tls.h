@@ -130,6 +130,7 @@ struct tls_server_opts {
     uint16_t max_version;     /**< 0: up to TLS 1.3; 0x0303: TLS 1.2 only (tests, old peers) */
     uint32_t session_cache_size; /**< server session cache entries; 0: 4096 */
     uint32_t session_timeout_s;  /**< session / ticket lifetime; 0: 7200 s */
+    uint32_t ticket_rotate_s;    /**< ticket key rotation period; 0: 3600 s (previous key kept) */
 };
 
 /** Client side (edge → UCM :5091, mutual TLS) configuration. `ca_file` required. */
@@ -144,8 +145,8 @@ struct tls_client_opts {
 
 /**
  * Build a server context from files. TLS 1.2 and 1.3 only, server cipher preference, no
- * renegotiation, no compression, session tickets (OpenSSL's ticket key, fresh for every context,
- * so a reload rotates it) plus a bounded server session cache, SSL_MODE_RELEASE_BUFFERS.
+ * renegotiation, no compression, session tickets under rotating keys (fresh for every context)
+ * plus a bounded server session cache, SSL_MODE_RELEASE_BUFFERS.
  * On success stores a context with one reference in `*out` and returns 0. On failure returns
  * -ENOENT (a file is missing or unreadable), -EINVAL (bad PEM, key does not match the
  * certificate, bad cipher list) or -ENOMEM, and writes the reason into `err` (`errlen` bytes, may
@@ -157,6 +158,14 @@ int tls_server_ctx_new(const struct tls_server_opts *opts, struct tls_ctx **out,
 /** As tls_server_ctx_new(), for the mTLS client context toward UCM. Peer verification is on. */
 int tls_client_ctx_new(const struct tls_client_opts *opts, struct tls_ctx **out, char *err,
                        size_t errlen);
+
+/**
+ * Start a new session-ticket key on server context `ctx` now (also done every
+ * `ticket_rotate_s`): tickets under the previous key still resume and are reissued, older ones
+ * fall back to a full handshake. Returns 0, -EINVAL for a client context, -EIO when the random
+ * generator fails. Any thread.
+ */
+int tls_ctx_rotate_ticket_key(struct tls_ctx *ctx);
 
 /** Take one more reference on `ctx` (atomic; any thread). Returns `ctx`. */
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);

@@ -18,6 +18,7 @@
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 #define TLS_DEFAULT_CACHE   4096u
 #define TLS_DEFAULT_TIMEOUT 7200u
+#define TLS_DEFAULT_ROTATE  3600u
 
 static const unsigned char sid_ctx[] = "sipedge";
 static atomic_uint_fast64_t ctx_gen;
@@ -149,8 +150,8 @@ int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, ch
         }
     }
     if (rc == 0) {
-        /* Stateless tickets for TLS 1.2 and 1.3 (the default); the cache serves clients that
-         * resume by session id. The ticket key is random per context: a reload rotates it. */
+        /* Stateless tickets for TLS 1.2 and 1.3 (keys rotated, tls_ticket.c); the cache serves
+         * clients that resume by session id. */
         SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_SERVER);
         SSL_CTX_sess_set_cache_size(sc, o->session_cache_size ? o->session_cache_size
                                                               : TLS_DEFAULT_CACHE);
@@ -161,6 +162,13 @@ int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, ch
     }
     if (rc == 0 && (*out = wrap(sc, TLS_SIDE_SERVER)) == NULL)
         rc = -ENOMEM;
+    if (rc == 0 && (rc = tls__tickets_init(*out, o->ticket_rotate_s ? o->ticket_rotate_s
+                                                                    : TLS_DEFAULT_ROTATE)) < 0) {
+        set_err(err, errlen, "cannot make session ticket keys", NULL);
+        tls_ctx_unref(*out);
+        *out = NULL;
+        sc = NULL;
+    }
     if (rc < 0)
         SSL_CTX_free(sc);
     ERR_clear_error();
@@ -212,6 +220,7 @@ void tls_ctx_unref(struct tls_ctx *ctx)
         return;
     if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1) {
         SSL_CTX_free(ctx->ssl_ctx);
+        tls__tickets_free(ctx);
         free(ctx);
     }
 }

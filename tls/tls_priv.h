@@ -15,7 +15,14 @@ struct tls_ctx {
     atomic_uint refs;
     uint64_t gen; /* unique per context: sessions of an older context are not offered */
     enum tls_side side;
+    struct tls__tickets *tickets; /* server side: rotating session-ticket keys */
 };
+
+struct tls__tickets;
+/** Install rotating ticket keys on a server context (rotated every `period_s`, 0: never). */
+int tls__tickets_init(struct tls_ctx *ctx, uint32_t period_s);
+/** Free them (context teardown). */
+void tls__tickets_free(struct tls_ctx *ctx);
 
 /** Ciphertext bytes in one direction; `p` is NULL (and freed) whenever it is empty. */
 struct tls__buf {

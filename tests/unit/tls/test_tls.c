@@ -621,3 +621,31 @@ Test(tls, formats_a_diag_line_within_the_buffer_and_without_stray_quotes)
     cr_assert_eq(strlen(small), sizeof(small) - 1);
     cr_assert_eq(tls_diag_format(&d, NULL, small, 0), -EINVAL);
 }
+
+static bool resumes_after_rotations(uint16_t maxv, int rotations)
+{
+    struct tls_ctx *c = client_ctx("client", "ucm-ca.crt", maxv);
+    struct tls_peer node;
+    cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
+    struct pair p = connect_pair(sctx, c, &node, 0);
+    cr_assert_eq(p.rc_c, 0);
+    free_pair(&p);
+    for (int i = 0; i < rotations; i++)
+        cr_assert_eq(tls_ctx_rotate_ticket_key(sctx), 0);
+    p = connect_pair(sctx, c, &node, 0);
+    cr_assert_eq(p.rc_c, 0);
+    cr_assert_eq(p.rc_s, 0);
+    bool resumed = tls_conn_resumed(p.s);
+    free_pair(&p);
+    tls_peer_deinit(&node);
+    tls_ctx_unref(c);
+    return resumed;
+}
+
+Test(tls, accepts_tickets_of_the_previous_ticket_key_only)
+{
+    cr_assert(resumes_after_rotations(0, 1), "previous key must still resume (TLS 1.3)");
+    cr_assert_not(resumes_after_rotations(0, 2), "a retired key must not resume (TLS 1.3)");
+    cr_assert(resumes_after_rotations(TLS12, 1), "previous key must still resume (TLS 1.2)");
+    cr_assert_eq(tls_ctx_rotate_ticket_key(cctx), -EINVAL);
+}
