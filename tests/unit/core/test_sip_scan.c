@@ -821,9 +821,9 @@ Test(sip_scan, looks_up_every_header_name_in_any_case)
             up[i] = (char)(name[i] >= 'a' && name[i] <= 'z' ? name[i] - 32 : name[i]);
             low[i] = (char)(name[i] >= 'A' && name[i] <= 'Z' ? name[i] + 32 : name[i]);
         }
-        cr_assert_eq(sip_hdr_from(slice_make(name, len)), id, "%s", name);
-        cr_assert_eq(sip_hdr_from(slice_make(up, len)), id, "%s", up);
-        cr_assert_eq(sip_hdr_from(slice_make(low, len)), id, "%s", low);
+        cr_assert_eq((int)sip_hdr_from(slice_make(name, len)), id, "%s", name);
+        cr_assert_eq((int)sip_hdr_from(slice_make(up, len)), id, "%s", up);
+        cr_assert_eq((int)sip_hdr_from(slice_make(low, len)), id, "%s", low);
         if (len > 2) /* "T" of "To" is the compact form of To */
             cr_assert_eq(sip_hdr_from(slice_make(name, len - 1)), SIP_HDR_OTHER, "%.*s",
                          (int)len - 1, name);
@@ -876,7 +876,7 @@ Test(sip_scan, names_methods_case_sensitively)
 {
     for (int m = 1; m < SIP_METHOD_COUNT; m++) {
         const char *name = sip_method_name((enum sip_method)m);
-        cr_assert_eq(sip_method_from(slice_make(name, strlen(name))), m, "%s", name);
+        cr_assert_eq((int)sip_method_from(slice_make(name, strlen(name))), m, "%s", name);
     }
     cr_assert_eq(sip_method_from(SLICE_LIT("invite")), SIP_METHOD_UNKNOWN);
     cr_assert_eq(sip_method_from(SLICE_LIT("INVITES")), SIP_METHOD_UNKNOWN);
