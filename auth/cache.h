@@ -55,7 +55,8 @@ uint64_t cache_l1_hash(const struct cache_l1 *l1, const char *tok, size_t len);
 /**
  * Looks up the token `tok`/`len` whose hash is `h` (from cache_l1_hash()). An entry whose expiry
  * is <= `now` (seconds since the epoch) is a miss and is dropped. On a hit copies the stored result
- * into `out` (and the token's SHA-256 into `digest` when not NULL). A different token with the
+ * into `out` (user and jti up to their NUL; bytes after it are left as they were) and the token's
+ * SHA-256 into `digest` when not NULL. A different token with the
  * same `h` is never a hit: the stored bytes are compared.
  */
 enum cache_l1_hit cache_l1_lookup(struct cache_l1 *l1, const char *tok, size_t len, uint64_t h,

@@ -92,7 +92,7 @@ static void make_tokens(const char *tag, bool with_jti)
 /* Median ns per operation over ROUNDS rounds of PER_ROUND operations. */
 static double l1_raw(int ntok)
 {
-    struct cache_l1 *l1 = cache_l1_new(4096, 8192, cache_random_seed());
+    struct cache_l1 *l1 = cache_l1_new(8192, 8192, cache_random_seed());
     uint8_t d[CACHE_DIGEST_LEN] = {0};
     struct jwt_result res = {.reason = JWT_OK, .exp = time(NULL) + 3600}, out;
     int64_t now = time(NULL);
@@ -156,7 +156,7 @@ static double sha256_only(void)
 static double auth_l1(int ntok)
 {
     long calls = 0;
-    struct auth_config cfg = {.verify = bench_verify, .verify_ctx = &calls};
+    struct auth_config cfg = {.verify = bench_verify, .verify_ctx = &calls, .l1_capacity = 8192};
     struct auth_worker *aw = auth_worker_new(&cfg, auth_now_ms());
     struct jwt_result out;
     int64_t now = auth_now_ms();
