@@ -79,6 +79,8 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_
         k = t->cur;
     } else if (memcmp(key_name, t->cur.name, 16) == 0) {
         k = t->cur;
+        /* A TLS 1.3 client uses a ticket once: always hand out the next one. */
+        rc = SSL_version(ssl) == TLS1_3_VERSION ? 2 : 1;
     } else if (t->have_prev && memcmp(key_name, t->prev.name, 16) == 0) {
         k = t->prev;
         rc = 2; /* valid, but issue a ticket under the current key */

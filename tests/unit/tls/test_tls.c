@@ -649,3 +649,20 @@ Test(tls, accepts_tickets_of_the_previous_ticket_key_only)
     cr_assert(resumes_after_rotations(TLS12, 1), "previous key must still resume (TLS 1.2)");
     cr_assert_eq(tls_ctx_rotate_ticket_key(cctx), -EINVAL);
 }
+
+Test(tls, keeps_resuming_connection_after_connection)
+{
+    for (int v = 0; v < 2; v++) {
+        struct tls_ctx *c = client_ctx("client", "ucm-ca.crt", v ? TLS12 : 0);
+        struct tls_peer node;
+        cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
+        for (int i = 0; i < 4; i++) {
+            struct pair p = connect_pair(sctx, c, &node, 0);
+            cr_assert_eq(p.rc_c, 0);
+            cr_assert_eq(tls_conn_resumed(p.c), i > 0, "round %d (TLS1.%d)", i, v ? 2 : 3);
+            free_pair(&p);
+        }
+        tls_peer_deinit(&node);
+        tls_ctx_unref(c);
+    }
+}
