@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -721,4 +722,83 @@ Test(ucmsim, works_with_the_pki_of_make_pki_sh)
     cli_close(&c);
     sim_stop(&s);
 #undef MK
+}
+
+/* ---- backpressure ------------------------------------------------------------------------ */
+
+Test(ucmsim, stops_reading_a_client_that_does_not_read_and_resumes_when_it_does)
+{
+    struct sim s;
+    /* small socket buffers on both sides, so the simulator's own 1 MiB mark is what stops it */
+    sim_start(&s, (const char *const[]){"--sockbuf", "65536", NULL});
+    struct cli c;
+    cr_assert_eq(cli_connect(&c, s.port, "edge", 0), 1);
+    int b = 65536;
+    setsockopt(c.fd, SOL_SOCKET, SO_SNDBUF, &b, sizeof b);
+    setsockopt(c.fd, SOL_SOCKET, SO_RCVBUF, &b, sizeof b);
+    cr_assert_eq(fcntl(c.fd, F_SETFL, fcntl(c.fd, F_GETFL) | O_NONBLOCK), 0);
+    enum { N = 6000 }; /* ~3.5 MB of answers: past the simulator's 1 MiB mark and the sockets */
+    static char req[2048];
+    unsigned sent = 0, got = 0;
+    int req_len = 0;
+    bool reading = false;
+    struct pollfd pfd = {.fd = c.fd};
+    while (got < N) {
+        while (sent < N) {
+            if (!req_len) {
+                char id[32];
+                snprintf(id, sizeof id, "bp-%u", sent);
+                make_register(req, sizeof req, id, sent + 1, NULL);
+                req_len = (int)strlen(req);
+            }
+            int n = SSL_write(c.ssl, req, req_len); /* a retry repeats the same bytes */
+            if (n <= 0) {
+                cr_assert_eq(SSL_get_error(c.ssl, n), SSL_ERROR_WANT_WRITE);
+                break;
+            }
+            req_len = 0;
+            sent++;
+        }
+        if (reading) {
+            for (;;) {
+                int n = SSL_read(c.ssl, c.in + c.in_len, (int)(sizeof c.in - 1 - c.in_len));
+                if (n <= 0) {
+                    cr_assert_eq(SSL_get_error(c.ssl, n), SSL_ERROR_WANT_READ);
+                    break;
+                }
+                c.in_len += (size_t)n;
+                size_t off = 0;
+                for (;;) {
+                    struct sip_header h[32];
+                    struct sip_msg m;
+                    sip_msg_init(&m, h, 32);
+                    ssize_t r = sip_scan(c.in + off, c.in_len - off, 0, &m);
+                    if (r == SIP_INCOMPLETE)
+                        break;
+                    cr_assert_gt(r, 0);
+                    const struct sip_header *cs = sip_first(&m, SIP_HDR_CSEQ);
+                    cr_assert_not_null(cs);
+                    cr_assert_eq(strtoul(cs->value.base, NULL, 10), got + 1, "answers in order");
+                    cr_assert_eq(m.status, 200);
+                    got++;
+                    off += (size_t)r;
+                }
+                memmove(c.in, c.in + off, c.in_len - off);
+                c.in_len -= off;
+            }
+        }
+        if (got == N)
+            break;
+        pfd.events = (short)((sent < N ? POLLOUT : 0) | (reading ? POLLIN : 0));
+        int pr = poll(&pfd, 1, reading ? 10000 : 300);
+        cr_assert_geq(pr, 0);
+        if (pr == 0) {
+            /* the simulator stopped reading us: from now on read the answers too */
+            cr_assert_not(reading, "no progress for 10 s (sent %u, answered %u)", sent, got);
+            cr_assert_lt(sent, N, "the simulator should have stopped reading before the end");
+            reading = true;
+        }
+    }
+    cli_close(&c);
+    cr_assert_not_null(strstr(sim_stop(&s), " answer_200=6000 "));
 }
