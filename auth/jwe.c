@@ -2,11 +2,11 @@
 // base64url and the compact JWE of the CUCM token profile: alg "dir", enc "A128CBC-HS256"
 // (RFC 7518 5.2.2.1 / 5.2.3), tag checked in constant time before any decryption.
 #include "auth/jwt.h"
+#include "auth/jwt_priv.h"
 
 #include <errno.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -227,24 +227,17 @@ ssize_t jwt_jwe_open(const unsigned char key[JWT_A128CBC_HS256_KEY], const char 
         return -JWT_E_TOO_LARGE;
     if (hl <= 0)
         return -JWT_E_MALFORMED;
-    json_t *h = json_loadb((const char *)hdr, (size_t)hl, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(h)) {
-        json_decref(h);
+    struct jwt__obj h;
+    if (jwt__obj_parse(&h, (const char *)hdr, (size_t)hl) < 0)
         return -JWT_E_MALFORMED;
-    }
-    json_t *alg = json_object_get(h, "alg"), *enc = json_object_get(h, "enc");
-    int bad = 0;
-    if (!json_is_string(alg) || !json_is_string(enc))
-        bad = -JWT_E_MALFORMED;
-    else if (strcmp(json_string_value(alg), "dir") != 0 ||
-             strcmp(json_string_value(enc), "A128CBC-HS256") != 0 ||
-             json_object_get(h, "zip") != NULL)
-        bad = -JWT_E_ALG_NOT_ALLOWED;
-    else if (json_object_get(h, "crit") != NULL)
-        bad = -JWT_E_MALFORMED;
-    json_decref(h);
-    if (bad)
-        return bad;
+    const struct jwt__jval *alg = jwt__obj_get(&h, "alg"), *enc = jwt__obj_get(&h, "enc");
+    if (alg == NULL || alg->type != JWT__J_STRING || enc == NULL || enc->type != JWT__J_STRING)
+        return -JWT_E_MALFORMED;
+    if (!jwt__str_eq(alg, "dir", 3) || !jwt__str_eq(enc, "A128CBC-HS256", 13) ||
+        jwt__obj_get(&h, "zip") != NULL)
+        return -JWT_E_ALG_NOT_ALLOWED;
+    if (jwt__obj_get(&h, "crit") != NULL)
+        return -JWT_E_MALFORMED;
     if (seglen[1] != 0) /* "dir": no encrypted key */
         return -JWT_E_MALFORMED;
 

@@ -2,12 +2,12 @@
 // jwt_verify(): compact JWS on pre-parsed keys (RS256, ES256, HS256 when configured), claim checks
 // and the CUCM profile (outer RS256 JWS, inner A128CBC-HS256 JWE in the `private` claim).
 #include "auth/jwt.h"
+#include "auth/jwt_priv.h"
 
 #include <errno.h>
 #include <math.h>
 #include <string.h>
 
-#include <jansson.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -118,44 +118,30 @@ static bool verify_sig(const struct keys_key *k, const unsigned char *sig, size_
 /* ---- claims ---- */
 
 /* A NumericDate claim: 1 number stored, 0 absent, -1 present but not a usable number. */
-static int num_claim(json_t *claims, const char *name, int64_t *v)
+static int num_claim(const struct jwt__obj *claims, const char *name, int64_t *v)
 {
-    json_t *j = json_object_get(claims, name);
+    const struct jwt__jval *j = jwt__obj_get(claims, name);
     if (j == NULL)
         return 0;
-    if (json_is_integer(j)) {
-        *v = (int64_t)json_integer_value(j);
-        return 1;
-    }
-    if (json_is_real(j)) {
-        double d = json_real_value(j);
-        if (!isfinite(d) || d > 9.2e18 || d < -9.2e18)
-            return -1;
-        *v = (int64_t)floor(d);
-        return 1;
-    }
-    return -1;
+    return jwt__num(j, v) == 0 ? 1 : -1;
 }
 
-static bool str_is(json_t *j, const char *want)
+static bool str_is(const struct jwt__jval *j, const char *want)
 {
-    return json_is_string(j) && json_string_length(j) == strlen(want) &&
-           memcmp(json_string_value(j), want, json_string_length(j)) == 0;
+    return jwt__str_eq(j, want, strlen(want));
 }
 
-static bool aud_ok(json_t *aud, const char *want)
+static bool aud_ok(const struct jwt__jval *aud, const char *want)
 {
-    if (json_is_string(aud))
-        return str_is(aud, want);
-    if (!json_is_array(aud))
+    if (aud == NULL)
         return false;
-    size_t i;
-    json_t *v;
-    json_array_foreach(aud, i, v)
-    {
-        if (str_is(v, want))
+    if (aud->type == JWT__J_STRING)
+        return str_is(aud, want);
+    size_t pos = 0;
+    struct jwt__jval v;
+    while (jwt__arr_next(aud, &pos, &v))
+        if (str_is(&v, want))
             return true;
-    }
     return false;
 }
 
@@ -168,11 +154,17 @@ static void scope_mark(const struct jwt_policy *pol, const char *s, size_t len, 
     }
 }
 
-static uint64_t scope_bits(const struct jwt_policy *pol, json_t *scope)
+#define SCOPE_CAP 4096 /* bytes of one unescaped scope string (longer: no scope matches) */
+
+static uint64_t scope_bits(const struct jwt_policy *pol, const struct jwt__jval *scope)
 {
     uint64_t bits = 0;
-    if (json_is_string(scope)) {
-        const char *s = json_string_value(scope), *end = s + json_string_length(scope);
+    char buf[SCOPE_CAP];
+    if (scope == NULL)
+        return 0;
+    if (scope->type == JWT__J_STRING) {
+        ssize_t n = jwt__str(scope, buf, sizeof(buf));
+        const char *s = buf, *end = buf + (n > 0 ? n : 0);
         while (s < end) {
             while (s < end && *s == ' ')
                 s++;
@@ -182,13 +174,13 @@ static uint64_t scope_bits(const struct jwt_policy *pol, json_t *scope)
             if (s > w)
                 scope_mark(pol, w, (size_t)(s - w), &bits);
         }
-    } else if (json_is_array(scope)) {
-        size_t i;
-        json_t *v;
-        json_array_foreach(scope, i, v)
-        {
-            if (json_is_string(v))
-                scope_mark(pol, json_string_value(v), json_string_length(v), &bits);
+    } else if (scope->type == JWT__J_ARRAY) {
+        size_t pos = 0;
+        struct jwt__jval v;
+        while (jwt__arr_next(scope, &pos, &v)) {
+            ssize_t n = v.type == JWT__J_STRING ? jwt__str(&v, buf, sizeof(buf)) : -1;
+            if (n > 0)
+                scope_mark(pol, buf, (size_t)n, &bits);
         }
     }
     return bits;
@@ -196,25 +188,23 @@ static uint64_t scope_bits(const struct jwt_policy *pol, json_t *scope)
 
 /* Copy a string claim into `dst` (cap+1 bytes). JWT_OK, missing_claim (absent, not a string,
  * empty, holds NUL) or too_large. */
-static enum jwt_reason copy_str(json_t *j, char *dst, size_t cap, size_t *out_len)
+static enum jwt_reason copy_str(const struct jwt__jval *j, char *dst, size_t cap, size_t *out_len)
 {
-    if (!json_is_string(j))
+    if (j == NULL || j->type != JWT__J_STRING)
         return JWT_E_MISSING_CLAIM;
-    size_t l = json_string_length(j);
-    const char *s = json_string_value(j);
-    if (l == 0 || memchr(s, '\0', l) != NULL)
-        return JWT_E_MISSING_CLAIM;
-    if (l > cap)
+    ssize_t l = jwt__str(j, dst, cap);
+    if (l == -ENOSPC)
         return JWT_E_TOO_LARGE;
-    memcpy(dst, s, l);
+    if (l <= 0 || memchr(dst, '\0', (size_t)l) != NULL)
+        return JWT_E_MISSING_CLAIM;
     dst[l] = '\0';
     if (out_len)
-        *out_len = l;
+        *out_len = (size_t)l;
     return JWT_OK;
 }
 
-static enum jwt_reason check_claims(const struct jwt_policy *pol, json_t *claims, int64_t now,
-                                    struct jwt_result *out)
+static enum jwt_reason check_claims(const struct jwt_policy *pol, const struct jwt__obj *claims,
+                                    int64_t now, struct jwt_result *out)
 {
     int64_t exp = 0, nbf = 0, iat = 0, lw = pol->leeway > 0 ? pol->leeway : 0;
     const char *exp_name = pol->exp_claim ? pol->exp_claim : "exp";
@@ -232,24 +222,23 @@ static enum jwt_reason check_claims(const struct jwt_policy *pol, json_t *claims
         return JWT_E_MALFORMED;
     if (r == 1 && iat > now && iat - now > lw)
         return JWT_E_NOT_YET_VALID;
-    if (pol->iss != NULL && !str_is(json_object_get(claims, "iss"), pol->iss))
+    if (pol->iss != NULL && !str_is(jwt__obj_get(claims, "iss"), pol->iss))
         return JWT_E_BAD_ISSUER;
-    if (pol->aud != NULL && !aud_ok(json_object_get(claims, "aud"), pol->aud))
+    if (pol->aud != NULL && !aud_ok(jwt__obj_get(claims, "aud"), pol->aud))
         return JWT_E_BAD_AUDIENCE;
     if (pol->n_scopes > 0) {
         size_t n = pol->n_scopes < JWT_MAX_SCOPES ? pol->n_scopes : JWT_MAX_SCOPES;
         uint64_t all = n == 64 ? ~0ull : (1ull << n) - 1;
         out->scope_bits =
-            scope_bits(pol, json_object_get(claims, pol->scope_claim ? pol->scope_claim : "scope"));
+            scope_bits(pol, jwt__obj_get(claims, pol->scope_claim ? pol->scope_claim : "scope"));
         if ((out->scope_bits & all) != all)
             return JWT_E_INSUFFICIENT_SCOPE;
     }
-    enum jwt_reason rr =
-        copy_str(json_object_get(claims, pol->user_claim ? pol->user_claim : "sub"), out->user,
-                 JWT_MAX_USER, &out->user_len);
+    enum jwt_reason rr = copy_str(jwt__obj_get(claims, pol->user_claim ? pol->user_claim : "sub"),
+                                  out->user, JWT_MAX_USER, &out->user_len);
     if (rr != JWT_OK)
         return rr;
-    json_t *jti = json_object_get(claims, "jti");
+    const struct jwt__jval *jti = jwt__obj_get(claims, "jti");
     if (jti != NULL) {
         rr = copy_str(jti, out->jti, JWT_MAX_JTI, NULL);
         if (rr != JWT_OK)
@@ -262,12 +251,14 @@ static enum jwt_reason check_claims(const struct jwt_policy *pol, json_t *claims
 /* ---- the CUCM profile ---- */
 
 static enum jwt_reason verify_cucm(const struct keys_set *ks, const struct jwt_policy *pol,
-                                   json_t *outer, int64_t now, size_t max_payload,
+                                   const struct jwt__obj *outer, int64_t now, size_t max_payload,
                                    struct jwt_result *out)
 {
-    json_t *priv = json_object_get(outer, "private");
-    if (!json_is_string(priv))
+    const struct jwt__jval *priv = jwt__obj_get(outer, "private");
+    if (priv == NULL || priv->type != JWT__J_STRING)
         return JWT_E_MISSING_CLAIM;
+    if (priv->esc) /* a compact JWE is base64url and dots: nothing to escape */
+        return JWT_E_MALFORMED;
     int64_t oexp = 0;
     int r = num_claim(outer, pol->exp_claim ? pol->exp_claim : "exp", &oexp);
     if (r < 0)
@@ -281,15 +272,14 @@ static enum jwt_reason verify_cucm(const struct keys_set *ks, const struct jwt_p
         /* Signature checked, claims unreadable: the caller forwards and caps its cache TTL. */
         out->signature_only = true;
         out->exp = r == 1 ? oexp : 0;
-        json_t *u = json_object_get(outer, pol->user_claim ? pol->user_claim : "sub");
+        const struct jwt__jval *u = jwt__obj_get(outer, pol->user_claim ? pol->user_claim : "sub");
         if (copy_str(u, out->user, JWT_MAX_USER, &out->user_len) != JWT_OK) {
             out->user[0] = '\0';
             out->user_len = 0;
         }
         return JWT_OK;
     }
-    ssize_t n = jwt_jwe_open(sym, json_string_value(priv), json_string_length(priv), plain_scratch,
-                             max_payload);
+    ssize_t n = jwt_jwe_open(sym, priv->p, priv->len, plain_scratch, max_payload);
     if (n < 0)
         return (enum jwt_reason)(-n);
     /* The plaintext is the claims JSON; a compact JWS is also accepted and its payload read (its
@@ -305,24 +295,24 @@ static enum jwt_reason verify_cucm(const struct keys_set *ks, const struct jwt_p
     if (pl > 0 && *pt != '{') {
         const char *d1 = memchr(pt, '.', pl);
         const char *d2 = d1 ? memchr(d1 + 1, '.', (size_t)(pt + pl - d1 - 1)) : NULL;
-        if (d2 == NULL || memchr(d2 + 1, '.', (size_t)(pt + pl - d2 - 1)) != NULL)
+        if (d2 == NULL || memchr(d2 + 1, '.', (size_t)(pt + pl - d2 - 1)) != NULL) {
+            OPENSSL_cleanse(plain_scratch, (size_t)n);
             return JWT_E_MALFORMED;
+        }
         /* decode in place: the decoded payload is shorter than its encoding and starts earlier */
         ssize_t dl =
             jwt_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), plain_scratch, (size_t)(d2 - d1 - 1));
-        if (dl <= 0)
+        if (dl <= 0) {
+            OPENSSL_cleanse(plain_scratch, (size_t)n);
             return JWT_E_MALFORMED;
+        }
         cj = (const char *)plain_scratch;
         cl = (size_t)dl;
     }
-    json_t *inner = json_loadb(cj, cl, JSON_REJECT_DUPLICATES, NULL);
+    struct jwt__obj inner;
+    enum jwt_reason rr =
+        jwt__obj_parse(&inner, cj, cl) == 0 ? check_claims(pol, &inner, now, out) : JWT_E_MALFORMED;
     OPENSSL_cleanse(plain_scratch, (size_t)n);
-    if (!json_is_object(inner)) {
-        json_decref(inner);
-        return JWT_E_MALFORMED;
-    }
-    enum jwt_reason rr = check_claims(pol, inner, now, out);
-    json_decref(inner);
     if (rr == JWT_OK && r == 1 && oexp < out->exp)
         out->exp = oexp;
     return rr;
@@ -360,29 +350,27 @@ static enum jwt_reason verify(const struct keys_set *ks, const struct jwt_policy
         return JWT_E_TOO_LARGE;
     if (n <= 0)
         return JWT_E_MALFORMED;
-    json_t *hj = json_loadb((const char *)hdr, (size_t)n, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(hj)) {
-        json_decref(hj);
+    struct jwt__obj hj;
+    if (jwt__obj_parse(&hj, (const char *)hdr, (size_t)n) < 0)
         return JWT_E_MALFORMED;
-    }
-    json_t *alg = json_object_get(hj, "alg"), *kid = json_object_get(hj, "kid");
-    enum jwt_reason rr = JWT_OK;
+    const struct jwt__jval *alg = jwt__obj_get(&hj, "alg"), *kid = jwt__obj_get(&hj, "kid");
+    char algbuf[16], kidbuf[KEYS_MAX_KID];
+    ssize_t algl = -1, kidl = -1;
+    if (alg == NULL || alg->type != JWT__J_STRING || (kid != NULL && kid->type != JWT__J_STRING) ||
+        jwt__obj_get(&hj, "crit") != NULL)
+        return JWT_E_MALFORMED;
     enum keys_alg a = KEYS_ALG_NONE;
+    if ((algl = jwt__str(alg, algbuf, sizeof(algbuf))) < 0 ||
+        (a = keys_alg_from_name(algbuf, (size_t)algl)) == KEYS_ALG_NONE)
+        return JWT_E_ALG_NOT_ALLOWED;
     const struct keys_key *k = NULL;
-    if (!json_is_string(alg) || (kid != NULL && !json_is_string(kid)) ||
-        json_object_get(hj, "crit") != NULL)
-        rr = JWT_E_MALFORMED;
-    else if ((a = keys_alg_from_name(json_string_value(alg), json_string_length(alg))) ==
-             KEYS_ALG_NONE)
-        rr = JWT_E_ALG_NOT_ALLOWED;
-    else if ((k = kid ? keys_find(ks, json_string_value(kid), json_string_length(kid))
-                      : keys_default(ks)) == NULL)
-        rr = JWT_E_UNKNOWN_KID;
-    else if (k->alg != a)
-        rr = JWT_E_ALG_NOT_ALLOWED;
-    json_decref(hj);
-    if (rr != JWT_OK)
-        return rr;
+    if (kid != NULL)
+        kidl = jwt__str(kid, kidbuf, sizeof(kidbuf));
+    if (kid != NULL ? kidl < 0 || (k = keys_find(ks, kidbuf, (size_t)kidl)) == NULL
+                    : (k = keys_default(ks)) == NULL)
+        return JWT_E_UNKNOWN_KID;
+    if (k->alg != a)
+        return JWT_E_ALG_NOT_ALLOWED;
 
     /* Decode (not parse) the payload first so that a bad encoding anywhere is "malformed". */
     ssize_t pn = jwt_b64url_decode(p, pl, payload_scratch, max_payload);
@@ -398,22 +386,17 @@ static enum jwt_reason verify(const struct keys_set *ks, const struct jwt_policy
         return JWT_E_BAD_SIGNATURE;
 
     /* Only authenticated bytes are parsed from here on. */
-    json_t *claims =
-        json_loadb((const char *)payload_scratch, (size_t)pn, JSON_REJECT_DUPLICATES, NULL);
-    if (!json_is_object(claims)) {
-        json_decref(claims);
+    struct jwt__obj claims;
+    if (jwt__obj_parse(&claims, (const char *)payload_scratch, (size_t)pn) < 0)
         return JWT_E_MALFORMED;
-    }
     enum jwt_profile prof = pol->profile;
-    if (prof == JWT_PROFILE_AUTO)
-        prof = json_is_string(json_object_get(claims, "private")) ? JWT_PROFILE_CUCM
-                                                                  : JWT_PROFILE_GENERIC;
+    if (prof == JWT_PROFILE_AUTO) {
+        const struct jwt__jval *pv = jwt__obj_get(&claims, "private");
+        prof = pv != NULL && pv->type == JWT__J_STRING ? JWT_PROFILE_CUCM : JWT_PROFILE_GENERIC;
+    }
     if (prof == JWT_PROFILE_CUCM)
-        rr = verify_cucm(ks, pol, claims, now, max_payload, out);
-    else
-        rr = check_claims(pol, claims, now, out);
-    json_decref(claims);
-    return rr;
+        return verify_cucm(ks, pol, &claims, now, max_payload, out);
+    return check_claims(pol, &claims, now, out);
 }
 
 enum jwt_reason jwt_verify(const struct keys_set *ks, const struct jwt_policy *pol,
