@@ -43,13 +43,24 @@ struct upstream_cfg {
     uint32_t backoff_max_ms;        /* cap (30000) */
     uint32_t keepalive_interval_ms; /* on_ping_due period per connection, 0 = off */
     struct tls_ctx *tls;            /* client mTLS context (a reference is taken) */
+    uint32_t ping_timeout_ms;       /* no upstream_alive() for this long: dead; 0 = 2 x keepalive */
 };
 
-/** Callbacks into the owner (the worker glue). All run on the loop thread. */
+/**
+ * Callbacks into the owner (the worker glue). All run on the loop thread. A connection that
+ * closes (peer, error, keep-alive deadline, over its output cap inside upstream_send()) is
+ * reported from the next timer pass, never from inside an upstream_* call, so the owner is not
+ * re-entered. The callbacks may call upstream_send(), upstream_send_on(), upstream_alive(),
+ * upstream_node_status(); not upstream_free().
+ */
 struct upstream_ops {
     /** Plaintext bytes from connection `conn_id` of node `node` (valid during the call). */
     void (*on_data)(void *ctx, unsigned node, uint32_t conn_id, const char *p, size_t n);
-    /** A node changed state; `diag` is set when it failed on TLS (else NULL). Log it here. */
+    /**
+     * A node changed state; `diag` is set when it failed on TLS (else NULL). Log it here.
+     * Called only on a change (retries that fail the same way are silent), plus once more while
+     * FAILED when the TLS cause changes. No call for the initial CONNECTING.
+     */
     void (*on_node_state)(void *ctx, unsigned node, enum upstream_state st,
                           const struct tls_diag *diag);
     /** Time to send a keep-alive on `conn_id` (use upstream_send_on()). May be NULL. */
@@ -58,33 +69,47 @@ struct upstream_ops {
     void (*on_conn_closed)(void *ctx, unsigned node, uint32_t conn_id);
 };
 
-/** A zone on `loop` (loop thread). Starts connecting every node's pool at once. NULL on error. */
+/**
+ * A zone on `loop` (loop thread). Starts connecting every node's pool on the loop's next timer
+ * pass (no callback runs before this returns). `pool_size` is clamped to 1..16; zero timers take
+ * the defaults shown in struct upstream_cfg. A full TLS 1.3 handshake counts as up only once
+ * the server has accepted our certificate (its session tickets or data arrive) or has kept quiet
+ * for twice the handshake time (at least 100 ms, within connect_timeout_ms). NULL on error with
+ * errno: EINVAL (no node, more than UPSTREAM_MAX_NODES, a host that is not an IP literal, a bad
+ * name, `tls` NULL or not a client context, `ops->on_data` NULL), ENOMEM.
+ */
 struct upstream *upstream_new(struct loop *loop, const struct upstream_cfg *cfg,
                               const struct upstream_ops *ops, void *ctx);
 
-/** Closes every connection and frees. NULL: no-op. Loop thread. */
+/**
+ * Closes every connection and frees; no callback runs during or after it. Call it before
+ * loop_free() of its loop, and not from inside one of its callbacks. NULL: no-op. Loop thread.
+ */
 void upstream_free(struct upstream *u);
 
 /**
  * Queue one whole message on an established connection of a healthy node chosen by the policy
  * (least queued bytes among the node's connections). Returns the node index (>= 0), or
- * -EHOSTUNREACH when no node has an established connection.
+ * -EHOSTUNREACH when no node has an established connection, -ENOBUFS when every candidate's TLS
+ * output is full. A node whose chosen connection refuses is skipped for the next one.
  */
 int upstream_send(struct upstream *u, const struct iovec *iov, int n);
 
-/** Queue on a given connection (pings). Returns >= 0 or -ENOTCONN. */
+/** Queue on a given connection (pings). Returns the bytes taken (>= 0), -ENOTCONN when the
+ * connection is not up (or no longer exists), -ENOBUFS when its TLS output is full. */
 int upstream_send_on(struct upstream *u, uint32_t conn_id, const struct iovec *iov, int n);
 
-/** Mark connection `conn_id` as answering (a ping reply arrived): resets its ping deadline. */
+/** Mark connection `conn_id` as answering (a ping reply arrived): resets its ping deadline
+ * (ping_timeout_ms after the last call, the connection is closed as dead). Unknown ids: no-op. */
 void upstream_alive(struct upstream *u, uint32_t conn_id);
 
 /** Snapshot of one node for /readyz and metrics (copyable; for other threads). */
 struct upstream_node_status {
     enum upstream_state state;
     unsigned conns_up, conns_connecting;
-    uint64_t failures;         /* consecutive failed attempts */
-    struct tls_diag last_diag; /* cause NONE when the last failure was not TLS */
-    int last_errno;            /* last socket error (0 none) */
+    uint64_t failures;         /* consecutive failed attempts (0 again after a success) */
+    struct tls_diag last_diag; /* last failure; cause NONE when it was not TLS (kept after UP) */
+    int last_errno;            /* last socket error, positive errno (0 none; kept after UP) */
 };
 
 /** Fills `out` for node `i` (i < n_nodes). Loop thread (the glue copies it out for others). */
@@ -93,9 +118,11 @@ void upstream_node_status(const struct upstream *u, unsigned i, struct upstream_
 /** Number of nodes. */
 unsigned upstream_node_count(const struct upstream *u);
 
-/** Swap in a reloaded client TLS context (new connections use it). Loop thread. */
+/** Swap in a reloaded client TLS context (a reference is taken; new connections use it,
+ * established ones keep theirs) and forget the kept sessions. Loop thread. */
 void upstream_set_tls(struct upstream *u, struct tls_ctx *ctx);
 
+/** "down", "connecting", "up", "failed" ("?" out of range). */
 const char *upstream_state_name(enum upstream_state st);
 
 #endif
