@@ -802,3 +802,52 @@ Test(ucmsim, stops_reading_a_client_that_does_not_read_and_resumes_when_it_does)
     cli_close(&c);
     cr_assert_not_null(strstr(sim_stop(&s), " answer_200=6000 "));
 }
+
+/* ---- fractions and scope of the modes ----------------------------------------------------- */
+
+Test(ucmsim, mismatch_every_k_answers_403_to_every_kth_register_only)
+{
+    struct sim s;
+    sim_start(&s, (const char *const[]){"--mismatch-every", "2", NULL});
+    struct cli c;
+    cr_assert_eq(cli_connect(&c, s.port, "edge", 0), 1);
+    char req[2048];
+    const int want[] = {200, 403, 200, 403};
+    for (unsigned i = 0; i < 4; i++) {
+        char id[16];
+        snprintf(id, sizeof id, "k-%u", i);
+        make_register(req, sizeof req, id, i + 1, NULL);
+        cli_send(&c, req);
+        cr_assert(cli_recv(&c));
+        cr_assert_eq(c.msg.status, want[i], "REGISTER %u", i + 1);
+        cli_send(&c, OPTIONS_REQ); /* not counted: modes act on REGISTERs by default */
+        cr_assert(cli_recv(&c));
+        cr_assert_eq(c.msg.status, 200);
+    }
+    cli_close(&c);
+    sim_stop(&s);
+}
+
+Test(ucmsim, apply_to_all_lets_the_modes_act_on_options_too)
+{
+    struct sim s;
+    sim_start(&s, (const char *const[]){"--apply-to", "all", "--drop-every", "2", NULL});
+    struct cli c;
+    cr_assert_eq(cli_connect(&c, s.port, "edge", 0), 1);
+    for (int i = 1; i <= 3; i++) {
+        char req[512];
+        snprintf(req, sizeof req,
+                 "OPTIONS sip:ucm.example.test SIP/2.0\r\n"
+                 "Via: SIP/2.0/TLS edge.example.test:5061;branch=z9hG4bKo%d\r\n"
+                 "From: <sip:edge@edge.example.test>;tag=o\r\nTo: <sip:ucm.example.test>\r\n"
+                 "Call-ID: opt-%d\r\nCSeq: %d OPTIONS\r\nContent-Length: 0\r\n\r\n",
+                 i, i, i);
+        cli_send(&c, req);
+    }
+    cr_assert(cli_recv(&c));
+    cr_assert_str_eq(hdr(&c, SIP_HDR_CALL_ID), "opt-1");
+    cr_assert(cli_recv(&c));
+    cr_assert_str_eq(hdr(&c, SIP_HDR_CALL_ID), "opt-3", "the 2nd OPTIONS is dropped");
+    cli_close(&c);
+    cr_assert_not_null(strstr(sim_stop(&s), " dropped=1 "));
+}
