@@ -61,6 +61,7 @@ struct auth_worker {
     bool subscribed, sub_inflight, ping_inflight, closing;
     int64_t next_ping;
     int64_t now_ms; /* of the current entry point, for callbacks */
+    enum auth_layer last_layer;
     struct auth_counters c;
 };
 
@@ -261,6 +262,7 @@ static void slot_finish(struct auth_slot *s, bool degraded, bool store)
         conclude(aw, s->tok, s->len, s->h, s->digest, &res, degraded, store, aw->now_ms);
     auth_done_fn cb = s->cb;
     void *arg = s->arg;
+    aw->last_layer = s->from_verify ? AUTH_LAYER_VERIFY : AUTH_LAYER_L2;
     slot_release(aw, s);
     if (cb)
         cb(arg, st, &res);
@@ -303,6 +305,7 @@ static void on_l2_reply(void *arg, const redisReply *rp, int err)
         slot_release(aw, s);
         if (cb) {
             aw->c.cancelled++;
+            aw->last_layer = AUTH_LAYER_NONE;
             cb(cbarg, AUTH_CANCELLED, NULL);
         }
         return;
@@ -370,6 +373,7 @@ enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len,
     int64_t now_s = now_ms / 1000;
     if (len > aw->cfg.max_token_len) {
         /* not cacheable: the verifier decides (it rejects oversized tokens) */
+        aw->last_layer = AUTH_LAYER_VERIFY;
         verify_local(aw, tok, len, now_ms, out);
         if (out->reason == JWT_OK) {
             aw->c.ok++;
@@ -379,6 +383,7 @@ enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len,
         return AUTH_FAIL;
     }
     uint64_t h = cache_l1_hash(aw->l1, tok, len);
+    aw->last_layer = AUTH_LAYER_L1;
     switch (cache_l1_lookup(aw->l1, tok, len, h, now_s, out, NULL)) {
     case CACHE_L1_POSITIVE:
         aw->c.l1_hit++;
@@ -419,12 +424,14 @@ enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len,
             const char *argv[] = {"MGET", ktok, krev};
             size_t lens[] = {4, strlen(ktok), strlen(krev)};
             s->stage = 1;
+            s->from_verify = false;
             if (cache_redis_command(aw->cmd, 3, argv, lens, now_ms, on_l2_reply, s) == 0) {
                 aw->free_head = s->next_free;
                 s->used = true;
                 s->cb = cb;
                 s->arg = arg;
                 cache_redis_fd_flush(aw->cmd, now_ms);
+                aw->last_layer = AUTH_LAYER_NONE;
                 return AUTH_PENDING;
             }
         }
@@ -432,6 +439,7 @@ enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len,
         aw->c.l2_unusable++;
         degraded = true;
     }
+    aw->last_layer = AUTH_LAYER_VERIFY;
     verify_local(aw, tok, len, now_ms, out);
     return conclude(aw, tok, len, h, digest, out, degraded, false, now_ms);
 }
@@ -672,6 +680,11 @@ int64_t auth_worker_tick(struct auth_worker *aw, int64_t now_ms)
     if (aw->subscribed && !aw->ping_inflight)
         next = min64(next, aw->next_ping);
     return next;
+}
+
+enum auth_layer auth_last_layer(const struct auth_worker *aw)
+{
+    return aw->last_layer;
 }
 
 const struct auth_counters *auth_worker_counters(const struct auth_worker *aw)

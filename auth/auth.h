@@ -117,6 +117,20 @@ void auth_worker_on_poll(struct auth_worker *aw, const struct pollfd fds[2], int
  * INT64_MAX when none); call it by then, and after every poll round. */
 int64_t auth_worker_tick(struct auth_worker *aw, int64_t now_ms);
 
+/** Where the last decision of a worker came from (for metrics by layer). */
+enum auth_layer {
+    AUTH_LAYER_NONE = 0,   /* no decision yet, or cancelled */
+    AUTH_LAYER_L1 = 1,     /* this worker's cache */
+    AUTH_LAYER_L2 = 2,     /* Redis: an entry, or a revocation key */
+    AUTH_LAYER_VERIFY = 3, /* a local verification */
+    /* AUTH_LAYER_COUNT */
+    AUTH_LAYER_COUNT
+};
+
+/** The layer of the decision auth_check() just returned, or of the one being delivered to the
+ * running auth_done_fn callback. */
+enum auth_layer auth_last_layer(const struct auth_worker *aw);
+
 /** The worker's counters (live, owned by the worker). */
 const struct auth_counters *auth_worker_counters(const struct auth_worker *aw);
 

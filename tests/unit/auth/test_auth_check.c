@@ -211,6 +211,7 @@ Test(auth_check, shares_verified_tokens_between_pods_through_redis)
     token(t, sizeof(t), "ok", "carol", "jc");
     cr_assert_eq(check(a, t, &r), AUTH_OK);
     cr_assert_eq(fa.calls, 1);
+    cr_assert_eq(auth_last_layer(a), AUTH_LAYER_VERIFY);
     settle(a); /* the SET reached Redis */
     cr_assert_eq(auth_worker_counters(a)->l2_store, 1);
 
@@ -220,8 +221,10 @@ Test(auth_check, shares_verified_tokens_between_pods_through_redis)
     cr_assert_str_eq(r.jti, "jc");
     cr_assert_eq(r.scope_bits, 5);
     cr_assert_eq(auth_worker_counters(b)->l2_hit, 1);
+    cr_assert_eq(auth_last_layer(b), AUTH_LAYER_L2);
     cr_assert_eq(check(b, t, &r), AUTH_OK);
     cr_assert_eq(auth_worker_counters(b)->l1_hit, 1, "then from its own L1");
+    cr_assert_eq(auth_last_layer(b), AUTH_LAYER_L1);
     auth_worker_free(a);
     auth_worker_free(b);
 }
