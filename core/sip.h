@@ -315,7 +315,7 @@ bool sip_values_next(struct sip_value_iter *it, struct slice *out);
  * gives byte-identical results; the scalar one is the reference. The choice is made once before
  * main() from the CPU (and the environment variable SIPEDGE_SCAN_IMPL=scalar|sse42|avx2). */
 enum sip_scan_impl {
-    SIP_SCAN_AUTO = 0, /* the best the CPU has */
+    SIP_SCAN_AUTO = 0, /* the best the CPU has: AVX2, except SSE4.2 on AMD Zen 1 (split AVX) */
     SIP_SCAN_SCALAR,
     SIP_SCAN_SSE42,
     SIP_SCAN_AVX2,
