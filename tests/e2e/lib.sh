@@ -202,7 +202,20 @@ check() { # check DESCRIPTION COMMAND...
     fi
 }
 
+# stop_edge: SIGTERM, then the edge must drain and exit 0 without a sanitizer report.
+stop_edge() {
+    [ -n "${EDGE_PID:-}" ] || return 0
+    kill -TERM "$EDGE_PID" 2>/dev/null || true
+    local rc=0
+    wait "$EDGE_PID" || rc=$?
+    EDGE_PID=
+    check "edge exits 0 on SIGTERM (was $rc)" test "$rc" -eq 0
+    check "no sanitizer report from the edge" \
+        bash -c "! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' '$T/edge.log'"
+}
+
 e2e_done() {
+    stop_edge
     if [ "$E2E_FAILS" -ne 0 ]; then
         e2e_log "$E2E_FAILS check(s) failed; logs in $T"
         tail -n 30 "$T/edge.log" >&2 2>/dev/null || true

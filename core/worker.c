@@ -1,0 +1,844 @@
+// SPDX-License-Identifier: MIT
+// One edge worker on its loop thread: client connections (TLS server over net/conn, SIP framing
+// with keep-alives), the REGISTER proxy, the auth worker's Redis sockets polled by the ring, and
+// the upstream zone whose plaintext is framed here and routed back through the proxy.
+#include "core/worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth/auth.h"
+#include "core/edge.h"
+#include "core/log.h"
+#include "core/metrics.h"
+#include "core/proxy.h"
+#include "core/sip.h"
+#include "net/conn.h"
+#include "net/loop.h"
+#include "net/upstream.h"
+#include "tls/tls.h"
+
+#define WORKER_MAX_HEADERS 128
+#define WORKER_READ_CHUNK  (16u * 1024u) /* one TLS record of plaintext per read */
+#define WORKER_MAX_UPCONNS (UPSTREAM_MAX_NODES * 16)
+#define PING_BRANCH        "z9hG4bK-sepng"
+
+/**
+ * A client connection's upper-layer state (conn_user). Idle, it holds the TLS object and this
+ * struct only: `in` is allocated while a partial message waits and freed once consumed.
+ *
+ * | flag      | meaning                                                                  |
+ * |-----------|--------------------------------------------------------------------------|
+ * | busy      | on_data is running for it: a close then only marks `dead`                |
+ * | dead      | on_close ran: free when `busy` ends                                      |
+ */
+struct client {
+    struct worker *w;
+    struct conn *conn;
+    uint32_t id;
+    struct tls_conn *tls; /* NULL on plain TCP */
+    char *in;             /* partial message carried over between reads */
+    uint32_t in_len;
+    uint32_t scanned;     /* sip_scan_resume() hint for `in` */
+    uint64_t last_active; /* loop ms of the last message */
+    struct loop_timer timer;
+    bool established;
+    bool busy, dead;
+};
+
+/** Partial message of an upstream connection (few per worker: pool_size * nodes). */
+struct upbuf {
+    uint32_t conn_id; /* 0: free slot */
+    char *in;
+    uint32_t len, scanned;
+};
+
+struct worker {
+    struct edge *e;
+    struct loop *loop;
+    unsigned idx;
+    struct metrics_shard *shard;
+    struct proxy *proxy;
+    struct upstream *up;
+    struct auth_worker *auth;
+    struct auth_jwt_verifier verifier;
+    struct tls_ctx *server_tls;
+    uint64_t tls_gen;
+
+    struct loop_timer tick_timer; /* the earliest of proxy and auth deadlines */
+    struct loop_poll polls[2];    /* auth's Redis sockets */
+    int poll_fd[2];
+    short poll_ev[2];
+
+    struct upbuf upbufs[WORKER_MAX_UPCONNS];
+    uint64_t ping_seq;
+    enum upstream_state node_state[UPSTREAM_MAX_NODES];
+
+    size_t max_msg;
+    char *scratch; /* max_msg + WORKER_READ_CHUNK: one message plus one record */
+    struct sip_header hdrs[WORKER_MAX_HEADERS];
+};
+
+static void client_timer_cb(struct loop *loop, struct loop_timer *t);
+static void worker_schedule(struct worker *w);
+
+/* ---- clients: sending ------------------------------------------------------------------- */
+
+/* Moves the TLS layer's pending ciphertext to the connection's output queue. */
+static int client_flush(struct client *cl)
+{
+    if (cl->tls == NULL)
+        return 0;
+    size_t n;
+    while ((n = tls_conn_out_len(cl->tls)) > 0) {
+        struct slice out = tls_conn_out(cl->tls);
+        struct iovec iov = {(void *)out.base, out.len};
+        ssize_t r = conn_send(cl->conn, &iov, 1);
+        if (r < 0)
+            return (int)r;
+        tls_conn_out_consume(cl->tls, out.len);
+    }
+    return 0;
+}
+
+static int client_write(struct client *cl, const struct slice *iov, size_t n)
+{
+    if (cl->dead)
+        return -ENOTCONN;
+    if (cl->tls == NULL)
+        return (int)conn_send(cl->conn, (const struct iovec *)iov, (int)n);
+    ssize_t r = tls_conn_writev(cl->tls, (const struct iovec *)iov, (int)n);
+    if (r < 0)
+        return (int)r;
+    return client_flush(cl);
+}
+
+static int env_client_send(void *ctx, uint32_t client_id, const struct slice *iov, size_t n)
+{
+    struct worker *w = ctx;
+    struct conn *c = conn_get(w->loop, client_id);
+    if (c == NULL || conn_user(c) == NULL)
+        return -ENOTCONN;
+    struct client *cl = conn_user(c);
+    int r = client_write(cl, iov, n);
+    if (r < 0 && r != -ENOTCONN && !cl->dead)
+        conn_close(c, CONN_CLOSE_ERROR);
+    return r;
+}
+
+static int env_upstream_send(void *ctx, const struct slice *iov, size_t n)
+{
+    struct worker *w = ctx;
+    if (w->up == NULL)
+        return -EHOSTUNREACH;
+    return upstream_send(w->up, (const struct iovec *)iov, (int)n);
+}
+
+/* ---- clients: receiving ----------------------------------------------------------------- */
+
+static enum metrics_tls_cause tls_metric_cause(enum tls_cause c)
+{
+    switch (c) {
+    case TLS_CAUSE_TIMEOUT:
+        return METRICS_TLS_TIMEOUT;
+    case TLS_CAUSE_PROTOCOL_ERROR:
+    case TLS_CAUSE_NO_SHARED_CIPHER:
+    case TLS_CAUSE_NO_SHARED_PROTOCOL:
+    case TLS_CAUSE_ALERT_PROTOCOL_VERSION:
+        return METRICS_TLS_PROTOCOL;
+    case TLS_CAUSE_ALERT_UNKNOWN_CA:
+        return METRICS_TLS_ALERT_UNKNOWN_CA;
+    case TLS_CAUSE_ALERT_BAD_CERTIFICATE:
+        return METRICS_TLS_ALERT_BAD_CERTIFICATE;
+    case TLS_CAUSE_ALERT_CERTIFICATE_UNKNOWN:
+        return METRICS_TLS_ALERT_CERTIFICATE_UNKNOWN;
+    case TLS_CAUSE_ALERT_ACCESS_DENIED:
+        return METRICS_TLS_ALERT_ACCESS_DENIED;
+    case TLS_CAUSE_ALERT_HANDSHAKE_FAILURE:
+    case TLS_CAUSE_ALERT_CERTIFICATE_REQUIRED:
+        return METRICS_TLS_ALERT_HANDSHAKE_FAILURE;
+    case TLS_CAUSE_ALERT_CERTIFICATE_EXPIRED:
+    case TLS_CAUSE_ALERT_CERTIFICATE_REVOKED:
+    case TLS_CAUSE_ALERT_INSUFFICIENT_SECURITY:
+    case TLS_CAUSE_ALERT_DECRYPT_ERROR:
+    case TLS_CAUSE_ALERT_OTHER:
+        return METRICS_TLS_ALERT_OTHER;
+    case TLS_CAUSE_PEER_UNTRUSTED_ISSUER:
+    case TLS_CAUSE_PEER_SELF_SIGNED:
+        return METRICS_TLS_VERIFY_UNTRUSTED;
+    case TLS_CAUSE_PEER_HOSTNAME_MISMATCH:
+        return METRICS_TLS_VERIFY_NAME;
+    case TLS_CAUSE_PEER_EXPIRED:
+    case TLS_CAUSE_PEER_NOT_YET_VALID:
+        return METRICS_TLS_VERIFY_EXPIRED;
+    case TLS_CAUSE_PEER_VERIFY_OTHER:
+        return METRICS_TLS_VERIFY_OTHER;
+    case TLS_CAUSE_PEER_NO_CERTIFICATE:
+        return METRICS_TLS_NO_CERTIFICATE;
+    case TLS_CAUSE_PEER_CLOSED:
+        return METRICS_TLS_IO;
+    default:
+        return METRICS_TLS_OTHER;
+    }
+}
+
+static void client_tls_failed(struct client *cl)
+{
+    struct tls_diag d;
+    tls_conn_diag(cl->tls, &d);
+    metrics_inc(cl->w->shard, METRIC_TLS_HANDSHAKE_FAILURES, METRICS_SIDE_CLIENT,
+                tls_metric_cause(d.cause));
+    if (log_enabled(LOG_DEBUG)) {
+        char line[1024];
+        tls_diag_format(&d, "client", line, sizeof(line));
+        log_event(LOG_DEBUG, "client_tls_failed", LOG_S("diag", line));
+    }
+    client_flush(cl); /* our alert, if any */
+    metrics_inc(cl->w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_HANDSHAKE);
+    conn_drain(cl->conn);
+}
+
+/* Frames and handles the messages in buf[0..len); returns the bytes consumed. Stops early when
+ * the client died or must be closed (then returns len: nothing is kept). */
+static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t hint)
+{
+    struct worker *w = cl->w;
+    size_t off = 0;
+    while (off < len && !cl->dead) {
+        size_t ka = sip_keepalive_len(buf + off, len - off);
+        if (ka > 0) {
+            /* RFC 5626 4.4.1: a double-CRLF ping gets one CRLF pong; a lone CRLF is skipped. */
+            for (size_t i = 0; i + 4 <= ka; i += 4) {
+                struct slice pong = SLICE_LIT("\r\n");
+                client_write(cl, &pong, 1);
+            }
+            off += ka;
+            hint = 0;
+            continue;
+        }
+        if (len - off < 2 && buf[off] == '\r')
+            break; /* a lone CR: wait for its LF */
+        struct sip_msg msg;
+        sip_msg_init(&msg, w->hdrs, WORKER_MAX_HEADERS);
+        msg.limits.max_size = w->max_msg;
+        msg.limits.max_body = w->max_msg;
+        msg.limits.max_line = w->e->cfg.listen.limits.max_line;
+        if (w->e->cfg.listen.limits.max_headers < WORKER_MAX_HEADERS)
+            msg.headers_cap = w->e->cfg.listen.limits.max_headers;
+        ssize_t r = sip_scan(buf + off, len - off, off == 0 ? hint : 0, &msg);
+        if (r == SIP_INCOMPLETE) {
+            cl->scanned = (uint32_t)sip_scan_resume(&msg, len - off);
+            return off;
+        }
+        if (r < 0) {
+            /* A stream cannot be resynchronised after a framing error: answer if we can, then
+             * close once the answer is out. */
+            bool answered = msg.is_request && proxy_on_client_garbage(w->proxy, cl->id, &msg);
+            log_event(LOG_INFO, "client_bad_message", LOG_S("reason", sip_err_name(msg.err)),
+                      LOG_U("pos", msg.err_pos), LOG_U("conn", cl->id),
+                      LOG_B("answered", answered));
+            metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_GARBAGE);
+            if (!cl->dead) {
+                client_flush(cl);
+                conn_drain(cl->conn);
+            }
+            return len;
+        }
+        cl->last_active = loop_now_ms(w->loop);
+        if (msg.is_request)
+            proxy_on_client_request(w->proxy, cl->id, &msg, (int64_t)loop_now_ms(w->loop));
+        else
+            metrics_inc(w->shard, METRIC_SIP_DROPPED, METRICS_DROP_UNEXPECTED);
+        off += (size_t)r;
+        hint = 0;
+        cl->scanned = 0;
+    }
+    return cl->dead ? len : off;
+}
+
+/* Keeps buf[off..len) for the next read (bounded by max_msg). */
+static int client_keep(struct client *cl, const char *p, size_t n)
+{
+    if (n == 0) {
+        free(cl->in);
+        cl->in = NULL;
+        cl->in_len = 0;
+        return 0;
+    }
+    if (n > cl->w->max_msg)
+        return -EMSGSIZE;
+    char *in = cl->in == NULL ? malloc(cl->w->max_msg) : cl->in;
+    if (in == NULL)
+        return -ENOMEM;
+    memmove(in, p, n);
+    cl->in = in;
+    cl->in_len = (uint32_t)n;
+    return 0;
+}
+
+/* Feeds plaintext `p` (n bytes): prepends what was kept, frames, keeps the rest. */
+static void client_plaintext(struct client *cl, const char *p, size_t n)
+{
+    struct worker *w = cl->w;
+    size_t cap = w->max_msg + WORKER_READ_CHUNK;
+    size_t have = cl->in_len;
+    uint32_t hint = cl->scanned;
+    char *buf = w->scratch;
+    if (have > 0)
+        memcpy(buf, cl->in, have);
+    while (n > 0 && !cl->dead) {
+        size_t take = n < cap - have ? n : cap - have;
+        memcpy(buf + have, p, take);
+        p += take;
+        n -= take;
+        have += take;
+        size_t used = client_process(cl, buf, have, hint);
+        hint = cl->scanned;
+        memmove(buf, buf + used, have - used);
+        have -= used;
+    }
+    if (!cl->dead && client_keep(cl, buf, have) < 0) {
+        metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_GARBAGE);
+        conn_close(cl->conn, CONN_CLOSE_LOCAL);
+    }
+}
+
+static void client_free(struct client *cl)
+{
+    tls_conn_free(cl->tls);
+    free(cl->in);
+    free(cl);
+}
+
+static void client_on_open(struct conn *c)
+{
+    struct edge *e = conn_user(c);
+    struct worker *w = loop_user(conn_loop(c));
+    struct client *cl = calloc(1, sizeof(*cl));
+    if (w == NULL || cl == NULL || atomic_load(&e->draining)) {
+        free(cl);
+        conn_set_user(c, NULL);
+        conn_close(c, CONN_CLOSE_LOCAL);
+        return;
+    }
+    cl->w = w;
+    cl->conn = c;
+    cl->id = conn_id(c);
+    cl->last_active = loop_now_ms(w->loop);
+    if (w->server_tls != NULL) {
+        cl->tls = tls_conn_new_server(w->server_tls);
+        if (cl->tls == NULL) {
+            free(cl);
+            conn_set_user(c, NULL);
+            conn_close(c, CONN_CLOSE_LOCAL);
+            return;
+        }
+    } else {
+        cl->established = true;
+        conn_set_open(c);
+    }
+    conn_set_user(c, cl);
+    metrics_inc(w->shard, METRIC_CONNECTIONS_ACCEPTED);
+    metrics_gauge_add(w->shard, 1, METRIC_CONNECTIONS_OPEN);
+    uint32_t t = cl->established ? w->e->cfg.listen.limits.idle_timeout_ms
+                                 : w->e->cfg.listen.limits.handshake_timeout_ms;
+    loop_timer_arm(w->loop, &cl->timer, loop_now_ms(w->loop) + t, client_timer_cb);
+}
+
+static void client_on_data(struct conn *c, const char *p, size_t n)
+{
+    struct client *cl = conn_user(c);
+    if (cl == NULL)
+        return;
+    struct worker *w = cl->w;
+    cl->busy = true;
+    if (cl->tls == NULL) {
+        client_plaintext(cl, p, n);
+    } else if (tls_conn_feed(cl->tls, p, n) < 0) {
+        conn_close(c, CONN_CLOSE_ERROR);
+    } else {
+        if (!cl->established) {
+            int r = tls_conn_handshake(cl->tls);
+            if (r == 0) {
+                cl->established = true;
+                cl->last_active = loop_now_ms(w->loop);
+                conn_set_open(c);
+                loop_timer_arm(w->loop, &cl->timer,
+                               cl->last_active + w->e->cfg.listen.limits.idle_timeout_ms,
+                               client_timer_cb);
+            } else if (r != TLS_WANT_INPUT) {
+                client_tls_failed(cl);
+            }
+            if (!cl->dead)
+                client_flush(cl);
+        }
+        while (cl->established && !cl->dead) {
+            char tmp[WORKER_READ_CHUNK];
+            ssize_t r = tls_conn_read(cl->tls, tmp, sizeof(tmp));
+            if (r > 0) {
+                client_plaintext(cl, tmp, (size_t)r);
+                continue;
+            }
+            if (r == 0) { /* close_notify */
+                tls_conn_shutdown(cl->tls);
+                client_flush(cl);
+                metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_PEER);
+                conn_drain(c);
+            } else if (r != TLS_WANT_INPUT) {
+                metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_ERROR);
+                conn_close(c, CONN_CLOSE_ERROR);
+            } else {
+                client_flush(cl);
+            }
+            break;
+        }
+    }
+    cl->busy = false;
+    if (cl->dead)
+        client_free(cl);
+    worker_schedule(w);
+}
+
+static void client_on_close(struct conn *c, enum conn_close_reason reason)
+{
+    struct client *cl = conn_user(c);
+    if (cl == NULL)
+        return;
+    struct worker *w = cl->w;
+    conn_set_user(c, NULL);
+    loop_timer_cancel(w->loop, &cl->timer);
+    proxy_on_client_gone(w->proxy, cl->id);
+    metrics_gauge_add(w->shard, -1, METRIC_CONNECTIONS_OPEN);
+    if (reason == CONN_CLOSE_PEER)
+        metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_PEER);
+    else if (reason == CONN_CLOSE_SLOW)
+        metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_OVERFLOW);
+    cl->dead = true;
+    if (!cl->busy)
+        client_free(cl);
+}
+
+static void client_timer_cb(struct loop *loop, struct loop_timer *t)
+{
+    struct client *cl = (struct client *)((char *)t - offsetof(struct client, timer));
+    struct worker *w = cl->w;
+    uint64_t now = loop_now_ms(loop);
+    if (!cl->established) {
+        tls_conn_abort(cl->tls, TLS_CAUSE_TIMEOUT);
+        metrics_inc(w->shard, METRIC_TLS_HANDSHAKE_FAILURES, METRICS_SIDE_CLIENT,
+                    METRICS_TLS_TIMEOUT);
+        metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_HANDSHAKE);
+        conn_close(cl->conn, CONN_CLOSE_LOCAL);
+        return;
+    }
+    uint64_t idle = w->e->cfg.listen.limits.idle_timeout_ms;
+    if (now - cl->last_active < idle) { /* activity since: sleep for the rest */
+        loop_timer_arm(loop, t, cl->last_active + idle, client_timer_cb);
+        return;
+    }
+    metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_IDLE);
+    if (cl->tls != NULL && tls_conn_shutdown(cl->tls) == 0)
+        client_flush(cl);
+    conn_drain(cl->conn);
+}
+
+const struct conn_ops worker_client_ops = {
+    .on_open = client_on_open,
+    .on_data = client_on_data,
+    .on_close = client_on_close,
+};
+
+/* ---- upstream -------------------------------------------------------------------------- */
+
+static struct upbuf *upbuf_find(struct worker *w, uint32_t conn_id, bool create)
+{
+    struct upbuf *free_slot = NULL;
+    for (size_t i = 0; i < WORKER_MAX_UPCONNS; i++) {
+        if (w->upbufs[i].conn_id == conn_id)
+            return &w->upbufs[i];
+        if (free_slot == NULL && w->upbufs[i].conn_id == 0)
+            free_slot = &w->upbufs[i];
+    }
+    if (!create || free_slot == NULL)
+        return NULL;
+    free_slot->conn_id = conn_id;
+    return free_slot;
+}
+
+static bool is_ping_answer(const struct sip_msg *msg)
+{
+    const struct sip_header *via = sip_first(msg, SIP_HDR_VIA);
+    if (via == NULL)
+        return false;
+    return memmem(via->value.base, via->value.len, PING_BRANCH, sizeof(PING_BRANCH) - 1) != NULL;
+}
+
+static void up_on_data(void *ctx, unsigned node, uint32_t conn_id, const char *p, size_t n)
+{
+    struct worker *w = ctx;
+    struct upbuf *ub = upbuf_find(w, conn_id, true);
+    if (ub == NULL)
+        return;
+    size_t cap = w->max_msg + WORKER_READ_CHUNK;
+    char *buf = w->scratch;
+    size_t have = ub->len;
+    if (have > 0)
+        memcpy(buf, ub->in, have);
+    while (n > 0) {
+        size_t take = n < cap - have ? n : cap - have;
+        memcpy(buf + have, p, take);
+        p += take;
+        n -= take;
+        have += take;
+        size_t off = 0;
+        while (off < have) {
+            size_t ka = sip_keepalive_len(buf + off, have - off);
+            if (ka > 0) {
+                off += ka;
+                continue;
+            }
+            struct sip_msg msg;
+            sip_msg_init(&msg, w->hdrs, WORKER_MAX_HEADERS);
+            msg.limits.max_size = w->max_msg;
+            msg.limits.max_body = w->max_msg;
+            ssize_t r = sip_scan(buf + off, have - off, off == 0 ? ub->scanned : 0, &msg);
+            if (r == SIP_INCOMPLETE) {
+                ub->scanned = (uint32_t)sip_scan_resume(&msg, have - off);
+                break;
+            }
+            if (r < 0) {
+                log_event(LOG_WARN, "upstream_bad_message", LOG_U("node", node),
+                          LOG_S("reason", sip_err_name(msg.err)), LOG_U("pos", msg.err_pos));
+                metrics_inc(w->shard, METRIC_SIP_DROPPED, METRICS_DROP_UNEXPECTED);
+                off = have; /* cannot resync: drop what we have; Timer F answers the clients */
+                ub->scanned = 0;
+                break;
+            }
+            ub->scanned = 0;
+            if (!msg.is_request && is_ping_answer(&msg))
+                upstream_alive(w->up, conn_id);
+            else
+                proxy_on_upstream_message(w->proxy, &msg, (int64_t)loop_now_ms(w->loop));
+            off += (size_t)r;
+        }
+        memmove(buf, buf + off, have - off);
+        have -= off;
+    }
+    if (have == 0) {
+        free(ub->in);
+        ub->in = NULL;
+        ub->len = 0;
+    } else {
+        if (ub->in == NULL)
+            ub->in = malloc(w->max_msg);
+        if (ub->in == NULL || have > w->max_msg) {
+            ub->len = 0;
+            ub->scanned = 0;
+            return;
+        }
+        memcpy(ub->in, buf, have);
+        ub->len = (uint32_t)have;
+    }
+    worker_schedule(w);
+}
+
+static void up_on_conn_closed(void *ctx, unsigned node, uint32_t conn_id)
+{
+    struct worker *w = ctx;
+    struct upbuf *ub = upbuf_find(w, conn_id, false);
+    if (ub != NULL) {
+        free(ub->in);
+        memset(ub, 0, sizeof(*ub));
+    }
+}
+
+static void up_on_node_state(void *ctx, unsigned node, enum upstream_state st,
+                             const struct tls_diag *diag)
+{
+    struct worker *w = ctx;
+    struct edge *e = w->e;
+    const struct cfg_node *cn = &e->cfg.upstream.nodes[node];
+    enum upstream_state prev = w->node_state[node];
+    w->node_state[node] = st;
+    if (diag != NULL && diag->cause != TLS_CAUSE_NONE) {
+        metrics_inc(w->shard, METRIC_TLS_HANDSHAKE_FAILURES, METRICS_SIDE_UPSTREAM,
+                    tls_metric_cause(diag->cause));
+    }
+    /* One log line per state change (worker 0 speaks for all: they see the same node). */
+    if (prev != st && w->idx == 0) {
+        char peer[300];
+        snprintf(peer, sizeof(peer), "%s:%u", cn->host, (unsigned)cn->port);
+        if (diag != NULL && diag->cause != TLS_CAUSE_NONE) {
+            char line[1536];
+            tls_diag_format(diag, peer, line, sizeof(line));
+            log_event(LOG_ERROR, "upstream_tls_failed", LOG_S("node", peer), LOG_S("diag", line));
+        } else {
+            log_event(LOG_INFO, "upstream_state", LOG_S("node", peer),
+                      LOG_S("state", upstream_state_name(st)),
+                      LOG_S("was", upstream_state_name(prev)));
+        }
+    }
+    pthread_mutex_lock(&e->mu);
+    upstream_node_status(w->up, node, &e->nodes[w->idx][node].st);
+    e->nodes[w->idx][node].valid = true;
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void up_on_ping_due(void *ctx, unsigned node, uint32_t conn_id)
+{
+    struct worker *w = ctx;
+    const struct cfg *c = &w->e->cfg;
+    const struct cfg_node *cn = &c->upstream.nodes[node];
+    char buf[768];
+    uint64_t seq = ++w->ping_seq;
+    int n = snprintf(buf, sizeof(buf),
+                     "OPTIONS sip:%s:%u;transport=tls SIP/2.0\r\n"
+                     "Via: SIP/2.0/TLS %s:%u;branch=" PING_BRANCH "-%u-%" PRIu64 "\r\n"
+                     "Max-Forwards: 70\r\n"
+                     "From: <sip:ping@%s>;tag=sepng%u\r\n"
+                     "To: <sip:%s:%u>\r\n"
+                     "Call-ID: sepng-%u-%" PRIu64 "@%s\r\n"
+                     "CSeq: %" PRIu64 " OPTIONS\r\n"
+                     "User-Agent: %s\r\n"
+                     "Content-Length: 0\r\n\r\n",
+                     cn->host, (unsigned)cn->port, c->sip.edge_host, (unsigned)c->listen.port,
+                     w->idx, seq, c->sip.edge_host, w->idx, cn->host, (unsigned)cn->port, w->idx,
+                     seq, c->sip.edge_host, seq % 2147483647u + 1, c->sip.server_header);
+    if (n <= 0 || (size_t)n >= sizeof(buf))
+        return;
+    struct iovec iov = {buf, (size_t)n};
+    upstream_send_on(w->up, conn_id, &iov, 1);
+}
+
+static const struct upstream_ops worker_upstream_ops = {
+    .on_data = up_on_data,
+    .on_node_state = up_on_node_state,
+    .on_ping_due = up_on_ping_due,
+    .on_conn_closed = up_on_conn_closed,
+};
+
+/* ---- auth's Redis sockets and the tick timer ------------------------------------------- */
+
+static void auth_poll_cb(struct loop *loop, struct loop_poll *p, unsigned revents);
+
+/* Arms polls on auth's current sockets (they change on reconnect). */
+static void worker_sync_polls(struct worker *w)
+{
+    if (w->auth == NULL)
+        return;
+    struct pollfd fds[2];
+    auth_worker_pollfds(w->auth, fds);
+    for (int i = 0; i < 2; i++) {
+        if (fds[i].fd == w->poll_fd[i] && fds[i].events == w->poll_ev[i] &&
+            loop_poll_armed(&w->polls[i]))
+            continue;
+        loop_poll_cancel(w->loop, &w->polls[i]);
+        w->poll_fd[i] = fds[i].fd;
+        w->poll_ev[i] = fds[i].events;
+        if (fds[i].fd >= 0 && fds[i].events != 0)
+            loop_poll_arm(w->loop, &w->polls[i], fds[i].fd, (unsigned)fds[i].events, auth_poll_cb);
+    }
+}
+
+static void worker_tick_cb(struct loop *loop, struct loop_timer *t)
+{
+    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, tick_timer));
+    worker_schedule(w);
+}
+
+/* Runs due proxy and auth deadlines and arms the tick timer for the next one. */
+static void worker_schedule(struct worker *w)
+{
+    uint64_t now = loop_now_ms(w->loop);
+    int64_t next = proxy_tick(w->proxy, (int64_t)now);
+    if (w->auth != NULL) {
+        int64_t wall = auth_now_ms();
+        int64_t a = auth_worker_tick(w->auth, wall);
+        if (a != INT64_MAX) {
+            int64_t mono = (int64_t)now + (a > wall ? a - wall : 0);
+            if (mono < next)
+                next = mono;
+        }
+        worker_sync_polls(w);
+    }
+    if (next == INT64_MAX) {
+        loop_timer_cancel(w->loop, &w->tick_timer);
+        return;
+    }
+    if (next <= (int64_t)now)
+        next = (int64_t)now + 1;
+    if (!loop_timer_armed(&w->tick_timer) || w->tick_timer.deadline_ms != (uint64_t)next)
+        loop_timer_arm(w->loop, &w->tick_timer, (uint64_t)next, worker_tick_cb);
+}
+
+static void auth_poll_cb(struct loop *loop, struct loop_poll *p, unsigned revents)
+{
+    struct worker *w = loop_user(loop);
+    int i = p == &w->polls[0] ? 0 : 1;
+    struct pollfd fds[2] = {{.fd = -1}, {.fd = -1}};
+    fds[i].fd = w->poll_fd[i];
+    fds[i].events = w->poll_ev[i];
+    fds[i].revents = (short)revents;
+    w->poll_ev[i] = 0; /* one-shot: re-armed by worker_sync_polls */
+    auth_worker_on_poll(w->auth, fds, auth_now_ms());
+    worker_schedule(w);
+}
+
+static void auth_log(void *ctx, const char *event, const char *digest8)
+{
+    log_event(LOG_WARN, event, LOG_S("token_digest", digest8));
+}
+
+/* ---- life -------------------------------------------------------------------------------- */
+
+struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
+{
+    const struct cfg *c = &e->cfg;
+    struct worker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->e = e;
+    w->loop = loop;
+    w->idx = idx;
+    w->poll_fd[0] = w->poll_fd[1] = -1;
+    w->max_msg = c->listen.limits.max_message;
+    w->scratch = malloc(w->max_msg + WORKER_READ_CHUNK);
+    w->shard = metrics_shard(e->metrics, idx);
+    if (w->scratch == NULL)
+        goto fail;
+    loop_set_user(loop, w);
+
+    struct tls_ctx *client_tls = NULL;
+    edge_tls_get(e, &w->server_tls, &client_tls, &w->tls_gen);
+
+    /* auth */
+    w->verifier.store = e->keys;
+    w->verifier.pol = &e->policy;
+    struct auth_config ac = {
+        .verify = auth_jwt_verify,
+        .verify_ctx = &w->verifier,
+        .l1_capacity = c->auth.cache.l1_capacity,
+        .max_token_len = c->listen.limits.max_token,
+        .ttl_s = c->auth.cache.ttl_s,
+        .negative_ttl_s = c->auth.cache.negative_ttl_s,
+        .signature_only_ttl_s = c->auth.cache.signature_only_ttl_s,
+        .log = auth_log,
+    };
+    if (c->auth.redis.enabled) {
+        ac.redis_host = c->auth.redis.host;
+        ac.redis_port = (uint16_t)c->auth.redis.port;
+        ac.redis.timeout_ms = c->auth.redis.timeout_ms;
+        ac.redis.breaker_failures = c->auth.redis.breaker.failures;
+        ac.redis.backoff_min_ms = c->auth.redis.breaker.open_ms;
+        ac.hmac_key = e->hmac_key;
+        ac.hmac_key_len = e->hmac_key_len;
+    }
+    w->auth = auth_worker_new(&ac, auth_now_ms());
+    if (w->auth == NULL) {
+        log_event(LOG_ERROR, "worker_auth_failed", LOG_U("worker", idx));
+        tls_ctx_unref(client_tls);
+        goto fail;
+    }
+
+    /* proxy */
+    struct proxy_cfg pc = {
+        .worker = idx,
+        .realm = c->sip.realm,
+        .server = c->sip.server_header,
+        .via_host = c->sip.edge_host,
+        .via_port = (uint16_t)c->listen.port,
+        .add_path = c->sip.path,
+        .forward_auth = c->sip.forward_authorization,
+        .timer_f_ms = c->sip.timer_f_ms,
+        .retry_after_s = c->sip.retry_after_s,
+        .max_transactions = 65536,
+        .challenge_scope = c->sip.challenge.scope[0] ? c->sip.challenge.scope : NULL,
+        .challenge_authz_server =
+            c->sip.challenge.authz_server[0] ? c->sip.challenge.authz_server : NULL,
+    };
+    struct proxy_env env = {
+        .ctx = w, .client_send = env_client_send, .upstream_send = env_upstream_send};
+    w->proxy = proxy_new(&pc, &env, w->auth, w->shard);
+    if (w->proxy == NULL) {
+        tls_ctx_unref(client_tls);
+        goto fail;
+    }
+
+    /* upstream */
+    struct upstream_cfg uc = {
+        .n_nodes = c->upstream.node_count,
+        .round_robin = c->upstream.policy == CFG_POLICY_ROUND_ROBIN,
+        .pool_size = c->upstream.pool_size,
+        .connect_timeout_ms = c->upstream.connect_timeout_ms,
+        .backoff_min_ms = c->upstream.backoff_min_ms,
+        .backoff_max_ms = c->upstream.backoff_max_ms,
+        .keepalive_interval_ms = c->upstream.keepalive_interval_ms,
+        .tls = client_tls,
+    };
+    for (unsigned i = 0; i < uc.n_nodes && i < UPSTREAM_MAX_NODES; i++) {
+        uc.nodes[i].host = c->upstream.nodes[i].host;
+        uc.nodes[i].port = (uint16_t)c->upstream.nodes[i].port;
+        uc.nodes[i].name = c->upstream.nodes[i].name[0] ? c->upstream.nodes[i].name : NULL;
+    }
+    w->up = upstream_new(loop, &uc, &worker_upstream_ops, w);
+    tls_ctx_unref(client_tls);
+    if (w->up == NULL) {
+        log_event(LOG_ERROR, "worker_upstream_failed", LOG_U("worker", idx));
+        goto fail;
+    }
+    worker_schedule(w);
+    return w;
+fail:
+    worker_free(w);
+    return NULL;
+}
+
+void worker_free(struct worker *w)
+{
+    if (w == NULL)
+        return;
+    loop_timer_cancel(w->loop, &w->tick_timer);
+    for (int i = 0; i < 2; i++)
+        loop_poll_cancel(w->loop, &w->polls[i]);
+    proxy_free(w->proxy);
+    upstream_free(w->up);
+    auth_worker_free(w->auth);
+    auth_jwt_verifier_deinit(&w->verifier);
+    tls_ctx_unref(w->server_tls);
+    for (size_t i = 0; i < WORKER_MAX_UPCONNS; i++)
+        free(w->upbufs[i].in);
+    if (loop_user(w->loop) == w)
+        loop_set_user(w->loop, NULL);
+    free(w->scratch);
+    free(w);
+}
+
+void worker_reload(struct worker *w)
+{
+    struct tls_ctx *server = NULL, *client = NULL;
+    uint64_t gen;
+    edge_tls_get(w->e, &server, &client, &gen);
+    if (gen != w->tls_gen) {
+        tls_ctx_swap(&w->server_tls, server);
+        server = NULL;
+        upstream_set_tls(w->up, client);
+        w->tls_gen = gen;
+    }
+    tls_ctx_unref(server);
+    tls_ctx_unref(client);
+    auth_worker_flush(w->auth);
+}
+
+void worker_drain(struct worker *w)
+{
+    loop_unlisten(w->loop);
+}
+
+uint64_t worker_transactions_open(const struct worker *w)
+{
+    return w->proxy == NULL ? 0 : proxy_stats(w->proxy)->transactions_open;
+}
