@@ -13,6 +13,7 @@ e2e_log() { printf '[%s] %s\n' "$E2E_NAME" "$*" >&2; }
 
 e2e_cleanup() {
     local p
+    stop_kamailio
     for p in "${E2E_PIDS[@]}"; do
         kill "$p" 2>/dev/null || true
     done
@@ -85,6 +86,38 @@ start_ucmsim() {
     E2E_PIDS+=($!)
     eval "UCM_PID_${name//[^a-zA-Z0-9]/_}=$!"
     wait_port "$port"
+}
+
+# start_kamailio PORT: Debian's Kamailio as the registrar on tls:127.0.0.1:PORT only, configured by
+# tests/e2e/kamailio/registrar.cfg + tls.cfg: UCM's certificate, a client certificate required and
+# verified against the edge CA, Path stored with each contact, what it received logged. Runs in the
+# foreground with its runtime dir, pid file and log ($KAM_LOG) under $T; KAM_CTL is its control
+# socket (kamcmd -s "$KAM_CTL" ul.dump). stop_kamailio (also run at exit) stops it and its children.
+start_kamailio() {
+    local port=$1 run="$T/kamailio"
+    mkdir -p "$run"
+    sed "s#@PKI@#$PKI#g" "$SRC/tests/e2e/kamailio/tls.cfg" >"$run/tls.cfg"
+    KAM_CTL="unix:$run/kamailio_ctl"
+    KAM_LOG="$T/kamailio.log"
+    kamailio -DD -E -f "$SRC/tests/e2e/kamailio/registrar.cfg" -A "KAM_PORT=$port" \
+        -A "KAM_TLS_CFG=\"$run/tls.cfg\"" -A "KAM_CTL=\"$KAM_CTL\"" -Y "$run" -P "$run/kamailio.pid" \
+        -m 64 -M 8 >"$T/kamailio.out" 2>"$KAM_LOG" &
+    KAM_PID=$!
+    wait_port "$port" || { tail -n 30 "$KAM_LOG" >&2; return 1; }
+}
+
+# stop_kamailio: SIGTERM to Kamailio's main process (it stops the children it forked), then waits
+# for every one of them (bounded) and kills by PID whatever is left.
+stop_kamailio() {
+    local p kids
+    [ -n "${KAM_PID:-}" ] || return 0
+    kids=$(pgrep -P "$KAM_PID" || true)
+    kill "$KAM_PID" 2>/dev/null || true
+    for p in $KAM_PID $kids; do
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
+    KAM_PID=
 }
 
 # write_edge_config FILE: from variables EDGE_PORT ADMIN_PORT NODES (lines "host port name"),
