@@ -157,8 +157,9 @@ static struct tls_ctx *server_ctx(const char *client_ca)
     return ctx;
 }
 
-/* Starts a server trusting client certificates from `client_ca` on `port` (0: ephemeral). */
-static struct srv *srv_start(const char *client_ca, int port)
+/* Starts a server trusting client certificates from `client_ca` on `port` (0: ephemeral), on
+ * 127.0.0.1 or ::1. */
+static struct srv *srv_start_on(const char *client_ca, int port, bool v6)
 {
     struct srv *srv = calloc(1, sizeof(*srv));
     struct loop_cfg cfg;
@@ -169,9 +170,25 @@ static struct srv *srv_start(const char *client_ca, int port)
     cr_assert_not_null(srv->loop);
     srv->ctx = server_ctx(client_ca);
     struct sockaddr_in a = loopback4(port);
-    srv->port = loop_listen(srv->loop, (struct sockaddr *)&a, sizeof(a), &srv_ops, srv);
-    cr_assert_gt(srv->port, 0, "listen: %s", strerror(-srv->port));
+    struct sockaddr_in6 a6 = {.sin6_family = AF_INET6,
+                              .sin6_port = htons((uint16_t)port),
+                              .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    srv->port = v6 ? loop_listen(srv->loop, (struct sockaddr *)&a6, sizeof(a6), &srv_ops, srv)
+                   : loop_listen(srv->loop, (struct sockaddr *)&a, sizeof(a), &srv_ops, srv);
+    if (srv->port < 0) {
+        loop_free(srv->loop);
+        tls_ctx_unref(srv->ctx);
+        free(srv);
+        return NULL;
+    }
     test_thread_start(&srv->th, srv->loop);
+    return srv;
+}
+
+static struct srv *srv_start(const char *client_ca, int port)
+{
+    struct srv *srv = srv_start_on(client_ca, port, false);
+    cr_assert_not_null(srv, "listen on 127.0.0.1:%d failed", port);
     return srv;
 }
 
@@ -307,10 +324,15 @@ static struct cli *cli_make(struct tls_ctx *tls, unsigned pool)
     return cl;
 }
 
-static void cli_node(struct cli *cl, int port, const char *name)
+static void cli_node_at(struct cli *cl, const char *host, int port, const char *name)
 {
     cl->cfg.nodes[cl->cfg.n_nodes++] =
-        (struct upstream_node_cfg){.host = "127.0.0.1", .port = (uint16_t)port, .name = name};
+        (struct upstream_node_cfg){.host = host, .port = (uint16_t)port, .name = name};
+}
+
+static void cli_node(struct cli *cl, int port, const char *name)
+{
+    cli_node_at(cl, "127.0.0.1", port, name);
 }
 
 static void cli_start(struct cli *cl)
@@ -660,6 +682,122 @@ Test(upstream, frees_with_connections_up_and_handshaking_without_callbacks_after
         cli_stop(cl); /* ASan: nothing left behind, no callback into freed state */
         (void)closed;
     }
+    srv_stop(srv);
+}
+
+Test(upstream, reconnects_at_once_when_a_long_lived_connection_closes)
+{
+    struct srv *srv = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 1);
+    cl->cfg.backoff_min_ms = cl->cfg.backoff_max_ms = 60000; /* a backoff would outlast WAIT_MS */
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 1));
+    usleep(2300 * 1000); /* up longer than UPSTREAM_STABLE_MS (2 s) */
+    run_on(srv->loop, srv_close_all_on_loop, srv);
+    cr_assert(wait_atomic(&srv->handshakes, 2), "no immediate reconnect");
+    cr_assert(wait_up(cl, 0, 1));
+    cli_stop(cl);
+    srv_stop(srv);
+}
+
+Test(upstream, backs_off_after_a_connection_that_closes_at_once)
+{
+    struct srv *srv = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 1);
+    cl->cfg.backoff_min_ms = cl->cfg.backoff_max_ms = 60000;
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 1));
+    run_on(srv->loop, srv_close_all_on_loop, srv);
+    cr_assert(wait_atomic(&cl->closed, 1));
+    usleep(300 * 1000);
+    cr_assert_eq(atomic_load(&srv->accepted), 1, "reconnected without a backoff");
+    struct upstream_node_status st = node_status(cl, 0);
+    cr_assert_eq(st.state, UPSTREAM_DOWN);
+    cr_assert_eq(st.conns_up + st.conns_connecting, 0);
+    struct state_event ev[8];
+    int n = events_of(cl, 0, ev, 8);
+    cr_assert_eq(n, 2);
+    cr_assert_eq(ev[0].st, UPSTREAM_UP);
+    cr_assert_eq(ev[1].st, UPSTREAM_DOWN);
+    cli_stop(cl);
+    srv_stop(srv);
+}
+
+Test(upstream, fails_with_timeout_when_the_server_never_answers_the_handshake)
+{
+    /* a listening socket nobody accepts from: TCP completes in the backlog, TLS never does */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_in a = loopback4(0);
+    socklen_t len = sizeof(a);
+    cr_assert_eq(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(lfd, 16), 0);
+    cr_assert_eq(getsockname(lfd, (struct sockaddr *)&a, &len), 0);
+    struct cli *cl = cli_make(cctx, 1);
+    cl->cfg.connect_timeout_ms = 150;
+    cli_node(cl, ntohs(a.sin_port), "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_failures(cl, 0, 2));
+    struct upstream_node_status st = node_status(cl, 0);
+    cr_assert_eq(st.state, UPSTREAM_FAILED);
+    cr_assert_eq(st.last_diag.cause, TLS_CAUSE_TIMEOUT, "cause %s",
+                 tls_cause_name(st.last_diag.cause));
+    struct state_event ev[8];
+    cr_assert_eq(events_of(cl, 0, ev, 8), 1);
+    cli_stop(cl);
+    close(lfd);
+}
+
+struct set_tls_call {
+    struct cli *cl;
+    struct tls_ctx *ctx;
+};
+
+static void set_tls_on_loop(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct set_tls_call *c = arg;
+    upstream_set_tls(c->cl->u, c->ctx);
+}
+
+Test(upstream, uses_a_swapped_in_context_for_new_connections_only)
+{
+    struct srv *srv = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 1);
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 1));
+    /* a context whose certificate the server does not trust: the live connection keeps working,
+     * the next one fails with unknown_ca (no resumption of the old session to hide it) */
+    struct tls_ctx *bad = client_ctx("untrusted", 0);
+    struct set_tls_call c = {cl, bad};
+    run_on(cl->loop, set_tls_on_loop, &c);
+    tls_ctx_unref(bad); /* the zone holds its own reference */
+    cr_assert_eq(cli_send(cl, "REGISTER sip:still SIP/2.0\r\n\r\n"), 0);
+    cr_assert(wait_data(cl, 0, "REGISTER sip:still"));
+    run_on(srv->loop, srv_close_all_on_loop, srv);
+    cr_assert(wait_failures(cl, 0, 1));
+    struct upstream_node_status st = node_status(cl, 0);
+    cr_assert_eq(st.last_diag.cause, TLS_CAUSE_ALERT_UNKNOWN_CA, "cause %s",
+                 tls_cause_name(st.last_diag.cause));
+    cr_assert_eq(atomic_load(&srv->resumed), 0);
+    cli_stop(cl);
+    srv_stop(srv);
+}
+
+Test(upstream, connects_to_an_ipv6_literal)
+{
+    struct srv *srv = srv_start_on("ca.crt", 0, true);
+    if (!srv)
+        cr_skip_test("no IPv6 loopback");
+    struct cli *cl = cli_make(cctx, 1);
+    cli_node_at(cl, "[::1]", srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 1));
+    cr_assert_eq(cli_send(cl, "REGISTER sip:six SIP/2.0\r\n\r\n"), 0);
+    cr_assert(wait_data(cl, 0, "REGISTER sip:six"));
+    cli_stop(cl);
     srv_stop(srv);
 }
 
