@@ -397,6 +397,18 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
     forward(p, t, req, now);
 }
 
+static enum metrics_auth_layer layer_of(const struct proxy *p)
+{
+    switch (auth_last_layer(p->aw)) {
+    case AUTH_LAYER_L1:
+        return METRICS_LAYER_L1;
+    case AUTH_LAYER_L2:
+        return METRICS_LAYER_L2;
+    default:
+        return METRICS_LAYER_VERIFY;
+    }
+}
+
 static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result *res)
 {
     struct txn *t = arg;
@@ -408,7 +420,7 @@ static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result
             txn_free(p, t);
         return;
     }
-    decide(p, t->client_id, &msg, t, st, res, METRICS_LAYER_L2, now);
+    decide(p, t->client_id, &msg, t, st, res, layer_of(p), now);
 }
 
 static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
@@ -453,8 +465,6 @@ static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg 
         return;
     }
     t->state = TXN_AUTH_WAIT;
-    const struct auth_counters *ac = auth_worker_counters(p->aw);
-    uint64_t verified = ac->verified;
     enum auth_status st =
         auth_check(p->aw, cred.token.base, cred.token.len, auth_now_ms(), on_auth_done, t, &res);
     if (st == AUTH_PENDING) {
@@ -466,8 +476,7 @@ static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg 
         }
         return;
     }
-    decide(p, cid, req, t, st, &res,
-           ac->verified != verified ? METRICS_LAYER_VERIFY : METRICS_LAYER_L1, now);
+    decide(p, cid, req, t, st, &res, layer_of(p), now);
 }
 
 /* ---- entry points ------------------------------------------------------------------------- */

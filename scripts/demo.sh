@@ -55,13 +55,14 @@ printf '  407 challenges made by the edge: %s\n' "$(m 'code="407",source="edge"'
 printf '  200 OK relayed from UCM        : %s\n' "$(m 'code="200",source="upstream"')"
 printf '  other answers                  : %s\n' \
     "$(( $(m 'sipedge_sip_responses_total') - $(m 'code="407",source="edge"') - $(m 'code="200",source="upstream"') ))"
-printf '  tokens verified / cache hits   : %s / %s\n' \
+printf '  tokens accepted: verified / Redis / L1 : %s / %s / %s\n' \
     "$(m 'sipedge_auth_results_total\{result="ok",layer="verify"')" \
+    "$(m 'sipedge_auth_results_total\{result="ok",layer="l2"')" \
     "$(m 'sipedge_auth_results_total\{result="ok",layer="l1"')"
 printf '  UCM saw REGISTERs              : %s\n' "$(grep -c '"method":"REGISTER"' "$T/ucm-ucm1.jsonl" || true)"
 awk -v a="$start" -v b="$end" 'BEGIN { printf "  wall time for the burst        : %.2f s\n", b - a }'
 grep -E "Successful call|Failed call|Response Time" "$T/sipp.out" | sed 's/^/  sipp: /' | head -6
 echo
 echo "One of the forwarded REGISTERs as UCM received it (token elided):"
-head -1 "$T/ucm-ucm1.jsonl" | sed -e 's/"raw":"[^"]*"//' -e 's/token=\\"[^\\]*\\"/token=\\"…\\"/' | cut -c1-600
+grep -m1 '"method":"REGISTER"' "$T/ucm-ucm1.jsonl" | sed -e 's/,"raw":"[^"]*"//' | cut -c1-900
 exit "$status"
