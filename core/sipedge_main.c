@@ -233,6 +233,28 @@ static void status_fn(void *arg, struct admin_text *out)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* sipedge_upstream_connections{node,state}: summed over the workers' last snapshots. */
+static void upstream_gauge_fn(void *arg, struct metrics_sink *sink)
+{
+    struct edge *e = arg;
+    pthread_mutex_lock(&e->mu);
+    for (uint32_t n = 0; n < e->cfg.upstream.node_count; n++) {
+        int64_t up = 0, connecting = 0;
+        for (unsigned w = 0; w < e->n_workers; w++) {
+            if (!e->nodes[w][n].valid)
+                continue;
+            up += e->nodes[w][n].st.conns_up;
+            connecting += e->nodes[w][n].st.conns_connecting;
+        }
+        char node[CFG_HOST_MAX + 8];
+        snprintf(node, sizeof(node), "%s:%u", e->cfg.upstream.nodes[n].host,
+                 (unsigned)e->cfg.upstream.nodes[n].port);
+        metrics_sink_put(sink, (const char *const[]){node, "up"}, up);
+        metrics_sink_put(sink, (const char *const[]){node, "connecting"}, connecting);
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
 /* ---- workers -------------------------------------------------------------------------------- */
 
 struct worker_start {
@@ -417,6 +439,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* before threads start: they inherit the mask */
     int sfd = signalfd(-1, &set, SFD_CLOEXEC);
 
+    metrics_set_gauge_fn(e->metrics, METRIC_UPSTREAM_CONNECTIONS, upstream_gauge_fn, e);
     struct admin *admin = NULL;
     if (e->cfg.admin.enabled) {
         struct admin_hooks hooks = {

@@ -69,8 +69,9 @@ struct worker {
     struct tls_ctx *server_tls;
     uint64_t tls_gen;
 
-    struct loop_timer tick_timer; /* the earliest of proxy and auth deadlines */
-    struct loop_poll polls[2];    /* auth's Redis sockets */
+    struct loop_timer tick_timer;   /* the earliest of proxy and auth deadlines */
+    struct loop_timer status_timer; /* copies the upstream snapshot for the admin thread */
+    struct loop_poll polls[2];      /* auth's Redis sockets */
     int poll_fd[2];
     short poll_ev[2];
 
@@ -588,6 +589,26 @@ static void up_on_node_state(void *ctx, unsigned node, enum upstream_state st,
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Copies every node's status for /readyz and /metrics (the admin thread reads it under mu). */
+static void worker_publish_status(struct worker *w)
+{
+    struct edge *e = w->e;
+    unsigned n = upstream_node_count(w->up);
+    pthread_mutex_lock(&e->mu);
+    for (unsigned i = 0; i < n && i < UPSTREAM_MAX_NODES; i++) {
+        upstream_node_status(w->up, i, &e->nodes[w->idx][i].st);
+        e->nodes[w->idx][i].valid = true;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
+static void status_timer_cb(struct loop *loop, struct loop_timer *t)
+{
+    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, status_timer));
+    worker_publish_status(w);
+    loop_timer_arm(loop, t, loop_now_ms(loop) + 1000, status_timer_cb);
+}
+
 static void up_on_ping_due(void *ctx, unsigned node, uint32_t conn_id)
 {
     struct worker *w = ctx;
@@ -791,6 +812,8 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         goto fail;
     }
     worker_schedule(w);
+    worker_publish_status(w);
+    loop_timer_arm(loop, &w->status_timer, loop_now_ms(loop) + 1000, status_timer_cb);
     return w;
 fail:
     worker_free(w);
@@ -802,6 +825,7 @@ void worker_free(struct worker *w)
     if (w == NULL)
         return;
     loop_timer_cancel(w->loop, &w->tick_timer);
+    loop_timer_cancel(w->loop, &w->status_timer);
     for (int i = 0; i < 2; i++)
         loop_poll_cancel(w->loop, &w->polls[i]);
     proxy_free(w->proxy);

@@ -37,4 +37,5 @@ check "metrics: $n 407s made by the edge" \
 check "metrics: $n 200s relayed from UCM" \
     test "$(metric 'sipedge_sip_responses_total\{method="REGISTER",code="200",source="upstream"')" -eq "$n"
 check "no token in the edge log" bash -c "! grep -q 'eyJ' '$T/edge.log'"
+check "metrics: upstream connections up" test "$(metric 'sipedge_upstream_connections.*state="up"')" -ge 2
 e2e_done
