@@ -44,11 +44,15 @@ e2e_init() {
     trap e2e_cleanup EXIT
 }
 
-# A loopback TCP port nobody listens on now (random probe; the caller binds it soon after).
+# A loopback TCP port nobody listens on now (random probe; the caller binds it soon after). Taken
+# below the kernel's ephemeral range: a port in it may be the local end of some outgoing
+# connection (SIPp, the edge's pool, other tests) that a connect probe cannot see.
 free_port() {
-    local p
+    local p lo
+    read -r lo _ </proc/sys/net/ipv4/ip_local_port_range || lo=32768
+    [ "$lo" -gt 12000 ] || lo=32768
     for _ in $(seq 1 200); do
-        p=$((20000 + RANDOM % 30000))
+        p=$((10000 + RANDOM % (lo - 10000)))
         if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then
             echo "$p"
             return 0
