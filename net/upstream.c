@@ -9,8 +9,7 @@
 #include <sys/random.h>
 #include <time.h>
 
-#include "net/conn.h"
-#include "net/loop.h"
+#include "net/loop_priv.h" /* the output watermarks: upstream is part of net/ */
 #include "net/upstream.h"
 
 /** Pool size cap per node (cfg.pool_size is clamped to it). */
@@ -628,8 +627,8 @@ void upstream_free(struct upstream *u)
     free(u);
 }
 
-/* The UP connection of `n` with the least queued bytes, or NULL. */
-static struct up_slot *node_best(struct up_node *n)
+/* The usable UP connection of `n` with the least queued bytes (in `*queued`), or NULL. */
+static struct up_slot *node_best(struct up_node *n, size_t *queued)
 {
     struct up_slot *best = NULL;
     size_t best_q = 0;
@@ -643,11 +642,26 @@ static struct up_slot *node_best(struct up_node *n)
             best_q = q;
         }
     }
+    *queued = best_q;
     return best;
 }
 
-static int slot_send(struct up_slot *s, const struct iovec *iov, int n)
+/* Ciphertext bytes for `total` plaintext bytes, generously (record headers and tags). */
+static size_t sealed_size(const struct iovec *iov, int n)
 {
+    size_t total = 0;
+    for (int i = 0; i < n; i++)
+        total += iov[i].iov_len;
+    return total + total / 64 + 64;
+}
+
+/* Encrypts and queues on `s`. Refuses (-ENOBUFS) rather than pushing the conn over its hard
+ * output cap, where net would close it and lose its other transactions. */
+static int slot_send(struct up_slot *s, const struct iovec *iov, int n, size_t need)
+{
+    struct loop *loop = s->node->u->loop;
+    if (conn_out_bytes(s->conn) + tls_conn_out_len(s->tls) + need > loop->cfg.out_cap)
+        return -ENOBUFS;
     ssize_t r = tls_conn_writev(s->tls, iov, n);
     if (r < 0)
         return (int)r;
@@ -657,22 +671,32 @@ static int slot_send(struct up_slot *s, const struct iovec *iov, int n)
 
 int upstream_send(struct upstream *u, const struct iovec *iov, int n)
 {
+    if (n < 0 || (n > 0 && !iov))
+        return -EINVAL;
+    size_t need = sealed_size(iov, n);
+    size_t high = u->loop->cfg.out_high;
     int err = -EHOSTUNREACH;
     unsigned start = u->round_robin ? u->rr_next % u->n_nodes : 0;
-    for (unsigned j = 0; j < u->n_nodes; j++) {
-        unsigned i = (start + j) % u->n_nodes;
-        struct up_slot *s = node_best(&u->nodes[i]);
-        if (!s)
-            continue;
-        int r = slot_send(s, iov, n);
-        if (r >= 0) {
-            if (u->round_robin)
-                u->rr_next = i + 1;
-            return (int)i;
+    /* pass 0: nodes whose best connection is below the high watermark (not congested);
+     * pass 1: any node with an established connection that still has room */
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned j = 0; j < u->n_nodes; j++) {
+            unsigned i = (start + j) % u->n_nodes;
+            size_t q;
+            struct up_slot *s = node_best(&u->nodes[i], &q);
+            if (!s || (pass == 0 && q >= high))
+                continue;
+            int r = slot_send(s, iov, n, need);
+            if (r >= 0) {
+                if (u->round_robin)
+                    u->rr_next = i + 1;
+                return (int)i;
+            }
+            if (err != -ENOBUFS)
+                err = r == -ENOBUFS ? -ENOBUFS : -EHOSTUNREACH;
         }
-        err = r; /* this node's best connection is saturated or broke: try the next node */
     }
-    return err == -EHOSTUNREACH || err == -ENOBUFS ? err : -EHOSTUNREACH;
+    return err;
 }
 
 /* The slot owning the live conn `conn_id`, or NULL. */
@@ -695,7 +719,9 @@ int upstream_send_on(struct upstream *u, uint32_t conn_id, const struct iovec *i
     struct up_slot *s = slot_by_id(u, conn_id);
     if (!s || s->st != SLOT_UP || s->draining)
         return -ENOTCONN;
-    int r = slot_send(s, iov, n);
+    if (n < 0 || (n > 0 && !iov))
+        return -EINVAL;
+    int r = slot_send(s, iov, n, sealed_size(iov, n));
     return r == -ENOBUFS ? r : r < 0 ? -ENOTCONN : r;
 }
 

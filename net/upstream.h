@@ -89,14 +89,16 @@ void upstream_free(struct upstream *u);
 
 /**
  * Queue one whole message on an established connection of a healthy node chosen by the policy
- * (least queued bytes among the node's connections). Returns the node index (>= 0), or
- * -EHOSTUNREACH when no node has an established connection, -ENOBUFS when every candidate's TLS
- * output is full. A node whose chosen connection refuses is skipped for the next one.
+ * (least queued bytes among the node's connections). A node whose best connection is at or above
+ * the loop's out_high watermark is passed over for one that is not (congestion), and no
+ * connection is pushed over its out_cap (net would close it). Returns the node index (>= 0),
+ * -EHOSTUNREACH when no node has an established connection, -ENOBUFS when every established
+ * connection is full, -EINVAL for a bad `iov`.
  */
 int upstream_send(struct upstream *u, const struct iovec *iov, int n);
 
 /** Queue on a given connection (pings). Returns the bytes taken (>= 0), -ENOTCONN when the
- * connection is not up (or no longer exists), -ENOBUFS when its TLS output is full. */
+ * connection is not up (or no longer exists), -ENOBUFS when its output is full, -EINVAL. */
 int upstream_send_on(struct upstream *u, uint32_t conn_id, const struct iovec *iov, int n);
 
 /** Mark connection `conn_id` as answering (a ping reply arrived): resets its ping deadline
