@@ -801,6 +801,47 @@ Test(upstream, connects_to_an_ipv6_literal)
     srv_stop(srv);
 }
 
+Test(upstream, reports_down_once_when_the_server_goes_away_and_keeps_retrying)
+{
+    struct srv *srv = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 2);
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 2));
+    srv_stop(srv); /* closes both conns and the listener: reconnects are refused */
+    cr_assert(wait_atomic(&cl->closed, 2));
+    cr_assert(wait_failures(cl, 0, 4));
+    struct upstream_node_status st = node_status(cl, 0);
+    cr_assert_eq(st.state, UPSTREAM_DOWN);
+    cr_assert_eq(st.conns_up, 0);
+    cr_assert_eq(st.last_errno, ECONNREFUSED);
+    struct state_event ev[8];
+    int n = events_of(cl, 0, ev, 8);
+    cr_assert_eq(n, 2, "%d state callbacks, want UP then DOWN", n);
+    cr_assert_eq(ev[0].st, UPSTREAM_UP);
+    cr_assert_eq(ev[1].st, UPSTREAM_DOWN);
+    cr_assert_eq(cli_send(cl, "REGISTER sip:gone SIP/2.0\r\n\r\n"), -EHOSTUNREACH);
+    cli_stop(cl);
+}
+
+Test(upstream, clamps_the_pool_to_sixteen_connections_per_node)
+{
+    struct srv *srv = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 40);
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 16));
+    usleep(50000);
+    struct upstream_node_status st = node_status(cl, 0);
+    cr_assert_eq(st.conns_up, 16);
+    cr_assert_eq(st.conns_connecting, 0);
+    cr_assert_eq(atomic_load(&srv->accepted), 16);
+    cr_assert_eq(upstream_node_count(cl->u), 1);
+    cr_assert_str_eq(upstream_state_name(UPSTREAM_STATE_COUNT), "?");
+    cli_stop(cl);
+    srv_stop(srv);
+}
+
 Test(upstream, rejects_a_bad_node_address)
 {
     struct cli *cl = cli_make(cctx, 1);
