@@ -107,7 +107,14 @@ start_kamailio() {
         -A "KAM_TLS_CFG=\"$run/tls.cfg\"" -A "KAM_CTL=\"$KAM_CTL\"" -Y "$run" -P "$run/kamailio.pid" \
         -m 64 -M 8 >"$T/kamailio.out" 2>"$KAM_LOG" &
     KAM_PID=$!
-    wait_port "$port" || { tail -n 30 "$KAM_LOG" >&2; return 1; }
+    for _ in $(seq 1 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        kill -0 "$KAM_PID" 2>/dev/null || break
+        sleep 0.05
+    done
+    e2e_log "Kamailio is not listening on 127.0.0.1:$port:"
+    tail -n 30 "$KAM_LOG" >&2
+    return 1
 }
 
 # stop_kamailio: SIGTERM to Kamailio's main process (it stops the children it forked), then waits

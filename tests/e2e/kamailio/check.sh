@@ -79,6 +79,8 @@ sip_tls - - "$T/options.sip" "$T/nocert.out"
 check "no client certificate: no SIP answer" test ! -s "$T/nocert.out"
 check "... but the certificate-required alert" grep -q 'alert certificate required' "$T/nocert.out.err"
 
+check "Kamailio reported no internal error (CRITICAL/ALERT)" \
+    bash -c "! grep -E ' (CRITICAL|ALERT): ' '$KAM_LOG'"
 kids=$(pgrep -P "$KAM_PID" | tr '\n' ' ')
 check "Kamailio runs as one main process with children" test -n "$kids"
 stop_kamailio
