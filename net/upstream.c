@@ -7,13 +7,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
-#include <time.h>
 
 #include "net/loop_priv.h" /* the output watermarks: upstream is part of net/ */
 #include "net/upstream.h"
 
-/** Pool size cap per node (cfg.pool_size is clamped to it). */
-#define UPSTREAM_MAX_POOL 16
 /** A connection that was up at least this long reconnects at once when it closes. */
 #define UPSTREAM_STABLE_MS 2000
 /** TLS 1.3: how long to wait for the server's verdict on our certificate, at least. */

@@ -16,6 +16,8 @@ struct loop;
 struct upstream;
 
 #define UPSTREAM_MAX_NODES 16
+/** Connections per node at most (a larger `pool_size` is clamped to it). */
+#define UPSTREAM_MAX_POOL 16
 
 /** State of one node as seen by one worker (the best of its connections). */
 enum upstream_state {
