@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "auth/auth.h"
 #include "core/log.h"
@@ -85,6 +86,16 @@ static enum metrics_method metrics_method_of(enum sip_method m)
     return m == SIP_METHOD_REGISTER  ? METRICS_METHOD_REGISTER
            : m == SIP_METHOD_OPTIONS ? METRICS_METHOD_OPTIONS
                                      : METRICS_METHOD_OTHER;
+}
+
+/* True when `hay` contains `needle` (ASCII, case-insensitive). */
+static bool contains_ci(struct slice hay, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; n <= hay.len && i <= hay.len - n; i++)
+        if (strncasecmp(hay.base + i, needle, n) == 0)
+            return true;
+    return false;
 }
 
 static struct proxy *proxy_of(struct txn *t)
@@ -603,7 +614,8 @@ void proxy_on_upstream_message(struct proxy *p, const struct sip_msg *msg, int64
     }
     if (msg->status == 403 && now_ms - p->last_mismatch_log >= 10000) {
         const struct sip_header *warn = sip_first(msg, SIP_HDR_WARNING);
-        if (warn != NULL && memmem(warn->value.base, warn->value.len, "Port Mismatch", 13)) {
+        /* UCM writes "SIP OAuth Registration port Mismatch": match the words, not the case. */
+        if (warn != NULL && contains_ci(warn->value, "port mismatch")) {
             p->last_mismatch_log = now_ms;
             log_event(LOG_WARN, "upstream_port_mismatch", LOG_SL("warning", warn->value),
                       LOG_S("fix",
@@ -694,6 +706,7 @@ struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env
     }
     snprintf(p->nonce, sizeof(p->nonce), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
     p->fifo_head = p->fifo_tail = PROXY_NIL;
+    p->last_mismatch_log = INT64_MIN / 2; /* the first one is logged, however early */
     /* Free list in slot order: the first slots get used first and stay hot. */
     for (uint32_t i = 0; i < cap; i++) {
         p->txns[i].slot = i;

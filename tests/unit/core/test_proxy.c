@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "auth/auth.h"
+#include "core/log.h"
 #include "core/proxy.h"
 #include "core/sip.h"
 #include "core/sip_parse.h"
@@ -286,6 +287,34 @@ Test(proxy, relays_the_port_mismatch_403_unchanged)
     cr_assert_not_null(strstr(to_client[0].text, "Retry-After: 35\r\n"));
     cr_assert_not_null(strstr(to_client[0].text,
                               "Warning: 399 ucm1 \"SIP OAuth Registration port Mismatch\"\r\n"));
+}
+
+/* How many lines of `f` (a captured log) name `event`. */
+static int count_events(FILE *f, const char *event)
+{
+    char line[4096];
+    int n = 0;
+    rewind(f);
+    while (fgets(line, sizeof(line), f) != NULL)
+        n += strstr(line, event) != NULL;
+    return n;
+}
+
+Test(proxy, logs_the_port_mismatch_of_ucm_once_whatever_its_case)
+{
+    FILE *log = tmpfile();
+    cr_assert_not_null(log);
+    log_init(fileno(log), LOG_INFO, LOG_FORMAT_KV);
+    for (int i = 0; i < 3; i++) {
+        register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+        answer_from_ucm(
+            "SIP/2.0 403 Forbidden",
+            "Retry-After: 35\nWarning: 399 ucm1 \"SIP OAuth Registration port Mismatch\"\n");
+    }
+    log_init(2, LOG_INFO, LOG_FORMAT_KV);
+    cr_assert_eq(n_client, 3);
+    cr_assert_eq(count_events(log, "event=upstream_port_mismatch"), 1);
+    fclose(log);
 }
 
 Test(proxy, drops_a_second_final_answer_as_stale)
