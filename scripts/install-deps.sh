@@ -9,7 +9,7 @@ PKGS=(
   libssl-dev openssl liburing-dev libjwt-dev libjansson-dev libhiredis-dev libcriterion-dev
   libcyaml-dev libyaml-dev libmicrohttpd-dev
   redis-server sip-tester stunnel4 sipsak kamailio kamailio-tls-modules
-  gnuplot-nox valgrind curl procps iproute2
+  gnuplot-nox valgrind curl procps iproute2 jq
 )
 
 missing=()

@@ -1,0 +1,189 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# Edge benchmark scenarios (issue 5): each starts its own redis-server, sipedge-ucmsim and sipedge
+# on loopback (free ports), drives them with sipedge-bench, prints a table and appends one JSON
+# line per run to build/bench/results.jsonl, then stops what it started (by PID).
+#   bench/run.sh [--quick] steady|cold|storm|idle
+# Environment: BIN (build dir, default build/rel: built in Release when missing), WORKERS (edge
+# workers, default 2), REPEAT (runs per point, default 3; 1 with --quick), RATES (steady ladder),
+# IDLE_CONNS (idle sizes, default "10000 50000").
+set -euo pipefail
+
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+QUICK=0
+if [ "${1:-}" = "--quick" ]; then
+    QUICK=1
+    shift
+fi
+SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle}
+case "$SCENARIO" in steady | cold | storm | idle) ;; *)
+    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle)" >&2
+    exit 2
+    ;;
+esac
+
+if [ -z "${BIN:-}" ]; then
+    BIN=$SRC/build/rel
+    if [ ! -x "$BIN/sipedge-bench" ] || [ ! -x "$BIN/sipedge" ]; then
+        cmake -S "$SRC" -B "$BIN" -DCMAKE_BUILD_TYPE=Release >/dev/null
+        cmake --build "$BIN" -j"$(nproc)" >/dev/null
+    fi
+fi
+export BIN SRC
+BENCH="$BIN/sipedge-bench"
+RESULTS_DIR=${RESULTS_DIR:-$SRC/build/bench}
+RESULTS="$RESULTS_DIR/results.jsonl"
+mkdir -p "$RESULTS_DIR"
+command -v jq >/dev/null || { echo "bench/run.sh: needs jq (scripts/install-deps.sh)" >&2; exit 2; }
+
+# shellcheck source=../tests/e2e/lib.sh
+source "$SRC/tests/e2e/lib.sh"
+e2e_init "bench-$SCENARIO"
+RUN_ID="$(date -u +%Y%m%dT%H%M%SZ)-$$"
+COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
+REPEAT=${REPEAT:-$([ "$QUICK" = 1 ] && echo 1 || echo 3)}
+LOG_LEVEL=${LOG_LEVEL:-warn}
+KEEPALIVE_MS=${KEEPALIVE_MS:-5000}
+export LOG_LEVEL KEEPALIVE_MS
+
+log() { printf '[bench %s] %s\n' "$SCENARIO" "$*" >&2; }
+
+# The RSA signing key for `cold` (the ES256 one, $JWT_KEY, comes from e2e_init).
+RS_KEY="$BIN/e2e/jwt-rs.key"
+if [ ! -f "$RS_KEY.pub.pem" ]; then
+    "$TOKEN" keygen --type rsa --out "$RS_KEY" >/dev/null
+fi
+
+# bench_start: redis, one UCM stand-in, the edge (keys es1 and rs1), ready. Sets EDGE_PID UCM_PID.
+bench_start() {
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    REDIS_PORT=$(free_port)
+    start_redis "$REDIS_PORT"
+    UCM_PORT=$(free_port)
+    start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
+    UCM_PID=$UCM_PID_ucm1
+    NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
+    EDGE_PORT=$(free_port)
+    ADMIN_PORT=$(free_port)
+    write_edge_config "$T/edge.yaml"
+    sed -i "s#^    - {file: $JWT_KEY.pub.pem, kid: es1}#&\n    - {file: $RS_KEY.pub.pem, kid: rs1}#" \
+        "$T/edge.yaml"
+    sed -i "s#idle_timeout_ms: 60000#idle_timeout_ms: 600000#" "$T/edge.yaml"
+    "$EDGE" "$T/edge.yaml" >"$T/edge.out" 2>"$T/edge.log" &
+    EDGE_PID=$!
+    E2E_PIDS+=("$EDGE_PID")
+    wait_port "$EDGE_PORT" || { cat "$T/edge.log" >&2; return 1; }
+    wait_port "$ADMIN_PORT"
+    wait_ready 10
+    log "edge pid $EDGE_PID on 127.0.0.1:$EDGE_PORT (workers ${WORKERS:-2}), ucmsim pid $UCM_PID, redis :$REDIS_PORT"
+}
+
+# run_bench LABEL ARGS...: one sipedge-bench run; its JSON line (with scenario fields) is appended
+# to $RESULTS and to $T/runs.jsonl. Returns 0 even when the run saw errors (the JSON says so).
+run_bench() {
+    local label=$1 line rc=0
+    shift
+    line=$("$BENCH" --port "$EDGE_PORT" --ca "$PKI/ca.crt" --edge-pid "$EDGE_PID" \
+        --ucm-pid "$UCM_PID" --label "$label" --json --quiet "$@" 2>>"$T/bench.err") || rc=$?
+    line=$(printf '%s\n' "$line" | grep '^{' | tail -n 1 || true)
+    if [ -z "$line" ]; then
+        log "run $label produced no result (exit $rc); see $T/bench.err"
+        tail -n 5 "$T/bench.err" >&2 || true
+        return 0
+    fi
+    line=$(jq -c --arg s "$SCENARIO" --arg id "$RUN_ID" --arg c "$COMMIT" --argjson q "$QUICK" \
+        --arg ts "$(date -u +%FT%TZ)" --argjson w "${WORKERS:-2}" --arg cpu "$CPU_MODEL" \
+        --argjson n "$(nproc)" \
+        '{scenario: $s, run_id: $id, ts: $ts, commit: $c, quick: ($q == 1), edge_workers: $w,
+          nproc: $n, cpu: $cpu, exit: '"$rc"'} + .' <<<"$line")
+    printf '%s\n' "$line" >>"$RESULTS"
+    printf '%s\n' "$line" >>"$T/runs.jsonl"
+}
+
+CPU_MODEL=$(grep -m1 'model name' /proc/cpuinfo | sed 's/.*: //')
+: >"$T/runs.jsonl"
+
+# median over the runs of one label: med LABEL JQ_EXPR
+med() {
+    jq -s --arg l "$1" "[.[] | select(.label == \$l) | ($2)] | sort |
+        if length == 0 then null else .[(length - 1) / 2 | floor] end" "$T/runs.jsonl"
+}
+
+# table LABEL...: one row per label, medians over its repeats.
+table_header() {
+    printf '%-14s %9s %9s %6s %7s %7s %8s %8s %9s %9s %9s\n' label offered achieved errors \
+        p50_us p90_us p99_us p99.9_us edge_us/req gen_us/req ucm_us/req
+}
+table_row() {
+    local l=$1
+    printf '%-14s %9s %9s %6s %7s %7s %8s %8s %9s %9s %9s\n' "$l" \
+        "$(med "$l" '.rate | floor')" "$(med "$l" '.throughput | floor')" "$(med "$l" '.errors')" \
+        "$(med "$l" '.latency_us.register.p50')" "$(med "$l" '.latency_us.register.p90')" \
+        "$(med "$l" '.latency_us.register.p99')" "$(med "$l" '.latency_us.register.p999')" \
+        "$(med "$l" '.edge.cpu_us_per_unit * 100 | round / 100')" \
+        "$(med "$l" '.gen_cpu_us_per_unit * 100 | round / 100')" \
+        "$(med "$l" '.ucmsim.cpu_us_per_unit * 100 | round / 100')"
+}
+
+# sustained LABEL RATE: every repeat without errors and within 3% of the offered rate.
+sustained() {
+    jq -se --arg l "$1" --argjson r "$2" \
+        '[.[] | select(.label == $l)] | length > 0 and
+         all(.errors == 0 and .setup_error_causes.timeout == 0 and .throughput >= 0.97 * $r)' \
+        "$T/runs.jsonl" >/dev/null
+}
+
+scenario_steady() {
+    local conns=200 dur=3 rates
+    rates=${RATES:-500 1000 2000 4000 8000 12000 16000}
+    if [ "$QUICK" = 1 ]; then
+        conns=20 dur=1 rates=${RATES:-500 1000}
+    fi
+    bench_start
+    local common=(--key "$JWT_KEY" --kid es1 --conns "$conns" --users "$conns" --duration "$dur"
+        --timeout-ms 2000 --max-requests 200000)
+    local max=0 labels=() r i
+    for r in $rates; do
+        for i in $(seq 1 "$REPEAT"); do
+            run_bench "rate-$r" --rate "$r" "${common[@]}"
+        done
+        labels+=("rate-$r")
+        if sustained "rate-$r" "$r"; then
+            max=$r
+        else
+            log "rate $r/s not sustained: stopping the ladder"
+            break
+        fi
+    done
+    local closed=64
+    [ "$QUICK" = 1 ] && closed=8
+    for i in $(seq 1 "$REPEAT"); do
+        run_bench "closed-$closed" --concurrency "$closed" --key "$JWT_KEY" --kid es1 \
+            --duration "$dur" --timeout-ms 2000 --max-requests 200000
+    done
+    if [ "$max" -gt 0 ] && [ "$QUICK" = 0 ]; then
+        for f in 50 90; do
+            r=$((max * f / 100))
+            for i in $(seq 1 "$REPEAT"); do
+                run_bench "sat$f-$r" --rate "$r" "${common[@]}"
+            done
+            labels+=("sat$f-$r")
+        done
+    fi
+    echo
+    echo "== steady: warm cache (one token per user), ES256, $conns TLS connections, ${dur}s per run, medians of $REPEAT"
+    table_header
+    for l in "${labels[@]}"; do table_row "$l"; done
+    table_row "closed-$closed"
+    echo "max sustained rate without errors (ladder step): ${max}/s"
+    echo "closed-loop throughput ($closed in flight): $(med "closed-$closed" '.throughput | floor')/s"
+}
+
+scenario_"$SCENARIO"
+echo "results appended to $RESULTS (run $RUN_ID); logs in $T"
+total_ok=$(jq -s '[.[] | .ok + .setup_ok] | add // 0' "$T/runs.jsonl")
+check "the generator got 200 OK answers ($total_ok)" test "$total_ok" -gt 0
+stop_edge
+if [ "$E2E_FAILS" -ne 0 ]; then
+    exit 1
+fi
