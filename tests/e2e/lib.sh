@@ -161,7 +161,7 @@ write_edge_config() {
         echo "  backoff_max_ms: 1000"
         echo "auth:"
         echo "  keys:"
-        echo "    - {file: $JWT_KEY.pub.pem, kid: es1}"
+        echo "    - {file: ${JWT_PUB:-$JWT_KEY.pub.pem}, kid: es1}"
         if [ -n "${REDIS_PORT:-}" ]; then
             echo "  redis: {enabled: true, host: 127.0.0.1, port: $REDIS_PORT, timeout_ms: 20, hmac_key: $T/hmac.key}"
         fi
