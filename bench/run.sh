@@ -4,6 +4,7 @@
 # on loopback (free ports), drives them with sipedge-bench, prints a table and appends one JSON
 # line per run to build/bench/results.jsonl, then stops what it started (by PID).
 #   bench/run.sh [--quick] steady|cold|storm|idle
+# (write_edge_config in tests/e2e/lib.sh assigns h, p and n: the scenarios avoid those names.)
 # Environment: BIN (build dir, default build/rel: built in Release when missing), WORKERS (edge
 # workers, default 2), REPEAT (runs per point, default 3; 1 with --quick), RATES (steady ladder),
 # IDLE_CONNS (idle sizes, default "10000 50000").
@@ -76,6 +77,18 @@ bench_start() {
     wait_port "$ADMIN_PORT"
     wait_ready 10
     log "edge pid $EDGE_PID on 127.0.0.1:$EDGE_PORT (workers ${WORKERS:-2}), ucmsim pid $UCM_PID, redis :$REDIS_PORT"
+}
+
+# bench_stop: stop the edge (SIGTERM, must exit 0), the UCM stand-in and redis started by
+# bench_start, so that the next bench_start measures a fresh edge.
+bench_stop() {
+    local p
+    stop_edge
+    for p in "$UCM_PID" "$REDIS_PID"; do
+        kill "$p" 2>/dev/null || true
+        for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
+        kill -9 "$p" 2>/dev/null || true
+    done
 }
 
 # run_bench LABEL ARGS...: one sipedge-bench run; its JSON line (with scenario fields) is appended
@@ -177,6 +190,113 @@ scenario_steady() {
     table_row "closed-$closed"
     echo "max sustained rate without errors (ladder step): ${max}/s"
     echo "closed-loop throughput ($closed in flight): $(med "closed-$closed" '.throughput | floor')/s"
+}
+
+# openssl_verify ALG: verifications per second by `openssl speed` on this machine now
+# (rsa2048 | ecdsap256), for the cold-cache comparison.
+openssl_verify() {
+    openssl speed -seconds 1 "$1" 2>/dev/null | awk -v a="$1" '
+        a == "rsa2048" && $1 == "rsa" && $2 == "2048" { print $(NF) }
+        a == "ecdsap256" && $1 == "256" && $4 ~ /nistp256/ { print $(NF) }' | tail -n 1
+}
+
+scenario_cold() {
+    local conns=50 dur=3 rates="500 1000" alg key kid r i vps
+    if [ "$QUICK" = 1 ]; then
+        conns=10 dur=1 rates=200
+    fi
+    bench_start
+    local labels=()
+    for alg in ES256 RS256; do
+        if [ "$alg" = ES256 ]; then key=$JWT_KEY kid=es1; else key=$RS_KEY kid=rs1; fi
+        for r in $rates; do
+            for i in $(seq 1 "$REPEAT"); do
+                run_bench "warm-$alg-$r" --rate "$r" --key "$key" --kid "$kid" --conns "$conns" \
+                    --duration "$dur" --timeout-ms 3000
+                run_bench "cold-$alg-$r" --rate "$r" --key "$key" --kid "$kid" --conns "$conns" \
+                    --duration "$dur" --timeout-ms 3000 --fresh-tokens 1 \
+                    --user-prefix "c$i$r$alg"
+            done
+            labels+=("warm-$alg-$r" "cold-$alg-$r")
+        done
+    done
+    echo
+    echo "== cold: every token new (L1 and Redis miss, one signature check each) vs warm, $conns TLS connections, ${dur}s per run, medians of $REPEAT"
+    table_header
+    for l in "${labels[@]}"; do table_row "$l"; done
+    local es rs
+    es=$(openssl_verify ecdsap256)
+    rs=$(openssl_verify rsa2048)
+    echo "openssl speed now: ECDSA P-256 verify ${es:-?}/s = $(awk -v v="${es:-0}" 'BEGIN { if (v > 0) printf "%.1f", 1e6 / v; else print "?" }') µs;" \
+        "RSA-2048 verify ${rs:-?}/s = $(awk -v v="${rs:-0}" 'BEGIN { if (v > 0) printf "%.1f", 1e6 / v; else print "?" }') µs"
+    for alg in ES256 RS256; do
+        for r in $rates; do
+            local w c
+            w=$(med "warm-$alg-$r" '.edge.cpu_us_per_unit')
+            c=$(med "cold-$alg-$r" '.edge.cpu_us_per_unit')
+            awk -v a="$alg" -v r="$r" -v w="$w" -v c="$c" 'BEGIN {
+                printf "%s at %d/s: edge CPU per REGISTER cold %.1f µs, warm %.1f µs, cold - warm %.1f µs\n", a, r, c, w, c - w }'
+        done
+    done
+    jq -nc --arg id "$RUN_ID" --arg es "${es:-0}" --arg rs "${rs:-0}" \
+        '{scenario: "cold", run_id: $id, label: "openssl-speed", ecdsap256_verify_per_s: ($es | tonumber),
+          rsa2048_verify_per_s: ($rs | tonumber)}' >>"$RESULTS"
+}
+
+scenario_storm() {
+    local count=2000 conc=32 i
+    if [ "$QUICK" = 1 ]; then
+        count=100 conc=8
+    fi
+    bench_start
+    for i in $(seq 1 "$REPEAT"); do
+        run_bench "storm-full" --storm "$count" --concurrency "$conc" --direct --key "$JWT_KEY" \
+            --kid es1 --users 1000 --duration 60 --timeout-ms 5000
+        run_bench "storm-resume" --storm "$count" --concurrency "$conc" --direct --resume \
+            --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
+    done
+    echo
+    echo "== storm: $count new TLS connections ($conc at a time), each TLS handshake (P-256 server key, TLS 1.3) + one REGISTER with the token + close; medians of $REPEAT"
+    printf '%-14s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' label conns errors resumed conns/s \
+        edge_us/conn hs/edge_cpu_s gen_us/conn p50_us p99_us
+    local l
+    for l in storm-full storm-resume; do
+        printf '%-14s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' "$l" "$(med "$l" '.ok')" \
+            "$(med "$l" '.errors')" "$(med "$l" '.resumed')" "$(med "$l" '.throughput | floor')" \
+            "$(med "$l" '.edge.cpu_us_per_unit | round')" \
+            "$(med "$l" 'if .edge.cpu_us_per_unit > 0 then 1e6 / .edge.cpu_us_per_unit | floor else 0 end')" \
+            "$(med "$l" '.gen_cpu_us_per_unit | round')" "$(med "$l" '.latency_us.setup.p50')" \
+            "$(med "$l" '.latency_us.setup.p99')"
+    done
+}
+
+scenario_idle() {
+    local sizes hold=10 size lim
+    sizes=${IDLE_CONNS:-10000 50000}
+    if [ "$QUICK" = 1 ]; then
+        sizes=500 hold=2
+    fi
+    lim=$(ulimit -Hn)
+    for size in $sizes; do
+        if [ "$lim" != unlimited ] && [ $((size + 1024)) -gt "$lim" ]; then
+            log "skipping $size idle connections: the hard RLIMIT_NOFILE here is $lim (each side needs one fd per connection)"
+            continue
+        fi
+        bench_start
+        run_bench "idle-$size" --idle "$size" --hold "$hold" --key "$JWT_KEY" --kid es1 \
+            --setup-concurrency 128 --timeout-ms 10000 --setup-timeout 300
+        bench_stop
+    done
+    echo
+    echo "== idle: N registered TLS connections held ${hold}s; edge memory from /proc/<pid>/status VmRSS and smaps_rollup Pss, before the connections vs at the end of the hold"
+    printf '%-12s %8s %7s %10s %10s %12s %12s %10s\n' label held errors rss_kib pss_kib \
+        rss_kib/conn pss_kib/conn setup_s
+    jq -r 'select(.mode == "idle") | [.label, .setup_ok, .errors, .edge.rss_kib, .edge.pss_kib,
+        (.edge.rss_kib_per_conn * 100 | round / 100), (.edge.pss_kib_per_conn * 100 | round / 100),
+        .setup_s] | @tsv' "$T/runs.jsonl" |
+        while IFS=$'\t' read -r l h e r p rc pc s; do
+            printf '%-12s %8s %7s %10s %10s %12s %12s %10s\n' "$l" "$h" "$e" "$r" "$p" "$rc" "$pc" "$s"
+        done
 }
 
 scenario_"$SCENARIO"
