@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # e2e 5: UCM answers a REGISTER with its port-mismatch 403 (Retry-After 35 and the Warning of the
 # Cisco document); the edge relays it unchanged to the client and logs upstream_port_mismatch once
-# (rate limited, one worker here so "once" is exact). SIPp through stunnel, with Redis.
+# (rate limited, one worker here so "once" is exact). SIPp through stunnel, with Redis; one more
+# REGISTER from sipedge-tlsclient compares the answer byte for byte.
 source "$(dirname "$0")/lib.sh"
 e2e_init t05_port_mismatch
 
@@ -41,6 +42,24 @@ n=5
 check "SIPp: $n clients get UCM's port-mismatch 403 unchanged" run_sipp "$sc" "$T/users.csv" "$n" 20
 grep -E "Successful call|Failed call" "$T/sipp.out" | head -4 >&2 || true
 tail -n 5 "$T/sipp-errors.log" >&2 2>/dev/null && echo >&2 || true
+
+# Byte for byte: one REGISTER from sipedge-tlsclient; the answer must be exactly UCM's 403 with
+# only our Via taken off (the To tag is UCM's, random).
+printf '%s\r\n' "REGISTER sip:127.0.0.1 SIP/2.0" \
+    "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKbytes;rport" "Max-Forwards: 70" \
+    "From: <sip:user1@example.test>;tag=f1" "To: <sip:user1@example.test>" \
+    "Call-ID: bytes@192.0.2.10" "CSeq: 7 REGISTER" "Contact: <sip:user1@192.0.2.10:50000;transport=tls>" \
+    "Proxy-Authorization: Bearer token=\"$(mint user1)\"" "Content-Length: 0" "" >"$T/bytes.txt"
+printf '%s\r\n' "SIP/2.0 403 Forbidden" "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKbytes;rport" \
+    "From: <sip:user1@example.test>;tag=f1" "To: <sip:user1@example.test>;tag=TAG" \
+    "Call-ID: bytes@192.0.2.10" "CSeq: 7 REGISTER" "Retry-After: 35" \
+    "Warning: 399 ucm1 \"SIP OAuth Registration port Mismatch\"" "Server: sipedge-ucmsim" \
+    "Content-Length: 0" "" >"$T/bytes.expected"
+"$BIN/sipedge-tlsclient" --connect "127.0.0.1:$EDGE_PORT" --ca "$PKI/ca.crt" --name localhost \
+    "send:$T/bytes.txt" head >"$T/bytes.out" || true
+sed -i 's/^\(To: .*;tag=\)[^;\r]*/\1TAG/' "$T/bytes.out"
+check "the 403 reaches the client byte for byte as UCM made it" cmp "$T/bytes.expected" "$T/bytes.out"
+n=$((n + 1))
 
 rec="$T/ucm-ucm1.jsonl"
 check "UCM received the $n REGISTERs and answered 403" \
