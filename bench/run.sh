@@ -183,11 +183,29 @@ scenario_steady() {
             labels+=("sat$f-$r")
         done
     fi
+    local half=$((max / 2))
+    if [ "$half" -gt 0 ] && [ "$QUICK" = 0 ]; then
+        # the same load straight to the UCM stand-in (mutual TLS, our client certificate): the
+        # latency without the edge, to tell what the edge adds
+        for i in $(seq 1 "$REPEAT"); do
+            run_bench "direct-$half" --rate "$half" "${common[@]}" --direct --port "$UCM_PORT" \
+                --ca "$PKI/ucm-ca.crt" --server-name ucm1.example.test \
+                --tls-cert "$PKI/client.crt" --tls-key "$PKI/client.key"
+        done
+    fi
     echo
     echo "== steady: warm cache (one token per user), ES256, $conns TLS connections, ${dur}s per run, medians of $REPEAT"
     table_header
     for l in "${labels[@]}"; do table_row "$l"; done
     table_row "closed-$closed"
+    if [ "$half" -gt 0 ] && [ "$QUICK" = 0 ]; then
+        table_row "direct-$half"
+        echo "(direct-$half: the same load sent straight to sipedge-ucmsim, no edge)"
+        local pe pd
+        pe=$(med "sat50-$half" '.latency_us.register.p99')
+        pd=$(med "direct-$half" '.latency_us.register.p99')
+        echo "p99 added by the edge at 50% of the max sustained rate ($half/s): $pe - $pd = $((pe - pd)) µs"
+    fi
     echo "max sustained rate without errors (ladder step): ${max}/s"
     echo "closed-loop throughput ($closed in flight): $(med "closed-$closed" '.throughput | floor')/s"
 }

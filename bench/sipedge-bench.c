@@ -42,6 +42,7 @@
 #define BENCH_RETRY_MS      100u
 #define BENCH_STATUS_CODES  700
 #define BENCH_CTRL_SLEEP_MS 5
+#define BENCH_TICK_MS       5 /* phase checks and setup refills when nothing is scheduled */
 
 /* ---- options ------------------------------------------------------------------------------ */
 
@@ -601,6 +602,7 @@ static uint32_t cseq_number(const struct sip_msg *m)
 
 static void storm_next(struct gthread *t);
 static void thread_check_done(struct gthread *t);
+static void thread_setup_step(struct gthread *t);
 
 /* A complete answer on `cl`. */
 static void client_answer(struct client *cl, const struct sip_msg *m)
@@ -667,6 +669,8 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
             t->setup_active--;
         t->setup_done++;
         client_ready(cl);
+        if (!t->measuring)
+            thread_setup_step(t); /* refill at once, not at the next tick */
         return;
     case CS_BUSY:
         t->outstanding--;
@@ -1110,7 +1114,18 @@ static void tick_cb(struct loop *loop, struct loop_timer *timer)
             storm_next(t);
         thread_check_done(t);
     }
-    loop_timer_arm(loop, timer, loop_now_ms(loop) + 1, tick_cb);
+    /* Wake for the next send of the open loop, else every BENCH_TICK_MS for phase changes: an
+     * idle generator must not burn the CPUs the edge is measured on. */
+    uint64_t next = loop_now_ms(loop) + BENCH_TICK_MS;
+    if (t->measuring && !t->sched_done && t->b->o.mode == MODE_RATE) {
+        double intended = t->t0_us + (double)t->scheduled * t->period_us;
+        uint64_t due = (uint64_t)(intended / 1000.0);
+        if (due < next)
+            next = due > loop_now_ms(loop) ? due : loop_now_ms(loop) + 1;
+    } else if (ph == PH_MEASURE && !t->measuring) {
+        next = loop_now_ms(loop) + 1;
+    }
+    loop_timer_arm(loop, timer, next, tick_cb);
 }
 
 /* Runs first on the thread (posted before start): arm the tick. */
