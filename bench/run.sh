@@ -7,7 +7,8 @@
 # (write_edge_config in tests/e2e/lib.sh assigns h, p and n: the scenarios avoid those names.)
 # Environment: BIN (build dir, default build/rel: built in Release when missing), WORKERS (edge
 # workers, default 2), REPEAT (runs per point, default 3; 1 with --quick), RATES (steady ladder),
-# IDLE_CONNS (idle sizes, default "10000 50000").
+# IDLE_CONNS (idle sizes, default "10000 18000 50000 100000"; sizes over the hard RLIMIT_NOFILE are
+# skipped).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -58,8 +59,13 @@ fi
 # bench_start: redis, one UCM stand-in, the edge (keys es1 and rs1), ready. Sets EDGE_PID UCM_PID.
 bench_start() {
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
-    REDIS_PORT=$(free_port)
-    start_redis "$REDIS_PORT"
+    REDIS_PID=
+    if [ -n "${NO_REDIS:-}" ]; then
+        REDIS_PORT= # the edge then runs with its in-process (L1) cache only
+    else
+        REDIS_PORT=$(free_port)
+        start_redis "$REDIS_PORT"
+    fi
     UCM_PORT=$(free_port)
     start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
     UCM_PID=$UCM_PID_ucm1
@@ -76,7 +82,7 @@ bench_start() {
     wait_port "$EDGE_PORT" || { cat "$T/edge.log" >&2; return 1; }
     wait_port "$ADMIN_PORT"
     wait_ready 10
-    log "edge pid $EDGE_PID on 127.0.0.1:$EDGE_PORT (workers ${WORKERS:-2}), ucmsim pid $UCM_PID, redis :$REDIS_PORT"
+    log "edge pid $EDGE_PID on 127.0.0.1:$EDGE_PORT (workers ${WORKERS:-2}), ucmsim pid $UCM_PID, redis :${REDIS_PORT:-none}"
 }
 
 # bench_stop: stop the edge (SIGTERM, must exit 0), the UCM stand-in and redis started by
@@ -84,7 +90,7 @@ bench_start() {
 bench_stop() {
     local p
     stop_edge
-    for p in "$UCM_PID" "$REDIS_PID"; do
+    for p in "$UCM_PID" ${REDIS_PID:+"$REDIS_PID"}; do
         kill "$p" 2>/dev/null || true
         for _ in $(seq 1 50); do kill -0 "$p" 2>/dev/null || break; sleep 0.1; done
         kill -9 "$p" 2>/dev/null || true
@@ -238,6 +244,21 @@ scenario_cold() {
             labels+=("warm-$alg-$r" "cold-$alg-$r")
         done
     done
+    # the same without Redis: the edge's L1 cache only, so a new token costs the check alone
+    bench_stop
+    NO_REDIS=1 bench_start
+    r=${rates##* }
+    for alg in ES256 RS256; do
+        if [ "$alg" = ES256 ]; then key=$JWT_KEY kid=es1; else key=$RS_KEY kid=rs1; fi
+        for i in $(seq 1 "$REPEAT"); do
+            run_bench "warm-l1-$alg-$r" --rate "$r" --key "$key" --kid "$kid" --conns "$conns" \
+                --duration "$dur" --timeout-ms 3000
+            run_bench "cold-l1-$alg-$r" --rate "$r" --key "$key" --kid "$kid" --conns "$conns" \
+                --duration "$dur" --timeout-ms 3000 --fresh-tokens 1 \
+                --user-prefix "d$i$r$alg"
+        done
+        labels+=("warm-l1-$alg-$r" "cold-l1-$alg-$r")
+    done
     echo
     echo "== cold: every token new (L1 and Redis miss, one signature check each) vs warm, $conns TLS connections, ${dur}s per run, medians of $REPEAT"
     table_header
@@ -247,13 +268,14 @@ scenario_cold() {
     rs=$(openssl_verify rsa2048)
     echo "openssl speed now: ECDSA P-256 verify ${es:-?}/s = $(awk -v v="${es:-0}" 'BEGIN { if (v > 0) printf "%.1f", 1e6 / v; else print "?" }') µs;" \
         "RSA-2048 verify ${rs:-?}/s = $(awk -v v="${rs:-0}" 'BEGIN { if (v > 0) printf "%.1f", 1e6 / v; else print "?" }') µs"
+    local w c pre
     for alg in ES256 RS256; do
-        for r in $rates; do
-            local w c
-            w=$(med "warm-$alg-$r" '.edge.cpu_us_per_unit')
-            c=$(med "cold-$alg-$r" '.edge.cpu_us_per_unit')
-            awk -v a="$alg" -v r="$r" -v w="$w" -v c="$c" 'BEGIN {
-                printf "%s at %d/s: edge CPU per REGISTER cold %.1f µs, warm %.1f µs, cold - warm %.1f µs\n", a, r, c, w, c - w }'
+        for r in $rates l1-${rates##* }; do
+            pre=; [ "${r#l1-}" != "$r" ] && pre=l1- && r=${r#l1-}
+            w=$(med "warm-$pre$alg-$r" '.edge.cpu_us_per_unit')
+            c=$(med "cold-$pre$alg-$r" '.edge.cpu_us_per_unit')
+            awk -v a="$alg" -v r="$r" -v w="$w" -v c="$c" -v m="${pre:+ (no Redis)}" 'BEGIN {
+                printf "%s at %d/s%s: edge CPU per REGISTER cold %.1f µs, warm %.1f µs, cold - warm %.1f µs\n", a, r, m, c, w, c - w }'
         done
     done
     jq -nc --arg id "$RUN_ID" --arg es "${es:-0}" --arg rs "${rs:-0}" \
@@ -272,14 +294,18 @@ scenario_storm() {
             --kid es1 --users 1000 --duration 60 --timeout-ms 5000
         run_bench "storm-resume" --storm "$count" --concurrency "$conc" --direct --resume \
             --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
+        run_bench "storm-full-1.2" --storm "$count" --concurrency "$conc" --direct --tls-max 1.2 \
+            --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
+        run_bench "storm-resume-1.2" --storm "$count" --concurrency "$conc" --direct --resume \
+            --tls-max 1.2 --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
     done
     echo
-    echo "== storm: $count new TLS connections ($conc at a time), each TLS handshake (P-256 server key, TLS 1.3) + one REGISTER with the token + close; medians of $REPEAT"
-    printf '%-14s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' label conns errors resumed conns/s \
+    echo "== storm: $count new TLS connections ($conc at a time), each TLS handshake (P-256 server key; TLS 1.3 unless -1.2) + one REGISTER with the token + close; medians of $REPEAT"
+    printf '%-16s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' label conns errors resumed conns/s \
         edge_us/conn hs/edge_cpu_s gen_us/conn p50_us p99_us
     local l
-    for l in storm-full storm-resume; do
-        printf '%-14s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' "$l" "$(med "$l" '.ok')" \
+    for l in storm-full storm-resume storm-full-1.2 storm-resume-1.2; do
+        printf '%-16s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' "$l" "$(med "$l" '.ok')" \
             "$(med "$l" '.errors')" "$(med "$l" '.resumed')" "$(med "$l" '.throughput | floor')" \
             "$(med "$l" '.edge.cpu_us_per_unit | round')" \
             "$(med "$l" 'if .edge.cpu_us_per_unit > 0 then 1e6 / .edge.cpu_us_per_unit | floor else 0 end')" \
@@ -290,7 +316,7 @@ scenario_storm() {
 
 scenario_idle() {
     local sizes hold=10 size lim
-    sizes=${IDLE_CONNS:-10000 50000}
+    sizes=${IDLE_CONNS:-10000 18000 50000 100000}
     if [ "$QUICK" = 1 ]; then
         sizes=500 hold=2
     fi

@@ -66,6 +66,7 @@ struct bench_opts {
     unsigned conns, users, concurrency, threads, storm, idle, setup_concurrency;
     uint64_t max_requests, fresh_pool;
     unsigned timeout_ms, lifetime_s;
+    uint16_t tls_max; /* 0: up to TLS 1.3; 0x0303: TLS 1.2 only */
     bool resume, direct, json, quiet;
     int edge_pid, ucm_pid;
 };
@@ -1280,11 +1281,12 @@ static void report(const struct bench *b, const struct result *r)
             o->label ? o->label : "", mode_names[o->mode]);
     fprintf(f,
             "\"rate\":%.1f,\"concurrency\":%u,\"storm\":%u,\"idle\":%u,\"hold_s\":%.1f,"
-            "\"resume\":%s,\"direct\":%s,\"conns\":%u,\"users\":%u,\"fresh\":%.3f,\"alg\":\"%s\","
+            "\"tls_max\":\"%s\",\"resume\":%s,\"direct\":%s,\"conns\":%u,\"users\":%u,\"fresh\":%."
+            "3f,\"alg\":\"%s\","
             "\"threads\":%u,\"duration_s\":%.2f,",
             o->mode == MODE_RATE ? o->rate : 0, o->concurrency, o->storm, o->idle, o->hold_s,
-            o->resume ? "true" : "false", o->direct ? "true" : "false", o->conns, o->users,
-            o->fresh, keys_alg_name(b->tok.alg), b->nth, o->duration_s);
+            o->tls_max ? "1.2" : "1.3", o->resume ? "true" : "false", o->direct ? "true" : "false",
+            o->conns, o->users, o->fresh, keys_alg_name(b->tok.alg), b->nth, o->duration_s);
     fprintf(f,
             "\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
             ",\"window_s\":%.4f,\"throughput\":%.1f,\"setup_ok\":%" PRIu64
@@ -1344,7 +1346,8 @@ static void usage(void)
         "  bounds: --duration S (5)  --max-requests N  --timeout-ms MS (5000)\n"
         "          --setup-timeout S (120)  --setup-concurrency N (256)\n"
         "  other:  --host IP (127.0.0.1)  --server-name N (localhost)  --tls-cert/--tls-key PEM\n"
-        "          --direct (first REGISTER carries the token)  --threads T (1)\n"
+        "          --direct (first REGISTER carries the token)  --threads T (1)  --tls-max "
+        "1.2|1.3\n"
         "          --edge-pid PID  --ucm-pid PID  --ready-file F  --label L  --json  --quiet\n");
 }
 
@@ -1396,6 +1399,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         O_UCM,
         O_JSON,
         O_QUIET,
+        O_TLS_MAX,
         O_HELP
     };
     static const struct option lo[] = {
@@ -1432,6 +1436,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         {"ucm-pid", 1, 0, O_UCM},
         {"json", 0, 0, O_JSON},
         {"quiet", 0, 0, O_QUIET},
+        {"tls-max", 1, 0, O_TLS_MAX},
         {"help", 0, 0, O_HELP},
         {0},
     };
@@ -1552,6 +1557,13 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         case O_QUIET:
             o->quiet = true;
             break;
+        case O_TLS_MAX:
+            if (strcmp(optarg, "1.2") != 0 && strcmp(optarg, "1.3") != 0) {
+                fprintf(stderr, "sipedge-bench: --tls-max is 1.2 or 1.3\n");
+                return -1;
+            }
+            o->tls_max = strcmp(optarg, "1.2") == 0 ? 0x0303 : 0;
+            break;
         default:
             usage();
             return -1;
@@ -1634,8 +1646,10 @@ int main(int argc, char **argv)
         return 2;
     }
     char err[256] = "";
-    struct tls_client_opts to = {
-        .cert_file = o->tls_cert, .key_file = o->tls_key, .ca_file = o->ca};
+    struct tls_client_opts to = {.cert_file = o->tls_cert,
+                                 .key_file = o->tls_key,
+                                 .ca_file = o->ca,
+                                 .max_version = o->tls_max};
     if (tls_client_ctx_new(&to, &b->tls, err, sizeof(err)) < 0) {
         fprintf(stderr, "sipedge-bench: TLS: %s\n", err);
         return 2;
