@@ -47,6 +47,7 @@ struct up_slot {
     bool timed_out;     /* the attempt deadline closed it */
     bool dead;          /* the keep-alive deadline closed it */
     bool draining;      /* failed: our alert is being flushed, then it closes */
+    bool unconfirmed;   /* UP on the server's silence only: a TLS alert now is a failed attempt */
     unsigned fails;     /* consecutive failed attempts of this slot: backoff exponent */
     uint64_t attempt_ms, hs_start_ms, up_ms, alive_ms;
     /* filled by on_close, consumed by the deferred close handling */
@@ -216,6 +217,7 @@ static void slot_up(struct up_slot *s)
     struct up_node *n = s->node;
     struct upstream *u = n->u;
     s->st = SLOT_UP;
+    s->unconfirmed = false;
     conn_set_open(s->conn);
     loop_timer_cancel(u->loop, &s->timer);
     s->up_ms = s->alive_ms = now_ms(u);
@@ -230,8 +232,10 @@ static void confirm_done(struct loop *loop, struct loop_timer *t)
 {
     (void)loop;
     struct up_slot *s = slot_of_timer(t);
-    if (s->st == SLOT_CONFIRM && !s->draining)
+    if (s->st == SLOT_CONFIRM && !s->draining) {
         slot_up(s); /* the server said nothing against our certificate in time */
+        s->unconfirmed = true;
+    }
 }
 
 static void attempt_deadline(struct loop *loop, struct loop_timer *t)
@@ -262,7 +266,9 @@ static void handshake_done(struct up_slot *s)
     if (wait < UPSTREAM_CONFIRM_MIN_MS)
         wait = UPSTREAM_CONFIRM_MIN_MS;
     uint64_t deadline = s->attempt_ms + u->connect_timeout_ms;
-    if (now + wait < deadline)
+    /* A node whose last attempt failed on TLS must say yes (tickets, data) or stay quiet for the
+     * whole connect timeout: a late alert would otherwise flap it up and failed on every retry. */
+    if (now + wait < deadline && s->node->last_fail != NODE_FAIL_TLS)
         deadline = now + wait;
     loop_timer_arm(u->loop, &s->timer, deadline, confirm_done);
 }
@@ -320,6 +326,7 @@ static void up_on_data(struct conn *c, const char *p, size_t len)
             break;
         if (s->st == SLOT_CONFIRM)
             slot_up(s); /* plaintext from the server: it accepted us */
+        s->unconfirmed = false;
         if (slot_holds(s, id) && s->st == SLOT_UP)
             u->ops.on_data(u->ctx, n->idx, id, buf, (size_t)r);
         if (!slot_holds(s, id))
@@ -407,7 +414,11 @@ static void up_on_close(struct conn *c, enum conn_close_reason reason)
         return;
     struct up_node *n = s->node;
     struct upstream *u = n->u;
-    if (s->st == SLOT_UP) {
+    struct tls_diag d;
+    if (s->st == SLOT_UP && s->unconfirmed && s->tls &&
+        tls_conn_diag(s->tls, &d) != TLS_CAUSE_NONE) {
+        record_failure(s, c, reason); /* a late rejection of our certificate (TLS 1.3) */
+    } else if (s->st == SLOT_UP) {
         s->closed_was_up = true;
         s->closed_id = s->conn_id;
         s->closed_uptime_ms = now_ms(u) - s->up_ms;

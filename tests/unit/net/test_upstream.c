@@ -55,7 +55,8 @@ struct srv {
     struct test_thread th;
     struct tls_ctx *ctx;
     int port;
-    bool drop_pings; /* answer everything but "PING" */
+    bool drop_pings;     /* answer everything but "PING" */
+    atomic_int stall_ms; /* sleep before reading a client's second handshake flight */
     atomic_int accepted, handshakes, resumed, failed;
     uint32_t ids[SRV_MAX_CONNS]; /* live conns (loop thread) */
 };
@@ -64,6 +65,7 @@ struct sconn {
     struct srv *srv;
     struct tls_conn *tls;
     bool up;
+    bool hello_seen;
 };
 
 static bool srv_flush(struct conn *c, struct sconn *sc)
@@ -102,6 +104,10 @@ static void srv_on_data(struct conn *c, const char *p, size_t n)
         return;
     }
     if (!sc->up) {
+        int stall = atomic_load(&srv->stall_ms);
+        if (sc->hello_seen && stall > 0)
+            usleep((useconds_t)stall * 1000); /* the verdict on the client's certificate is late */
+        sc->hello_seen = true;
         int r = tls_conn_handshake(sc->tls);
         if (!srv_flush(c, sc))
             return;
@@ -551,6 +557,29 @@ Test(upstream, fails_with_unknown_ca_when_the_server_rejects_our_certificate_tls
 Test(upstream, fails_with_unknown_ca_when_the_server_rejects_our_certificate_tls12)
 {
     check_rejected_cert(TLS12, TLS_CAUSE_ALERT_UNKNOWN_CA);
+}
+
+Test(upstream, does_not_flap_up_on_every_retry_when_the_rejection_comes_late_tls13)
+{
+    struct srv *srv = srv_start("untrusted-ca.crt", 0); /* does not trust our CA */
+    atomic_store(&srv->stall_ms, 300);                  /* its alert comes after the quiet time */
+    struct cli *cl = cli_make(cctx, 1);
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    usleep(2500 * 1000); /* several attempts: 300 ms each plus a backoff of 20 to 160 ms */
+    struct upstream_node_status st = node_status(cl, 0);
+    cr_assert_eq(st.state, UPSTREAM_FAILED);
+    cr_assert_eq(st.last_diag.cause, TLS_CAUSE_ALERT_UNKNOWN_CA, "cause %s",
+                 tls_cause_name(st.last_diag.cause));
+    cr_assert_gt(st.failures, 1, "%llu attempts failed", (unsigned long long)st.failures);
+    struct state_event ev[16];
+    int n = events_of(cl, 0, ev, 16), ups = 0;
+    for (int i = 0; i < n; i++)
+        ups += ev[i].st == UPSTREAM_UP;
+    /* the first attempt may look up (nothing known against the node yet); retries must not */
+    cr_assert_leq(ups, 1, "%d up reports in %d state callbacks", ups, n);
+    cli_stop(cl);
+    srv_stop(srv);
 }
 
 Test(upstream, fails_with_hostname_mismatch_on_a_wrong_server_name)
