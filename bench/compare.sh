@@ -158,7 +158,7 @@ drive() {
     t0=$(date +%s.%N)
     (cd "$dir" && /usr/bin/time -f '%U %S' -o "$dir/sipp.time" \
         sipp -sf "$SRC/bench/peers/sipp/reregister_bearer.xml" -inf "$csv" -t t1 -m "$n" \
-        -r "$rate" -rp 1000 -l 20000 -timeout $((secs + 30))s -timeout_error -nostdin \
+        -r "$rate" -rp 1000 -l 15000 -timeout $((secs + 30))s -timeout_error -nostdin \
         -trace_shortmsg -shortmessage_file "$dir/short.log" -trace_err -error_file "$dir/errors.log" \
         "127.0.0.1:$tunnel" >"$dir/sipp.out" 2>&1) || rc=$?
     t1=$(date +%s.%N)
@@ -177,7 +177,9 @@ drive() {
     P_FAILED=$(grep -E '^\s*Failed call' "$dir/sipp.out" | tail -1 | awk '{ print $NF }')
     P_FAILED=${P_FAILED:-0}
     local sipp_cpu
-    sipp_cpu=$(awk '{ printf "%.0f", ($1 + $2) * 1e9 }' "$dir/sipp.time")
+    # /usr/bin/time's last line is "user sys" (a line before it says so if SIPp failed calls).
+    sipp_cpu=$(awk 'NF == 2 && $1 ~ /^[0-9.]+$/ { v = ($1 + $2) * 1e9 } END { printf "%.0f", v }' \
+        "$dir/sipp.time")
     P_GEN_NS=$((sipp_cpu + gen_tunnel1 - gen_tunnel0))
     # SIPp's short message log: "date time epoch.us S|R call-id cseq first-line", tab-separated;
     # latency = the 200's R time - the REGISTER's S time, per Call-ID, in microseconds.
@@ -276,6 +278,11 @@ awk '$1 == "sipedge" { s[$2] = $3 } $1 == "kamailio" { k[$2] = $3; o[++n] = $2 }
         printf "  %6s REGISTER/s: sipedge %7.1f us, kamailio %7.1f us, ratio %5.1fx\n", r, s[r], k[r],
             (s[r] > 0 ? k[r] / s[r] : 0) } }' "$T/medians.dat" | tee "$T/ratio.txt"
 printf '  idle (no load), CPU per second: sipedge %s us, kamailio %s us\n' "$IDLE_SE" "$IDLE_KAM"
+curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$T/sipedge-metrics.txt" 2>/dev/null || true
+printf '  answers made by the edges themselves during the run: sipedge 503s %s (metrics in %s), kamailio 5xx %s\n' \
+    "$(awk '$0 !~ /^#/ && /sipedge_sip_responses_total/ && /code="503"/ { s += $NF } END { print s + 0 }' \
+        "$T/sipedge-metrics.txt")" "$T/sipedge-metrics.txt" \
+    "$(cat "$T"/run-kamailio-*/errors.log 2>/dev/null | grep -c "received 'SIP/2.0 5" || true)"
 echo "JSON lines appended to $RESULTS"
 
 if [ "$PLOT" = 1 ]; then
@@ -292,16 +299,18 @@ set xlabel "offered REGISTER/s (SIPp -> stunnel -> one TLS connection)"
 set output "$IMG/compare-latency.png"
 set ylabel "latency, microseconds (REGISTER sent -> 200 received)"
 set logscale y
+set xrange [0:*]
 set title "compare: latency percentiles vs offered rate (warm cache, 2 vCPU, everything on loopback)"
-plot "$T/sipedge.dat" using 1:3 with linespoints lw 2 title "sipedge p50", \
-     "$T/sipedge.dat" using 1:4 with linespoints lw 2 dt 2 title "sipedge p99", \
-     "$T/kamailio.dat" using 1:3 with linespoints lw 2 title "Kamailio 5.6 p50", \
-     "$T/kamailio.dat" using 1:4 with linespoints lw 2 dt 2 title "Kamailio 5.6 p99"
+plot "$T/sipedge.dat" using 1:3 with linespoints lw 2 pt 7 lc rgb "#1f5fbf" title "sipedge p50", \
+     "$T/sipedge.dat" using 1:4 with linespoints lw 2 pt 7 dt 2 lc rgb "#1f5fbf" title "sipedge p99", \
+     "$T/kamailio.dat" using 1:3 with linespoints lw 2 pt 5 lc rgb "#d9541a" title "Kamailio 5.6 p50", \
+     "$T/kamailio.dat" using 1:4 with linespoints lw 2 pt 5 dt 2 lc rgb "#d9541a" title "Kamailio 5.6 p99"
 set output "$IMG/compare-cpu.png"
 set ylabel "edge CPU microseconds per proxied REGISTER"
+set yrange [1:*]
 set title "compare: edge CPU per REGISTER vs offered rate (sipedge ES256+cache, Kamailio HS256+htable)"
-plot "$T/sipedge.dat" using 1:2 with linespoints lw 2 title "sipedge", \
-     "$T/kamailio.dat" using 1:2 with linespoints lw 2 title "Kamailio 5.6 (tlsf, 2 TLS workers)"
+plot "$T/sipedge.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "#1f5fbf" title "sipedge (2 workers)", \
+     "$T/kamailio.dat" using 1:2 with linespoints lw 2 pt 5 lc rgb "#d9541a" title "Kamailio 5.6 (tlsf, 1 GB shm, 2 TLS workers)"
 EOF
     echo "plots: $IMG/compare-latency.png $IMG/compare-cpu.png"
 fi

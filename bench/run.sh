@@ -4,6 +4,7 @@
 # on loopback (free ports), drives them with sipedge-bench, prints a table and appends one JSON
 # line per run to build/bench/results.jsonl, then stops what it started (by PID).
 #   bench/run.sh [--quick] steady|cold|storm|idle
+#   bench/run.sh [--quick] compare [--plot]   (sipedge and Kamailio side by side: bench/compare.sh)
 # (write_edge_config in tests/e2e/lib.sh assigns h, p and n: the scenarios avoid those names.)
 # Environment: BIN (build dir, default build/rel: built in Release when missing), WORKERS (edge
 # workers, default 2), REPEAT (runs per point, default 3; 1 with --quick), RATES (steady ladder),
@@ -17,7 +18,12 @@ if [ "${1:-}" = "--quick" ]; then
     QUICK=1
     shift
 fi
-SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle}
+SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle|compare}
+if [ "$SCENARIO" = compare ]; then
+    shift
+    [ "$QUICK" = 0 ] || set -- --quick "$@"
+    exec bash "$SRC/bench/compare.sh" "$@"
+fi
 case "$SCENARIO" in steady | cold | storm | idle) ;; *)
     echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle)" >&2
     exit 2
