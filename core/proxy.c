@@ -23,6 +23,8 @@
 #define PROXY_RESP_MAX      (16u * 1024u) /* our responses: copied Vias + a few headers */
 #define PROXY_IOV_MAX       (PROXY_MAX_HEADERS + 8)
 #define PROXY_NIL           UINT32_MAX
+#define PROXY_VIA_MAX       (CFG_VIA_HOST_MAX + 64)
+#define CFG_VIA_HOST_MAX    256
 
 /**
  * A transaction slot. Free slots are on a LIFO list (hot slots get reused, so the memory touched
@@ -64,6 +66,10 @@ struct proxy {
     struct proxy_stats stats;
     char *realm, *server, *via_host, *scope, *authz;
     char nonce[9]; /* per-process random: our branches are not guessable nor another edge's */
+    char via[PROXY_VIA_MAX]; /* "SIP/2.0/TLS host:port;branch=z9hG4bK-se<nonce>" */
+    size_t via_len;
+    char path[PROXY_VIA_MAX]; /* "<sip:host:port;transport=tls;lr>" or empty */
+    size_t path_len;
     uint64_t tag_seq;
     int64_t last_mismatch_log;
     uint32_t cap, mask;
@@ -75,6 +81,45 @@ struct proxy {
 };
 
 /* ---- small helpers ------------------------------------------------------------------------ */
+
+/* Writes `v` as lowercase hex without leading zeros ("0" for 0); returns the digits written. */
+static size_t put_hex(char *out, uint32_t v)
+{
+    char tmp[8];
+    size_t n = 0;
+    do {
+        tmp[n++] = "0123456789abcdef"[v & 15];
+        v >>= 4;
+    } while (v != 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    return n;
+}
+
+/* Reads ".<1..8 hex digits>" at *c (before `end`) into `out`; false when it is not there. */
+static bool get_hex(const char **c, const char *end, uint32_t *out)
+{
+    const char *s = *c;
+    if (s >= end || *s++ != '.')
+        return false;
+    uint32_t v = 0;
+    size_t n = 0;
+    for (; s < end && n < 9; s++, n++) {
+        unsigned d;
+        if (*s >= '0' && *s <= '9')
+            d = (unsigned)(*s - '0');
+        else if (*s >= 'a' && *s <= 'f')
+            d = (unsigned)(*s - 'a' + 10);
+        else
+            break;
+        v = v << 4 | d;
+    }
+    if (n == 0 || n > 8)
+        return false;
+    *c = s;
+    *out = v;
+    return true;
+}
 
 static char *dup_or_null(const char *s)
 {
@@ -302,27 +347,21 @@ static int aor_user(const struct sip_msg *msg, struct slice *user)
 /* Sends `req` (from client `cid`) upstream in transaction `t`. Answers 483/400/503 itself. */
 static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, int64_t now)
 {
-    char via[256], path[320], scratch[768];
-    int vl =
-        snprintf(via, sizeof(via), "SIP/2.0/TLS %s%s%.0u;branch=" PROXY_BRANCH_PREFIX "%s.%x.%x.%x",
-                 p->via_host, p->cfg.via_port ? ":" : "", p->cfg.via_port, p->nonce, p->cfg.worker,
-                 t->slot, t->gen);
-    if (p->cfg.via_port == 0)
-        vl = snprintf(via, sizeof(via), "SIP/2.0/TLS %s;branch=" PROXY_BRANCH_PREFIX "%s.%x.%x.%x",
-                      p->via_host, p->nonce, p->cfg.worker, t->slot, t->gen);
-    int pl = 0;
-    if (p->cfg.add_path) {
-        if (p->cfg.via_port)
-            pl = snprintf(path, sizeof(path), "<sip:%s:%u;transport=tls;lr>", p->via_host,
-                          (unsigned)p->cfg.via_port);
-        else
-            pl = snprintf(path, sizeof(path), "<sip:%s;transport=tls;lr>", p->via_host);
-    }
+    /* Our Via is the precomputed prefix plus ".<worker>.<slot>.<gen>" in hex: no printf here. */
+    char via[PROXY_VIA_MAX + 32], scratch[768];
+    memcpy(via, p->via, p->via_len);
+    size_t vl = p->via_len;
+    via[vl++] = '.';
+    vl += put_hex(via + vl, p->cfg.worker);
+    via[vl++] = '.';
+    vl += put_hex(via + vl, t->slot);
+    via[vl++] = '.';
+    vl += put_hex(via + vl, t->gen);
     /* Stripping means the token never reaches UCM, in whichever header the client sent it. */
     static const uint16_t drop_auth[] = {SIP_HDR_PROXY_AUTHORIZATION, SIP_HDR_AUTHORIZATION};
     struct sip_rewrite rw = {
-        .via = slice_make(via, (size_t)vl),
-        .path = slice_make(path, (size_t)pl),
+        .via = slice_make(via, vl),
+        .path = slice_make(p->path, p->path_len),
         .max_forwards = true,
         .drop = p->cfg.forward_auth ? NULL : drop_auth,
         .n_drop = p->cfg.forward_auth ? 0 : 2,
@@ -562,15 +601,10 @@ static struct txn *txn_of_branch(struct proxy *p, struct slice branch, bool *our
     if (branch.len < pre + 8 || memcmp(branch.base, PROXY_BRANCH_PREFIX, pre) != 0 ||
         memcmp(branch.base + pre, p->nonce, 8) != 0)
         return NULL;
-    char buf[64];
-    size_t n = branch.len - pre - 8;
-    if (n >= sizeof(buf))
-        return NULL;
-    memcpy(buf, branch.base + pre + 8, n);
-    buf[n] = 0;
-    unsigned w, slot, gen;
-    char extra;
-    if (sscanf(buf, ".%x.%x.%x%c", &w, &slot, &gen, &extra) != 3 || w != p->cfg.worker)
+    const char *c = branch.base + pre + 8, *end = branch.base + branch.len;
+    uint32_t w, slot, gen;
+    if (!get_hex(&c, end, &w) || !get_hex(&c, end, &slot) || !get_hex(&c, end, &gen) || c != end ||
+        w != p->cfg.worker)
         return NULL;
     *ours = true;
     if (slot >= p->cap)
@@ -705,6 +739,20 @@ struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env
         return NULL;
     }
     snprintf(p->nonce, sizeof(p->nonce), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    char port[8] = "";
+    if (cfg->via_port)
+        snprintf(port, sizeof(port), ":%u", (unsigned)cfg->via_port);
+    const char *host = cfg->via_host ? cfg->via_host : "localhost";
+    if (strlen(host) >= CFG_VIA_HOST_MAX) {
+        proxy_free(p);
+        return NULL;
+    }
+    p->via_len =
+        (size_t)snprintf(p->via, sizeof(p->via),
+                         "SIP/2.0/TLS %s%s;branch=" PROXY_BRANCH_PREFIX "%s", host, port, p->nonce);
+    if (cfg->add_path)
+        p->path_len =
+            (size_t)snprintf(p->path, sizeof(p->path), "<sip:%s%s;transport=tls;lr>", host, port);
     p->fifo_head = p->fifo_tail = PROXY_NIL;
     p->last_mismatch_log = INT64_MIN / 2; /* the first one is logged, however early */
     /* Free list in slot order: the first slots get used first and stay hot. */

@@ -235,6 +235,10 @@ Test(proxy, forwards_a_valid_register_with_via_max_forwards_and_path)
                       95) == 0,
               "%s", f);
     cr_assert_not_null(strstr(f, "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKclient1"));
+    /* branch = z9hG4bK-se<8 hex nonce>.<worker 1>.<slot 0>.<generation 0> */
+    const char *b = strstr(f, "branch=z9hG4bK-se") + strlen("branch=z9hG4bK-se");
+    cr_assert_eq(strspn(b, "0123456789abcdef"), 8);
+    cr_assert(strncmp(b + 8, ".1.0.0\r\n", 8) == 0, "%.20s", b);
     cr_assert_not_null(strstr(f, "Max-Forwards: 69\r\n"));
     cr_assert_not_null(strstr(f, "Path: <sip:edge.example.test:5061;transport=tls;lr>\r\n"));
     cr_assert_not_null(strstr(f, "Proxy-Authorization: Bearer token=\"ok.alice\"\r\n"));
