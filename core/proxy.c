@@ -72,6 +72,7 @@ struct proxy {
     size_t path_len;
     uint64_t tag_seq;
     int64_t last_mismatch_log;
+    int64_t last_503_log;
     uint32_t cap, mask;
     uint32_t free_head;
     uint32_t fifo_head, fifo_tail;
@@ -389,6 +390,11 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
     int r = p->env.upstream_send(p->env.ctx, iov, (size_t)n);
     if (r < 0) {
         p->stats.no_upstream++;
+        if (now - p->last_503_log >= 1000) { /* at most one line a second per worker */
+            p->last_503_log = now;
+            log_event(LOG_WARN, "upstream_unavailable", LOG_S("error", strerror(-r)),
+                      LOG_U("worker", p->cfg.worker), LOG_U("count", p->stats.no_upstream));
+        }
         respond_503(p, t->client_id, req);
         txn_free(p, t);
         return;
@@ -755,6 +761,7 @@ struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env
             (size_t)snprintf(p->path, sizeof(p->path), "<sip:%s%s;transport=tls;lr>", host, port);
     p->fifo_head = p->fifo_tail = PROXY_NIL;
     p->last_mismatch_log = INT64_MIN / 2; /* the first one is logged, however early */
+    p->last_503_log = INT64_MIN / 2;
     /* Free list in slot order: the first slots get used first and stay hot. */
     for (uint32_t i = 0; i < cap; i++) {
         p->txns[i].slot = i;
