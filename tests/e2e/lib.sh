@@ -133,7 +133,7 @@ stop_kamailio() {
 
 # write_edge_config FILE: from variables EDGE_PORT ADMIN_PORT NODES (lines "host port name"),
 # REDIS_PORT (empty: no Redis), UP_CERT UP_KEY UP_CA (default our client cert and UCM's CA),
-# EXTRA (raw YAML appended).
+# HANDSHAKE_TIMEOUT_MS (client TLS handshake limit, default 3000), EXTRA (raw YAML appended).
 write_edge_config() {
     local f=$1
     {
@@ -142,7 +142,7 @@ write_edge_config() {
         echo "  address: 127.0.0.1"
         echo "  port: $EDGE_PORT"
         echo "  tls: {cert: $PKI/server.crt, key: $PKI/server.key}"
-        echo "  limits: {handshake_timeout_ms: 3000, idle_timeout_ms: 60000}"
+        echo "  limits: {handshake_timeout_ms: ${HANDSHAKE_TIMEOUT_MS:-3000}, idle_timeout_ms: 60000}"
         echo "sip:"
         echo "  edge_host: edge.example.test"
         echo "  timer_f_ms: ${TIMER_F_MS:-4000}"
