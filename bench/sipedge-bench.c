@@ -61,6 +61,7 @@ struct bench_opts {
     int port;
     const char *ca, *server_name, *tls_cert, *tls_key;
     const char *key, *kid, *user_prefix, *label, *ready_file;
+    const char *hs_secret; /* HS256 secret file (raw bytes, as sipedge-token reads it) */
     enum bench_mode mode;
     double rate, fresh, duration_s, hold_s, setup_timeout_s;
     unsigned conns, users, concurrency, threads, storm, idle, setup_concurrency;
@@ -118,6 +119,8 @@ struct tokens {
     _Atomic uint32_t *next; /* per user: next fresh token */
     unsigned users, per_user;
     EVP_PKEY *priv;
+    unsigned char secret[4096];
+    size_t secret_len;
     enum keys_alg alg;
     double mint_s;
 };
@@ -170,7 +173,8 @@ struct gthread {
     unsigned idx;
     struct client *cl;
     unsigned ncl;
-    struct tls_peer peer;
+    struct tls_peer peer;   /* without --resume: no session kept */
+    struct tls_peer *peers; /* --resume: one per client, [ncl] */
     uint64_t rng;
     struct stats st;
 
@@ -213,7 +217,7 @@ struct bench {
     _Atomic int phase;
     _Atomic uint64_t t0_us;
     _Atomic unsigned setup_threads_done, measure_threads_done;
-    _Atomic uint64_t setup_ok_total;
+    _Atomic uint64_t setup_errs; /* setup failures, all threads: give up early when many */
 };
 
 static uint64_t now_us(void)
@@ -266,8 +270,12 @@ static int mint_one(struct bench *b, unsigned u, uint64_t serial, struct tok *ou
                      now + b->o.lifetime_s, now - (long long)(serial % 600), (int)getpid(), serial);
     if (n < 0 || (size_t)n >= sizeof(claims))
         return -ENOSPC;
-    struct jwt_mint_spec spec = {
-        .alg = tk->alg, .priv = tk->priv, .kid = b->o.kid, .claims_json = claims};
+    struct jwt_mint_spec spec = {.alg = tk->alg,
+                                 .priv = tk->priv,
+                                 .secret = tk->secret_len ? tk->secret : NULL,
+                                 .secret_len = tk->secret_len,
+                                 .kid = b->o.kid,
+                                 .claims_json = claims};
     ssize_t len = jwt_mint(&spec, buf, sizeof(buf));
     if (len < 0)
         return (int)len;
@@ -309,13 +317,23 @@ static int tokens_mint(struct bench *b)
 {
     struct tokens *tk = &b->tok;
     const struct bench_opts *o = &b->o;
-    tk->priv = load_private(o->key);
-    if (tk->priv == NULL) {
+    if (o->hs_secret != NULL) {
+        FILE *f = fopen(o->hs_secret, "rb");
+        tk->secret_len = f ? fread(tk->secret, 1, sizeof(tk->secret), f) : 0;
+        if (f)
+            fclose(f);
+        if (tk->secret_len == 0 || tk->secret_len == sizeof(tk->secret)) {
+            fprintf(stderr, "sipedge-bench: %s: no HS256 secret (1..4095 bytes)\n", o->hs_secret);
+            return -EINVAL;
+        }
+        tk->alg = KEYS_ALG_HS256;
+    } else if ((tk->priv = load_private(o->key)) == NULL) {
         fprintf(stderr, "sipedge-bench: %s: no PEM private key\n", o->key);
         return -EINVAL;
     }
-    int id = EVP_PKEY_get_base_id(tk->priv);
-    tk->alg = id == EVP_PKEY_RSA ? KEYS_ALG_RS256 : id == EVP_PKEY_EC ? KEYS_ALG_ES256 : 0;
+    int id = tk->priv ? EVP_PKEY_get_base_id(tk->priv) : 0;
+    if (tk->priv)
+        tk->alg = id == EVP_PKEY_RSA ? KEYS_ALG_RS256 : id == EVP_PKEY_EC ? KEYS_ALG_ES256 : 0;
     if (tk->alg == KEYS_ALG_NONE) {
         fprintf(stderr, "sipedge-bench: %s: neither RSA nor EC\n", o->key);
         return -EINVAL;
@@ -495,8 +513,10 @@ static void count_error(struct client *cl, enum err_cause e)
     struct gthread *t = cl->t;
     if (cl->measured || t->measuring)
         t->st.errors[e]++;
-    else
+    else {
         t->st.setup_errors[e]++;
+        atomic_fetch_add_explicit(&t->b->setup_errs, 1, memory_order_relaxed);
+    }
 }
 
 /* Closes the connection after a failure counted by the caller (no double count in on_close). */
@@ -786,9 +806,12 @@ static void client_on_open(struct conn *c)
     struct sockaddr_in la;
     socklen_t ll = sizeof(la);
     cl->lport = getsockname(conn_fd(c), (struct sockaddr *)&la, &ll) == 0 ? ntohs(la.sin_port) : 0;
-    if (!t->b->o.resume)
-        tls_peer_forget_session(&t->peer);
-    cl->tls = tls_conn_new_client(t->b->tls, &t->peer);
+    /* --resume: each client offers the ticket of its own previous connection (TLS 1.3 tickets
+     * are meant for one use: clients sharing one would race); else one peer, emptied each time */
+    struct tls_peer *peer = t->peers ? &t->peers[cl - t->cl] : &t->peer;
+    if (t->peers == NULL)
+        tls_peer_forget_session(peer);
+    cl->tls = tls_conn_new_client(t->b->tls, peer);
     cl->st = CS_HANDSHAKE;
     if (cl->tls == NULL) {
         client_fail(cl, ERR_TLS);
@@ -1337,6 +1360,7 @@ static void usage(void)
     fprintf(
         stderr,
         "usage: sipedge-bench --port P --ca CA.pem --key JWT_PRIV.pem [--kid K] MODE [options]\n"
+        "       (or --hs256-secret FILE instead of --key: HS256 tokens)\n"
         "  modes: --rate R [--conns C]      open loop, R REGISTER/s on C connections\n"
         "         --concurrency N           closed loop, N connections each one in flight\n"
         "         --storm N [--resume]      N new TLS connections + first REGISTER, then close\n"
@@ -1344,7 +1368,7 @@ static void usage(void)
         "  tokens: --users U (default: conns)  --fresh-tokens F (0..1)  --fresh-pool N\n"
         "          --lifetime S  --user-prefix P\n"
         "  bounds: --duration S (5)  --max-requests N  --timeout-ms MS (5000)\n"
-        "          --setup-timeout S (120)  --setup-concurrency N (256)\n"
+        "          --setup-timeout S (60)  --setup-concurrency N (256)\n"
         "  other:  --host IP (127.0.0.1)  --server-name N (localhost)  --tls-cert/--tls-key PEM\n"
         "          --direct (first REGISTER carries the token)  --threads T (1)  --tls-max "
         "1.2|1.3\n"
@@ -1400,6 +1424,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         O_JSON,
         O_QUIET,
         O_TLS_MAX,
+        O_HS,
         O_HELP
     };
     static const struct option lo[] = {
@@ -1437,6 +1462,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         {"json", 0, 0, O_JSON},
         {"quiet", 0, 0, O_QUIET},
         {"tls-max", 1, 0, O_TLS_MAX},
+        {"hs256-secret", 1, 0, O_HS},
         {"help", 0, 0, O_HELP},
         {0},
     };
@@ -1446,7 +1472,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
                              .mode = MODE_COUNT,
                              .duration_s = 5,
                              .hold_s = 10,
-                             .setup_timeout_s = 120,
+                             .setup_timeout_s = 60,
                              .threads = 1,
                              .setup_concurrency = 256,
                              .max_requests = 100000000,
@@ -1557,6 +1583,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         case O_QUIET:
             o->quiet = true;
             break;
+        case O_HS:
+            o->hs_secret = optarg;
+            break;
         case O_TLS_MAX:
             if (strcmp(optarg, "1.2") != 0 && strcmp(optarg, "1.3") != 0) {
                 fprintf(stderr, "sipedge-bench: --tls-max is 1.2 or 1.3\n");
@@ -1573,7 +1602,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         o->mode = MODE_CLOSED; /* --concurrency alone: the closed loop */
         modes = 1;
     }
-    if (o->port == 0 || o->ca == NULL || o->key == NULL || modes != 1) {
+    if (o->port == 0 || o->ca == NULL || (o->key == NULL && o->hs_secret == NULL) || modes != 1) {
         if (modes > 1)
             fprintf(stderr, "sipedge-bench: give one of --rate, --concurrency, --storm, --idle\n");
         usage();
@@ -1689,6 +1718,13 @@ int main(int argc, char **argv)
         t->rng =
             0x9e3779b97f4a7c15ull ^ ((uint64_t)(i + 1) * 0x100000001b3ull) ^ (uint64_t)getpid();
         tls_peer_init(&t->peer, o->server_name);
+        if (o->resume) {
+            t->peers = calloc(t->ncl, sizeof(*t->peers));
+            if (t->peers == NULL)
+                return 1;
+            for (unsigned k = 0; k < t->ncl; k++)
+                tls_peer_init(&t->peers[k], o->server_name);
+        }
         for (unsigned k = 0; k < t->ncl; k++) {
             struct client *cl = &t->cl[k];
             cl->t = t;
@@ -1696,8 +1732,8 @@ int main(int argc, char **argv)
             cl->user = (base + k) % o->users;
         }
         base += t->ncl;
-        /* storm: no setup, except one resumption warm-up connection per thread */
-        t->setup_target = o->mode != MODE_STORM ? t->ncl : o->resume ? 1 : 0;
+        /* storm: no setup, except with --resume one warm-up connection per client (a ticket) */
+        t->setup_target = o->mode != MODE_STORM || o->resume ? t->ncl : 0;
         loop_post(t->loop, thread_init_cb, t);
     }
 
@@ -1709,13 +1745,17 @@ int main(int argc, char **argv)
         return 1;
     }
     uint64_t deadline = t_setup + (uint64_t)(o->setup_timeout_s * 1e6);
-    while (atomic_load(&b->setup_threads_done) < b->nth && now_us() < deadline)
+    uint64_t give_up = 3ull * o->conns + 100; /* e.g. every token refused: retrying is moot */
+    while (atomic_load(&b->setup_threads_done) < b->nth && now_us() < deadline &&
+           atomic_load(&b->setup_errs) < give_up)
         usleep(BENCH_CTRL_SLEEP_MS * 1000);
     bool setup_complete = atomic_load(&b->setup_threads_done) == b->nth;
     r.setup_s = (double)(now_us() - t_setup) / 1e6;
     if (!setup_complete)
-        fprintf(stderr, "sipedge-bench: setup did not finish in %.0f s; measuring what is up\n",
-                o->setup_timeout_s);
+        fprintf(stderr,
+                "sipedge-bench: setup did not finish (%.1f s, %" PRIu64
+                " setup errors); measuring what is up\n",
+                r.setup_s, (uint64_t)atomic_load(&b->setup_errs));
 
     r.e1 = proc_snap(o->edge_pid);
     r.u1 = proc_snap(o->ucm_pid);
@@ -1732,6 +1772,8 @@ int main(int argc, char **argv)
     }
     double dur = o->mode == MODE_IDLE ? o->hold_s : o->duration_s;
     uint64_t hard = t0 + (uint64_t)(dur * 1e6) + 2ull * o->timeout_ms * 1000u + 5000000u;
+    if (atomic_load(&b->setup_errs) >= give_up)
+        hard = t0; /* nothing works: report the setup errors, measure nothing */
     while (atomic_load(&b->measure_threads_done) < b->nth && now_us() < hard)
         usleep(BENCH_CTRL_SLEEP_MS * 1000);
     uint64_t t_end = now_us();
@@ -1756,6 +1798,9 @@ int main(int argc, char **argv)
         for (unsigned k = 0; k < t->ncl; k++)
             free(t->cl[k].in);
         tls_peer_deinit(&t->peer);
+        for (unsigned k = 0; t->peers && k < t->ncl; k++)
+            tls_peer_deinit(&t->peers[k]);
+        free(t->peers);
         free(t->cl);
         free(t->ready);
         free(t->backlog);
@@ -1763,6 +1808,7 @@ int main(int argc, char **argv)
     }
     tls_ctx_unref(b->tls);
     EVP_PKEY_free(b->tok.priv);
+    OPENSSL_cleanse(b->tok.secret, sizeof(b->tok.secret));
     free(b->tok.arena);
     free(b->tok.warm);
     free(b->tok.fresh);
