@@ -135,7 +135,7 @@ stop_kamailio() {
 # REDIS_PORT (empty: no Redis), UP_CERT UP_KEY UP_CA (default our client cert and UCM's CA),
 # HANDSHAKE_TIMEOUT_MS (client TLS handshake limit, default 3000), EXTRA (raw YAML appended).
 write_edge_config() {
-    local f=$1
+    local f=$1 h p n
     {
         echo "workers: ${WORKERS:-2}"
         echo "listen:"
