@@ -160,7 +160,7 @@ sustained() {
 
 scenario_steady() {
     local conns=200 dur=3 rates
-    rates=${RATES:-500 1000 2000 4000 8000 12000 16000}
+    rates=${RATES:-500 1000 2000 4000 8000 12000 16000 24000 32000}
     if [ "$QUICK" = 1 ]; then
         conns=20 dur=1 rates=${RATES:-500 1000}
     fi
