@@ -117,12 +117,11 @@ static bool kv_needs_quotes(const char *s, size_t n)
     return false;
 }
 
-static void put_kv_str(struct lbuf *b, const char *s, size_t n)
+/* Writes `s` quoted, with quote, backslash and control escapes; other bytes outside printable
+ * ASCII become `hex_prefix` + two hex digits ("\x" for kv, "\u00" for JSON: one \u00XX per
+ * byte keeps the line valid JSON whatever the input bytes). */
+static void put_quoted(struct lbuf *b, const char *s, size_t n, const char *hex_prefix)
 {
-    if (!kv_needs_quotes(s, n)) {
-        put(b, s, n);
-        return;
-    }
     putc_(b, '"');
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)s[i];
@@ -144,7 +143,7 @@ static void put_kv_str(struct lbuf *b, const char *s, size_t n)
             break;
         default:
             if (c < ' ' || c >= 0x7f)
-                put_hex_byte(b, "\\x", c);
+                put_hex_byte(b, hex_prefix, c);
             else
                 putc_(b, (char)c);
         }
@@ -152,36 +151,17 @@ static void put_kv_str(struct lbuf *b, const char *s, size_t n)
     putc_(b, '"');
 }
 
+static void put_kv_str(struct lbuf *b, const char *s, size_t n)
+{
+    if (kv_needs_quotes(s, n))
+        put_quoted(b, s, n, "\\x");
+    else
+        put(b, s, n);
+}
+
 static void put_json_str(struct lbuf *b, const char *s, size_t n)
 {
-    putc_(b, '"');
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)s[i];
-        switch (c) {
-        case '"':
-            puts_(b, "\\\"");
-            break;
-        case '\\':
-            puts_(b, "\\\\");
-            break;
-        case '\n':
-            puts_(b, "\\n");
-            break;
-        case '\r':
-            puts_(b, "\\r");
-            break;
-        case '\t':
-            puts_(b, "\\t");
-            break;
-        default:
-            /* bytes >= 0x80 each become one \u00XX: valid JSON whatever the input bytes */
-            if (c < ' ' || c >= 0x7f)
-                put_hex_byte(b, "\\u00", c);
-            else
-                putc_(b, (char)c);
-        }
-    }
-    putc_(b, '"');
+    put_quoted(b, s, n, "\\u00");
 }
 
 static void put_value(struct lbuf *b, enum log_format fmt, const struct log_field *f)

@@ -229,6 +229,23 @@ run_sipp() {
         "127.0.0.1:$STUNNEL_PORT" >"$T/sipp.out" 2>&1
 }
 
+# start_stack: the usual set-up: redis, one UCM stand-in (ucm1, allowing our certificate), the
+# edge pointing at it, ready, and stunnel for SIPp. $REC is UCM's record; ucm_registers counts
+# the REGISTERs in it.
+start_stack() {
+    REDIS_PORT=$(free_port)
+    start_redis "$REDIS_PORT"
+    UCM_PORT=$(free_port)
+    start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
+    NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
+    start_edge
+    wait_ready 10
+    start_stunnel
+    REC="$T/ucm-ucm1.jsonl"
+    touch "$REC"
+}
+ucm_registers() { grep -c '"method":"REGISTER"' "$REC" || true; }
+
 # metric NAME_REGEX: sum of the /metrics samples whose line matches the regex.
 metric() {
     curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |

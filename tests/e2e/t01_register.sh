@@ -6,14 +6,7 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init t01_register
 
-REDIS_PORT=$(free_port)
-start_redis "$REDIS_PORT"
-UCM_PORT=$(free_port)
-start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
-NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
-start_edge
-wait_ready 10
-start_stunnel
+start_stack
 
 n=20
 {
@@ -25,7 +18,7 @@ check "SIPp: $n clients get 407 then 200" run_sipp "$SRC/tests/e2e/sipp/register
     "$T/users.csv" "$n" 100
 grep -E "Successful call|Failed call" "$T/sipp.out" | head -4 >&2 || true
 
-rec="$T/ucm-ucm1.jsonl"
+rec="$REC"
 registers=$(grep -c '"method":"REGISTER"' "$rec" || true)
 check "UCM received exactly $n REGISTERs (the 407s never reach it)" test "$registers" -eq "$n"
 check "UCM saw our Via on top" grep -q 'SIP/2.0/TLS edge.example.test:'"$EDGE_PORT"';branch=z9hG4bK-se' "$rec"

@@ -8,18 +8,7 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init t02_tokens
 
-REDIS_PORT=$(free_port)
-start_redis "$REDIS_PORT"
-UCM_PORT=$(free_port)
-start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
-NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
-start_edge
-wait_ready 10
-start_stunnel
-
-REC="$T/ucm-ucm1.jsonl"
-touch "$REC"
-ucm_registers() { grep -c '"method":"REGISTER"' "$REC" || true; }
+start_stack
 
 # expect NAME STATUS HEADER REGEXP CALLS USER TOKEN [authorization]: CALLS REGISTERs (one TLS
 # connection each) with To/From USER and TOKEN, each must get STATUS whose HEADER matches REGEXP

@@ -9,18 +9,7 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init t06_malformed
 
-REDIS_PORT=$(free_port)
-start_redis "$REDIS_PORT"
-UCM_PORT=$(free_port)
-start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
-NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
-start_edge
-wait_ready 10
-start_stunnel
-
-REC="$T/ucm-ucm1.jsonl"
-touch "$REC"
-ucm_registers() { grep -c '"method":"REGISTER"' "$REC" || true; }
+start_stack
 
 # sipp_expect NAME SCENARIO [sed expressions...]: one call of SCENARIO (after the seds) as user1
 # with a valid token; SIPp's own checks decide.
