@@ -64,5 +64,5 @@ awk -v a="$start" -v b="$end" 'BEGIN { printf "  wall time for the burst        
 grep -E "Successful call|Failed call|Response Time" "$T/sipp.out" | sed 's/^/  sipp: /' | head -6
 echo
 echo "One of the forwarded REGISTERs as UCM received it (token elided):"
-grep -m1 '"method":"REGISTER"' "$T/ucm-ucm1.jsonl" | sed -e 's/,"raw":"[^"]*"//' | cut -c1-900
+grep -m1 '"method":"REGISTER"' "$T/ucm-ucm1.jsonl" | sed -e 's/,"raw":.*$/}/'
 exit "$status"

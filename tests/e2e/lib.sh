@@ -38,7 +38,7 @@ e2e_init() {
     UCMSIM="$BIN/sipedge-ucmsim"
     JWT_KEY="$BIN/e2e/jwt-es.key"
     if [ ! -f "$JWT_KEY.pub.pem" ]; then
-        "$TOKEN" keygen --type ec --out "$JWT_KEY"
+        "$TOKEN" keygen --type ec --out "$JWT_KEY" >/dev/null
     fi
     head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$T/hmac.key"
     trap e2e_cleanup EXIT
