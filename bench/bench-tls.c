@@ -1,11 +1,13 @@
 // SPDX-License-Identifier: MIT
 // bench-tls: CPU per full and per resumed TLS handshake (server and client side measured
 // separately with CLOCK_THREAD_CPUTIME_ID), P-256 and RSA-2048 server keys, TLS 1.3 and 1.2, and
-// heap bytes per idle established connection (mallinfo2). Prints medians.
+// heap bytes per idle established connection (mallinfo2), and CPU per small (1.4 KB) record each
+// way over an established pair (write, feed, read, consume). Prints medians.
 // Usage: scripts/make-pki.sh DIR && bench-tls DIR [iterations] [connections]
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/uio.h>
 #include <string.h>
 #include <time.h>
 
@@ -203,6 +205,49 @@ static void bench_memory(const char *label, bool mtls, uint16_t maxv, int n)
     tls_ctx_unref(c);
 }
 
+/* CPU per 1.4 KB record each way over an established TLS 1.3 pair: writev + out + consume on the
+ * sender, feed + read on the receiver, both timed; median over `iters` rounds of 64 records. */
+static void bench_records(int iters)
+{
+    struct tls_ctx *s = mk_server("server.crt", "server.key", NULL), *c = mk_client(false, 0);
+    struct tls_peer peer;
+    tls_peer_init(&peer, "localhost");
+    struct tls_conn *cl = tls_conn_new_client(c, &peer), *sv = tls_conn_new_server(s);
+    uint64_t hc = 0, hs = 0;
+    if (cl == NULL || sv == NULL || handshake(cl, sv, &hc, &hs) != 0) {
+        fprintf(stderr, "bench-tls: records handshake failed\n");
+        exit(1);
+    }
+    enum { PER_ROUND = 64, REC = 1400 };
+    static char msg[REC], got[4096];
+    memset(msg, 'r', sizeof(msg));
+    uint64_t *v = calloc((size_t)iters, sizeof(uint64_t));
+    for (int i = 0; i < iters; i++) {
+        uint64_t t0 = cpu_ns();
+        for (int k = 0; k < PER_ROUND; k++) {
+            struct tls_conn *from = k % 2 ? sv : cl, *to = k % 2 ? cl : sv;
+            struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg)};
+            if (tls_conn_writev(from, &iov, 1) != (ssize_t)sizeof(msg)) {
+                fprintf(stderr, "bench-tls: records write failed\n");
+                exit(1);
+            }
+            pump(from, to);
+            if (tls_conn_read(to, got, sizeof(got)) != (ssize_t)sizeof(msg)) {
+                fprintf(stderr, "bench-tls: records read failed\n");
+                exit(1);
+            }
+        }
+        v[i] = (cpu_ns() - t0) / PER_ROUND;
+    }
+    printf("%-34s %12.0f\n", "TLS1.3 AES-GCM, 1,400 B record", median_us(v, iters) * 1000.0);
+    free(v);
+    tls_conn_free(cl);
+    tls_conn_free(sv);
+    tls_peer_deinit(&peer);
+    tls_ctx_unref(s);
+    tls_ctx_unref(c);
+}
+
 int main(int argc, char **argv)
 {
     if (argc < 2) {
@@ -224,6 +269,8 @@ int main(int argc, char **argv)
     bench_handshakes("RSA-2048 TLS1.3", "server-rsa.crt", "server-rsa.key", 0, iters);
     bench_handshakes("RSA-2048 TLS1.2", "server-rsa.crt", "server-rsa.key", 0x0303, iters);
     fflush(stdout);
+    printf("\nCPU per record, write + read (both sides), median of %d rounds of 64, ns\n", iters);
+    bench_records(iters);
     printf("\nHeap bytes per idle established connection (mallinfo2, %d connections)\n", conns);
     printf("%-34s %12s %12s\n", "case", "server side", "client side");
     bench_memory("TLS1.3, no client cert", false, 0, conns);

@@ -12,11 +12,76 @@
 
 #include "tls/tls_priv.h"
 
-/* ---- ciphertext buffers ---- */
+/* ---- ciphertext buffers ----
+ * A buffer that fits a full TLS record gets exactly BUF_POOL_CAP bytes; freed ones go to a small
+ * per-thread free list instead of back to malloc, so a record costs no malloc/free. The list is
+ * bounded (BUF_POOL_MAX), so the memory it holds is too; connections still drop their buffer
+ * whenever it empties. Larger buffers (a backlog) come from and go back to malloc. */
+
+enum { BUF_POOL_CAP = 17 * 1024 + 512, BUF_POOL_MAX = 64 };
+
+struct buf_pool {
+    void *head; /* free buffers; the first bytes of each hold the next pointer */
+    unsigned count;
+    bool keyed; /* the thread-exit destructor is armed */
+};
+
+static _Thread_local struct buf_pool buf_pool;
+static pthread_key_t buf_pool_key;
+static pthread_once_t buf_pool_once = PTHREAD_ONCE_INIT;
+static bool buf_pool_key_ok;
+
+static void buf_pool_drain(void *arg)
+{
+    struct buf_pool *pool = arg;
+    while (pool->head) {
+        void *next;
+        memcpy(&next, pool->head, sizeof(next));
+        free(pool->head);
+        pool->head = next;
+    }
+    pool->count = 0;
+    pool->keyed = false; /* a later put on this thread re-arms it */
+}
+
+static void buf_pool_key_init(void)
+{
+    buf_pool_key_ok = pthread_key_create(&buf_pool_key, buf_pool_drain) == 0;
+}
+
+static uint8_t *buf_pool_get(void)
+{
+    struct buf_pool *pool = &buf_pool;
+    if (pool->head == NULL)
+        return malloc(BUF_POOL_CAP);
+    uint8_t *p = pool->head;
+    memcpy(&pool->head, p, sizeof(pool->head));
+    pool->count--;
+    return p;
+}
+
+static void buf_pool_put(uint8_t *p)
+{
+    struct buf_pool *pool = &buf_pool;
+    if (!pool->keyed) {
+        pthread_once(&buf_pool_once, buf_pool_key_init);
+        pool->keyed = buf_pool_key_ok && pthread_setspecific(buf_pool_key, pool) == 0;
+    }
+    if (!pool->keyed || pool->count >= BUF_POOL_MAX) {
+        free(p);
+        return;
+    }
+    memcpy(p, &pool->head, sizeof(pool->head));
+    pool->head = p;
+    pool->count++;
+}
 
 static void buf_free(struct tls__buf *b)
 {
-    free(b->p);
+    if (b->cap == BUF_POOL_CAP)
+        buf_pool_put(b->p);
+    else
+        free(b->p);
     memset(b, 0, sizeof(*b));
 }
 
@@ -30,12 +95,20 @@ static int buf_append(struct tls__buf *b, const void *p, size_t n)
             b->off = 0;
         }
         if ((size_t)b->len + n > b->cap) {
-            size_t cap = b->cap ? b->cap : 2048;
-            while (cap < (size_t)b->len + n)
-                cap *= 2;
-            if (cap > UINT32_MAX)
-                return -ENOBUFS;
-            uint8_t *q = realloc(b->p, cap);
+            size_t need = (size_t)b->len + n;
+            uint8_t *q;
+            size_t cap;
+            if (b->cap == 0 && need <= BUF_POOL_CAP) {
+                cap = BUF_POOL_CAP;
+                q = buf_pool_get();
+            } else {
+                cap = b->cap ? b->cap : 2048;
+                while (cap < need)
+                    cap *= 2;
+                if (cap > UINT32_MAX)
+                    return -ENOBUFS;
+                q = realloc(b->p, cap);
+            }
             if (q == NULL)
                 return -ENOMEM;
             b->p = q;
@@ -54,6 +127,15 @@ static void buf_consume(struct tls__buf *b, size_t n)
     b->len -= (uint32_t)n;
     if (b->len == 0)
         buf_free(b);
+}
+
+/* Empty this thread's OpenSSL error queue (SSL_get_error() needs it empty before each call):
+ * peeking is much cheaper than ERR_clear_error() walking every slot, and the queue is almost
+ * always empty already. */
+static inline void err_clear(void)
+{
+    if (ERR_peek_error() != 0)
+        ERR_clear_error();
 }
 
 /* ---- the BIO ---- */
@@ -267,7 +349,7 @@ static void classify(struct tls_conn *c)
         }
     }
     tls__fail(c, cause);
-    ERR_clear_error();
+    err_clear();
 }
 
 /* Map the result `r` of an SSL call. */
@@ -276,10 +358,10 @@ static int ssl_result(struct tls_conn *c, int r)
     switch (SSL_get_error(c->ssl, r)) {
     case SSL_ERROR_WANT_READ:
     case SSL_ERROR_WANT_WRITE:
-        ERR_clear_error();
+        err_clear();
         return TLS_WANT_INPUT;
     case SSL_ERROR_ZERO_RETURN:
-        ERR_clear_error();
+        err_clear();
         c->flags |= TLS_F_PEER_CLOSED;
         if (!(c->flags & TLS_F_ESTABLISHED)) {
             tls__fail(c, TLS_CAUSE_PEER_CLOSED);
@@ -288,7 +370,7 @@ static int ssl_result(struct tls_conn *c, int r)
         return 0;
     case SSL_ERROR_SYSCALL:
         /* Our BIO fails only when appending ciphertext cannot allocate. */
-        ERR_clear_error();
+        err_clear();
         tls__fail(c, TLS_CAUSE_INTERNAL);
         return -ENOMEM;
     default:
@@ -328,7 +410,7 @@ static struct tls_conn *conn_new(struct tls_ctx *ctx)
         BIO_free(bio);
         SSL_free(c->ssl);
         free(c);
-        ERR_clear_error();
+        err_clear();
         return NULL;
     }
     BIO_set_data(bio, c);
@@ -374,7 +456,7 @@ struct tls_conn *tls_conn_new_client(struct tls_ctx *ctx, struct tls_peer *peer)
     }
     if (!ok) {
         tls_conn_free(c);
-        ERR_clear_error();
+        err_clear();
         return NULL;
     }
     SSL_set_connect_state(c->ssl);
@@ -411,7 +493,7 @@ int tls_conn_handshake(struct tls_conn *c)
         return -EPROTO;
     if (c->flags & TLS_F_ESTABLISHED)
         return 0;
-    ERR_clear_error();
+    err_clear();
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
         set_established(c);
@@ -434,7 +516,7 @@ ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t cap)
         return 0;
     if (cap == 0)
         return -EINVAL;
-    ERR_clear_error();
+    err_clear();
     size_t n = 0;
     int r = SSL_read_ex(c->ssl, buf, cap, &n);
     check_established(c);
@@ -448,7 +530,7 @@ ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t cap)
 static int write_chunk(struct tls_conn *c, const void *p, size_t n)
 {
     size_t done = 0;
-    ERR_clear_error();
+    err_clear();
     while (done < n) {
         size_t w = 0;
         int r = SSL_write_ex(c->ssl, (const char *)p + done, n - done, &w);
@@ -477,9 +559,10 @@ ssize_t tls_conn_writev(struct tls_conn *c, const struct iovec *iov, int iovcnt)
         size_t len = iov[i].iov_len;
         total += len;
         while (len > 0) {
-            if (fill == 0 && len >= TLS_WRITE_CHUNK) {
-                /* Whole records straight from the caller's bytes: no point copying them. */
-                size_t n = len - len % TLS_WRITE_CHUNK;
+            if (fill == 0 && (len >= TLS_WRITE_CHUNK || i == iovcnt - 1)) {
+                /* Whole records, or the last slice with nothing to coalesce it with, straight
+                 * from the caller's bytes: no point copying them. */
+                size_t n = i == iovcnt - 1 ? len : len - len % TLS_WRITE_CHUNK;
                 if ((rc = write_chunk(c, p, n)) < 0)
                     return rc;
                 p += n;
@@ -526,11 +609,11 @@ int tls_conn_shutdown(struct tls_conn *c)
         return -ENOTCONN;
     if (c->flags & TLS_F_SHUTDOWN)
         return 0;
-    ERR_clear_error();
+    err_clear();
     int r = SSL_shutdown(c->ssl);
     if (r < 0) {
         int e = SSL_get_error(c->ssl, r);
-        ERR_clear_error();
+        err_clear();
         if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
             return c->out.len ? 0 : -ENOMEM;
     }
