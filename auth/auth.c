@@ -18,10 +18,14 @@
 #define REVOKE_CHANNEL "sipedge:v1:revoke"
 #define HEX_LEN        (2 * CACHE_DIGEST_LEN)
 #define MAC_LEN        32
+#define TOK_KEY_LEN    (sizeof(KEY_TOK) - 1 + AUTH_FP_HEX + 1 + HEX_LEN)
+
+static const char no_fp[AUTH_FP_HEX + 1] = "0000000000000000";
 
 /*
+ * L2 key: "sipedge:v1:tok:<key set tag, 16 hex>:<token digest, 64 hex>".
  * L2 value (binary, big-endian integers), authenticated by HMAC-SHA-256(pods' key,
- * token digest (32) || bytes [0, 30 + ulen + jlen)):
+ * key set tag (16) || token digest (32) || bytes [0, 30 + ulen + jlen)):
  *   "SE1" | flags (1: signature_only) | cache expiry i64 | token exp i64 | scope bits u64 |
  *   ulen u8 | jlen u8 | user | jti | mac (32)
  */
@@ -43,7 +47,9 @@ struct auth_slot {
     bool used;
     bool from_verify;
     uint64_t h;
+    bool fp_moved; /* the key set changed between the L2 lookup and the verify: do not store */
     uint8_t digest[CACHE_DIGEST_LEN];
+    char fp[AUTH_FP_HEX]; /* key set tag the L2 lookup used */
     struct jwt_result res;
 };
 
@@ -113,19 +119,38 @@ void auth_token_digest_hex(const char *tok, size_t len, char hex[2 * CACHE_DIGES
     cache_hex(d, CACHE_DIGEST_LEN, hex);
 }
 
-static void l2_mac(struct auth_worker *aw, const uint8_t *digest, const uint8_t *body, size_t n,
-                   uint8_t *out)
+/* The tag of the verifier's current key set (AUTH_FP_HEX chars). */
+static const char *key_fp(struct auth_worker *aw)
+{
+    return aw->cfg.key_fp ? aw->cfg.key_fp(aw->cfg.verify_ctx) : no_fp;
+}
+
+/* "sipedge:v1:tok:<fp>:<digest hex>" into `key` (TOK_KEY_LEN + 1 bytes); returns the length. */
+static size_t tok_key(const char *fp, const uint8_t *digest, char *key)
+{
+    size_t o = sizeof(KEY_TOK) - 1;
+    memcpy(key, KEY_TOK, o);
+    memcpy(key + o, fp, AUTH_FP_HEX);
+    o += AUTH_FP_HEX;
+    key[o++] = ':';
+    cache_hex(digest, CACHE_DIGEST_LEN, key + o);
+    return TOK_KEY_LEN;
+}
+
+static void l2_mac(struct auth_worker *aw, const char *fp, const uint8_t *digest,
+                   const uint8_t *body, size_t n, uint8_t *out)
 {
     size_t ol = 0;
     if (EVP_MAC_init(aw->macctx, NULL, 0, NULL) != 1 ||
+        EVP_MAC_update(aw->macctx, (const uint8_t *)fp, AUTH_FP_HEX) != 1 ||
         EVP_MAC_update(aw->macctx, digest, CACHE_DIGEST_LEN) != 1 ||
         EVP_MAC_update(aw->macctx, body, n) != 1 ||
         EVP_MAC_final(aw->macctx, out, &ol, MAC_LEN) != 1)
         abort();
 }
 
-static size_t l2_encode(struct auth_worker *aw, const uint8_t *digest, const struct jwt_result *r,
-                        int64_t expires, uint8_t *buf)
+static size_t l2_encode(struct auth_worker *aw, const char *fp, const uint8_t *digest,
+                        const struct jwt_result *r, int64_t expires, uint8_t *buf)
 {
     size_t ul = r->user_len <= JWT_MAX_USER ? r->user_len : JWT_MAX_USER;
     size_t jl = strnlen(r->jti, JWT_MAX_JTI);
@@ -138,13 +163,13 @@ static size_t l2_encode(struct auth_worker *aw, const uint8_t *digest, const str
     buf[29] = (uint8_t)jl;
     memcpy(buf + L2_HDR, r->user, ul);
     memcpy(buf + L2_HDR + ul, r->jti, jl);
-    l2_mac(aw, digest, buf, L2_HDR + ul + jl, buf + L2_HDR + ul + jl);
+    l2_mac(aw, fp, digest, buf, L2_HDR + ul + jl, buf + L2_HDR + ul + jl);
     return L2_HDR + ul + jl + MAC_LEN;
 }
 
 /* 0 and `out`/`expires` filled, or -EBADMSG (wrong shape or MAC: forged or corrupt). */
-static int l2_decode(struct auth_worker *aw, const uint8_t *digest, const uint8_t *v, size_t n,
-                     struct jwt_result *out, int64_t *expires)
+static int l2_decode(struct auth_worker *aw, const char *fp, const uint8_t *digest,
+                     const uint8_t *v, size_t n, struct jwt_result *out, int64_t *expires)
 {
     if (n < L2_HDR + MAC_LEN || memcmp(v, "SE1", 3) != 0)
         return -EBADMSG;
@@ -152,7 +177,7 @@ static int l2_decode(struct auth_worker *aw, const uint8_t *digest, const uint8_
     if (ul > JWT_MAX_USER || jl > JWT_MAX_JTI || n != L2_HDR + ul + jl + MAC_LEN)
         return -EBADMSG;
     uint8_t mac[MAC_LEN];
-    l2_mac(aw, digest, v, L2_HDR + ul + jl, mac);
+    l2_mac(aw, fp, digest, v, L2_HDR + ul + jl, mac);
     if (CRYPTO_memcmp(mac, v + L2_HDR + ul + jl, MAC_LEN) != 0)
         return -EBADMSG;
     memset(out, 0, sizeof(*out));
@@ -201,20 +226,19 @@ static bool l2_usable(const struct auth_worker *aw, int64_t now_ms)
     return aw->cmd && cache_redis_usable(aw->cmd, now_ms);
 }
 
-static void l2_store(struct auth_worker *aw, const uint8_t *digest, const struct jwt_result *r,
-                     int64_t now_ms)
+static void l2_store(struct auth_worker *aw, const char *fp, const uint8_t *digest,
+                     const struct jwt_result *r, int64_t now_ms)
 {
     int64_t now_s = now_ms / 1000, exp = positive_expiry(aw, r, now_s);
     if (exp <= now_s || !l2_usable(aw, now_ms))
         return;
     uint8_t val[L2_MAX];
-    char key[sizeof(KEY_TOK) + HEX_LEN], ttl[24];
-    memcpy(key, KEY_TOK, sizeof(KEY_TOK) - 1);
-    cache_hex(digest, CACHE_DIGEST_LEN, key + sizeof(KEY_TOK) - 1);
+    char key[TOK_KEY_LEN + 1], ttl[24];
+    size_t kl = tok_key(fp, digest, key);
     snprintf(ttl, sizeof(ttl), "%lld", (long long)(exp - now_s));
-    size_t vl = l2_encode(aw, digest, r, exp, val);
+    size_t vl = l2_encode(aw, fp, digest, r, exp, val);
     const char *argv[] = {"SET", key, (const char *)val, "EX", ttl};
-    size_t lens[] = {3, strlen(key), vl, 2, strlen(ttl)};
+    size_t lens[] = {3, kl, vl, 2, strlen(ttl)};
     if (cache_redis_command(aw->cmd, 5, argv, lens, now_ms, NULL, NULL) == 0)
         aw->c.l2_store++;
 }
@@ -222,15 +246,15 @@ static void l2_store(struct auth_worker *aw, const uint8_t *digest, const struct
 /* Caches and counts the final result; `degraded`: revocation could not be checked. */
 static enum auth_status conclude(struct auth_worker *aw, const char *tok, size_t len, uint64_t h,
                                  const uint8_t *digest, const struct jwt_result *res, bool degraded,
-                                 bool store, int64_t now_ms)
+                                 const char *store_fp, int64_t now_ms)
 {
     int64_t now_s = now_ms / 1000, exp;
     if (res->reason == JWT_OK) {
         exp = positive_expiry(aw, res, now_s);
         if (degraded || (aw->cmd && !aw->subscribed))
             exp = min64(exp, now_s + aw->cfg.degraded_ttl_s);
-        if (store && !degraded)
-            l2_store(aw, digest, res, now_ms);
+        if (store_fp != NULL && !degraded)
+            l2_store(aw, store_fp, digest, res, now_ms);
         aw->c.ok++;
     } else {
         exp = now_s + aw->cfg.negative_ttl_s;
@@ -258,8 +282,9 @@ static void slot_finish(struct auth_slot *s, bool degraded, bool store)
 {
     struct auth_worker *aw = s->aw;
     struct jwt_result res = s->res;
+    const char *store_fp = store && !s->fp_moved ? s->fp : NULL;
     enum auth_status st =
-        conclude(aw, s->tok, s->len, s->h, s->digest, &res, degraded, store, aw->now_ms);
+        conclude(aw, s->tok, s->len, s->h, s->digest, &res, degraded, store_fp, aw->now_ms);
     auth_done_fn cb = s->cb;
     void *arg = s->arg;
     aw->last_layer = s->from_verify ? AUTH_LAYER_VERIFY : AUTH_LAYER_L2;
@@ -346,7 +371,8 @@ static void on_l2_reply(void *arg, const redisReply *rp, int err)
     const redisReply *v = rp->element[0];
     int64_t expires = 0;
     if (v->type == REDIS_REPLY_STRING) {
-        if (l2_decode(aw, s->digest, (const uint8_t *)v->str, v->len, &s->res, &expires) != 0) {
+        if (l2_decode(aw, s->fp, s->digest, (const uint8_t *)v->str, v->len, &s->res, &expires) !=
+            0) {
             aw->c.l2_bad_hmac++;
             log_event(aw, "l2_bad_hmac", s->digest);
         } else if (expires > now_s && (s->res.exp > now_s || s->res.signature_only)) {
@@ -362,6 +388,8 @@ static void on_l2_reply(void *arg, const redisReply *rp, int err)
     }
     s->from_verify = true;
     verify_local(aw, s->tok, s->len, aw->now_ms, &s->res);
+    /* A reload between the lookup and the verify: the result belongs to another key set. */
+    s->fp_moved = memcmp(key_fp(aw), s->fp, AUTH_FP_HEX) != 0;
     after_result(s, false);
 }
 
@@ -416,13 +444,14 @@ enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len,
             s->len = (uint32_t)len;
             s->h = h;
             memcpy(s->digest, digest, CACHE_DIGEST_LEN);
-            char ktok[sizeof(KEY_TOK) + HEX_LEN], krev[sizeof(KEY_REV) + 4 + HEX_LEN];
-            memcpy(ktok, KEY_TOK, sizeof(KEY_TOK) - 1);
-            cache_hex(digest, CACHE_DIGEST_LEN, ktok + sizeof(KEY_TOK) - 1);
+            memcpy(s->fp, key_fp(aw), AUTH_FP_HEX);
+            s->fp_moved = false;
+            char ktok[TOK_KEY_LEN + 1], krev[sizeof(KEY_REV) + 4 + HEX_LEN];
+            size_t ktl = tok_key(s->fp, digest, ktok);
             memcpy(krev, KEY_REV "dig:", sizeof(KEY_REV) + 3);
             cache_hex(digest, CACHE_DIGEST_LEN, krev + sizeof(KEY_REV) + 3);
             const char *argv[] = {"MGET", ktok, krev};
-            size_t lens[] = {4, strlen(ktok), strlen(krev)};
+            size_t lens[] = {4, ktl, strlen(krev)};
             s->stage = 1;
             s->from_verify = false;
             if (cache_redis_command(aw->cmd, 3, argv, lens, now_ms, on_l2_reply, s) == 0) {
@@ -441,7 +470,7 @@ enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len,
     }
     aw->last_layer = AUTH_LAYER_VERIFY;
     verify_local(aw, tok, len, now_ms, out);
-    return conclude(aw, tok, len, h, digest, out, degraded, false, now_ms);
+    return conclude(aw, tok, len, h, digest, out, degraded, NULL, now_ms);
 }
 
 size_t auth_cancel(struct auth_worker *aw, void *arg)
@@ -566,6 +595,8 @@ struct auth_worker *auth_worker_new(const struct auth_config *cfg, int64_t now_m
     if (!aw)
         return NULL;
     aw->cfg = *cfg;
+    if (aw->cfg.key_fp == NULL && aw->cfg.verify == auth_jwt_verify)
+        aw->cfg.key_fp = auth_jwt_verifier_fp;
     struct auth_config *c = &aw->cfg;
     if (!c->l1_capacity)
         c->l1_capacity = 4096;
@@ -707,20 +738,39 @@ void auth_worker_flush(struct auth_worker *aw)
     cache_l1_clear(aw->l1, true);
 }
 
+/* Moves the verifier to the store's current set (generation `gen`) and computes its tag. */
+static void verifier_sync(struct auth_jwt_verifier *v, uint64_t gen)
+{
+    struct keys_set *ks = keys_acquire(v->store);
+    keys_release(v->held);
+    v->held = ks;
+    v->gen = gen;
+    const uint8_t *fp = keys_set_fingerprint(ks);
+    if (fp != NULL)
+        cache_hex(fp, AUTH_FP_HEX / 2, v->fp_hex);
+    else
+        memcpy(v->fp_hex, no_fp, sizeof(no_fp));
+}
+
 enum jwt_reason auth_jwt_verify(void *ctx, const char *tok, size_t len, int64_t now,
                                 struct jwt_result *out)
 {
     struct auth_jwt_verifier *v = ctx;
     uint64_t gen = keys_store_generation(v->store);
-    if (!v->held || gen != v->gen) {
-        struct keys_set *ks = keys_acquire(v->store);
-        keys_release(v->held);
-        v->held = ks;
-        v->gen = gen;
-    }
+    if (!v->held || gen != v->gen)
+        verifier_sync(v, gen);
     if (!v->held)
         return out->reason = JWT_E_UNKNOWN_KID;
     return jwt_verify(v->held, v->pol, tok, len, now, out);
+}
+
+const char *auth_jwt_verifier_fp(void *ctx)
+{
+    struct auth_jwt_verifier *v = ctx;
+    uint64_t gen = keys_store_generation(v->store);
+    if (!v->held || gen != v->gen)
+        verifier_sync(v, gen);
+    return v->fp_hex;
 }
 
 void auth_jwt_verifier_deinit(struct auth_jwt_verifier *v)

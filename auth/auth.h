@@ -31,6 +31,16 @@ enum auth_status {
 typedef enum jwt_reason (*auth_verify_fn)(void *ctx, const char *tok, size_t len, int64_t now,
                                           struct jwt_result *out);
 
+#define AUTH_FP_HEX 16 /* hex chars of the key set tag in L2 key names */
+
+/**
+ * The tag of the key set the verifier currently uses: AUTH_FP_HEX lowercase hex chars (the start
+ * of keys_set_fingerprint()), NUL-terminated, valid until the next call with `ctx`. It first moves
+ * the verifier to the store's newest set, as a verify would. L2 entries live under the tag, so an
+ * entry made under another key set is a miss. Called on an L1 miss, on the worker's thread.
+ */
+typedef const char *(*auth_keyfp_fn)(void *ctx);
+
 /**
  * Completion of a pending check, called exactly once per AUTH_PENDING: `st` AUTH_OK or AUTH_FAIL
  * with `res` (borrowed for the call), or AUTH_CANCELLED with `res` NULL (auth_worker_free()).
@@ -47,10 +57,12 @@ typedef void (*auth_log_fn)(void *ctx, const char *event, const char *digest8);
 struct auth_config {
     auth_verify_fn verify; /* required */
     void *verify_ctx;
-    uint32_t l1_capacity;          /* L1 entries (4096) */
-    uint32_t max_token_len;        /* longer tokens are neither cached nor sent to Redis (8192) */
-    uint32_t ttl_s;                /* positive cache lifetime cap (300) */
-    uint32_t negative_ttl_s;       /* rejected tokens (5) */
+    auth_keyfp_fn key_fp;    /* called with verify_ctx; NULL: auth_jwt_verifier_fp when verify is
+                              * auth_jwt_verify, else a fixed tag of zeros (one key set) */
+    uint32_t l1_capacity;    /* L1 entries (4096) */
+    uint32_t max_token_len;  /* longer tokens are neither cached nor sent to Redis (8192) */
+    uint32_t ttl_s;          /* positive cache lifetime cap (300) */
+    uint32_t negative_ttl_s; /* rejected tokens (5) */
     uint32_t signature_only_ttl_s; /* cucm tokens checked by signature only (30) */
     uint32_t degraded_ttl_s;       /* positive L1 lifetime while revocations cannot be seen:
                                     * subscription down, or Redis failed during the check (5) */
@@ -141,7 +153,8 @@ bool auth_worker_subscribed(const struct auth_worker *aw);
 struct cache_redis *auth_worker_redis(const struct auth_worker *aw, bool subscriber);
 
 /** Drops every L1 entry of the worker (call after a key or policy reload: results cached under
- * the old keys must not outlive them in this worker; L2 entries still live up to ttl_s). */
+ * the old keys must not outlive them in this worker; L2 entries are named by the key set's tag,
+ * so a key reload leaves the old ones unused). */
 void auth_worker_flush(struct auth_worker *aw);
 
 /**
@@ -154,12 +167,17 @@ struct auth_jwt_verifier {
     const struct jwt_policy *pol; /* borrowed, read-only */
     struct keys_set *held;        /* reference on the set in use (NULL before the first call) */
     uint64_t gen;                 /* store generation of `held` */
+    char fp_hex[AUTH_FP_HEX + 1]; /* tag of `held` (computed when it changes) */
 };
 
 /** Verifies with the current key set of `ctx` (a struct auth_jwt_verifier); JWT_E_UNKNOWN_KID
  * when the store is empty. */
 enum jwt_reason auth_jwt_verify(void *ctx, const char *tok, size_t len, int64_t now,
                                 struct jwt_result *out);
+
+/** The auth_keyfp_fn of a struct auth_jwt_verifier `ctx`: the tag of the store's current set
+ * (re-acquired when the generation changed; zeros when the store is empty). */
+const char *auth_jwt_verifier_fp(void *ctx);
 
 /** Drops the verifier's reference on its key set. */
 void auth_jwt_verifier_deinit(struct auth_jwt_verifier *v);

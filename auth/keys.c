@@ -33,6 +33,7 @@ struct keys_set {
     const struct keys_key *dflt;
     char default_kid[KEYS_MAX_KID + 1];
     unsigned char sym[KEYS_SYM_LEN];
+    uint8_t fp[KEYS_FP_LEN];
 };
 
 struct keys_store {
@@ -279,6 +280,55 @@ static int key_cmp(const void *a, const void *b)
     return (x->kid_len > y->kid_len) - (x->kid_len < y->kid_len);
 }
 
+static void fp_u32(EVP_MD_CTX *md, size_t v, int *ok)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    *ok &= EVP_DigestUpdate(md, b, sizeof(b));
+}
+
+/* Length-prefixed fields, so that no two different sets hash the same byte stream. */
+static void fp_field(EVP_MD_CTX *md, const void *p, size_t n, int *ok)
+{
+    fp_u32(md, n, ok);
+    if (n > 0)
+        *ok &= EVP_DigestUpdate(md, p, n);
+}
+
+static int set_fingerprint(struct keys_set *set)
+{
+    EVP_MD_CTX *md = EVP_MD_CTX_new();
+    int ok = md != NULL && EVP_DigestInit_ex2(md, EVP_sha256(), NULL) == 1;
+    fp_field(md, "sipedge keys v1", 15, &ok);
+    fp_u32(md, set->n, &ok);
+    for (size_t i = 0; i < set->n && ok; i++) {
+        const struct keys_key *k = &set->keys[i];
+        fp_field(md, k->kid, k->kid_len, &ok);
+        fp_u32(md, (size_t)k->alg, &ok);
+        if (k->pkey != NULL) {
+            unsigned char *der = NULL;
+            int dl = i2d_PUBKEY(k->pkey, &der);
+            ok &= dl > 0;
+            if (dl > 0)
+                fp_field(md, der, (size_t)dl, &ok);
+            OPENSSL_free(der);
+        } else {
+            fp_field(md, k->secret, k->secret_len, &ok);
+        }
+    }
+    fp_field(md, set->dflt ? set->dflt->kid : "", set->dflt ? set->dflt->kid_len : 0, &ok);
+    fp_u32(md, set->dflt != NULL, &ok);
+    fp_field(md, set->sym, set->has_sym ? KEYS_SYM_LEN : 0, &ok);
+    unsigned int n = 0;
+    ok = ok && EVP_DigestFinal_ex(md, set->fp, &n) == 1 && n == KEYS_FP_LEN;
+    EVP_MD_CTX_free(md);
+    return ok ? 0 : -ENOMEM;
+}
+
+const uint8_t *keys_set_fingerprint(const struct keys_set *set)
+{
+    return set && set->finished ? set->fp : NULL;
+}
+
 int keys_set_finish(struct keys_set *set)
 {
     if (set->n > 1)
@@ -292,7 +342,7 @@ int keys_set_finish(struct keys_set *set)
     } else if (set->n == 1) {
         set->dflt = &set->keys[0];
     }
-    return 0;
+    return set_fingerprint(set);
 }
 
 const struct keys_key *keys_find(const struct keys_set *set, const char *kid, size_t len)
@@ -701,7 +751,7 @@ int keys_set_load(const struct keys_config *cfg, struct keys_set **out, char *er
         msg(err, errlen, "default kid too long");
         rc = -EINVAL;
     }
-    if (rc == 0 && (rc = keys_set_finish(s)) < 0)
+    if (rc == 0 && (rc = keys_set_finish(s)) == -ENOENT)
         msg(err, errlen, "default kid \"%s\" is not in the key set", cfg->default_kid);
     if (rc < 0) {
         keys_release(s);

@@ -118,10 +118,22 @@ int keys_parse_sym(const char *text, size_t len, unsigned char key[KEYS_SYM_LEN]
 int keys_set_set_default(struct keys_set *set, const char *kid);
 
 /**
- * Finish `set`: sort for lookup and resolve the default key. Returns 0, or -ENOENT when a named
- * default kid is not in the set. After this the set is read-only and may be shared by threads.
+ * Finish `set`: sort for lookup, resolve the default key and compute the fingerprint. Returns 0,
+ * -ENOENT when a named default kid is not in the set, or -ENOMEM. After this the set is read-only
+ * and may be shared by threads.
  */
 int keys_set_finish(struct keys_set *set);
+
+#define KEYS_FP_LEN 32 /* bytes of a key set fingerprint (SHA-256) */
+
+/**
+ * The content fingerprint of a finished set: SHA-256 over every key in kid order (kid, alg, the
+ * DER SubjectPublicKeyInfo or the HS256 secret), the default kid and the CUCM symmetric key. The
+ * same key files give the same fingerprint in every process; any added, removed or changed key
+ * changes it. Returns KEYS_FP_LEN bytes owned by the set, or NULL for NULL or an unfinished set.
+ * Any thread holding a reference.
+ */
+const uint8_t *keys_set_fingerprint(const struct keys_set *set);
 
 /** The key with id `kid` (`len` bytes), or NULL. O(log n). Any thread holding a reference. */
 const struct keys_key *keys_find(const struct keys_set *set, const char *kid, size_t len);

@@ -265,7 +265,7 @@ Test(auth_check, rejects_a_forged_redis_entry_and_counts_it)
     char t[256], hex[65], key[128];
     snprintf(t, sizeof(t), "forged-token|%s", nonce);
     auth_token_digest_hex(t, strlen(t), hex);
-    snprintf(key, sizeof(key), "sipedge:v1:tok:%s", hex);
+    snprintf(key, sizeof(key), "sipedge:v1:tok:0000000000000000:%s", hex); /* no key_fp: zeros */
     uint8_t v[30 + 7 + 32] = "SE1";
     int64_t far = auth_now_ms() / 1000 + 3600;
     for (int i = 0; i < 8; i++)
@@ -510,7 +510,7 @@ static long long redis_ttl_of_token(const char *tok)
 {
     char hex[65], key[128];
     auth_token_digest_hex(tok, strlen(tok), hex);
-    snprintf(key, sizeof(key), "sipedge:v1:tok:%s", hex);
+    snprintf(key, sizeof(key), "sipedge:v1:tok:0000000000000000:%s", hex); /* no key_fp: zeros */
     redisContext *c = redisConnect("127.0.0.1", fixture_port());
     cr_assert(c && !c->err);
     redisReply *rp = redisCommand(c, "TTL %s", key);

@@ -22,6 +22,12 @@ static enum jwt_reason counting_verify(void *ctx, const char *tok, size_t len, i
     return auth_jwt_verify(&c->v, tok, len, now, out);
 }
 
+static const char *counting_fp(void *ctx)
+{
+    struct counting *c = ctx;
+    return auth_jwt_verifier_fp(&c->v);
+}
+
 static const uint8_t hmac_key[32] = "integration-test-hmac-key-32byt";
 static EVP_PKEY *ec_key, *rsa_key;
 static struct keys_store *store;
@@ -57,11 +63,12 @@ static uint16_t fixture_port(void)
     return (uint16_t)atoi(p);
 }
 
-static struct auth_worker *pod(struct counting *c, bool redis)
+static struct auth_worker *pod_on(struct counting *c, bool redis, struct keys_store *st)
 {
-    c->v = (struct auth_jwt_verifier){.store = store, .pol = &pol};
+    c->v = (struct auth_jwt_verifier){.store = st, .pol = &pol};
     struct auth_config cfg = {.verify = counting_verify,
                               .verify_ctx = c,
+                              .key_fp = counting_fp,
                               .redis_host = redis ? "127.0.0.1" : NULL,
                               .redis_port = redis ? fixture_port() : 0,
                               .redis = {.timeout_ms = 500},
@@ -70,6 +77,11 @@ static struct auth_worker *pod(struct counting *c, bool redis)
     struct auth_worker *aw = auth_worker_new(&cfg, auth_now_ms());
     cr_assert(aw);
     return aw;
+}
+
+static struct auth_worker *pod(struct counting *c, bool redis)
+{
+    return pod_on(c, redis, store);
 }
 
 static void drive(struct auth_worker **aws, int n, int ms)
@@ -255,4 +267,53 @@ Test(auth_jwt, caps_the_cache_life_of_signature_only_cucm_tokens)
     cr_assert_eq(c.calls, 2, "30 s cap, though the token lives an hour");
     auth_worker_free(aw);
     auth_jwt_verifier_deinit(&c.v);
+}
+
+static struct keys_set *set_of(bool with_ec)
+{
+    struct keys_set *ks = keys_set_new();
+    if (with_ec)
+        tu_add_pub(ks, "ec1", ec_key);
+    tu_add_pub(ks, "rsa1", rsa_key);
+    cr_assert_eq(keys_set_finish(ks), 0);
+    return ks;
+}
+
+Test(auth_jwt, l2_entries_made_under_a_removed_key_are_a_miss_after_a_reload)
+{
+    /* Each pod has its own store loaded with equal key sets, as pods loading the same files. */
+    struct keys_store *sa = keys_store_new(set_of(true)), *sb = keys_store_new(set_of(true));
+    struct keys_store *sc = keys_store_new(set_of(true));
+    struct counting ca = {0}, cb = {0}, cc = {0};
+    struct auth_worker *a = pod_on(&ca, true, sa), *b = pod_on(&cb, true, sb);
+    struct auth_worker *c = pod_on(&cc, true, sc);
+    ready(a);
+    ready(b);
+    ready(c);
+    static char tok[TOK_CAP];
+    size_t n = mint(tok, ec_key, "ec1", "frank", "rot", auth_now_ms() / 1000 + 600);
+    struct jwt_result r;
+    cr_assert_eq(check(a, tok, n, &r), AUTH_OK, "%s", jwt_reason_name(r.reason));
+    drive(&a, 1, 30); /* the SET lands */
+    cr_assert_eq(check(c, tok, n, &r), AUTH_OK);
+    cr_assert_eq(auth_worker_counters(c)->l2_hit, 1, "same key files: same L2 names");
+    keys_store_swap(sa, set_of(false));
+    keys_store_swap(sb, set_of(false));
+    auth_worker_flush(a);
+    cr_assert_eq(check(b, tok, n, &r), AUTH_FAIL);
+    cr_assert_eq(r.reason, JWT_E_UNKNOWN_KID);
+    cr_assert_eq(auth_worker_counters(b)->l2_hit, 0);
+    cr_assert_eq(auth_worker_counters(b)->l2_bad_hmac, 0, "a clean miss, no alarm");
+    cr_assert_eq(cb.calls, 1, "verified under the new set");
+    cr_assert_eq(check(a, tok, n, &r), AUTH_FAIL);
+    cr_assert_eq(r.reason, JWT_E_UNKNOWN_KID);
+    auth_worker_free(a);
+    auth_worker_free(b);
+    auth_worker_free(c);
+    auth_jwt_verifier_deinit(&ca.v);
+    auth_jwt_verifier_deinit(&cb.v);
+    auth_jwt_verifier_deinit(&cc.v);
+    keys_store_free(sa);
+    keys_store_free(sb);
+    keys_store_free(sc);
 }

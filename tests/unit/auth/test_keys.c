@@ -354,3 +354,41 @@ Test(keys, reload_while_verifying_shows_old_or_new_never_a_mix)
     EVP_PKEY_free(ka);
     EVP_PKEY_free(kb);
 }
+
+Test(keys, fingerprints_equal_files_alike_and_any_key_change_differently)
+{
+    EVP_PKEY *ka = tu_ec(), *kb = tu_ec();
+    struct keys_pem_spec pa = {.path = put_pub("a.pem", ka), .kid = "a"};
+    struct keys_pem_spec pb = {.path = put_pub("b.pem", kb), .kid = "b"};
+    struct keys_pem_spec both[2] = {pb, pa}; /* order of the configuration does not matter */
+    struct keys_pem_spec both_sorted[2] = {pa, pb};
+    struct keys_config c1 = {.pems = both, .n_pems = 2};
+    struct keys_config c2 = {.pems = both_sorted, .n_pems = 2};
+    struct keys_config c3 = {.pems = &pa, .n_pems = 1};
+    struct keys_pem_spec renamed = {.path = pa.path, .kid = "a2"};
+    struct keys_config c4 = {.pems = &renamed, .n_pems = 1};
+    struct keys_set *s1 = NULL, *s2 = NULL, *s3 = NULL, *s4 = NULL;
+    char err[256];
+    cr_assert_eq(keys_set_load(&c1, &s1, err, sizeof(err), NULL, 0), 0, "%s", err);
+    cr_assert_eq(keys_set_load(&c2, &s2, err, sizeof(err), NULL, 0), 0, "%s", err);
+    cr_assert_eq(keys_set_load(&c3, &s3, err, sizeof(err), NULL, 0), 0, "%s", err);
+    cr_assert_eq(keys_set_load(&c4, &s4, err, sizeof(err), NULL, 0), 0, "%s", err);
+    cr_assert_eq(memcmp(keys_set_fingerprint(s1), keys_set_fingerprint(s2), KEYS_FP_LEN), 0);
+    cr_assert_neq(memcmp(keys_set_fingerprint(s1), keys_set_fingerprint(s3), KEYS_FP_LEN), 0);
+    cr_assert_neq(memcmp(keys_set_fingerprint(s3), keys_set_fingerprint(s4), KEYS_FP_LEN), 0);
+    struct keys_set *s5 = keys_set_new();
+    cr_assert_null(keys_set_fingerprint(s5), "unfinished");
+    cr_assert_eq(keys_set_add_pkey(s5, "a", EVP_PKEY_dup(ka), KEYS_ALG_NONE), 0);
+    unsigned char sym[KEYS_SYM_LEN] = {1};
+    keys_set_set_sym(s5, sym);
+    cr_assert_eq(keys_set_finish(s5), 0);
+    cr_assert_neq(memcmp(keys_set_fingerprint(s3), keys_set_fingerprint(s5), KEYS_FP_LEN), 0,
+                  "the symmetric key counts");
+    keys_release(s1);
+    keys_release(s2);
+    keys_release(s3);
+    keys_release(s4);
+    keys_release(s5);
+    EVP_PKEY_free(ka);
+    EVP_PKEY_free(kb);
+}
