@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -67,6 +68,51 @@ static uint64_t rnd(struct cache_redis *r)
     return r->rng * 0x2545f4914f6cdd1dull;
 }
 
+/* hiredis 0.14's reader allocates an array reply's element table as soon as it reads "*<n>", so a
+ * broken or hostile server could make it calloc gigabytes ("*666666660", found by fuzz_redis_feed).
+ * Our replies are small (MGET of two keys, pub/sub triples): arrays above this are refused before
+ * anything is allocated, which makes the reader fail and the connection drop (auth then verifies
+ * locally). 0.14 has no element limit of its own, so its default functions are wrapped. */
+#define REDIS_MAX_ARRAY 64
+
+static redisReplyObjectFunctions bounded_fns;
+static void *(*default_create_array)(const redisReadTask *, int);
+static pthread_once_t bounded_once = PTHREAD_ONCE_INIT;
+static bool bounded_ok;
+
+static void *bounded_create_array(const redisReadTask *task, int elements)
+{
+    if (elements < 0 || elements > REDIS_MAX_ARRAY)
+        return NULL; /* the reader reports an error; nothing was allocated */
+    return default_create_array(task, elements);
+}
+
+/* Copies hiredis' default reply functions (static in hiredis, reachable from a reader). */
+static void bounded_init(void)
+{
+    redisReader *rd = redisReaderCreate();
+    if (rd != NULL && rd->fn != NULL && rd->fn->createArray != NULL) {
+        bounded_fns = *rd->fn;
+        default_create_array = rd->fn->createArray;
+        bounded_fns.createArray = bounded_create_array;
+        bounded_ok = true;
+    }
+    if (rd != NULL)
+        redisReaderFree(rd);
+}
+
+/* A reader whose array replies are bounded by REDIS_MAX_ARRAY. NULL on ENOMEM. */
+static redisReader *reader_new(void)
+{
+    pthread_once(&bounded_once, bounded_init);
+    if (!bounded_ok)
+        return NULL;
+    redisReader *rd = redisReaderCreate();
+    if (rd != NULL)
+        rd->fn = &bounded_fns;
+    return rd;
+}
+
 struct cache_redis *cache_redis_new(const struct cache_redis_config *cfg, uint64_t seed)
 {
     struct cache_redis *r = calloc(1, sizeof(*r));
@@ -94,7 +140,7 @@ struct cache_redis *cache_redis_new(const struct cache_redis_config *cfg, uint64
     r->rng = seed | 1;
     r->fd = -1;
     r->q = calloc(r->cfg.max_pending, sizeof(*r->q));
-    r->reader = redisReaderCreate();
+    r->reader = reader_new();
     if (!r->q || !r->reader) {
         free(r->q);
         if (r->reader)
@@ -338,7 +384,7 @@ void cache_redis_disconnected(struct cache_redis *r, int64_t now_ms)
     r->head = r->count = r->norphan = 0;
     r->out_off = r->out_len = 0;
     redisReaderFree(r->reader);
-    r->reader = redisReaderCreate(); /* NULL only on ENOMEM: then feed refuses to reconnect */
+    r->reader = reader_new(); /* NULL only on ENOMEM: then feed refuses to reconnect */
     if (was_up)
         r->st.disconnects++;
     failure(r, now_ms);

@@ -103,6 +103,35 @@ Test(redis_client, encodes_commands_as_resp_and_matches_split_replies)
     cache_redis_free(r);
 }
 
+Test(redis_client, refuses_a_huge_array_header_without_allocating_it)
+{
+    /* fuzz_redis_feed found this: hiredis 0.14 callocs the element table on "*<n>". */
+    struct cache_redis *r = cache_redis_new(NULL, 1);
+    struct got g = {0};
+    cache_redis_connected(r, 0);
+    cr_assert_eq(cmd(r, 0, &g, 2, (const char *[]){"GET", "k"}), 0);
+    const char *rep = "*666666660\r\n$1\r\nx\r\n";
+    cr_assert_lt(cache_redis_feed(r, rep, strlen(rep), 1), 0);
+    cr_assert_eq(g.calls, 1, "the pending command is failed, not lost");
+    cr_assert_neq(g.err, 0);
+    cr_assert_neq(cache_redis_conn_state(r), CACHE_REDIS_UP);
+    cache_redis_free(r);
+}
+
+Test(redis_client, still_reads_the_small_arrays_it_expects)
+{
+    struct cache_redis *r = cache_redis_new(NULL, 1);
+    struct got g = {0};
+    cache_redis_connected(r, 0);
+    cr_assert_eq(cmd(r, 0, &g, 3, (const char *[]){"MGET", "a", "b"}), 0);
+    const char *rep = "*2\r\n$1\r\nx\r\n$-1\r\n";
+    cr_assert_eq(cache_redis_feed(r, rep, strlen(rep), 1), 0);
+    cr_assert_eq(g.calls, 1);
+    cr_assert_eq(g.err, 0);
+    cr_assert_eq(g.type, REDIS_REPLY_ARRAY);
+    cache_redis_free(r);
+}
+
 Test(redis_client, answers_pipelined_commands_in_order)
 {
     struct cache_redis *r = cache_redis_new(NULL, 1);
