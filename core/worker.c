@@ -557,6 +557,19 @@ static void up_on_conn_closed(void *ctx, unsigned node, uint32_t conn_id)
     }
 }
 
+/* Copies every node's status for /readyz and /metrics (the admin thread reads it under mu). */
+static void worker_publish_status(struct worker *w)
+{
+    struct edge *e = w->e;
+    unsigned n = upstream_node_count(w->up);
+    pthread_mutex_lock(&e->mu);
+    for (unsigned i = 0; i < n && i < UPSTREAM_MAX_NODES; i++) {
+        upstream_node_status(w->up, i, &e->nodes[w->idx][i].st);
+        e->nodes[w->idx][i].valid = true;
+    }
+    pthread_mutex_unlock(&e->mu);
+}
+
 static void up_on_node_state(void *ctx, unsigned node, enum upstream_state st,
                              const struct tls_diag *diag)
 {
@@ -583,23 +596,7 @@ static void up_on_node_state(void *ctx, unsigned node, enum upstream_state st,
                       LOG_S("was", upstream_state_name(prev)));
         }
     }
-    pthread_mutex_lock(&e->mu);
-    upstream_node_status(w->up, node, &e->nodes[w->idx][node].st);
-    e->nodes[w->idx][node].valid = true;
-    pthread_mutex_unlock(&e->mu);
-}
-
-/* Copies every node's status for /readyz and /metrics (the admin thread reads it under mu). */
-static void worker_publish_status(struct worker *w)
-{
-    struct edge *e = w->e;
-    unsigned n = upstream_node_count(w->up);
-    pthread_mutex_lock(&e->mu);
-    for (unsigned i = 0; i < n && i < UPSTREAM_MAX_NODES; i++) {
-        upstream_node_status(w->up, i, &e->nodes[w->idx][i].st);
-        e->nodes[w->idx][i].valid = true;
-    }
-    pthread_mutex_unlock(&e->mu);
+    worker_publish_status(w); /* /readyz sees the change now, not at the next second */
 }
 
 static void status_timer_cb(struct loop *loop, struct loop_timer *t)
