@@ -114,6 +114,10 @@ static const struct cfg_list keys_list = {key_fields,
       NULL, "CA bundle for client certificates (empty: none requested)")                           \
     X(LISTEN_TLS_VERIFY_CLIENT, "listen.tls.verify_client", T_BOOL, listen.tls.verify_client,      \
       "false", 0, 0, 0, NULL, "require a client certificate chained to client_ca")                 \
+    X(LISTEN_TLS_OPENSSL_RECORDS, "listen.tls.openssl_records", T_BOOL,                            \
+      listen.tls.openssl_records, "false", 0, 0, 0, NULL,                                          \
+      "keep OpenSSL's record layer on established client connections (default: TLS 1.3 ones "      \
+      "move to sipedge's own and free their SSL object)")                                          \
     X(LIMITS_MAX_MESSAGE, "listen.limits.max_message", T_U32, listen.limits.max_message, "65536",  \
       1024, 16777216, 0, NULL, "bytes of one SIP message (headers + body)")                        \
     X(LIMITS_MAX_HEADERS, "listen.limits.max_headers", T_U32, listen.limits.max_headers, "64", 8,  \

@@ -114,6 +114,7 @@ struct cfg_listen_tls {
     char key[CFG_PATH_MAX];       /* its private key (PEM) */
     char client_ca[CFG_PATH_MAX]; /* CA bundle for client certificates ("" = none) */
     bool verify_client;           /* require a client certificate chained to client_ca */
+    bool openssl_records;         /* no takeover of TLS 1.3 records by tls/tls_rec.c */
 };
 
 struct cfg_listen {

@@ -57,6 +57,7 @@ static int load_tls(struct edge *e, struct tls_ctx **server, struct tls_ctx **cl
             .key_file = c->listen.tls.key,
             .client_ca_file = c->listen.tls.client_ca[0] ? c->listen.tls.client_ca : NULL,
             .require_client_cert = c->listen.tls.verify_client,
+            .openssl_records = c->listen.tls.openssl_records,
         };
         if (tls_server_ctx_new(&so, server, err, sizeof(err)) < 0) {
             log_event(LOG_ERROR, "tls_server_config", LOG_S("error", err));

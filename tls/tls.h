@@ -131,6 +131,12 @@ struct tls_server_opts {
     uint32_t session_cache_size; /**< server session cache entries; 0: 4096 */
     uint32_t session_timeout_s;  /**< session / ticket lifetime; 0: 7200 s */
     uint32_t ticket_rotate_s;    /**< ticket key rotation period; 0: 3600 s (previous key kept) */
+    /**
+     * Keep OpenSSL's record layer for the whole connection. By default an established TLS 1.3
+     * connection (AES-GCM or CHACHA20-POLY1305) moves to tls/'s own record layer and its SSL
+     * object (≈ 14 KB) is freed: docs/tls.md, "Record layer".
+     */
+    bool openssl_records;
 };
 
 /** Client side (edge → UCM :5091, mutual TLS) configuration. `ca_file` required. */
@@ -334,5 +340,7 @@ const char *tls_conn_version(const struct tls_conn *c);
 const char *tls_conn_cipher(const struct tls_conn *c);
 /** TLS_SIDE_SERVER or TLS_SIDE_CLIENT. */
 enum tls_side tls_conn_side(const struct tls_conn *c);
+/** True when tls/'s own record layer carries the connection (its SSL object is freed). */
+bool tls_conn_own_records(const struct tls_conn *c);
 
 #endif

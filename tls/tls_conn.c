@@ -85,10 +85,8 @@ static void buf_free(struct tls__buf *b)
     memset(b, 0, sizeof(*b));
 }
 
-static int buf_append(struct tls__buf *b, const void *p, size_t n)
+uint8_t *tls__buf_reserve(struct tls__buf *b, size_t n)
 {
-    if (n == 0)
-        return 0;
     if ((size_t)b->off + b->len + n > b->cap) {
         if (b->off != 0) {
             memmove(b->p, b->p + b->off, b->len);
@@ -106,21 +104,37 @@ static int buf_append(struct tls__buf *b, const void *p, size_t n)
                 while (cap < need)
                     cap *= 2;
                 if (cap > UINT32_MAX)
-                    return -ENOBUFS;
+                    return NULL;
                 q = realloc(b->p, cap);
             }
             if (q == NULL)
-                return -ENOMEM;
+                return NULL;
             b->p = q;
             b->cap = (uint32_t)cap;
         }
     }
-    memcpy(b->p + b->off + b->len, p, n);
+    return b->p + b->off + b->len;
+}
+
+void tls__buf_commit(struct tls__buf *b, size_t n)
+{
+    assert((size_t)b->off + b->len + n <= b->cap);
     b->len += (uint32_t)n;
+}
+
+static int buf_append(struct tls__buf *b, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    uint8_t *q = tls__buf_reserve(b, n);
+    if (q == NULL)
+        return -ENOMEM;
+    memcpy(q, p, n);
+    tls__buf_commit(b, n);
     return 0;
 }
 
-static void buf_consume(struct tls__buf *b, size_t n)
+void tls__buf_consume(struct tls__buf *b, size_t n)
 {
     assert(n <= b->len);
     b->off += (uint32_t)n;
@@ -150,7 +164,7 @@ static int bio_read(BIO *bio, char *out, int len)
     }
     size_t n = (size_t)len < c->in.len ? (size_t)len : c->in.len;
     memcpy(out, c->in.p + c->in.off, n);
-    buf_consume(&c->in, n);
+    tls__buf_consume(&c->in, n);
     return (int)n;
 }
 
@@ -162,6 +176,8 @@ static int bio_write(BIO *bio, const char *data, int len)
         return 0;
     if (buf_append(&c->out, data, (size_t)len) < 0)
         return -1;
+    if (c->hs)
+        tls__rec_count(c->hs, (const uint8_t *)data, (size_t)len);
     return len;
 }
 
@@ -386,11 +402,13 @@ static void set_established(struct tls_conn *c)
     c->flags |= TLS_F_ESTABLISHED;
     if (c->side == TLS_SIDE_SERVER || SSL_version(c->ssl) != TLS1_3_VERSION)
         c->flags |= TLS_F_CONFIRMED;
+    if (c->hs)
+        tls__rec_takeover(c);
 }
 
 static void check_established(struct tls_conn *c)
 {
-    if (!(c->flags & TLS_F_ESTABLISHED) && SSL_is_init_finished(c->ssl))
+    if (!(c->flags & TLS_F_ESTABLISHED) && c->ssl && SSL_is_init_finished(c->ssl))
         set_established(c);
 }
 
@@ -428,8 +446,13 @@ struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx)
     if (ctx->side != TLS_SIDE_SERVER)
         return NULL;
     struct tls_conn *c = conn_new(ctx);
-    if (c)
-        SSL_set_accept_state(c->ssl);
+    if (c == NULL)
+        return NULL;
+    if (ctx->rec_offload && (c->hs = calloc(1, sizeof(*c->hs))) == NULL) {
+        tls_conn_free(c);
+        return NULL;
+    }
+    SSL_set_accept_state(c->ssl);
     return c;
 }
 
@@ -470,9 +493,11 @@ void tls_conn_free(struct tls_conn *c)
     /* OpenSSL marks the session of an SSL freed without close_notify as not resumable; a
      * connection that simply ends (idle close, socket error) keeps its session usable. One that
      * failed with a fatal alert was already removed by OpenSSL. */
-    if (!(c->flags & TLS_F_FAILED) && (c->flags & TLS_F_ESTABLISHED))
+    if (c->ssl && !(c->flags & TLS_F_FAILED) && (c->flags & TLS_F_ESTABLISHED))
         SSL_set_shutdown(c->ssl, SSL_get_shutdown(c->ssl) | SSL_SENT_SHUTDOWN);
     SSL_free(c->ssl);
+    tls__rec_free(c->rec);
+    tls__hs_free(c->hs);
     buf_free(&c->in);
     buf_free(&c->out);
     free(c->fail);
@@ -516,6 +541,8 @@ ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t cap)
         return 0;
     if (cap == 0)
         return -EINVAL;
+    if (c->rec)
+        return tls__rec_read(c, buf, cap);
     err_clear();
     size_t n = 0;
     int r = SSL_read_ex(c->ssl, buf, cap, &n);
@@ -551,6 +578,8 @@ ssize_t tls_conn_writev(struct tls_conn *c, const struct iovec *iov, int iovcnt)
         return -ENOTCONN;
     if (c->out.len >= TLS_OUT_MAX)
         return -ENOBUFS;
+    if (c->rec)
+        return tls__rec_writev(c, iov, iovcnt);
     char chunk[TLS_WRITE_CHUNK];
     size_t fill = 0, total = 0;
     int rc;
@@ -600,7 +629,7 @@ size_t tls_conn_out_len(const struct tls_conn *c)
 
 void tls_conn_out_consume(struct tls_conn *c, size_t n)
 {
-    buf_consume(&c->out, n < c->out.len ? n : c->out.len);
+    tls__buf_consume(&c->out, n < c->out.len ? n : c->out.len);
 }
 
 int tls_conn_shutdown(struct tls_conn *c)
@@ -609,6 +638,12 @@ int tls_conn_shutdown(struct tls_conn *c)
         return -ENOTCONN;
     if (c->flags & TLS_F_SHUTDOWN)
         return 0;
+    if (c->rec) {
+        int rc = tls__rec_shutdown(c);
+        if (rc == 0)
+            c->flags |= TLS_F_SHUTDOWN;
+        return rc == 0 ? 0 : -ENOMEM;
+    }
     err_clear();
     int r = SSL_shutdown(c->ssl);
     if (r < 0) {
@@ -658,16 +693,22 @@ bool tls_conn_confirmed(const struct tls_conn *c)
 
 bool tls_conn_resumed(const struct tls_conn *c)
 {
+    if (c->rec)
+        return tls_conn_established(c) && c->rec->resumed;
     return tls_conn_established(c) && SSL_session_reused(c->ssl);
 }
 
 const char *tls_conn_version(const struct tls_conn *c)
 {
+    if (c->rec)
+        return "TLSv1.3";
     return (c->flags & TLS_F_ESTABLISHED) ? SSL_get_version(c->ssl) : "none";
 }
 
 const char *tls_conn_cipher(const struct tls_conn *c)
 {
+    if (c->rec)
+        return c->rec->cipher_name;
     const char *s = (c->flags & TLS_F_ESTABLISHED) ? SSL_get_cipher_name(c->ssl) : NULL;
     return s ? s : "none";
 }
@@ -675,4 +716,9 @@ const char *tls_conn_cipher(const struct tls_conn *c)
 enum tls_side tls_conn_side(const struct tls_conn *c)
 {
     return (enum tls_side)c->side;
+}
+
+bool tls_conn_own_records(const struct tls_conn *c)
+{
+    return c->rec != NULL;
 }

@@ -162,6 +162,11 @@ int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, ch
     }
     if (rc == 0 && (*out = wrap(sc, TLS_SIDE_SERVER)) == NULL)
         rc = -ENOMEM;
+    if (rc == 0 && !o->openssl_records) {
+        /* The key log is how the TLS 1.3 application secrets reach tls_rec.c. */
+        (*out)->rec_offload = true;
+        SSL_CTX_set_keylog_callback(sc, tls__rec_keylog);
+    }
     if (rc == 0 && (rc = tls__tickets_init(*out, o->ticket_rotate_s ? o->ticket_rotate_s
                                                                     : TLS_DEFAULT_ROTATE)) < 0) {
         set_err(err, errlen, "cannot make session ticket keys", NULL);

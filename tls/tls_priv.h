@@ -15,6 +15,7 @@ struct tls_ctx {
     atomic_uint refs;
     uint64_t gen; /* unique per context: sessions of an older context are not offered */
     enum tls_side side;
+    bool rec_offload;             /* server side: established TLS 1.3 connections use tls_rec.c */
     struct tls__tickets *tickets; /* server side: rotating session-ticket keys */
 };
 
@@ -49,8 +50,40 @@ struct tls__fail {
 #define TLS_F_ALERT_SENT  (1u << 5)
 #define TLS_F_CONFIRMED   (1u << 6) /* the peer accepted the handshake (see tls.h) */
 
+/* ---- our record layer (tls_rec.c) ---- */
+
+#define TLS__REC_SUITES     3  /* TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, CHACHA20 */
+#define TLS__REC_SECRET_MAX 48 /* SHA-384 */
+
+/** What the handshake leaves for tls__rec_takeover(); server side, during the handshake only. */
+struct tls__hs {
+    uint8_t secret[2][TLS__REC_SECRET_MAX]; /* [0] client (we read), [1] server (we write) */
+    uint8_t secret_len[2];
+    bool marked;        /* the server application secret was installed ... */
+    uint32_t mark;      /* ... when OpenSSL had written this many records */
+    uint32_t records;   /* records OpenSSL wrote so far */
+    uint32_t body_left; /* bytes left of the record being written */
+    uint8_t hdr[5];
+    uint8_t hdr_have;
+};
+
+/** An established TLS 1.3 connection's record state once the SSL object is gone. */
+struct tls__rec {
+    uint8_t secret[2][TLS__REC_SECRET_MAX]; /* current traffic secrets, for KeyUpdate */
+    uint8_t key[2][32];
+    uint8_t iv[2][12];
+    uint64_t seq[2];
+    const char *cipher_name;
+    uint32_t pend_len;  /* decrypted bytes waiting at the front of c->in (short read buffer) */
+    uint32_t pend_skip; /* then this many bytes (content type, padding, tag) to drop */
+    uint8_t suite;
+    bool resumed;
+};
+
 struct tls_conn {
-    SSL *ssl;
+    SSL *ssl;             /* NULL once tls_rec.c took the records over */
+    struct tls__rec *rec; /* our record layer, or NULL */
+    struct tls__hs *hs;   /* server side during the handshake when records may be taken over */
     struct tls_ctx *ctx;
     struct tls_peer *peer; /* client side only */
     struct tls__buf in, out;
@@ -61,6 +94,39 @@ struct tls_conn {
     uint8_t alert_recv; /* last fatal alert received */
     uint8_t alert_sent; /* last fatal alert we sent */
 };
+
+/** Reserve `n` bytes at the end of `b` (grown as needed); NULL when out of memory. */
+uint8_t *tls__buf_reserve(struct tls__buf *b, size_t n);
+/** Commit `n` bytes written into the last tls__buf_reserve() area. */
+void tls__buf_commit(struct tls__buf *b, size_t n);
+/** Drop `n` bytes from the front of `b`; its memory is released when it empties. */
+void tls__buf_consume(struct tls__buf *b, size_t n);
+
+/** SSL_CTX key-log callback: keeps the TLS 1.3 application secrets in c->hs. */
+void tls__rec_keylog(const SSL *ssl, const char *line);
+/** Count the records in `n` bytes OpenSSL wrote (handshake time). */
+void tls__rec_count(struct tls__hs *hs, const uint8_t *p, size_t n);
+/**
+ * The handshake of server-side `c` just completed: when it is TLS 1.3 with a suite we do and
+ * everything was captured, free the SSL and switch `c` to our record layer (returns 1); else keep
+ * OpenSSL (returns 0). c->hs is freed either way.
+ */
+int tls__rec_takeover(struct tls_conn *c);
+/**
+ * Record state for suite index `suite` (0 AES-128-GCM, 1 AES-256-GCM, 2 CHACHA20-POLY1305) from
+ * the two traffic secrets (hash length of the suite), sequence numbers 0. NULL on failure.
+ */
+struct tls__rec *tls__rec_new(unsigned suite, const uint8_t *read_secret,
+                              const uint8_t *write_secret);
+/** Append one record of inner content type `type` (≤ 2^14 bytes) to c->out. */
+int tls__rec_seal(struct tls_conn *c, uint8_t type, const void *p, size_t n);
+/** tls_conn_read() / tls_conn_writev() / tls_conn_shutdown() once taken over. */
+ssize_t tls__rec_read(struct tls_conn *c, void *buf, size_t cap);
+ssize_t tls__rec_writev(struct tls_conn *c, const struct iovec *iov, int iovcnt);
+int tls__rec_shutdown(struct tls_conn *c);
+/** Wipe and free. NULL is a no-op. */
+void tls__rec_free(struct tls__rec *r);
+void tls__hs_free(struct tls__hs *hs);
 
 /** The cause for a fatal alert `alert` received from the peer. */
 enum tls_cause tls__cause_from_alert(int alert);

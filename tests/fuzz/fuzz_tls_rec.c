@@ -1,0 +1,101 @@
+// SPDX-License-Identifier: MIT
+// libFuzzer driver for tls/tls_rec.c, our TLS 1.3 record layer: a server connection reads what a
+// peer with the same keys seals (any inner content type, any size) mixed with raw bytes, split at
+// fuzzer-chosen points and read through fuzzer-chosen buffer sizes. Without raw bytes, the
+// application data read must be exactly the application data sealed.
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls/tls_priv.h"
+
+static struct tls_conn *conn(unsigned suite, const uint8_t *rd, const uint8_t *wr)
+{
+    struct tls_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->rec = tls__rec_new(suite, rd, wr);
+    if (c->rec == NULL) {
+        free(c);
+        return NULL;
+    }
+    c->flags = TLS_F_ESTABLISHED | TLS_F_CONFIRMED;
+    return c;
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    if (size < 2)
+        return 0;
+    static const uint8_t a[48] = {1, 2, 3}, b[48] = {4, 5, 6};
+    unsigned suite = data[0] % TLS__REC_SUITES;
+    size_t cap = (size_t)data[1] * 67 + 1; /* read buffer: 1 .. 17,086 bytes */
+    struct tls_conn *s = conn(suite, a, b), *peer = conn(suite, b, a);
+    static uint8_t sent[1 << 16], got[1 << 16], buf[17100];
+    size_t nsent = 0, ngot = 0;
+    bool raw = false, failed = false;
+    size_t off = 2;
+    while (s && peer && off + 2 <= size && !failed) {
+        uint8_t op = data[off], len = data[off + 1];
+        off += 2;
+        size_t n = len < size - off ? len : size - off;
+        const uint8_t *p = data + off;
+        off += n;
+        if (op < 64) { /* raw bytes straight into the server */
+            raw = true;
+            if (tls_conn_feed(s, p, n) < 0)
+                break;
+        } else {
+            uint8_t type = op < 192 ? 23 : (op & 0x1f) ? (uint8_t)(op & 0x1f) : 22;
+            if (type == 23 && n > 0) {
+                if (nsent + n > sizeof(sent))
+                    break;
+                memcpy(sent + nsent, p, n);
+                nsent += n;
+            }
+            if (type != 23 || n > 0) {
+                if (tls__rec_seal(peer, type, p, n) < 0)
+                    break;
+                struct slice out = tls_conn_out(peer);
+                if (tls_conn_feed(s, out.base, out.len) < 0)
+                    break;
+                tls_conn_out_consume(peer, out.len);
+            }
+        }
+        for (;;) {
+            ssize_t r = tls_conn_read(s, buf, cap);
+            if (r > 0) {
+                if (ngot + (size_t)r > sizeof(got))
+                    __builtin_trap();
+                memcpy(got + ngot, buf, (size_t)r);
+                ngot += (size_t)r;
+                continue;
+            }
+            if (r != TLS_WANT_INPUT)
+                failed = true; /* close_notify, an alert, a bad record: the stream ends */
+            break;
+        }
+        /* What the server wrote (KeyUpdate answer, alerts) must decrypt at the peer. */
+        struct slice out = tls_conn_out(s);
+        if (out.len && !raw) {
+            if (tls_conn_feed(peer, out.base, out.len) < 0)
+                __builtin_trap();
+            tls_conn_out_consume(s, out.len);
+            ssize_t r;
+            while ((r = tls_conn_read(peer, buf, sizeof(buf))) > 0)
+                ;
+            if (r == -EPROTO && !(s->flags & TLS_F_FAILED))
+                __builtin_trap(); /* the peer could not read a healthy server's records */
+        } else if (out.len) {
+            tls_conn_out_consume(s, out.len);
+        }
+    }
+    if (!raw && !failed && ngot != nsent)
+        __builtin_trap();
+    if (!raw && memcmp(sent, got, ngot < nsent ? ngot : nsent) != 0)
+        __builtin_trap();
+    tls_conn_free(s);
+    tls_conn_free(peer);
+    return 0;
+}

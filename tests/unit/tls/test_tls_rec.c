@@ -1,0 +1,301 @@
+// SPDX-License-Identifier: MIT
+// Tests for tls/tls_rec.c, our TLS 1.3 record layer on established server connections: the peer
+// is always real OpenSSL (a tls_conn client), so every record we write must decrypt there and
+// every record it writes must decrypt here: data, tickets, KeyUpdate, alerts, tampering.
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tls/tls.h"
+#include "tls/tls_priv.h"
+#include "tls_pair.h"
+
+static struct tls_ctx *cctx;
+static struct tls_peer peer;
+
+static void setup(void)
+{
+    pki_init_at("tls-rec-pki");
+    cctx = client_ctx("client", "ucm-ca.crt", 0);
+    cr_assert_eq(tls_peer_init(&peer, "ucm1.example.test"), 0);
+}
+
+static void teardown(void)
+{
+    tls_peer_deinit(&peer);
+    tls_ctx_unref(cctx);
+}
+
+TestSuite(tls_rec, .init = setup, .fini = teardown, .timeout = 60);
+
+/* A server context with the UCM test certificate; `suites` NULL: OpenSSL's default. */
+static struct tls_ctx *sctx_with(const char *suites, bool openssl_records, uint16_t maxv)
+{
+    char err[256] = "";
+    struct tls_server_opts o = {.cert_file = f("ucm.crt"),
+                                .key_file = f("ucm.key"),
+                                .ciphersuites = suites,
+                                .max_version = maxv,
+                                .openssl_records = openssl_records};
+    struct tls_ctx *ctx = NULL;
+    cr_assert_eq(tls_server_ctx_new(&o, &ctx, err, sizeof(err)), 0, "%s", err);
+    return ctx;
+}
+
+static struct pair established(struct tls_ctx *s)
+{
+    struct pair p = connect_pair(s, cctx, &peer, 0);
+    cr_assert_eq(p.rc_c, 0, "client %d", p.rc_c);
+    cr_assert_eq(p.rc_s, 0, "server %d", p.rc_s);
+    return p;
+}
+
+static void both_ways(struct pair *p)
+{
+    transfer(p->c, p->s, 1, 1, 0);
+    transfer(p->s, p->c, 1, 1, 0);
+    transfer(p->c, p->s, 1400, 3, 0);
+    transfer(p->s, p->c, 1400, 5, 0);
+    transfer(p->s, p->c, 200000, 64, 0); /* many full records, gathered from 64 slices */
+    transfer(p->c, p->s, 100000, 7, 0);
+    transfer(p->s, p->c, 3000, 4, 1); /* fed to the peer one byte at a time */
+    transfer(p->c, p->s, 3000, 4, 1);
+}
+
+Test(tls_rec, takes_over_each_tls13_suite_and_moves_data_both_ways)
+{
+    const char *list[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                          "TLS_CHACHA20_POLY1305_SHA256"};
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+        struct tls_ctx *s = sctx_with(list[i], false, 0);
+        struct pair p = established(s);
+        cr_assert(tls_conn_own_records(p.s), "%s not taken over", list[i]);
+        cr_assert_not(tls_conn_own_records(p.c), "the client side keeps OpenSSL");
+        cr_assert_null(p.s->ssl, "SSL object not freed");
+        cr_assert_str_eq(tls_conn_cipher(p.s), list[i]);
+        cr_assert_str_eq(tls_conn_version(p.s), "TLSv1.3");
+        both_ways(&p);
+        free_pair(&p);
+        tls_ctx_unref(s);
+    }
+}
+
+Test(tls_rec, keeps_openssl_when_asked_and_for_tls12)
+{
+    struct tls_ctx *s = sctx_with(NULL, true, 0);
+    struct pair p = established(s);
+    cr_assert_not(tls_conn_own_records(p.s));
+    cr_assert_not_null(p.s->ssl);
+    both_ways(&p);
+    free_pair(&p);
+    tls_ctx_unref(s);
+
+    s = sctx_with(NULL, false, 0x0303);
+    p = established(s);
+    cr_assert_str_eq(tls_conn_version(p.s), "TLSv1.2");
+    cr_assert_not(tls_conn_own_records(p.s));
+    both_ways(&p);
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+Test(tls_rec, sends_the_ticket_before_taking_over_so_the_client_resumes)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, 0);
+    struct tls_peer node;
+    cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
+    for (int i = 0; i < 3; i++) {
+        struct pair p = connect_pair(s, cctx, &node, 0);
+        cr_assert_eq(p.rc_s, 0);
+        cr_assert(tls_conn_own_records(p.s));
+        cr_assert_eq(tls_conn_resumed(p.s), i > 0, "round %d resumed %d", i, tls_conn_resumed(p.s));
+        cr_assert_eq(tls_conn_resumed(p.c), i > 0);
+        cr_assert_not_null(node.session, "the ticket written before the takeover was not read");
+        transfer(p.s, p.c, 500, 1, 0); /* our first record follows the ticket's sequence number */
+        transfer(p.c, p.s, 500, 1, 0);
+        free_pair(&p);
+    }
+    tls_peer_deinit(&node);
+    tls_ctx_unref(s);
+}
+
+Test(tls_rec, follows_a_client_key_update_and_answers_a_requested_one)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, 0);
+    struct pair p = established(s);
+    cr_assert(tls_conn_own_records(p.s));
+    for (int round = 0; round < 3; round++) {
+        int type = round == 1 ? SSL_KEY_UPDATE_NOT_REQUESTED : SSL_KEY_UPDATE_REQUESTED;
+        cr_assert_eq(SSL_key_update(p.c->ssl, type), 1);
+        transfer(p.c, p.s, 700, 2, 0); /* the KeyUpdate goes out before this data */
+        size_t answer = tls_conn_out_len(p.s);
+        if (type == SSL_KEY_UPDATE_REQUESTED)
+            cr_assert_gt(answer, 0, "no KeyUpdate sent back");
+        else
+            cr_assert_eq(answer, 0);
+        transfer(p.s, p.c, 900, 3, 0); /* the client must follow our new keys */
+        transfer(p.c, p.s, 900, 3, 0);
+    }
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+Test(tls_rec, returns_a_record_in_pieces_to_a_short_read_buffer)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, 0);
+    struct pair p = established(s);
+    char src[5000], dst[5000];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (char)(i * 13);
+    struct iovec iov = {src, sizeof(src)};
+    cr_assert_eq(tls_conn_writev(p.c, &iov, 1), (ssize_t)sizeof(src));
+    cr_assert_eq(tls_conn_writev(p.c, &iov, 1), (ssize_t)sizeof(src));
+    pump(p.c, p.s, 0);
+    size_t got = 0;
+    for (int pass = 0; pass < 2; pass++) {
+        size_t off = 0;
+        while (off < sizeof(dst)) {
+            ssize_t r = tls_conn_read(p.s, dst + off, 333);
+            cr_assert_gt(r, 0, "read %zd at %zu", r, off);
+            cr_assert_leq(r, 333);
+            off += (size_t)r;
+        }
+        cr_assert_eq(off, sizeof(dst));
+        cr_assert(memcmp(src, dst, sizeof(src)) == 0, "pass %d differs", pass);
+        got += off;
+    }
+    cr_assert_eq(got, 2 * sizeof(src));
+    cr_assert_eq(tls_conn_read(p.s, dst, 333), TLS_WANT_INPUT);
+    cr_assert_eq(tls_conn_out_len(p.s), 0);
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+Test(tls_rec, delivers_close_notify_both_ways)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, 0);
+    struct pair p = established(s);
+    transfer(p.c, p.s, 100, 1, 0);
+    cr_assert_eq(tls_conn_shutdown(p.c), 0);
+    pump(p.c, p.s, 0);
+    char buf[64];
+    cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), 0);
+    cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), 0);
+    cr_assert_eq(tls_conn_shutdown(p.s), 0);
+    cr_assert_eq(tls_conn_shutdown(p.s), 0, "a second shutdown queues nothing more");
+    size_t n = pump(p.s, p.c, 0);
+    cr_assert_gt(n, 0);
+    cr_assert_eq(tls_conn_read(p.c, buf, sizeof(buf)), 0, "client did not see our close_notify");
+    struct iovec iov = {"x", 1};
+    cr_assert_eq(tls_conn_writev(p.s, &iov, 1), -ENOTCONN);
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+/* Flip one bit of the next record the client sends, at byte `at` of it (negative: from the
+ * end). */
+static void tamper_and_expect_failure(long at, enum tls_cause cause, int alert)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, 0);
+    struct pair p = established(s);
+    struct iovec iov = {"REGISTER sip:x SIP/2.0\r\n", 24};
+    cr_assert_eq(tls_conn_writev(p.c, &iov, 1), 24);
+    struct slice out = tls_conn_out(p.c);
+    char rec[256];
+    cr_assert_lt(out.len, sizeof(rec));
+    memcpy(rec, out.base, out.len);
+    rec[at < 0 ? (long)out.len + at : at] ^= 0x40;
+    cr_assert_eq(tls_conn_feed(p.s, rec, out.len), 0);
+    tls_conn_out_consume(p.c, out.len);
+    char buf[64];
+    cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), -EPROTO);
+    cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), -EPROTO, "failure is sticky");
+    struct tls_diag d;
+    cr_assert_eq(tls_conn_diag(p.s, &d), cause, "cause %s", tls_cause_name(d.cause));
+    cr_assert_eq(d.alert, alert);
+    cr_assert_not(d.alert_from_peer);
+    /* Our alert is encrypted under the keys the client expects: it reports it. */
+    cr_assert_gt(pump(p.s, p.c, 0), 0, "no alert queued");
+    cr_assert_eq(tls_conn_read(p.c, buf, sizeof(buf)), -EPROTO);
+    struct tls_diag dc;
+    tls_conn_diag(p.c, &dc);
+    cr_assert(dc.alert_from_peer);
+    cr_assert_eq(dc.alert, alert);
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+Test(tls_rec, rejects_a_tampered_record_with_bad_record_mac)
+{
+    tamper_and_expect_failure(12, TLS_CAUSE_PROTOCOL_ERROR, 20); /* ciphertext */
+    tamper_and_expect_failure(-1, TLS_CAUSE_PROTOCOL_ERROR, 20); /* the tag */
+    tamper_and_expect_failure(2, TLS_CAUSE_PROTOCOL_ERROR, 20);  /* the header is authenticated */
+}
+
+Test(tls_rec, rejects_bad_record_types_and_sizes_with_an_alert)
+{
+    static const struct {
+        unsigned char hdr[5];
+        int alert;
+    } cases[] = {
+        {{22, 3, 3, 0, 40}, 10},   /* plaintext handshake after the handshake */
+        {{20, 3, 3, 0, 1}, 10},    /* change_cipher_spec after the handshake */
+        {{23, 3, 3, 0x41, 1}, 22}, /* longer than 2^14 + 256 */
+        {{23, 3, 3, 0, 16}, 50},   /* too short to hold a tag and a type */
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct tls_ctx *s = sctx_with(NULL, false, 0);
+        struct pair p = established(s);
+        cr_assert_eq(tls_conn_feed(p.s, cases[i].hdr, 5), 0);
+        char buf[32];
+        cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), -EPROTO, "case %zu", i);
+        struct tls_diag d;
+        cr_assert_eq(tls_conn_diag(p.s, &d), TLS_CAUSE_PROTOCOL_ERROR);
+        cr_assert_eq(d.alert, cases[i].alert, "case %zu alert %d", i, d.alert);
+        cr_assert_gt(tls_conn_out_len(p.s), 0);
+        free_pair(&p);
+        tls_ctx_unref(s);
+    }
+}
+
+Test(tls_rec, reports_a_fatal_alert_from_the_client)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, 0);
+    struct pair p = established(s);
+    /* Make the client fail (a record of ours damaged on the way): it answers with an encrypted
+     * bad_record_mac alert, which we must decrypt and report as the peer's. */
+    struct iovec iov = {"SIP/2.0 200 OK\r\n", 16};
+    cr_assert_eq(tls_conn_writev(p.s, &iov, 1), 16);
+    struct slice out = tls_conn_out(p.s);
+    char rec[128];
+    memcpy(rec, out.base, out.len);
+    rec[out.len - 1] ^= 1;
+    cr_assert_eq(tls_conn_feed(p.c, rec, out.len), 0);
+    tls_conn_out_consume(p.s, out.len);
+    char buf[32];
+    cr_assert_eq(tls_conn_read(p.c, buf, sizeof(buf)), -EPROTO);
+    cr_assert_gt(pump(p.c, p.s, 0), 0, "the client sent no alert");
+    cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), -EPROTO);
+    struct tls_diag d;
+    tls_conn_diag(p.s, &d);
+    cr_assert(d.alert_from_peer);
+    cr_assert_eq(d.alert, 20, "alert %d", d.alert);
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
+
+Test(tls_rec, uses_a_few_hundred_bytes_per_idle_connection)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, 0);
+    struct pair p = established(s);
+    transfer(p.c, p.s, 1400, 1, 0);
+    transfer(p.s, p.c, 600, 1, 0);
+    cr_assert(tls_conn_own_records(p.s));
+    cr_assert_null(p.s->in.p, "input buffer kept while idle");
+    cr_assert_null(p.s->out.p, "output buffer kept while idle");
+    cr_assert_null(p.s->hs);
+    cr_assert_lt(sizeof(*p.s) + sizeof(*p.s->rec), 512);
+    free_pair(&p);
+    tls_ctx_unref(s);
+}
