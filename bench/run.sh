@@ -24,8 +24,8 @@ if [ "$SCENARIO" = compare ]; then
     [ "$QUICK" = 0 ] || set -- --quick "$@"
     exec bash "$SRC/bench/compare.sh" "$@"
 fi
-case "$SCENARIO" in steady | cold | storm | idle) ;; *)
-    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle)" >&2
+case "$SCENARIO" in steady | cold | storm | idle | profile) ;; *)
+    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle, profile)" >&2
     exit 2
     ;;
 esac
@@ -321,7 +321,7 @@ scenario_storm() {
 }
 
 scenario_idle() {
-    local sizes hold=10 size lim
+    local sizes hold=${IDLE_HOLD:-10} size lim
     sizes=${IDLE_CONNS:-10000 18000 50000 100000}
     if [ "$QUICK" = 1 ]; then
         sizes=500 hold=2
@@ -347,6 +347,38 @@ scenario_idle() {
         while IFS=$'\t' read -r l h e r p rc pc s; do
             printf '%-12s %8s %7s %10s %10s %12s %12s %10s\n' "$l" "$h" "$e" "$r" "$p" "$rc" "$pc" "$s"
         done
+}
+
+# profile: one open-loop run at PROFILE_RATE (default 2000/s, warm cache, 200 connections,
+# PROFILE_SECONDS long) with `perf stat` and `perf record -g` attached to the edge; prints the
+# edge's CPU per REGISTER, context switches per REGISTER and the top of the profile.
+scenario_profile() {
+    local rate=${PROFILE_RATE:-2000} secs=${PROFILE_SECONDS:-5} conns=${PROFILE_CONNS:-200}
+    command -v perf >/dev/null || { log "needs perf"; return 1; }
+    bench_start
+    run_bench "warmup" --rate "$rate" --key "$JWT_KEY" --kid es1 --conns "$conns" \
+        --users "$conns" --duration 1 --timeout-ms 2000
+    perf stat -e task-clock,context-switches,cpu-migrations -p "$EDGE_PID" \
+        -o "$T/perf.stat" -- sleep $((secs + 2)) &
+    local stat_pid=$!
+    perf record -F 2000 -g -p "$EDGE_PID" -o "$T/perf.data" -- sleep $((secs + 2)) \
+        >/dev/null 2>&1 &
+    local rec_pid=$!
+    sleep 0.5
+    run_bench "profile-$rate" --rate "$rate" --key "$JWT_KEY" --kid es1 --conns "$conns" \
+        --users "$conns" --duration "$secs" --timeout-ms 2000
+    wait "$stat_pid" "$rec_pid" || true
+    echo "== profile at $rate REGISTER/s, $conns connections, ${secs}s"
+    table_header
+    table_row "profile-$rate"
+    local n
+    n=$(med "profile-$rate" '.ok')
+    awk -v n="$n" '/context-switches/ { gsub(",", "", $1); printf "context switches per REGISTER: %.2f\n", $1 / n }' \
+        "$T/perf.stat"
+    cat "$T/perf.stat"
+    perf report -i "$T/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
+        grep -v '^#' | grep '%' | head -n "${PROFILE_TOP:-40}"
+    echo "(perf data: $T/perf.data)"
 }
 
 scenario_"$SCENARIO"
