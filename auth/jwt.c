@@ -6,9 +6,12 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 
@@ -70,13 +73,97 @@ static size_t der_int32(const unsigned char *v, unsigned char *o)
     return 2 + pad + n;
 }
 
+/* OpenSSL 3 sets up an EVP_PKEY_CTX (algorithm fetch, provider key import) on every
+ * EVP_DigestVerifyInit: ≈ 8 µs per check here, a quarter of an RS256 verify. Each thread keeps the
+ * verify context of its last few keys instead (the context holds a reference on its key, so a
+ * rotated-out key's address cannot be reused while cached) and one digest context. */
+enum { VERIFY_SLOTS = 8 };
+
+struct verify_cache {
+    struct {
+        EVP_PKEY *pkey;
+        EVP_PKEY_CTX *pctx;
+    } slot[VERIFY_SLOTS];
+    unsigned next;
+    EVP_MD_CTX *md_ctx;
+    bool keyed;
+};
+
+static _Thread_local struct verify_cache vcache;
+static pthread_key_t vcache_key;
+static pthread_once_t vcache_once = PTHREAD_ONCE_INIT;
+static bool vcache_key_ok;
+static EVP_MD *sha256_md;
+
+static void vcache_free(void *arg)
+{
+    struct verify_cache *v = arg;
+    for (unsigned i = 0; i < VERIFY_SLOTS; i++) {
+        EVP_PKEY_CTX_free(v->slot[i].pctx);
+        v->slot[i].pctx = NULL;
+        v->slot[i].pkey = NULL;
+    }
+    EVP_MD_CTX_free(v->md_ctx);
+    v->md_ctx = NULL;
+    v->keyed = false;
+}
+
+static void vcache_init(void)
+{
+    vcache_key_ok = pthread_key_create(&vcache_key, vcache_free) == 0;
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
+/* This thread's verify context for `pkey`, made on first use; NULL when unavailable. */
+static EVP_PKEY_CTX *verify_ctx(EVP_PKEY *pkey)
+{
+    struct verify_cache *v = &vcache;
+    if (!v->keyed) {
+        pthread_once(&vcache_once, vcache_init);
+        if (!vcache_key_ok || sha256_md == NULL || pthread_setspecific(vcache_key, v) != 0)
+            return NULL;
+        v->keyed = true;
+    }
+    for (unsigned i = 0; i < VERIFY_SLOTS; i++)
+        if (v->slot[i].pkey == pkey)
+            return v->slot[i].pctx;
+    EVP_PKEY_CTX *pctx = EVP_PKEY_CTX_new_from_pkey(NULL, pkey, NULL);
+    if (pctx == NULL || EVP_PKEY_verify_init(pctx) != 1 ||
+        EVP_PKEY_CTX_set_signature_md(pctx, sha256_md) != 1) {
+        EVP_PKEY_CTX_free(pctx);
+        ERR_clear_error();
+        return NULL;
+    }
+    unsigned i = v->next++ % VERIFY_SLOTS;
+    EVP_PKEY_CTX_free(v->slot[i].pctx);
+    v->slot[i].pkey = pkey;
+    v->slot[i].pctx = pctx;
+    return pctx;
+}
+
 static bool verify_digest(EVP_PKEY *pkey, const unsigned char *sig, size_t siglen, const char *data,
                           size_t len)
 {
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    bool ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pkey) == 1 &&
-              EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)data, len) == 1;
-    EVP_MD_CTX_free(ctx);
+    EVP_PKEY_CTX *pctx = verify_ctx(pkey);
+    if (pctx == NULL) { /* no per-thread cache: the one-shot way */
+        EVP_MD_CTX *ctx = EVP_MD_CTX_new();
+        bool ok = ctx != NULL && EVP_DigestVerifyInit(ctx, NULL, EVP_sha256(), NULL, pkey) == 1 &&
+                  EVP_DigestVerify(ctx, sig, siglen, (const unsigned char *)data, len) == 1;
+        EVP_MD_CTX_free(ctx);
+        return ok;
+    }
+    struct verify_cache *v = &vcache;
+    if (v->md_ctx == NULL && (v->md_ctx = EVP_MD_CTX_new()) == NULL)
+        return false;
+    unsigned char dgst[32];
+    unsigned int dlen = 0;
+    if (EVP_DigestInit_ex(v->md_ctx, sha256_md, NULL) != 1 ||
+        EVP_DigestUpdate(v->md_ctx, data, len) != 1 ||
+        EVP_DigestFinal_ex(v->md_ctx, dgst, &dlen) != 1 || dlen != sizeof(dgst))
+        return false;
+    bool ok = EVP_PKEY_verify(pctx, sig, siglen, dgst, sizeof(dgst)) == 1;
+    if (!ok)
+        ERR_clear_error(); /* a bad signature leaves its reason on this thread's queue */
     return ok;
 }
 

@@ -487,3 +487,39 @@ Test(jwt, verifies_the_rfc_7515_a3_es256_example)
 {
     rfc_example(rfc_a3_jwks, rfc_a3_token);
 }
+
+/* ---- the per-thread verify contexts ---- */
+
+/* More keys than a thread keeps verify contexts for, each key set freed and rebuilt between
+ * rounds (so a new key may land where a freed one was), a bad signature between good ones: every
+ * answer must stay right (and ASan sees no use of a freed key). */
+Test(jwt, keeps_verifying_right_across_many_rotated_keys)
+{
+    enum { NKEYS = 11 };
+    for (int round = 0; round < 4; round++) {
+        EVP_PKEY *keys[NKEYS];
+        struct keys_set *set = keys_set_new();
+        char kid[16];
+        for (int i = 0; i < NKEYS; i++) {
+            keys[i] = i % 2 ? tu_rsa() : tu_ec();
+            snprintf(kid, sizeof(kid), "k%d", i);
+            tu_add_pub(set, kid, keys[i]);
+        }
+        cr_assert_eq(keys_set_finish(set), 0);
+        for (int pass = 0; pass < 2; pass++) {
+            for (int i = 0; i < NKEYS; i++) {
+                enum keys_alg alg = i % 2 ? KEYS_ALG_RS256 : KEYS_ALG_ES256;
+                snprintf(kid, sizeof(kid), "k%d", i);
+                size_t n = tu_mint(tok, alg, keys[i], NULL, kid, NULL, CLAIMS);
+                cr_assert_eq(tu_verify(set, &pol, tok, n, NOW), JWT_OK, "round %d key %d", round,
+                             i);
+                /* signed by another key of the same type: must fail, not poison the next */
+                n = tu_mint(tok, alg, keys[(i + 2) % (NKEYS - 1)], NULL, kid, NULL, CLAIMS);
+                cr_assert_eq(tu_verify(set, &pol, tok, n, NOW), JWT_E_BAD_SIGNATURE);
+            }
+        }
+        keys_release(set);
+        for (int i = 0; i < NKEYS; i++)
+            EVP_PKEY_free(keys[i]);
+    }
+}
