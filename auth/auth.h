@@ -82,6 +82,7 @@ struct auth_counters {
     uint64_t checks;
     uint64_t l1_hit, l1_negative_hit, l1_miss;
     uint64_t l2_hit, l2_miss, l2_bad_hmac, l2_error, l2_unusable, l2_store, l2_revoked;
+    uint64_t l2_jti_lookups;    /* second round trips: a jti not looked up with the cache entry */
     uint64_t verified;          /* local verifications */
     uint64_t revoked;           /* checks answered JWT_E_REVOKED */
     uint64_t revocation_events; /* pub/sub messages received */

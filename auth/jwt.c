@@ -505,3 +505,27 @@ enum jwt_reason jwt_verify(const struct keys_set *ks, const struct jwt_policy *p
     out->reason = r;
     return r;
 }
+
+size_t jwt_peek_jti(const char *token, size_t len, char out[JWT_MAX_JTI + 1])
+{
+    out[0] = '\0';
+    if (token == NULL || len == 0 || len > JWT_MAX_TOKEN_CAP)
+        return 0;
+    const char *d1 = memchr(token, '.', len);
+    const char *end = token + len;
+    const char *d2 = d1 ? memchr(d1 + 1, '.', (size_t)(end - d1 - 1)) : NULL;
+    if (d2 == NULL)
+        return 0;
+    ssize_t pn = jwt_b64url_decode(d1 + 1, (size_t)(d2 - d1 - 1), plain_scratch, PAYLOAD_CAP);
+    struct jwt__obj o;
+    if (pn <= 0 || jwt__obj_parse(&o, (const char *)plain_scratch, (size_t)pn) < 0)
+        return 0;
+    const struct jwt__jval *jti = jwt__obj_get(&o, "jti");
+    ssize_t n = jti && jti->type == JWT__J_STRING ? jwt__str(jti, out, JWT_MAX_JTI) : -1;
+    if (n <= 0 || memchr(out, '\0', (size_t)n) != NULL) {
+        out[0] = '\0';
+        return 0;
+    }
+    out[n] = '\0';
+    return (size_t)n;
+}

@@ -112,6 +112,15 @@ void jwt_policy_init(struct jwt_policy *pol);
 enum jwt_reason jwt_verify(const struct keys_set *ks, const struct jwt_policy *pol,
                            const char *token, size_t len, int64_t now, struct jwt_result *out);
 
+/**
+ * The `jti` claim of a compact JWS's payload, read WITHOUT checking anything: for naming a Redis
+ * revocation key before the signature is checked (auth/auth.c looks it up in the same round trip
+ * as the cache entry and uses the answer only when the verified jti is the same string). Copies
+ * at most JWT_MAX_JTI bytes + NUL into `out`. Returns the length, 0 when there is none (or it is
+ * too long, not a string, or the token is not a 3-part JWS with a JSON object payload).
+ */
+size_t jwt_peek_jti(const char *token, size_t len, char out[JWT_MAX_JTI + 1]);
+
 /* ---- encoding and A128CBC-HS256 helpers (shared with the token tool and the tests) ---- */
 
 /** Bytes needed to base64url-encode `n` bytes without padding (no NUL). */

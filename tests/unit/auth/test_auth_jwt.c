@@ -317,3 +317,37 @@ Test(auth_jwt, l2_entries_made_under_a_removed_key_are_a_miss_after_a_reload)
     keys_store_free(sb);
     keys_store_free(sc);
 }
+
+Test(auth_jwt, checks_the_jti_revocation_in_the_same_round_trip_as_the_cache_entry)
+{
+    struct counting ca = {0}, cb = {0};
+    struct auth_worker *a = pod(&ca, true), *b = pod(&cb, true);
+    ready(a);
+    ready(b);
+    static char ok_tok[TOK_CAP], rev_tok[TOK_CAP];
+    long long exp = auth_now_ms() / 1000 + 600;
+    size_t nok = mint(ok_tok, ec_key, "ec1", "dave", "kept", exp);
+    size_t nrev = mint(rev_tok, rsa_key, "rsa1", "erin", "gone", exp);
+    char jti[64];
+    snprintf(jti, sizeof(jti), "gone-%s", nonce);
+    cr_assert_geq(auth_revoke_blocking("127.0.0.1", fixture_port(), AUTH_REVOKE_JTI, jti,
+                                       strlen(jti), 60, 1000),
+                  0);
+    struct jwt_result r;
+    /* pod a: both new (a verify each); pod b: the good one from L2, the revoked one verified */
+    cr_assert_eq(check(a, ok_tok, nok, &r), AUTH_OK, "%s", jwt_reason_name(r.reason));
+    cr_assert_eq(check(a, rev_tok, nrev, &r), AUTH_FAIL);
+    cr_assert_eq(r.reason, JWT_E_REVOKED);
+    drive(&a, 1, 30); /* the SET of the good one lands */
+    cr_assert_eq(check(b, ok_tok, nok, &r), AUTH_OK);
+    cr_assert_eq(auth_worker_counters(b)->l2_hit, 1);
+    cr_assert_eq(check(b, rev_tok, nrev, &r), AUTH_FAIL);
+    cr_assert_eq(r.reason, JWT_E_REVOKED);
+    cr_assert_eq(ca.calls, 2);
+    cr_assert_eq(auth_worker_counters(a)->l2_jti_lookups, 0, "a second round trip for the jti");
+    cr_assert_eq(auth_worker_counters(b)->l2_jti_lookups, 0, "a second round trip for the jti");
+    auth_worker_free(a);
+    auth_worker_free(b);
+    auth_jwt_verifier_deinit(&ca.v);
+    auth_jwt_verifier_deinit(&cb.v);
+}
