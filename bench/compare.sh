@@ -10,11 +10,15 @@
 # Environment: BIN (build dir, default build/rel, built in Release when missing), RATES (offered
 # REGISTER/s, default "1000 2000 4000"), DURATION (seconds per point, default 5), USERS (distinct
 # users and tokens, default 100), REPEAT (runs per point, default 3; 1 with --quick), WORKERS (sipedge workers and
-# Kamailio TLS workers, default 2).
+# Kamailio TLS workers, default 2), GEN (load generator: sipp or bench, default sipp), CONNS
+# (GEN=bench: TLS connections, one user each, default 200).
 #
-# The load generator is SIPp through stunnel (SIPp here has no TLS): one TCP connection from SIPp,
-# one TLS connection into the edge, every REGISTER on it (the reference setup of the issue), warm
-# cache. sipedge-bench mints RS256/ES256 only, and Kamailio's script can check HS256 only.
+# GEN=sipp: SIPp through stunnel (SIPp here has no TLS): one TCP connection from SIPp, one TLS
+# connection into the edge, every REGISTER on it (the reference setup of the issue), warm cache.
+# GEN=bench: sipedge-bench, the load of `bench/run.sh steady`: CONNS TLS clients straight into the
+# edge, each its own user (ES256 tokens for sipedge, HS256 with the shared secret for Kamailio),
+# open loop at the rate; the edge's CPU (all of Kamailio's processes: --edge-pid A,B,...) read by
+# the generator at the edges of the measured window, so the connection set-up is not counted.
 # What each side checks per REGISTER:
 #   sipedge : the ES256 token's full JWS check (signature, alg, kid, exp/nbf, sub = To user)
 #             behind its L1 cache (Redis L2 behind it), forward over pooled mTLS to UCM.
@@ -48,6 +52,13 @@ DURATION=${DURATION:-5}
 USERS=${USERS:-100}
 REPEAT=${REPEAT:-3}
 WORKERS=${WORKERS:-2}
+GEN=${GEN:-sipp}
+CONNS=${CONNS:-200}
+case "$GEN" in sipp | bench) ;; *)
+    echo "bench/compare.sh: GEN must be sipp or bench" >&2
+    exit 2
+    ;;
+esac
 if [ "$QUICK" = 1 ]; then
     RATES=${QUICK_RATES:-"500 1000"}
     DURATION=2
@@ -121,7 +132,12 @@ EDGE_PORT=$SE_PORT
 
 say "sipedge  (pid $EDGE_PID, $WORKERS workers) on 127.0.0.1:$SE_PORT, checks ES256 tokens (full JWS verify, L1 cache + Redis)"
 say "kamailio (pid $KAMEDGE_PID, $WORKERS TLS workers, tlsf, ${KAMEDGE_SHM:-1024} MB shm) on 127.0.0.1:$KAM_PORT, checks HS256 tokens (script HMAC + htable cache)"
-say "UCM stand-in (sipedge-ucmsim) on 127.0.0.1:$UCM_PORT, mutual TLS; load: SIPp -> stunnel -> one TLS connection per side"
+if [ "$GEN" = sipp ]; then
+    GEN_DESC="sipp+stunnel, 1 TLS connection"
+else
+    GEN_DESC="sipedge-bench, $CONNS TLS connections"
+fi
+say "UCM stand-in (sipedge-ucmsim) on 127.0.0.1:$UCM_PORT, mutual TLS; load: $GEN_DESC per side"
 
 # Same users on both sides; tokens valid for the whole run.
 {
@@ -136,6 +152,34 @@ say "UCM stand-in (sipedge-ucmsim) on 127.0.0.1:$UCM_PORT, mutual TLS; load: SIP
 } >"$T/users-kamailio.csv"
 
 # ---- one measured point ----------------------------------------------------------------------
+
+# drive_bench SIDE RATE SECONDS: sipedge-bench at RATE for SECONDS (after its own set-up of CONNS
+# registered connections). Sets the same P_* globals as drive, and P_US / P_TUS / P_GUS.
+drive_bench() {
+    local side=$1 rate=$2 secs=$3 port pids line rc=0
+    local keyargs=()
+    if [ "$side" = sipedge ]; then
+        port=$SE_PORT pids=$EDGE_PID keyargs=(--key "$JWT_KEY" --kid es1)
+    else
+        port=$KAM_PORT pids=$(kamedge_pids | paste -sd, -) keyargs=(--hs256-secret "$T/hs.secret")
+    fi
+    line=$("$BIN/sipedge-bench" --port "$port" --ca "$PKI/ca.crt" "${keyargs[@]}" \
+        --conns "$CONNS" --users "$CONNS" --user-prefix user --rate "$rate" --duration "$secs" \
+        --timeout-ms 2000 --max-requests 400000 --edge-pid "$pids" --label "$side-$rate" --json \
+        --quiet 2>>"$T/bench.err") || rc=$?
+    line=$(printf '%s\n' "$line" | grep '^{' | tail -n 1 || true)
+    [ -n "$line" ] || line='{}'
+    printf '%s\n' "$line" >>"$T/bench-runs.jsonl"
+    P_RC=$rc
+    P_OK=$(jq '.ok // 0' <<<"$line")
+    P_FAILED=$(jq '(.errors // 0) + (.setup_error_causes.timeout // 0)' <<<"$line")
+    P_WALL=$(jq '.window_s // .duration_s // 0' <<<"$line")
+    P_ACH=$(jq '.throughput // 0 | floor' <<<"$line")
+    P_US=$(jq '.edge.cpu_us_per_unit // 0 | . * 10 | round / 10' <<<"$line")
+    P_TUS=$(jq '.edge.cpu_us_per_unit_ticks // 0' <<<"$line")
+    P_GUS=$(jq '.gen_cpu_us_per_unit // 0 | . * 10 | round / 10' <<<"$line")
+    read -r P_P50 P_P99 P_P999 <<<"$(jq -r '.latency_us.register | "\(.p50 // 0) \(.p99 // 0) \(.p999 // 0)"' <<<"$line")"
+}
 
 # drive SIDE RATE SECONDS: SIPp at RATE REGISTER/s for SECONDS into SIDE's stunnel. Sets the
 # globals of the point: P_* (see the JSON line below).
@@ -214,25 +258,32 @@ idle_us_per_s() {
 IDLE_SE=$(idle_us_per_s "$EDGE_PID")
 IDLE_KAM=$(idle_us_per_s "$(kamedge_pids | tr '\n' ' ')")
 
-say "warm-up: every token once on each side (fills the caches, opens the connections to UCM)"
-drive sipedge 200 $(((USERS + 199) / 200))
-drive kamailio 200 $(((USERS + 199) / 200))
+if [ "$GEN" = sipp ]; then
+    say "warm-up: every token once on each side (fills the caches, opens the connections to UCM)"
+    drive sipedge 200 $(((USERS + 199) / 200))
+    drive kamailio 200 $(((USERS + 199) / 200))
+fi
 
 for rate in $RATES; do
     for r in $(seq 1 "$REPEAT"); do
         for side in sipedge kamailio; do
-            drive "$side" "$rate" "$DURATION"
-            us=$(awk -v c="$P_CPU_NS" -v n="$P_OK" 'BEGIN { printf "%.1f", n ? c / n / 1000 : 0 }')
-            tus=$(awk -v c="$P_CPU_TICKS" -v n="$P_OK" -v hz="$(getconf CLK_TCK)" \
-                'BEGIN { printf "%.1f", n ? c * 1e6 / hz / n : 0 }')
-            gus=$(awk -v c="$P_GEN_NS" -v n="$P_OK" 'BEGIN { printf "%.1f", n ? c / n / 1000 : 0 }')
-            ach=$(awk -v n="$P_OK" -v w="$P_WALL" 'BEGIN { printf "%.0f", (w > 0 ? n / w : 0) }')
+            if [ "$GEN" = bench ]; then
+                drive_bench "$side" "$rate" "$DURATION"
+                us=$P_US tus=$P_TUS gus=$P_GUS ach=$P_ACH
+            else
+                drive "$side" "$rate" "$DURATION"
+                us=$(awk -v c="$P_CPU_NS" -v n="$P_OK" 'BEGIN { printf "%.1f", n ? c / n / 1000 : 0 }')
+                tus=$(awk -v c="$P_CPU_TICKS" -v n="$P_OK" -v hz="$(getconf CLK_TCK)" \
+                    'BEGIN { printf "%.1f", n ? c * 1e6 / hz / n : 0 }')
+                gus=$(awk -v c="$P_GEN_NS" -v n="$P_OK" 'BEGIN { printf "%.1f", n ? c / n / 1000 : 0 }')
+                ach=$(awk -v n="$P_OK" -v w="$P_WALL" 'BEGIN { printf "%.0f", (w > 0 ? n / w : 0) }')
+            fi
             printf '%-9s %8s %9s %8s %7s %12s %12s %12s %9s %9s\n' "$side" "$rate" "$ach" "$P_OK" \
                 "$P_FAILED" "$us" "$tus" "$gus" "$P_P50" "$P_P99" >>"$T/table.txt"
             tail -n 1 "$T/table.txt" >&2
             echo "$side $rate $us $P_P50 $P_P99 $P_P999 $ach" >>"$T/points.dat"
             if [ "$side" = sipedge ]; then chk=$check_sipedge; else chk=$check_kamailio; fi
-            jq -cn --arg side "$side" --arg check "$chk" --arg commit "$commit" \
+            jq -cn --arg side "$side" --arg check "$chk" --arg commit "$commit" --arg gen "$GEN_DESC" \
                 --argjson rate "$rate" --argjson ach "$ach" --argjson ok "$P_OK" \
                 --argjson failed "$P_FAILED" --argjson sipp_rc "$P_RC" --argjson us "$us" \
                 --argjson tus "$tus" --argjson gus "$gus" --argjson p50 "$P_P50" \
@@ -240,7 +291,7 @@ for rate in $RATES; do
                 --argjson dur "$DURATION" --argjson users "$USERS" --argjson workers "$WORKERS" \
                 --argjson ts "$(date +%s)" \
                 '{scenario: "compare", ts: $ts, commit: $commit, side: $side, check: $check,
-                  generator: "sipp+stunnel, 1 TLS connection", offered_per_s: $rate,
+                  generator: $gen, offered_per_s: $rate,
                   achieved_per_s: $ach, ok_200_at_ucm: $ok, failed: $failed, sipp_rc: $sipp_rc,
                   edge_cpu_us_per_register: $us, edge_cpu_us_per_register_ticks: $tus,
                   generator_cpu_us_per_register: $gus, latency_us: {p50: $p50, p99: $p99,
@@ -251,12 +302,17 @@ for rate in $RATES; do
 done
 
 echo
-echo "== compare: steady re-REGISTERs, warm cache, SIPp -> stunnel -> 1 TLS connection -> edge -> mTLS -> sipedge-ucmsim"
+echo "== compare: steady re-REGISTERs, warm cache, $GEN_DESC -> edge -> mTLS -> sipedge-ucmsim"
 echo "   sipedge  checks: $check_sipedge"
 echo "   kamailio checks: $check_kamailio"
 echo "   edge_us/REG: edge CPU (all threads / all processes, schedstat) per 200 relayed from UCM;"
-echo "   ticks_us/REG: the same from utime+stime; gen_us/REG: SIPp + stunnel CPU; latency: SIPp"
-echo "   send REGISTER -> 200 received (through stunnel, both sides alike)"
+if [ "$GEN" = sipp ]; then
+    echo "   ticks_us/REG: the same from utime+stime; gen_us/REG: SIPp + stunnel CPU; latency: SIPp"
+    echo "   send REGISTER -> 200 received (through stunnel, both sides alike)"
+else
+    echo "   (per 200 OK the generator got, over its measured window); ticks_us/REG: the same from"
+    echo "   utime+stime; gen_us/REG: sipedge-bench CPU; latency: scheduled send -> 200 received"
+fi
 cat "$T/table.txt"
 echo
 # Medians over the repeats, per side and rate: "side rate us p50 p99 p999 achieved".
@@ -287,6 +343,7 @@ echo "JSON lines appended to $RESULTS"
 
 if [ "$PLOT" = 1 ]; then
     IMG=${IMG_DIR:-$SRC/docs/img}
+    IMG_SUFFIX=$([ "$GEN" = bench ] && echo -bench || true)
     mkdir -p "$IMG"
     for side in sipedge kamailio; do
         awk -v s="$side" '$1 == s { print $2, $3, $4, $5, $6 }' "$T/medians.dat" | sort -n >"$T/$side.dat"
@@ -295,8 +352,8 @@ if [ "$PLOT" = 1 ]; then
 set terminal pngcairo size 900,540 noenhanced font ",10"
 set grid
 set key top left
-set xlabel "offered REGISTER/s (SIPp -> stunnel -> one TLS connection)"
-set output "$IMG/compare-latency.png"
+set xlabel "offered REGISTER/s ($GEN_DESC)"
+set output "$IMG/compare${IMG_SUFFIX}-latency.png"
 set ylabel "latency, microseconds (REGISTER sent -> 200 received)"
 set logscale y
 set xrange [0:*]
@@ -305,12 +362,12 @@ plot "$T/sipedge.dat" using 1:3 with linespoints lw 2 pt 7 lc rgb "#1f5fbf" titl
      "$T/sipedge.dat" using 1:4 with linespoints lw 2 pt 7 dt 2 lc rgb "#1f5fbf" title "sipedge p99", \
      "$T/kamailio.dat" using 1:3 with linespoints lw 2 pt 5 lc rgb "#d9541a" title "Kamailio 5.6 p50", \
      "$T/kamailio.dat" using 1:4 with linespoints lw 2 pt 5 dt 2 lc rgb "#d9541a" title "Kamailio 5.6 p99"
-set output "$IMG/compare-cpu.png"
+set output "$IMG/compare${IMG_SUFFIX}-cpu.png"
 set ylabel "edge CPU microseconds per proxied REGISTER"
 set yrange [1:*]
 set title "compare: edge CPU per REGISTER vs offered rate (sipedge ES256+cache, Kamailio HS256+htable)"
 plot "$T/sipedge.dat" using 1:2 with linespoints lw 2 pt 7 lc rgb "#1f5fbf" title "sipedge (2 workers)", \
      "$T/kamailio.dat" using 1:2 with linespoints lw 2 pt 5 lc rgb "#d9541a" title "Kamailio 5.6 (tlsf, 1 GB shm, 2 TLS workers)"
 EOF
-    echo "plots: $IMG/compare-latency.png $IMG/compare-cpu.png"
+    echo "plots: $IMG/compare${IMG_SUFFIX}-latency.png $IMG/compare${IMG_SUFFIX}-cpu.png"
 fi

@@ -358,7 +358,9 @@ scenario_profile() {
     bench_start
     run_bench "warmup" --rate "$rate" --key "$JWT_KEY" --kid es1 --conns "$conns" \
         --users "$conns" --duration 1 --timeout-ms 2000
-    perf stat -e task-clock,context-switches,cpu-migrations -p "$EDGE_PID" \
+    local ev=task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter
+    ev+=,io_uring:io_uring_submit_req,io_uring:io_uring_complete,ipi:ipi_send_cpu
+    perf stat -e "${PROFILE_EVENTS:-$ev}" -p "$EDGE_PID" \
         -o "$T/perf.stat" -- sleep $((secs + 2)) &
     local stat_pid=$!
     perf record -F 2000 -g -p "$EDGE_PID" -o "$T/perf.data" -- sleep $((secs + 2)) \

@@ -32,6 +32,7 @@
 #include "tls/tls.h"
 
 #define BENCH_MAX_THREADS   16
+#define BENCH_MAX_PIDS      64 /* processes of one edge (--edge-pid A,B,...) */
 #define BENCH_MAX_CONNS     100000u
 #define BENCH_TOKEN_CAP     8192
 #define BENCH_MSG_CAP       (BENCH_TOKEN_CAP + 2048)
@@ -70,6 +71,8 @@ struct bench_opts {
     uint16_t tls_max; /* 0: up to TLS 1.3; 0x0303: TLS 1.2 only */
     bool resume, direct, json, quiet;
     int edge_pid, ucm_pid;
+    int edge_pids[BENCH_MAX_PIDS]; /* --edge-pid A,B,...: an edge made of several processes */
+    unsigned n_edge_pids;
 };
 
 /* ---- errors and statistics ---------------------------------------------------------------- */
@@ -198,7 +201,7 @@ struct gthread {
     char msg[BENCH_MSG_CAP];
 };
 
-/** A snapshot of a watched process's accounting. */
+/** A snapshot of a watched process's accounting (summed over its processes). */
 struct proc_snap {
     bool ok;
     uint64_t ticks;    /* utime + stime from /proc/PID/stat */
@@ -465,6 +468,25 @@ static struct proc_snap proc_snap(int pid)
     s.pss_kib = read_kib_field(path, "Pss:");
     s.ok = true;
     return s;
+}
+
+/* The sum over the edge's processes (Kamailio is several): CPU, RSS and Pss add up (Pss is the
+ * fair share of shared pages, so its sum is the edge's memory; the RSS sum counts shared pages
+ * once per process). */
+static struct proc_snap edge_snap(const struct bench_opts *o)
+{
+    struct proc_snap sum = {0};
+    for (unsigned i = 0; i < o->n_edge_pids; i++) {
+        struct proc_snap s = proc_snap(o->edge_pids[i]);
+        if (!s.ok)
+            return (struct proc_snap){0};
+        sum.ok = true;
+        sum.ticks += s.ticks;
+        sum.sched_ns += s.sched_ns;
+        sum.rss_kib += s.rss_kib;
+        sum.pss_kib += s.pss_kib;
+    }
+    return sum;
 }
 
 static double self_cpu_us(void)
@@ -1372,7 +1394,8 @@ static void usage(void)
         "  other:  --host IP (127.0.0.1)  --server-name N (localhost)  --tls-cert/--tls-key PEM\n"
         "          --direct (first REGISTER carries the token)  --threads T (1)  --tls-max "
         "1.2|1.3\n"
-        "          --edge-pid PID  --ucm-pid PID  --ready-file F  --label L  --json  --quiet\n");
+        "          --edge-pid PID[,PID...]  --ucm-pid PID  --ready-file F  --label L  --json  "
+        "--quiet\n");
 }
 
 static double parse_num(const char *s, const char *what, double lo, double hi)
@@ -1572,7 +1595,16 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             o->threads = (unsigned)parse_num(optarg, "--threads", 1, BENCH_MAX_THREADS);
             break;
         case O_EDGE:
-            o->edge_pid = (int)parse_num(optarg, "--edge-pid", 1, 1e9);
+            for (char *save = NULL, *tok = strtok_r(optarg, ",", &save); tok;
+                 tok = strtok_r(NULL, ",", &save)) {
+                if (o->n_edge_pids == BENCH_MAX_PIDS) {
+                    fprintf(stderr, "sipedge-bench: --edge-pid: at most %d processes\n",
+                            BENCH_MAX_PIDS);
+                    exit(2);
+                }
+                o->edge_pids[o->n_edge_pids++] = (int)parse_num(tok, "--edge-pid", 1, 1e9);
+            }
+            o->edge_pid = o->edge_pids[0];
             break;
         case O_UCM:
             o->ucm_pid = (int)parse_num(optarg, "--ucm-pid", 1, 1e9);
@@ -1738,7 +1770,7 @@ int main(int argc, char **argv)
     }
 
     struct result r = {.clk_tck = sysconf(_SC_CLK_TCK)};
-    r.e0 = proc_snap(o->edge_pid);
+    r.e0 = edge_snap(o);
     uint64_t t_setup = now_us();
     if (loop_group_start(b->group, false) < 0) {
         fprintf(stderr, "sipedge-bench: cannot start the threads\n");
@@ -1757,7 +1789,7 @@ int main(int argc, char **argv)
                 " setup errors); measuring what is up\n",
                 r.setup_s, (uint64_t)atomic_load(&b->setup_errs));
 
-    r.e1 = proc_snap(o->edge_pid);
+    r.e1 = edge_snap(o);
     r.u1 = proc_snap(o->ucm_pid);
     double cpu0 = self_cpu_us();
     uint64_t t0 = now_us() + 2000;
@@ -1777,7 +1809,7 @@ int main(int argc, char **argv)
     while (atomic_load(&b->measure_threads_done) < b->nth && now_us() < hard)
         usleep(BENCH_CTRL_SLEEP_MS * 1000);
     uint64_t t_end = now_us();
-    r.e2 = proc_snap(o->edge_pid);
+    r.e2 = edge_snap(o);
     r.u2 = proc_snap(o->ucm_pid);
     r.gen_cpu_us = self_cpu_us() - cpu0;
     atomic_store(&b->phase, PH_DONE);
