@@ -21,3 +21,10 @@ if(Python3_FOUND)
   add_test(NAME scan/header_table_up_to_date
            COMMAND ${Python3_EXECUTABLE} ${PROJECT_SOURCE_DIR}/scripts/gen-sip-headers.py --check)
 endif()
+# A bearer token is a credential: by default its SHA-256 is printed, never the token; the token
+# only with --show-token. (The token of register_jabber.sip starts "eyJhbGciOi".)
+add_test(NAME scan/bearer_token_not_printed
+         COMMAND sh -c "out=$(\"$0\" \"$1\") && echo \"$out\" | grep -q '\"token_sha256\": \"[0-9a-f]*\"' && \
+                  ! echo \"$out\" | grep -q 'eyJhbGciOi' && \
+                  \"$0\" --show-token \"$1\" | grep -q 'eyJhbGciOi'"
+                 $<TARGET_FILE:sipedge-scan> ${PROJECT_SOURCE_DIR}/tests/data/sip/valid/register_jabber.sip)

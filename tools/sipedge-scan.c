@@ -11,8 +11,12 @@
 
 #include <jansson.h>
 
+#include "auth/auth.h"
 #include "core/sip.h"
 #include "core/sip_parse.h"
+
+/* Bearer tokens are credentials: printed only with --show-token, else as length and digest. */
+static int show_token;
 
 #define MAX_HEADERS 256
 #define MAX_FILE    (1u << 24)
@@ -179,7 +183,14 @@ static void add_parsed(json_t *o, const struct sip_msg *m)
                                 json_string(cred.token68 ? "token68" : "token-param"));
             if (cred.has_realm)
                 json_object_set_new(bearer, "realm", jstr(cred.realm));
-            json_object_set_new(bearer, "token", jstr(cred.token));
+            if (show_token) {
+                json_object_set_new(bearer, "token", jstr(cred.token));
+            } else {
+                /* the digest the edge logs and keys its caches and revocations by */
+                char hex[2 * CACHE_DIGEST_LEN + 1];
+                auth_token_digest_hex(cred.token.base, cred.token.len, hex);
+                json_object_set_new(bearer, "token_sha256", json_string(hex));
+            }
             json_object_set_new(bearer, "token_length", json_integer((json_int_t)cred.token.len));
         }
     }
@@ -205,7 +216,19 @@ static json_t *msg_json(const struct sip_msg *m)
         json_t *jh = json_object();
         json_object_set_new(jh, "id", json_string(h->id ? sip_hdr_name(h->id) : "other"));
         json_object_set_new(jh, "name", jstr(h->name));
-        json_object_set_new(jh, "value", jstr(h->value));
+        if (!show_token &&
+            (h->id == SIP_HDR_PROXY_AUTHORIZATION || h->id == SIP_HDR_AUTHORIZATION)) {
+            /* credentials: the scheme and the size, not the secret (see "bearer") */
+            char red[96];
+            size_t sp = 0;
+            while (sp < h->value.len && h->value.base[sp] != ' ' && sp < 32)
+                sp++;
+            snprintf(red, sizeof(red), "%.*s <%zu bytes of credentials not shown>", (int)sp,
+                     h->value.base, h->value.len);
+            json_object_set_new(jh, "value", json_string(red));
+        } else {
+            json_object_set_new(jh, "value", jstr(h->value));
+        }
         json_array_append_new(hs, jh);
     }
     json_object_set_new(o, "headers", hs);
@@ -284,15 +307,22 @@ static int scan_file(const char *path)
 
 int main(int argc, char **argv)
 {
-    if (argc < 2) {
+    int first = 1;
+    if (argc > 1 && strcmp(argv[1], "--show-token") == 0) {
+        show_token = 1;
+        first = 2;
+    }
+    if (argc <= first) {
         fprintf(stderr,
-                "usage: %s FILE...\n"
-                "Scans each file as a SIP stream; prints ok + JSON per message or error.\n",
+                "usage: %s [--show-token] FILE...\n"
+                "Scans each file as a SIP stream; prints ok + JSON per message or error.\n"
+                "A bearer token is shown as its length and SHA-256 (the digest sipedge logs);\n"
+                "--show-token prints the token itself.\n",
                 argv[0]);
         return 2;
     }
     int failed = 0;
-    for (int i = 1; i < argc; i++)
+    for (int i = first; i < argc; i++)
         failed |= scan_file(argv[i]);
     return failed;
 }
