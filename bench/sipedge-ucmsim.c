@@ -409,9 +409,12 @@ static void on_tls_info(const SSL *ssl, int where, int ret)
     struct conn *c = SSL_get_app_data(ssl);
     if (!c)
         return;
-    if (where & SSL_CB_WRITE_ALERT)
+    /* SSL_CB_READ_ALERT and SSL_CB_WRITE_ALERT share the SSL_CB_ALERT bit: test the direction */
+    if (!(where & SSL_CB_ALERT))
+        return;
+    if (where & SSL_CB_WRITE)
         c->alert_sent = ret & 0xff;
-    else if (where & SSL_CB_READ_ALERT)
+    else if (where & SSL_CB_READ)
         c->alert_recv = ret & 0xff;
 }
 
