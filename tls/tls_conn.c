@@ -164,6 +164,8 @@ static int bio_read(BIO *bio, char *out, int len)
     }
     size_t n = (size_t)len < c->in.len ? (size_t)len : c->in.len;
     memcpy(out, c->in.p + c->in.off, n);
+    if (c->hs)
+        tls__rec_count(&c->hs->r, (const uint8_t *)out, n);
     tls__buf_consume(&c->in, n);
     return (int)n;
 }
@@ -177,7 +179,7 @@ static int bio_write(BIO *bio, const char *data, int len)
     if (buf_append(&c->out, data, (size_t)len) < 0)
         return -1;
     if (c->hs)
-        tls__rec_count(c->hs, (const uint8_t *)data, (size_t)len);
+        tls__rec_count(&c->hs->w, (const uint8_t *)data, (size_t)len);
     return len;
 }
 
@@ -701,7 +703,7 @@ bool tls_conn_resumed(const struct tls_conn *c)
 const char *tls_conn_version(const struct tls_conn *c)
 {
     if (c->rec)
-        return "TLSv1.3";
+        return c->rec->tls12 ? "TLSv1.2" : "TLSv1.3";
     return (c->flags & TLS_F_ESTABLISHED) ? SSL_get_version(c->ssl) : "none";
 }
 

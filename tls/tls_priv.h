@@ -55,19 +55,27 @@ struct tls__fail {
 #define TLS__REC_SUITES     3  /* TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, CHACHA20 */
 #define TLS__REC_SECRET_MAX 48 /* SHA-384 */
 
-/** What the handshake leaves for tls__rec_takeover(); server side, during the handshake only. */
-struct tls__hs {
-    uint8_t secret[2][TLS__REC_SECRET_MAX]; /* [0] client (we read), [1] server (we write) */
-    uint8_t secret_len[2];
-    bool marked;        /* the server application secret was installed ... */
-    uint32_t mark;      /* ... when OpenSSL had written this many records */
-    uint32_t records;   /* records OpenSSL wrote so far */
-    uint32_t body_left; /* bytes left of the record being written */
+/** Record boundaries in one direction of the handshake's byte stream (tls__rec_count()). */
+struct tls__recs {
+    uint32_t records;   /* records started so far */
+    uint32_t after_ccs; /* records after the last change_cipher_spec (TLS 1.2: encrypted ones) */
+    uint32_t body_left; /* bytes left of the current record */
     uint8_t hdr[5];
     uint8_t hdr_have;
+    bool ccs; /* a change_cipher_spec record went by */
 };
 
-/** An established TLS 1.3 connection's record state once the SSL object is gone. */
+/** What the handshake leaves for tls__rec_takeover(); server side, during the handshake only. */
+struct tls__hs {
+    uint8_t secret[2]
+                  [TLS__REC_SECRET_MAX]; /* TLS 1.3: [0] client (we read), [1] server (we write) */
+    uint8_t secret_len[2];
+    bool marked;           /* TLS 1.3: the server application secret was installed ... */
+    uint32_t mark;         /* ... when OpenSSL had written this many records */
+    struct tls__recs w, r; /* what OpenSSL wrote / read */
+};
+
+/** An established connection's record state (TLS 1.3, or TLS 1.2 AEAD) once the SSL is gone. */
 struct tls__rec {
     uint8_t secret[2][TLS__REC_SECRET_MAX]; /* current traffic secrets, for KeyUpdate */
     uint8_t key[2][32];
@@ -78,6 +86,7 @@ struct tls__rec {
     uint32_t pend_skip; /* then this many bytes (content type, padding, tag) to drop */
     uint8_t suite;
     bool resumed;
+    bool tls12; /* TLS 1.2 records: outer content type, GCM explicit nonce, seq in the AAD */
 };
 
 struct tls_conn {
@@ -104,12 +113,12 @@ void tls__buf_consume(struct tls__buf *b, size_t n);
 
 /** SSL_CTX key-log callback: keeps the TLS 1.3 application secrets in c->hs. */
 void tls__rec_keylog(const SSL *ssl, const char *line);
-/** Count the records in `n` bytes OpenSSL wrote (handshake time). */
-void tls__rec_count(struct tls__hs *hs, const uint8_t *p, size_t n);
+/** Count the records in `n` bytes OpenSSL wrote or read (handshake time). */
+void tls__rec_count(struct tls__recs *rc, const uint8_t *p, size_t n);
 /**
- * The handshake of server-side `c` just completed: when it is TLS 1.3 with a suite we do and
- * everything was captured, free the SSL and switch `c` to our record layer (returns 1); else keep
- * OpenSSL (returns 0). c->hs is freed either way.
+ * The handshake of server-side `c` just completed: when it is TLS 1.3, or TLS 1.2 with an AEAD
+ * suite, that we do and everything was captured, free the SSL and switch `c` to our record layer
+ * (returns 1); else keep OpenSSL (returns 0). c->hs is freed either way.
  */
 int tls__rec_takeover(struct tls_conn *c);
 /**

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
-// tls: our own TLS 1.3 record layer (RFC 8446 §5) for established server-side connections. Once a
-// handshake is done, OpenSSL's SSL object (≈ 14 KB per connection) is freed and records are
-// protected here with the traffic secrets OpenSSL derived, through one AEAD context per thread.
+// tls: our own record layer for established server-side connections: TLS 1.3 (RFC 8446 §5) and
+// TLS 1.2 AEAD suites (RFC 5246 §6.2.3.3, RFC 5288, RFC 7905). Once a handshake is done, OpenSSL's
+// SSL object (≈ 14 KB per connection) is freed and records are protected here with the keys
+// OpenSSL derived, through one AEAD context per thread.
 #include <assert.h>
 #include <pthread.h>
 #include <stdlib.h>
@@ -12,15 +13,19 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/kdf.h>
+#include <openssl/obj_mac.h>
 
 #include "tls/tls_priv.h"
 
 enum {
     REC_HDR = 5,
     REC_TAG = 16,
-    REC_PLAIN_MAX = 16384,                /* 2^14: largest content per record */
-    REC_CIPHER_MAX = REC_PLAIN_MAX + 256, /* 2^14 + 256: largest TLSCiphertext.length */
+    REC_PLAIN_MAX = 16384,                   /* 2^14: largest content per record */
+    REC_CIPHER_MAX = REC_PLAIN_MAX + 256,    /* 2^14 + 256: largest TLSCiphertext.length */
+    REC12_CIPHER_MAX = REC_PLAIN_MAX + 2048, /* TLS 1.2 allows 2^14 + 2048 */
+    GCM_EXPLICIT = 8,                        /* TLS 1.2 AES-GCM: explicit nonce per record */
     REC_NONCE = 12,
+    CT_CCS = 20,
     CT_ALERT = 21,
     CT_HANDSHAKE = 22,
     CT_APPDATA = 23,
@@ -30,33 +35,39 @@ enum {
     AD_BAD_RECORD_MAC = 20,
     AD_RECORD_OVERFLOW = 22,
     AD_DECODE_ERROR = 50,
+    AD_PROTOCOL_VERSION = 70,
     AD_USER_CANCELED = 90,
+    AD_NO_RENEGOTIATION = 100,
 };
 
 /* ---- suites and per-thread AEAD contexts ---- */
 
+/* By AEAD: the TLS 1.3 suite with that AEAD (its hash), and the TLS 1.2 suites with it (any key
+ * exchange: the record layer is the same). */
 struct suite {
-    uint16_t id; /* IANA cipher suite number */
+    int nid; /* the AEAD */
     const char *cipher, *digest;
     uint8_t key_len, hash_len;
+    uint8_t iv12_len; /* TLS 1.2 implicit IV: the GCM salt, or ChaCha20's whole nonce mask */
 };
 
 static const struct suite suites[TLS__REC_SUITES] = {
-    {0x1301, "AES-128-GCM", "SHA256", 16, 32},
-    {0x1302, "AES-256-GCM", "SHA384", 32, 48},
-    {0x1303, "ChaCha20-Poly1305", "SHA256", 32, 32},
+    {NID_aes_128_gcm, "AES-128-GCM", "SHA256", 16, 32, 4},
+    {NID_aes_256_gcm, "AES-256-GCM", "SHA384", 32, 48, 4},
+    {NID_chacha20_poly1305, "ChaCha20-Poly1305", "SHA256", 32, 32, 12},
 };
 
 static EVP_CIPHER *ciphers[TLS__REC_SUITES];
 static EVP_MD *digests[TLS__REC_SUITES];
-static EVP_KDF *hkdf;
+static EVP_KDF *hkdf, *tls1_prf;
 static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
 static bool fetch_ok;
 
 static void fetch_init(void)
 {
     hkdf = EVP_KDF_fetch(NULL, "HKDF", NULL);
-    bool ok = hkdf != NULL;
+    tls1_prf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
+    bool ok = hkdf != NULL && tls1_prf != NULL;
     for (int i = 0; i < TLS__REC_SUITES; i++) {
         ciphers[i] = EVP_CIPHER_fetch(NULL, suites[i].cipher, NULL);
         digests[i] = EVP_MD_fetch(NULL, suites[i].digest, NULL);
@@ -190,7 +201,7 @@ void tls__rec_keylog(const SSL *ssl, const char *line)
         d = 1, p = line + 24;
         /* Logged when the server's application keys are installed, right after its Finished
          * went to the BIO: every record OpenSSL writes from now on uses this secret. */
-        hs->mark = hs->records;
+        hs->mark = hs->w.records;
         hs->marked = true;
     } else {
         return;
@@ -212,22 +223,28 @@ void tls__rec_keylog(const SSL *ssl, const char *line)
     hs->secret_len[d] = (uint8_t)n;
 }
 
-void tls__rec_count(struct tls__hs *hs, const uint8_t *p, size_t n)
+void tls__rec_count(struct tls__recs *rc, const uint8_t *p, size_t n)
 {
     while (n > 0) {
-        if (hs->body_left > 0) {
-            size_t k = n < hs->body_left ? n : hs->body_left;
-            hs->body_left -= (uint32_t)k;
+        if (rc->body_left > 0) {
+            size_t k = n < rc->body_left ? n : rc->body_left;
+            rc->body_left -= (uint32_t)k;
             p += k;
             n -= k;
             continue;
         }
-        hs->hdr[hs->hdr_have++] = *p++;
+        rc->hdr[rc->hdr_have++] = *p++;
         n--;
-        if (hs->hdr_have == REC_HDR) {
-            hs->records++;
-            hs->body_left = (uint32_t)hs->hdr[3] << 8 | hs->hdr[4];
-            hs->hdr_have = 0;
+        if (rc->hdr_have == REC_HDR) {
+            rc->records++;
+            if (rc->hdr[0] == CT_CCS) {
+                rc->ccs = true;
+                rc->after_ccs = 0;
+            } else if (rc->ccs) {
+                rc->after_ccs++;
+            }
+            rc->body_left = (uint32_t)rc->hdr[3] << 8 | rc->hdr[4];
+            rc->hdr_have = 0;
         }
     }
 }
@@ -269,6 +286,47 @@ struct tls__rec *tls__rec_new(unsigned suite, const uint8_t *read_secret,
     return r;
 }
 
+/* TLS 1.2: key_block = PRF(master_secret, "key expansion", server_random + client_random)
+ * = client_write_key, server_write_key, client_write_IV, server_write_IV (RFC 5246 §6.3; AEAD
+ * suites have no MAC keys). We read with the client's, write with the server's. */
+static struct tls__rec *rec_new_tls12(unsigned suite, SSL *ssl)
+{
+    const struct suite *su = &suites[suite];
+    const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
+    const EVP_MD *md = cipher ? SSL_CIPHER_get_handshake_digest(cipher) : NULL;
+    SSL_SESSION *sess = SSL_get_session(ssl);
+    uint8_t master[48], srand[32], crand[32], block[2 * 32 + 2 * 12];
+    if (md == NULL || sess == NULL || SSL_SESSION_get_master_key(sess, master, 48) != 48 ||
+        SSL_get_server_random(ssl, srand, 32) != 32 || SSL_get_client_random(ssl, crand, 32) != 32)
+        return NULL;
+    size_t need = 2u * su->key_len + 2u * su->iv12_len;
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)EVP_MD_get0_name(md), 0),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, master, sizeof(master)),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, (void *)"key expansion", 13),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, srand, sizeof(srand)),
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, crand, sizeof(crand)),
+        OSSL_PARAM_construct_end(),
+    };
+    EVP_KDF_CTX *k = tls1_prf ? EVP_KDF_CTX_new(tls1_prf) : NULL;
+    bool ok = k && EVP_KDF_derive(k, block, need, params) == 1;
+    EVP_KDF_CTX_free(k);
+    OPENSSL_cleanse(master, sizeof(master));
+    struct tls__rec *r = ok ? calloc(1, sizeof(*r)) : NULL;
+    if (r != NULL) {
+        r->suite = (uint8_t)suite;
+        r->tls12 = true;
+        const uint8_t *q = block;
+        memcpy(r->key[0], q, su->key_len);
+        memcpy(r->key[1], q + su->key_len, su->key_len);
+        q += 2 * su->key_len;
+        memcpy(r->iv[0], q, su->iv12_len);
+        memcpy(r->iv[1], q + su->iv12_len, su->iv12_len);
+    }
+    OPENSSL_cleanse(block, sizeof(block));
+    return r;
+}
+
 int tls__rec_takeover(struct tls_conn *c)
 {
     struct tls__hs *hs = c->hs;
@@ -278,28 +336,41 @@ int tls__rec_takeover(struct tls_conn *c)
         return 0;
     pthread_once(&fetch_once, fetch_init);
     const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
-    uint16_t id = cipher ? (uint16_t)(SSL_CIPHER_get_id(cipher) & 0xffff) : 0;
+    int nid = cipher ? SSL_CIPHER_get_cipher_nid(cipher) : NID_undef;
     int suite = -1;
     for (int i = 0; i < TLS__REC_SUITES; i++)
-        if (suites[i].id == id)
+        if (suites[i].nid == nid)
             suite = i;
+    int version = SSL_version(ssl);
     /* Anything we cannot prove we continue exactly stays with OpenSSL: another version or
-     * suite, a missing secret, bytes OpenSSL already buffered, a half-written record. */
-    if (!fetch_ok || SSL_version(ssl) != TLS1_3_VERSION || suite < 0 || !hs->marked ||
-        hs->secret_len[0] != suites[suite].hash_len ||
-        hs->secret_len[1] != suites[suite].hash_len || SSL_has_pending(ssl) || hs->hdr_have ||
-        hs->body_left) {
-        tls__hs_free(hs);
+     * suite, a missing secret, bytes OpenSSL already buffered, a half-written or half-read
+     * record. */
+    bool ok = fetch_ok && suite >= 0 && !SSL_has_pending(ssl) && !hs->w.hdr_have &&
+              !hs->w.body_left && !hs->r.hdr_have && !hs->r.body_left;
+    struct tls__rec *r = NULL;
+    uint64_t wseq = 0, rseq = 0;
+    if (ok && version == TLS1_3_VERSION && hs->marked &&
+        hs->secret_len[0] == suites[suite].hash_len &&
+        hs->secret_len[1] == suites[suite].hash_len) {
+        /* write: the records OpenSSL wrote under the application key (our session ticket);
+         * read: 0, OpenSSL reads one record at a time and stopped at the client's Finished */
+        wseq = hs->w.records - hs->mark;
+        r = tls__rec_new((unsigned)suite, hs->secret[0], hs->secret[1]);
+    } else if (ok && version == TLS1_2_VERSION && hs->w.ccs && hs->r.ccs) {
+        /* every record after each side's change_cipher_spec is encrypted: the Finished */
+        wseq = hs->w.after_ccs;
+        rseq = hs->r.after_ccs;
+        r = rec_new_tls12((unsigned)suite, ssl);
+    }
+    tls__hs_free(hs);
+    if (r == NULL) {
+        ERR_clear_error();
         return 0;
     }
-    uint32_t written = hs->records - hs->mark; /* our session tickets */
-    struct tls__rec *r = tls__rec_new((unsigned)suite, hs->secret[0], hs->secret[1]);
-    tls__hs_free(hs);
-    if (r == NULL)
-        return 0;
     r->cipher_name = SSL_CIPHER_get_name(cipher); /* static table entry: outlives the SSL */
     r->resumed = SSL_session_reused(ssl) != 0;
-    r->seq[1] = written;
+    r->seq[0] = rseq;
+    r->seq[1] = wseq;
     /* Freed like a connection that ends cleanly: its session stays resumable. */
     SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
     SSL_free(ssl);
@@ -310,38 +381,75 @@ int tls__rec_takeover(struct tls_conn *c)
 
 /* ---- records ---- */
 
-static void make_nonce(const struct tls__rec *r, int d, uint8_t nonce[REC_NONCE])
+/* The per-record nonce of direction `d`: TLS 1.3 and TLS 1.2 ChaCha20 XOR the sequence number
+ * into the IV; TLS 1.2 AES-GCM is the 4-byte salt then the 8-byte explicit nonce (which we set
+ * to the sequence number, as OpenSSL does, and read from the record). */
+static void make_nonce(const struct tls__rec *r, int d, const uint8_t *explicit,
+                       uint8_t nonce[REC_NONCE])
 {
-    memcpy(nonce, r->iv[d], REC_NONCE);
     uint64_t s = r->seq[d];
+    if (r->tls12 && suites[r->suite].iv12_len == 4) {
+        memcpy(nonce, r->iv[d], 4);
+        memcpy(nonce + 4, explicit, GCM_EXPLICIT);
+        return;
+    }
+    memcpy(nonce, r->iv[d], REC_NONCE);
     for (int i = 0; i < 8; i++)
         nonce[REC_NONCE - 1 - i] ^= (uint8_t)(s >> (8 * i));
 }
 
+static void put_be64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+/* TLS 1.2 additional data: seq_num || type || version || length of the plaintext. */
+static void aad12(uint64_t seq, uint8_t type, size_t plen, uint8_t aad[13])
+{
+    put_be64(aad, seq);
+    aad[8] = type;
+    aad[9] = 3;
+    aad[10] = 3;
+    aad[11] = (uint8_t)(plen >> 8);
+    aad[12] = (uint8_t)plen;
+}
+
+static bool explicit_nonce(const struct tls__rec *r)
+{
+    return r->tls12 && suites[r->suite].iv12_len == 4;
+}
+
 /* Encrypt one record of content type `type` from `iov` (total `len` ≤ 2^14 bytes, gathered)
- * onto the end of c->out. */
+ * onto the end of c->out. TLS 1.3: outer type application_data, the real type inside; TLS 1.2:
+ * the type outside, authenticated with the sequence number. */
 static int seal(struct tls_conn *c, uint8_t type, const struct iovec *iov, int iovcnt, size_t len)
 {
     struct tls__rec *r = c->rec;
     if (r->seq[1] == UINT64_MAX)
         return -EPROTO; /* RFC 8446 §5.3: never wrap; the connection must end */
-    size_t clen = len + 1 + REC_TAG;
+    size_t pre = explicit_nonce(r) ? GCM_EXPLICIT : 0;
+    size_t clen = pre + len + (r->tls12 ? 0 : 1) + REC_TAG;
     uint8_t *o = tls__buf_reserve(&c->out, REC_HDR + clen);
     if (o == NULL)
         return -ENOMEM;
-    o[0] = CT_APPDATA;
+    o[0] = r->tls12 ? type : CT_APPDATA;
     o[1] = 3;
     o[2] = 3;
     o[3] = (uint8_t)(clen >> 8);
     o[4] = (uint8_t)clen;
-    uint8_t nonce[REC_NONCE];
-    make_nonce(r, 1, nonce);
+    if (pre)
+        put_be64(o + REC_HDR, r->seq[1]);
+    uint8_t nonce[REC_NONCE], aad[13];
+    make_nonce(r, 1, o + REC_HDR, nonce);
+    if (r->tls12)
+        aad12(r->seq[1], type, len, aad);
     EVP_CIPHER_CTX *x = aead_ctx(r->suite, 1);
     int l;
     if (x == NULL || !EVP_EncryptInit_ex(x, NULL, NULL, r->key[1], nonce) ||
-        !EVP_EncryptUpdate(x, NULL, &l, o, REC_HDR))
+        !EVP_EncryptUpdate(x, NULL, &l, r->tls12 ? aad : o, r->tls12 ? 13 : REC_HDR))
         goto fail;
-    uint8_t *q = o + REC_HDR;
+    uint8_t *q = o + REC_HDR + pre;
     for (int i = 0; i < iovcnt; i++) {
         if (iov[i].iov_len == 0)
             continue;
@@ -349,9 +457,11 @@ static int seal(struct tls_conn *c, uint8_t type, const struct iovec *iov, int i
             goto fail;
         q += l;
     }
-    if (!EVP_EncryptUpdate(x, q, &l, &type, 1))
-        goto fail;
-    q += l;
+    if (!r->tls12) {
+        if (!EVP_EncryptUpdate(x, q, &l, &type, 1))
+            goto fail;
+        q += l;
+    }
     if (!EVP_EncryptFinal_ex(x, q, &l))
         goto fail;
     q += l;
@@ -374,9 +484,10 @@ int tls__rec_seal(struct tls_conn *c, uint8_t type, const void *p, size_t n)
 /* Queue an alert (fatal unless close_notify) and, when fatal, fail the connection. */
 static int send_alert(struct tls_conn *c, uint8_t desc, enum tls_cause cause)
 {
-    uint8_t a[2] = {desc == AD_CLOSE_NOTIFY ? 1 : 2, desc};
+    bool warning = desc == AD_CLOSE_NOTIFY || desc == AD_NO_RENEGOTIATION;
+    uint8_t a[2] = {warning ? 1 : 2, desc};
     int rc = tls__rec_seal(c, CT_ALERT, a, sizeof(a));
-    if (desc != AD_CLOSE_NOTIFY) {
+    if (!warning) {
         c->flags |= TLS_F_ALERT_SENT;
         c->alert_sent = desc;
         tls__fail(c, cause);
@@ -422,20 +533,24 @@ int tls__rec_shutdown(struct tls_conn *c)
 }
 
 /* Decrypt the record of ciphertext length `clen` at `ct` (header at ct - REC_HDR) into `out`
- * (may equal `ct`). Returns the inner plaintext length or -EPROTO (bad_record_mac). */
+ * (may equal `ct` + the explicit nonce's length: in place). Returns the plaintext length (TLS
+ * 1.3: the inner plaintext, with its type and padding) or -EPROTO (bad_record_mac). */
 static ssize_t open_record(struct tls__rec *r, const uint8_t *ct, size_t clen, uint8_t *out)
 {
     if (r->seq[0] == UINT64_MAX)
         return -EPROTO;
-    uint8_t nonce[REC_NONCE];
-    make_nonce(r, 0, nonce);
+    size_t pre = explicit_nonce(r) ? GCM_EXPLICIT : 0;
+    size_t plen = clen - pre - REC_TAG;
+    uint8_t nonce[REC_NONCE], aad[13];
+    make_nonce(r, 0, ct, nonce);
+    if (r->tls12)
+        aad12(r->seq[0], ct[-REC_HDR], plen, aad);
     EVP_CIPHER_CTX *x = aead_ctx(r->suite, 0);
-    size_t plen = clen - REC_TAG;
     int l;
     if (x == NULL || !EVP_DecryptInit_ex(x, NULL, NULL, r->key[0], nonce) ||
-        !EVP_DecryptUpdate(x, NULL, &l, ct - REC_HDR, REC_HDR) ||
-        !EVP_DecryptUpdate(x, out, &l, ct, (int)plen) ||
-        !EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, REC_TAG, (void *)(ct + plen)) ||
+        !EVP_DecryptUpdate(x, NULL, &l, r->tls12 ? aad : ct - REC_HDR, r->tls12 ? 13 : REC_HDR) ||
+        !EVP_DecryptUpdate(x, out, &l, ct + pre, (int)plen) ||
+        !EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, REC_TAG, (void *)(ct + pre + plen)) ||
         EVP_DecryptFinal_ex(x, out + l, &l) <= 0) {
         ERR_clear_error();
         return -EPROTO;
@@ -444,10 +559,13 @@ static ssize_t open_record(struct tls__rec *r, const uint8_t *ct, size_t clen, u
     return (ssize_t)plen;
 }
 
-/* A post-handshake handshake message: only KeyUpdate is expected from a client. */
+/* A post-handshake handshake message: only KeyUpdate is expected from a TLS 1.3 client; a TLS
+ * 1.2 one can only be asking to renegotiate, which we decline (RFC 5246 §7.2.2). */
 static int on_handshake(struct tls_conn *c, const uint8_t *m, size_t n)
 {
     struct tls__rec *r = c->rec;
+    if (r->tls12)
+        return send_alert(c, AD_NO_RENEGOTIATION, TLS_CAUSE_NONE);
     while (n > 0) {
         if (n < 4)
             return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
@@ -483,7 +601,8 @@ static int on_alert(struct tls_conn *c, const uint8_t *a, size_t n)
         c->flags |= TLS_F_PEER_CLOSED;
         return 0;
     }
-    if (a[1] == AD_USER_CANCELED)
+    /* TLS 1.3: only user_canceled is not fatal; TLS 1.2: any warning-level alert */
+    if (c->rec->tls12 ? a[0] == 1 : a[1] == AD_USER_CANCELED)
         return 1;
     c->flags |= TLS_F_ALERT_RECV;
     c->alert_recv = a[1];
@@ -506,27 +625,34 @@ ssize_t tls__rec_read(struct tls_conn *c, void *buf, size_t cap)
             return TLS_WANT_INPUT;
         const uint8_t *h = c->in.p + c->in.off;
         size_t clen = (size_t)h[3] << 8 | h[4];
-        if (h[0] != CT_APPDATA)
+        size_t pre = explicit_nonce(r) ? GCM_EXPLICIT : 0;
+        if (r->tls12 ? h[0] != CT_APPDATA && h[0] != CT_ALERT && h[0] != CT_HANDSHAKE
+                     : h[0] != CT_APPDATA)
             return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
-        if (clen > REC_CIPHER_MAX)
+        if (r->tls12 && (h[1] != 3 || h[2] != 3))
+            return send_alert(c, AD_PROTOCOL_VERSION, TLS_CAUSE_PROTOCOL_ERROR);
+        if (clen > (r->tls12 ? REC12_CIPHER_MAX : REC_CIPHER_MAX))
             return send_alert(c, AD_RECORD_OVERFLOW, TLS_CAUSE_PROTOCOL_ERROR);
-        if (clen < REC_TAG + 1)
+        if (clen < pre + REC_TAG + (r->tls12 ? 0 : 1))
             return send_alert(c, AD_DECODE_ERROR, TLS_CAUSE_PROTOCOL_ERROR);
         if (c->in.len < REC_HDR + clen)
             return TLS_WANT_INPUT;
         uint8_t *ct = c->in.p + c->in.off + REC_HDR;
-        size_t plen = clen - REC_TAG;
+        size_t plen = clen - pre - REC_TAG;
         /* Straight into the caller's buffer when the record fits, else in place. */
-        uint8_t *pt = plen <= cap ? buf : ct;
+        uint8_t *pt = plen <= cap ? buf : ct + pre;
         ssize_t got = open_record(r, ct, clen, pt);
         if (got < 0)
             return send_alert(c, AD_BAD_RECORD_MAC, TLS_CAUSE_PROTOCOL_ERROR);
         size_t n = (size_t)got;
-        while (n > 0 && pt[n - 1] == 0) /* strip the padding, then the real content type */
-            n--;
-        if (n == 0)
-            return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
-        uint8_t type = pt[--n];
+        uint8_t type = h[0];
+        if (!r->tls12) {
+            while (n > 0 && pt[n - 1] == 0) /* strip the padding, then the real content type */
+                n--;
+            if (n == 0)
+                return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
+            type = pt[--n];
+        }
         if (n > REC_PLAIN_MAX)
             return send_alert(c, AD_RECORD_OVERFLOW, TLS_CAUSE_PROTOCOL_ERROR);
         c->flags |= TLS_F_CONFIRMED;
@@ -539,9 +665,10 @@ ssize_t tls__rec_read(struct tls_conn *c, void *buf, size_t cap)
                 tls__buf_consume(&c->in, REC_HDR + clen);
                 return (ssize_t)n;
             }
-            tls__buf_consume(&c->in, REC_HDR); /* plaintext now starts at c->in.off */
+            /* the plaintext now starts at c->in.off */
+            tls__buf_consume(&c->in, REC_HDR + pre);
             r->pend_len = (uint32_t)n;
-            r->pend_skip = (uint32_t)(clen - n);
+            r->pend_skip = (uint32_t)(clen - pre - n);
             continue;
         case CT_ALERT:
             rc = on_alert(c, pt, n);

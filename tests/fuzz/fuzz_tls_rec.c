@@ -1,8 +1,9 @@
 // SPDX-License-Identifier: MIT
-// libFuzzer driver for tls/tls_rec.c, our TLS 1.3 record layer: a server connection reads what a
-// peer with the same keys seals (any inner content type, any size) mixed with raw bytes, split at
-// fuzzer-chosen points and read through fuzzer-chosen buffer sizes. Without raw bytes, the
-// application data read must be exactly the application data sealed.
+// libFuzzer driver for tls/tls_rec.c, our record layer (TLS 1.3, or TLS 1.2 AEAD when the first
+// byte's top bit is set): a server connection reads what a peer with the same keys seals (any
+// content type, any size) mixed with raw bytes, split at fuzzer-chosen points and read through
+// fuzzer-chosen buffer sizes. Without raw bytes, the application data read must be exactly the
+// application data sealed.
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -32,6 +33,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     unsigned suite = data[0] % TLS__REC_SUITES;
     size_t cap = (size_t)data[1] * 67 + 1; /* read buffer: 1 .. 17,086 bytes */
     struct tls_conn *s = conn(suite, a, b), *peer = conn(suite, b, a);
+    if (s && peer && (data[0] & 0x80))
+        s->rec->tls12 = peer->rec->tls12 = true;
     static uint8_t sent[1 << 16], got[1 << 16], buf[17100];
     size_t nsent = 0, ngot = 0;
     bool raw = false, failed = false;

@@ -1,11 +1,14 @@
 // SPDX-License-Identifier: MIT
-// Tests for tls/tls_rec.c, our TLS 1.3 record layer on established server connections: the peer
-// is always real OpenSSL (a tls_conn client), so every record we write must decrypt there and
-// every record it writes must decrypt here: data, tickets, KeyUpdate, alerts, tampering.
+// Tests for tls/tls_rec.c, our record layer on established server connections (TLS 1.3 and
+// TLS 1.2 AEAD): the peer is always real OpenSSL (a tls_conn client), so every record we write
+// must decrypt there and every record it writes must decrypt here: data, tickets, KeyUpdate,
+// renegotiation, alerts, tampering.
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <openssl/err.h>
 
 #include "tls/tls.h"
 #include "tls/tls_priv.h"
@@ -29,13 +32,15 @@ static void teardown(void)
 
 TestSuite(tls_rec, .init = setup, .fini = teardown, .timeout = 60);
 
-/* A server context with the UCM test certificate; `suites` NULL: OpenSSL's default. */
+/* A server context with the UCM test certificate; `suites` NULL: OpenSSL's default (a TLS 1.2
+ * cipher list when `maxv` is TLS 1.2). */
 static struct tls_ctx *sctx_with(const char *suites, bool openssl_records, uint16_t maxv)
 {
     char err[256] = "";
     struct tls_server_opts o = {.cert_file = f("ucm.crt"),
                                 .key_file = f("ucm.key"),
-                                .ciphersuites = suites,
+                                .ciphersuites = maxv == TLS12 ? NULL : suites,
+                                .ciphers = maxv == TLS12 ? suites : NULL,
                                 .max_version = maxv,
                                 .openssl_records = openssl_records};
     struct tls_ctx *ctx = NULL;
@@ -81,7 +86,24 @@ Test(tls_rec, takes_over_each_tls13_suite_and_moves_data_both_ways)
     }
 }
 
-Test(tls_rec, keeps_openssl_when_asked_and_for_tls12)
+Test(tls_rec, takes_over_each_tls12_aead_suite_and_moves_data_both_ways)
+{
+    const char *list[] = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
+                          "ECDHE-ECDSA-CHACHA20-POLY1305"};
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+        struct tls_ctx *s = sctx_with(list[i], false, TLS12);
+        struct pair p = established(s);
+        cr_assert_str_eq(tls_conn_version(p.s), "TLSv1.2");
+        cr_assert(tls_conn_own_records(p.s), "%s not taken over", list[i]);
+        cr_assert_null(p.s->ssl);
+        cr_assert_str_eq(tls_conn_cipher(p.s), list[i]);
+        both_ways(&p);
+        free_pair(&p);
+        tls_ctx_unref(s);
+    }
+}
+
+Test(tls_rec, keeps_openssl_when_asked_or_for_a_cbc_suite)
 {
     struct tls_ctx *s = sctx_with(NULL, true, 0);
     struct pair p = established(s);
@@ -91,11 +113,61 @@ Test(tls_rec, keeps_openssl_when_asked_and_for_tls12)
     free_pair(&p);
     tls_ctx_unref(s);
 
-    s = sctx_with(NULL, false, 0x0303);
-    p = established(s);
-    cr_assert_str_eq(tls_conn_version(p.s), "TLSv1.2");
+    /* a CBC suite is not ours: OpenSSL keeps the connection (and still works) */
+    char err[256] = "";
+    struct tls_server_opts o = {.cert_file = f("ucm.crt"),
+                                .key_file = f("ucm.key"),
+                                .ciphers = "ECDHE-ECDSA-AES128-SHA256",
+                                .max_version = TLS12};
+    cr_assert_eq(tls_server_ctx_new(&o, &s, err, sizeof(err)), 0, "%s", err);
+    struct tls_client_opts co = {
+        .ca_file = f("ucm-ca.crt"), .max_version = TLS12, .ciphers = "ECDHE-ECDSA-AES128-SHA256"};
+    struct tls_ctx *cbc = NULL;
+    cr_assert_eq(tls_client_ctx_new(&co, &cbc, err, sizeof(err)), 0, "%s", err);
+    p = connect_pair(s, cbc, &peer, 0);
+    cr_assert_eq(p.rc_s, 0);
     cr_assert_not(tls_conn_own_records(p.s));
     both_ways(&p);
+    free_pair(&p);
+    tls_ctx_unref(cbc);
+    tls_ctx_unref(s);
+}
+
+Test(tls_rec, resumes_tls12_sessions_and_takes_them_over_too)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, TLS12);
+    struct tls_ctx *c12 = client_ctx("client", "ucm-ca.crt", TLS12);
+    struct tls_peer node;
+    cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
+    for (int i = 0; i < 3; i++) {
+        struct pair p = connect_pair(s, c12, &node, 0);
+        cr_assert_eq(p.rc_s, 0);
+        cr_assert(tls_conn_own_records(p.s));
+        cr_assert_eq(tls_conn_resumed(p.s), i > 0, "round %d", i);
+        both_ways(&p);
+        free_pair(&p);
+    }
+    tls_peer_deinit(&node);
+    tls_ctx_unref(c12);
+    tls_ctx_unref(s);
+}
+
+Test(tls_rec, declines_a_tls12_renegotiation_and_keeps_the_connection)
+{
+    struct tls_ctx *s = sctx_with(NULL, false, TLS12);
+    struct pair p = established(s);
+    cr_assert(tls_conn_own_records(p.s));
+    /* the client asks to renegotiate: its ClientHello goes out encrypted */
+    SSL_clear_options(p.c->ssl, SSL_OP_NO_RENEGOTIATION);
+    cr_assert_eq(SSL_renegotiate(p.c->ssl), 1);
+    cr_assert_neq(SSL_do_handshake(p.c->ssl), 1);
+    ERR_clear_error();
+    pump(p.c, p.s, 0);
+    char buf[64];
+    cr_assert_eq(tls_conn_read(p.s, buf, sizeof(buf)), TLS_WANT_INPUT);
+    struct tls_diag d;
+    cr_assert_eq(tls_conn_diag(p.s, &d), TLS_CAUSE_NONE, "%s", tls_cause_name(d.cause));
+    cr_assert_gt(tls_conn_out_len(p.s), 0, "no no_renegotiation warning sent");
     free_pair(&p);
     tls_ctx_unref(s);
 }
@@ -194,10 +266,10 @@ Test(tls_rec, delivers_close_notify_both_ways)
 }
 
 /* Flip one bit of the next record the client sends, at byte `at` of it (negative: from the
- * end). */
-static void tamper_and_expect_failure(long at, enum tls_cause cause, int alert)
+ * end), on a connection of version `maxv` (0: TLS 1.3). */
+static void tamper_and_expect_failure(uint16_t maxv, long at, enum tls_cause cause, int alert)
 {
-    struct tls_ctx *s = sctx_with(NULL, false, 0);
+    struct tls_ctx *s = sctx_with(NULL, false, maxv);
     struct pair p = established(s);
     struct iovec iov = {"REGISTER sip:x SIP/2.0\r\n", 24};
     cr_assert_eq(tls_conn_writev(p.c, &iov, 1), 24);
@@ -228,24 +300,35 @@ static void tamper_and_expect_failure(long at, enum tls_cause cause, int alert)
 
 Test(tls_rec, rejects_a_tampered_record_with_bad_record_mac)
 {
-    tamper_and_expect_failure(12, TLS_CAUSE_PROTOCOL_ERROR, 20); /* ciphertext */
-    tamper_and_expect_failure(-1, TLS_CAUSE_PROTOCOL_ERROR, 20); /* the tag */
-    tamper_and_expect_failure(2, TLS_CAUSE_PROTOCOL_ERROR, 20);  /* the header is authenticated */
+    for (int v = 0; v < 2; v++) {
+        uint16_t maxv = v ? TLS12 : 0;
+        tamper_and_expect_failure(maxv, 16, TLS_CAUSE_PROTOCOL_ERROR, 20); /* ciphertext */
+        tamper_and_expect_failure(maxv, -1, TLS_CAUSE_PROTOCOL_ERROR, 20); /* the tag */
+        /* the header's version bytes are authenticated in TLS 1.3; TLS 1.2 authenticates the
+         * content type: a 23 turned into 87 is refused before decryption, so flip the nonce */
+        tamper_and_expect_failure(maxv, v ? 6 : 2, TLS_CAUSE_PROTOCOL_ERROR, 20);
+    }
 }
 
 Test(tls_rec, rejects_bad_record_types_and_sizes_with_an_alert)
 {
     static const struct {
+        uint16_t maxv;
         unsigned char hdr[5];
         int alert;
     } cases[] = {
-        {{22, 3, 3, 0, 40}, 10},   /* plaintext handshake after the handshake */
-        {{20, 3, 3, 0, 1}, 10},    /* change_cipher_spec after the handshake */
-        {{23, 3, 3, 0x41, 1}, 22}, /* longer than 2^14 + 256 */
-        {{23, 3, 3, 0, 16}, 50},   /* too short to hold a tag and a type */
+        {0, {22, 3, 3, 0, 40}, 10},       /* TLS 1.3: plaintext handshake after the handshake */
+        {0, {20, 3, 3, 0, 1}, 10},        /* change_cipher_spec after the handshake */
+        {0, {23, 3, 3, 0x41, 1}, 22},     /* longer than 2^14 + 256 */
+        {0, {23, 3, 3, 0, 16}, 50},       /* too short to hold a tag and a type */
+        {TLS12, {20, 3, 3, 0, 1}, 10},    /* TLS 1.2: change_cipher_spec after the handshake */
+        {TLS12, {24, 3, 3, 0, 30}, 10},   /* heartbeat: not a type we take */
+        {TLS12, {23, 3, 3, 0x48, 1}, 22}, /* longer than 2^14 + 2048 */
+        {TLS12, {23, 3, 3, 0, 23}, 50},   /* too short for the explicit nonce and the tag */
+        {TLS12, {23, 3, 1, 0, 40}, 70},   /* not the negotiated version */
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct tls_ctx *s = sctx_with(NULL, false, 0);
+        struct tls_ctx *s = sctx_with(NULL, false, cases[i].maxv);
         struct pair p = established(s);
         cr_assert_eq(tls_conn_feed(p.s, cases[i].hdr, 5), 0);
         char buf[32];
