@@ -46,6 +46,8 @@ static const char *const tls_cause_v[] = {"timeout",
                                           "no_certificate",
                                           "io",
                                           "other"};
+static const char *const tls_version_v[] = {"1.2", "1.3"};
+static const char *const tls_records_v[] = {"sipedge", "openssl"};
 static const char *const close_v[] = {"peer",  "idle",    "handshake", "error",
                                       "limit", "garbage", "overflow",  "drain"};
 static const char *const drop_v[] = {"via_not_ours", "client_gone", "stale_transaction",
@@ -62,6 +64,10 @@ _Static_assert(sizeof(layer_v) / sizeof(*layer_v) == METRICS_LAYER_COUNT, "layer
 _Static_assert(sizeof(side_v) / sizeof(*side_v) == METRICS_SIDE_COUNT, "side names");
 _Static_assert(sizeof(tls_cause_v) / sizeof(*tls_cause_v) == METRICS_TLS_CAUSE_COUNT,
                "tls cause names");
+_Static_assert(sizeof(tls_version_v) / sizeof(*tls_version_v) == METRICS_TLS_VERSION_COUNT,
+               "tls version names");
+_Static_assert(sizeof(tls_records_v) / sizeof(*tls_records_v) == METRICS_RECORDS_COUNT,
+               "tls record layer names");
 _Static_assert(sizeof(close_v) / sizeof(*close_v) == METRICS_CLOSE_COUNT, "close names");
 _Static_assert(sizeof(drop_v) / sizeof(*drop_v) == METRICS_DROP_COUNT, "drop names");
 _Static_assert(sizeof(redis_v) / sizeof(*redis_v) == METRICS_REDIS_COUNT, "redis names");
@@ -80,6 +86,8 @@ static const struct labelset labelsets[METRICS_LS_COUNT] = {
     [METRICS_LS_AUTH_LAYER] = {"layer", layer_v},
     [METRICS_LS_TLS_SIDE] = {"side", side_v},
     [METRICS_LS_TLS_CAUSE] = {"cause", tls_cause_v},
+    [METRICS_LS_TLS_VERSION] = {"version", tls_version_v},
+    [METRICS_LS_TLS_RECORDS] = {"records", tls_records_v},
     [METRICS_LS_CLOSE_REASON] = {"reason", close_v},
     [METRICS_LS_DROP_REASON] = {"reason", drop_v},
     [METRICS_LS_REDIS_RESULT] = {"result", redis_v},

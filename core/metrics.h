@@ -89,6 +89,21 @@ enum metrics_tls_side {
     METRICS_SIDE_COUNT
 };
 
+enum metrics_tls_version {
+    METRICS_TLS_12 = 0,
+    METRICS_TLS_13,
+    /* METRICS_TLS_VERSION_COUNT */
+    METRICS_TLS_VERSION_COUNT
+};
+
+/** Which record layer carries an established connection. */
+enum metrics_tls_records {
+    METRICS_RECORDS_SIPEDGE = 0, /* tls/tls_rec.c: the SSL object was freed */
+    METRICS_RECORDS_OPENSSL,
+    /* METRICS_RECORDS_COUNT */
+    METRICS_RECORDS_COUNT
+};
+
 enum metrics_tls_cause {
     METRICS_TLS_TIMEOUT = 0,
     METRICS_TLS_PROTOCOL,         /* not TLS, version or cipher mismatch */
@@ -154,6 +169,8 @@ enum metrics_redis_result {
     X(AUTH_LAYER, "layer", METRICS_LAYER_COUNT)                                                    \
     X(TLS_SIDE, "side", METRICS_SIDE_COUNT)                                                        \
     X(TLS_CAUSE, "cause", METRICS_TLS_CAUSE_COUNT)                                                 \
+    X(TLS_VERSION, "version", METRICS_TLS_VERSION_COUNT)                                           \
+    X(TLS_RECORDS, "records", METRICS_RECORDS_COUNT)                                               \
     X(CLOSE_REASON, "reason", METRICS_CLOSE_COUNT)                                                 \
     X(DROP_REASON, "reason", METRICS_DROP_COUNT)                                                   \
     X(REDIS_RESULT, "result", METRICS_REDIS_COUNT)                                                 \
@@ -203,6 +220,10 @@ enum metrics_type {
       NONE)                                                                                        \
     X(REDIS_RESULTS, "sipedge_redis_results_total", METRICS_COUNTER,                               \
       "Shared token cache operations by result.", REDIS_RESULT, NONE, NONE)                        \
+    X(TLS_HANDSHAKES, "sipedge_tls_handshakes_total", METRICS_COUNTER,                             \
+      "Completed client TLS handshakes by version and the record layer that carries the "          \
+      "connection after it.",                                                                      \
+      TLS_VERSION, TLS_RECORDS, NONE)                                                              \
     X(TLS_HANDSHAKE_FAILURES, "sipedge_tls_handshake_failures_total", METRICS_COUNTER,             \
       "Failed TLS handshakes by side and cause.", TLS_SIDE, TLS_CAUSE, NONE)                       \
     X(CONNECTIONS_ACCEPTED, "sipedge_connections_accepted_total", METRICS_COUNTER,                 \

@@ -366,6 +366,11 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
             int r = tls_conn_handshake(cl->tls);
             if (r == 0) {
                 cl->established = true;
+                metrics_inc(w->shard, METRIC_TLS_HANDSHAKES,
+                            strcmp(tls_conn_version(cl->tls), "TLSv1.2") == 0 ? METRICS_TLS_12
+                                                                              : METRICS_TLS_13,
+                            tls_conn_own_records(cl->tls) ? METRICS_RECORDS_SIPEDGE
+                                                          : METRICS_RECORDS_OPENSSL);
                 cl->last_active = loop_now_ms(w->loop);
                 conn_set_open(c);
                 loop_timer_arm(w->loop, &cl->timer,

@@ -208,6 +208,7 @@ connect = 127.0.0.1:$EDGE_PORT
 CAfile = $PKI/ca.crt
 verifyChain = yes
 checkHost = localhost
+${STUNNEL_EXTRA:-}
 EOF
     stunnel "$T/stunnel.conf" &
     E2E_PIDS+=($!)

@@ -31,4 +31,23 @@ check "metrics: $n 200s relayed from UCM" \
     test "$(metric 'sipedge_sip_responses_total\{method="REGISTER",code="200",source="upstream"')" -eq "$n"
 check "no token in the edge log" bash -c "! grep -q 'eyJ' '$T/edge.log'"
 check "metrics: upstream connections up" test "$(metric 'sipedge_upstream_connections.*state="up"')" -ge 2
+
+# The same with TLS 1.2 clients (the edge's own record layer carries TLS 1.2 AEAD too), and with
+# CHACHA20-POLY1305 over TLS 1.3.
+STUNNEL_EXTRA="sslVersionMax = TLSv1.2" start_stunnel
+check "SIPp over TLS 1.2: $n clients get 407 then 200" run_sipp \
+    "$SRC/tests/e2e/sipp/register_bearer.xml" "$T/users.csv" "$n" 100
+STUNNEL_EXTRA="ciphersuites = TLS_CHACHA20_POLY1305_SHA256" start_stunnel
+check "SIPp over TLS 1.3 CHACHA20: $n clients get 407 then 200" run_sipp \
+    "$SRC/tests/e2e/sipp/register_bearer.xml" "$T/users.csv" "$n" 100
+curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$T/metrics.txt" || true
+# (each stunnel also makes one connection when wait_port probes it: at least, not exactly)
+check "metrics: $n TLS 1.2 handshakes, on sipedge's record layer" \
+    test "$(metric 'sipedge_tls_handshakes_total\{version="1.2",records="sipedge"')" -ge "$n"
+check "metrics: $((2 * n)) TLS 1.3 handshakes, on sipedge's record layer" \
+    test "$(metric 'sipedge_tls_handshakes_total\{version="1.3",records="sipedge"')" -ge $((2 * n))
+check "metrics: no handshake left on OpenSSL's record layer" \
+    test "$(metric 'sipedge_tls_handshakes_total\{version="1.[23]",records="openssl"')" -eq 0
+check "metrics: $((3 * n)) 200s relayed from UCM" \
+    test "$(metric 'sipedge_sip_responses_total\{method="REGISTER",code="200",source="upstream"')" -eq $((3 * n))
 e2e_done
