@@ -161,6 +161,12 @@ drive_bench() {
     if [ "$side" = sipedge ]; then
         port=$SE_PORT pids=$EDGE_PID keyargs=(--key "$JWT_KEY" --kid es1)
     else
+        # Debian's Kamailio 5.6.3 with OpenSSL 3 double-frees in its tls module when a set of
+        # TLS connections closes and a new one opens (tlsf assertion, core dump: kamailio
+        # issue #3791; the tls_threads_mode fix is not in 5.6): a fresh Kamailio per run.
+        kamedge_stop
+        KAMEDGE_CHILDREN=$WORKERS kamedge_start "$T/kamailio" "$PKI" "$KAM_PORT" "$UCM_PORT" \
+            "$T/hs.secret"
         port=$KAM_PORT pids=$(kamedge_pids | paste -sd, -) keyargs=(--hs256-secret "$T/hs.secret")
     fi
     line=$("$BIN/sipedge-bench" --port "$port" --ca "$PKI/ca.crt" "${keyargs[@]}" \

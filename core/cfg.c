@@ -173,6 +173,10 @@ static const struct cfg_list keys_list = {key_fields,
       "its private key (PEM); required")                                                           \
     X(UPSTREAM_TLS_CA, "upstream.tls.ca", T_FILE, upstream.tls.ca, "", 0, 0, 0, NULL,              \
       "CA bundle UCM certificates must chain to; required")                                        \
+    X(UPSTREAM_TLS_OPENSSL_RECORDS, "upstream.tls.openssl_records", T_BOOL,                        \
+      upstream.tls.openssl_records, "false", 0, 0, 0, NULL,                                        \
+      "keep OpenSSL's record layer on UCM connections (default: they move to sipedge's own "       \
+      "once established)")                                                                         \
     X(UPSTREAM_KEEPALIVE_INTERVAL_MS, "upstream.keepalive_interval_ms", T_U32,                     \
       upstream.keepalive_interval_ms, "30000", 0, 3600000, 0, NULL,                                \
       "OPTIONS ping period per connection (0: off)")                                               \

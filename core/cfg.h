@@ -146,6 +146,7 @@ struct cfg_upstream_tls {
     char cert[CFG_PATH_MAX]; /* our client certificate chain, presented to UCM */
     char key[CFG_PATH_MAX];
     char ca[CFG_PATH_MAX]; /* CA bundle that UCM's certificates must chain to */
+    bool openssl_records;  /* no switch of established connections to tls/tls_rec.c */
 };
 
 struct cfg_upstream {

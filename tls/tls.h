@@ -147,6 +147,12 @@ struct tls_client_opts {
     uint16_t max_version;  /**< 0: up to TLS 1.3; 0x0303: TLS 1.2 only (tests, old peers) */
     const char *ciphers;   /**< TLS 1.2 cipher list; NULL: ECDHE with AES-GCM/CHACHA20 */
     const char *ciphersuites; /**< TLS 1.3 suites; NULL: OpenSSL's default */
+    /**
+     * Keep OpenSSL's record layer for the whole connection. By default an established AEAD
+     * connection moves to tls/'s own record layer once it has the server's first session
+     * ticket (TLS 1.3) or at the end of the handshake (TLS 1.2): docs/tls.md, "Record layer".
+     */
+    bool openssl_records;
 };
 
 /**

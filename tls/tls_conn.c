@@ -404,7 +404,17 @@ static void set_established(struct tls_conn *c)
     c->flags |= TLS_F_ESTABLISHED;
     if (c->side == TLS_SIDE_SERVER || SSL_version(c->ssl) != TLS1_3_VERSION)
         c->flags |= TLS_F_CONFIRMED;
-    if (c->hs)
+    /* A TLS 1.3 client switches later, once OpenSSL has taken the server's ticket. */
+    if (c->hs && (c->side == TLS_SIDE_SERVER || SSL_version(c->ssl) != TLS1_3_VERSION))
+        tls__rec_takeover(c);
+}
+
+/* A TLS 1.3 client with its ticket, between records: switch now. */
+static void client_switch(struct tls_conn *c)
+{
+    const struct tls__hs *hs = c->hs;
+    if (hs && hs->ticket_seen && !hs->r.hdr_have && !hs->r.body_left && !hs->w.hdr_have &&
+        !hs->w.body_left && !SSL_has_pending(c->ssl))
         tls__rec_takeover(c);
 }
 
@@ -450,9 +460,12 @@ struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx)
     struct tls_conn *c = conn_new(ctx);
     if (c == NULL)
         return NULL;
-    if (ctx->rec_offload && (c->hs = calloc(1, sizeof(*c->hs))) == NULL) {
-        tls_conn_free(c);
-        return NULL;
+    if (ctx->rec_offload) {
+        if ((c->hs = calloc(1, sizeof(*c->hs))) == NULL) {
+            tls_conn_free(c);
+            return NULL;
+        }
+        SSL_set_msg_callback(c->ssl, tls__rec_msg);
     }
     SSL_set_accept_state(c->ssl);
     return c;
@@ -478,6 +491,10 @@ struct tls_conn *tls_conn_new_client(struct tls_ctx *ctx, struct tls_peer *peer)
             ok = SSL_set_session(c->ssl, peer->session);
         else
             tls_peer_forget_session(peer);
+    }
+    if (ok && ctx->rec_offload) {
+        ok = (c->hs = calloc(1, sizeof(*c->hs))) != NULL;
+        SSL_set_msg_callback(c->ssl, tls__rec_msg);
     }
     if (!ok) {
         tls_conn_free(c);
@@ -549,11 +566,24 @@ ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t cap)
     size_t n = 0;
     int r = SSL_read_ex(c->ssl, buf, cap, &n);
     check_established(c);
+    if (c->rec) { /* the handshake completed in this call and the records are ours now */
+        if (r == 1)
+            return (ssize_t)n;
+        return tls__rec_read(c, buf, cap);
+    }
     if (r == 1) {
         c->flags |= TLS_F_CONFIRMED;
+        if (c->hs && (c->flags & TLS_F_ESTABLISHED))
+            client_switch(c);
         return (ssize_t)n;
     }
-    return ssl_result(c, r);
+    ssize_t rc = ssl_result(c, r);
+    if (rc == TLS_WANT_INPUT && c->hs && (c->flags & TLS_F_ESTABLISHED)) {
+        client_switch(c);
+        if (c->rec) /* records fed after the ticket are ours to read now */
+            return tls__rec_read(c, buf, cap);
+    }
+    return rc;
 }
 
 static int write_chunk(struct tls_conn *c, const void *p, size_t n)

@@ -207,6 +207,10 @@ int tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out, ch
     }
     if (rc == 0 && (*out = wrap(sc, TLS_SIDE_CLIENT)) == NULL)
         rc = -ENOMEM;
+    if (rc == 0 && !o->openssl_records) {
+        (*out)->rec_offload = true;
+        SSL_CTX_set_keylog_callback(sc, tls__rec_keylog);
+    }
     if (rc < 0)
         SSL_CTX_free(sc);
     ERR_clear_error();
@@ -289,6 +293,8 @@ static int on_new_session(SSL *ssl, SSL_SESSION *sess)
     if (c == NULL)
         return 0;
     c->flags |= TLS_F_CONFIRMED; /* a ticket comes only after the server accepted our Finished */
+    if (c->hs)
+        c->hs->ticket_seen = true; /* the record layer may switch now (tls_conn_read) */
     if (c->peer == NULL || !SSL_SESSION_is_resumable(sess))
         return 0;
     tls_peer_forget_session(c->peer);

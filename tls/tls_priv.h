@@ -65,14 +65,15 @@ struct tls__recs {
     bool ccs; /* a change_cipher_spec record went by */
 };
 
-/** What the handshake leaves for tls__rec_takeover(); server side, during the handshake only. */
+/** What the handshake leaves for tls__rec_takeover(), until the switch. */
 struct tls__hs {
-    uint8_t secret[2]
-                  [TLS__REC_SECRET_MAX]; /* TLS 1.3: [0] client (we read), [1] server (we write) */
+    uint8_t secret[2][TLS__REC_SECRET_MAX]; /* TLS 1.3 application secrets: [0] read, [1] write */
     uint8_t secret_len[2];
-    bool marked;           /* TLS 1.3: the server application secret was installed ... */
-    uint32_t mark;         /* ... when OpenSSL had written this many records */
-    struct tls__recs w, r; /* what OpenSSL wrote / read */
+    bool marked[2];        /* TLS 1.3: that direction's application key was installed ... */
+    uint32_t mark[2];      /* ... when OpenSSL had read [0] / written [1] this many records */
+    struct tls__recs r, w; /* what OpenSSL read / wrote */
+    bool ticket_seen;      /* client side: OpenSSL took the server's session ticket */
+    bool tainted;          /* OpenSSL saw a KeyUpdate: our secrets are stale, never switch */
 };
 
 /** An established connection's record state (TLS 1.3, or TLS 1.2 AEAD) once the SSL is gone. */
@@ -113,12 +114,15 @@ void tls__buf_consume(struct tls__buf *b, size_t n);
 
 /** SSL_CTX key-log callback: keeps the TLS 1.3 application secrets in c->hs. */
 void tls__rec_keylog(const SSL *ssl, const char *line);
+/** SSL_CTX message callback: marks c->hs tainted when a KeyUpdate goes by. */
+void tls__rec_msg(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                  void *arg);
 /** Count the records in `n` bytes OpenSSL wrote or read (handshake time). */
 void tls__rec_count(struct tls__recs *rc, const uint8_t *p, size_t n);
 /**
- * The handshake of server-side `c` just completed: when it is TLS 1.3, or TLS 1.2 with an AEAD
- * suite, that we do and everything was captured, free the SSL and switch `c` to our record layer
- * (returns 1); else keep OpenSSL (returns 0). c->hs is freed either way.
+ * `c` is established (a client: and has its TLS 1.3 ticket): when it is TLS 1.3, or TLS 1.2 with
+ * an AEAD suite, that we do and everything was captured, free the SSL and switch `c` to our
+ * record layer (returns 1); else keep OpenSSL (returns 0). c->hs is freed either way.
  */
 int tls__rec_takeover(struct tls_conn *c);
 /**

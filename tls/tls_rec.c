@@ -29,6 +29,7 @@ enum {
     CT_ALERT = 21,
     CT_HANDSHAKE = 22,
     CT_APPDATA = 23,
+    HS_NEW_SESSION_TICKET = 4,
     HS_KEY_UPDATE = 24,
     AD_CLOSE_NOTIFY = 0,
     AD_UNEXPECTED_MESSAGE = 10,
@@ -193,20 +194,21 @@ void tls__rec_keylog(const SSL *ssl, const char *line)
     if (c == NULL || c->hs == NULL)
         return;
     struct tls__hs *hs = c->hs;
-    int d;
-    const char *p;
-    if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0) {
-        d = 0, p = line + 24;
-    } else if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0) {
-        d = 1, p = line + 24;
-        /* Logged when the server's application keys are installed, right after its Finished
-         * went to the BIO: every record OpenSSL writes from now on uses this secret. */
-        hs->mark = hs->w.records;
-        hs->marked = true;
-    } else {
+    bool client_secret;
+    if (strncmp(line, "CLIENT_TRAFFIC_SECRET_0 ", 24) == 0)
+        client_secret = true;
+    else if (strncmp(line, "SERVER_TRAFFIC_SECRET_0 ", 24) == 0)
+        client_secret = false;
+    else
         return;
-    }
-    p = strchr(p, ' '); /* skip the client random */
+    /* the client's secret is what a server reads and a client writes */
+    int d = client_secret == (c->side == TLS_SIDE_CLIENT) ? 1 : 0;
+    /* Logged when OpenSSL installs that key: right after our Finished went to the BIO (write),
+     * or right after the peer's Finished record was read (read, OpenSSL reads one record at a
+     * time). Every later record in that direction uses this secret. */
+    hs->mark[d] = d ? hs->w.records : hs->r.records;
+    hs->marked[d] = true;
+    const char *p = strchr(line + 24, ' '); /* skip the client random */
     if (p == NULL)
         return;
     p++;
@@ -221,6 +223,18 @@ void tls__rec_keylog(const SSL *ssl, const char *line)
     if (*p != '\0')
         return;
     hs->secret_len[d] = (uint8_t)n;
+}
+
+void tls__rec_msg(int write_p, int version, int content_type, const void *buf, size_t len, SSL *ssl,
+                  void *arg)
+{
+    (void)version;
+    (void)arg;
+    struct tls_conn *c = SSL_get_app_data(ssl);
+    const uint8_t *m = buf;
+    if (c && c->hs && content_type == SSL3_RT_HANDSHAKE && len > 0 && m[0] == HS_KEY_UPDATE)
+        c->hs->tainted = true;
+    (void)write_p;
 }
 
 void tls__rec_count(struct tls__recs *rc, const uint8_t *p, size_t n)
@@ -288,8 +302,9 @@ struct tls__rec *tls__rec_new(unsigned suite, const uint8_t *read_secret,
 
 /* TLS 1.2: key_block = PRF(master_secret, "key expansion", server_random + client_random)
  * = client_write_key, server_write_key, client_write_IV, server_write_IV (RFC 5246 §6.3; AEAD
- * suites have no MAC keys). We read with the client's, write with the server's. */
-static struct tls__rec *rec_new_tls12(unsigned suite, SSL *ssl)
+ * suites have no MAC keys). A server reads with the client's and writes with its own; a client
+ * the other way round. */
+static struct tls__rec *rec_new_tls12(unsigned suite, SSL *ssl, bool client)
 {
     const struct suite *su = &suites[suite];
     const SSL_CIPHER *cipher = SSL_get_current_cipher(ssl);
@@ -317,11 +332,12 @@ static struct tls__rec *rec_new_tls12(unsigned suite, SSL *ssl)
         r->suite = (uint8_t)suite;
         r->tls12 = true;
         const uint8_t *q = block;
-        memcpy(r->key[0], q, su->key_len);
-        memcpy(r->key[1], q + su->key_len, su->key_len);
+        int cw = client ? 1 : 0; /* the direction that uses the client_write key */
+        memcpy(r->key[cw], q, su->key_len);
+        memcpy(r->key[!cw], q + su->key_len, su->key_len);
         q += 2 * su->key_len;
-        memcpy(r->iv[0], q, su->iv12_len);
-        memcpy(r->iv[1], q + su->iv12_len, su->iv12_len);
+        memcpy(r->iv[cw], q, su->iv12_len);
+        memcpy(r->iv[!cw], q + su->iv12_len, su->iv12_len);
     }
     OPENSSL_cleanse(block, sizeof(block));
     return r;
@@ -345,22 +361,24 @@ int tls__rec_takeover(struct tls_conn *c)
     /* Anything we cannot prove we continue exactly stays with OpenSSL: another version or
      * suite, a missing secret, bytes OpenSSL already buffered, a half-written or half-read
      * record. */
-    bool ok = fetch_ok && suite >= 0 && !SSL_has_pending(ssl) && !hs->w.hdr_have &&
+    bool ok = fetch_ok && suite >= 0 && !hs->tainted && !SSL_has_pending(ssl) && !hs->w.hdr_have &&
               !hs->w.body_left && !hs->r.hdr_have && !hs->r.body_left;
     struct tls__rec *r = NULL;
     uint64_t wseq = 0, rseq = 0;
-    if (ok && version == TLS1_3_VERSION && hs->marked &&
+    if (ok && version == TLS1_3_VERSION && hs->marked[0] && hs->marked[1] &&
         hs->secret_len[0] == suites[suite].hash_len &&
         hs->secret_len[1] == suites[suite].hash_len) {
-        /* write: the records OpenSSL wrote under the application key (our session ticket);
-         * read: 0, OpenSSL reads one record at a time and stopped at the client's Finished */
-        wseq = hs->w.records - hs->mark;
+        /* the records each way since that direction's application key was installed: a
+         * server has written its session ticket and read nothing yet; a client has read the
+         * server's ticket(s) and written whatever went out before */
+        wseq = hs->w.records - hs->mark[1];
+        rseq = hs->r.records - hs->mark[0];
         r = tls__rec_new((unsigned)suite, hs->secret[0], hs->secret[1]);
     } else if (ok && version == TLS1_2_VERSION && hs->w.ccs && hs->r.ccs) {
         /* every record after each side's change_cipher_spec is encrypted: the Finished */
         wseq = hs->w.after_ccs;
         rseq = hs->r.after_ccs;
-        r = rec_new_tls12((unsigned)suite, ssl);
+        r = rec_new_tls12((unsigned)suite, ssl, c->side == TLS_SIDE_CLIENT);
     }
     tls__hs_free(hs);
     if (r == NULL) {
@@ -559,8 +577,9 @@ static ssize_t open_record(struct tls__rec *r, const uint8_t *ct, size_t clen, u
     return (ssize_t)plen;
 }
 
-/* A post-handshake handshake message: only KeyUpdate is expected from a TLS 1.3 client; a TLS
- * 1.2 one can only be asking to renegotiate, which we decline (RFC 5246 §7.2.2). */
+/* A post-handshake handshake message: KeyUpdate from either peer, NewSessionTicket from a server
+ * (TLS 1.3); in TLS 1.2 it can only be a request to renegotiate, which we decline (RFC 5246
+ * §7.2.2). */
 static int on_handshake(struct tls_conn *c, const uint8_t *m, size_t n)
 {
     struct tls__rec *r = c->rec;
@@ -570,6 +589,12 @@ static int on_handshake(struct tls_conn *c, const uint8_t *m, size_t n)
         if (n < 4)
             return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
         size_t mlen = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
+        if (m[0] == HS_NEW_SESSION_TICKET && c->side == TLS_SIDE_CLIENT && mlen <= n - 4) {
+            /* more tickets from the server: the one OpenSSL kept before the switch serves */
+            m += 4 + mlen;
+            n -= 4 + mlen;
+            continue;
+        }
         if (m[0] != HS_KEY_UPDATE)
             return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
         if (mlen != 1 || n < 5 || m[4] > 1)

@@ -14,13 +14,29 @@
 #include "tls/tls_priv.h"
 #include "tls_pair.h"
 
-static struct tls_ctx *cctx;
+/* cctx: a client on OpenSSL's records all along (the reference peer, and the one whose SSL the
+ * tests poke: KeyUpdate, renegotiation); ours: a client that switches to our record layer. */
+static struct tls_ctx *cctx, *ours;
 static struct tls_peer peer;
+
+static struct tls_ctx *client_with(bool openssl_records, uint16_t maxv)
+{
+    char err[256] = "";
+    struct tls_client_opts o = {.cert_file = f("client.crt"),
+                                .key_file = f("client.key"),
+                                .ca_file = f("ucm-ca.crt"),
+                                .max_version = maxv,
+                                .openssl_records = openssl_records};
+    struct tls_ctx *ctx = NULL;
+    cr_assert_eq(tls_client_ctx_new(&o, &ctx, err, sizeof(err)), 0, "%s", err);
+    return ctx;
+}
 
 static void setup(void)
 {
     pki_init_at("tls-rec-pki");
-    cctx = client_ctx("client", "ucm-ca.crt", 0);
+    cctx = client_with(true, 0);
+    ours = client_with(false, 0);
     cr_assert_eq(tls_peer_init(&peer, "ucm1.example.test"), 0);
 }
 
@@ -28,6 +44,7 @@ static void teardown(void)
 {
     tls_peer_deinit(&peer);
     tls_ctx_unref(cctx);
+    tls_ctx_unref(ours);
 }
 
 TestSuite(tls_rec, .init = setup, .fini = teardown, .timeout = 60);
@@ -76,7 +93,7 @@ Test(tls_rec, takes_over_each_tls13_suite_and_moves_data_both_ways)
         struct tls_ctx *s = sctx_with(list[i], false, 0);
         struct pair p = established(s);
         cr_assert(tls_conn_own_records(p.s), "%s not taken over", list[i]);
-        cr_assert_not(tls_conn_own_records(p.c), "the client side keeps OpenSSL");
+        cr_assert_not(tls_conn_own_records(p.c), "this client keeps OpenSSL's records");
         cr_assert_null(p.s->ssl, "SSL object not freed");
         cr_assert_str_eq(tls_conn_cipher(p.s), list[i]);
         cr_assert_str_eq(tls_conn_version(p.s), "TLSv1.3");
@@ -84,6 +101,99 @@ Test(tls_rec, takes_over_each_tls13_suite_and_moves_data_both_ways)
         free_pair(&p);
         tls_ctx_unref(s);
     }
+}
+
+/* The client side (edge -> UCM) switches too: a TLS 1.3 client once OpenSSL has taken the
+ * server's ticket, a TLS 1.2 one at the end of the handshake; against a server on OpenSSL's
+ * records and against one on ours, every suite; the kept session still resumes. */
+Test(tls_rec, switches_the_client_side_too_against_either_server)
+{
+    const char *list[] = {"TLS_AES_128_GCM_SHA256",        "TLS_AES_256_GCM_SHA384",
+                          "TLS_CHACHA20_POLY1305_SHA256",  "ECDHE-ECDSA-AES128-GCM-SHA256",
+                          "ECDHE-ECDSA-AES256-GCM-SHA384", "ECDHE-ECDSA-CHACHA20-POLY1305"};
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++) {
+        uint16_t maxv = i < 3 ? 0 : TLS12;
+        for (int server_ours = 0; server_ours < 2; server_ours++) {
+            struct tls_ctx *s = sctx_with(list[i], !server_ours, maxv);
+            struct tls_peer node;
+            cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
+            for (int round = 0; round < 2; round++) {
+                struct pair p = connect_pair(s, ours, &node, 0);
+                cr_assert_eq(p.rc_c, 0, "%s: client %d", list[i], p.rc_c);
+                cr_assert_eq(p.rc_s, 0);
+                cr_assert(tls_conn_own_records(p.c), "%s: client not switched", list[i]);
+                cr_assert_null(p.c->ssl);
+                cr_assert_eq(tls_conn_own_records(p.s), server_ours);
+                cr_assert_str_eq(tls_conn_cipher(p.c), list[i]);
+                cr_assert_eq(tls_conn_resumed(p.c), round == 1, "%s round %d", list[i], round);
+                cr_assert(tls_conn_confirmed(p.c));
+                both_ways(&p);
+                free_pair(&p);
+            }
+            tls_peer_deinit(&node);
+            tls_ctx_unref(s);
+        }
+    }
+}
+
+/* Both handshakes driven by tls_conn_read() alone (the handshake then completes, and the records
+ * switch, inside an SSL_read), with the client's first data right behind its Finished. */
+Test(tls_rec, switches_when_the_handshake_completes_inside_a_read)
+{
+    for (int v = 0; v < 2; v++) {
+        uint16_t maxv = v ? TLS12 : 0;
+        struct tls_ctx *s = sctx_with(NULL, false, maxv);
+        struct tls_ctx *c = client_with(false, maxv);
+        struct pair p = {.c = tls_conn_new_client(c, &peer), .s = tls_conn_new_server(s)};
+        char buf[512];
+        bool sent = false;
+        size_t got = 0;
+        for (int i = 0; i < 40 && got < 5; i++) {
+            ssize_t rc = tls_conn_read(p.c, buf, sizeof(buf));
+            cr_assert(rc == TLS_WANT_INPUT || rc > 0, "client read %zd", rc);
+            if (!sent && tls_conn_established(p.c)) {
+                struct iovec iov = {"hello", 5};
+                cr_assert_eq(tls_conn_writev(p.c, &iov, 1), 5);
+                sent = true;
+            }
+            pump(p.c, p.s, 0);
+            rc = tls_conn_read(p.s, buf + got, sizeof(buf) - got);
+            cr_assert(rc == TLS_WANT_INPUT || rc > 0, "server read %zd", rc);
+            if (rc > 0)
+                got += (size_t)rc;
+            pump(p.s, p.c, 0);
+        }
+        cr_assert_eq(got, 5, "v%d: the first data was lost", v);
+        cr_assert(memcmp(buf, "hello", 5) == 0);
+        cr_assert(tls_conn_own_records(p.s));
+        transfer(p.s, p.c, 1000, 2, 0); /* the client reads the ticket, switches, reads on */
+        transfer(p.c, p.s, 1000, 2, 0);
+        cr_assert(tls_conn_own_records(p.c));
+        free_pair(&p);
+        tls_ctx_unref(c);
+        tls_ctx_unref(s);
+    }
+}
+
+Test(tls_rec, a_switched_client_follows_a_server_key_update_and_more_tickets)
+{
+    struct tls_ctx *s = sctx_with(NULL, true, 0); /* OpenSSL server: we poke its SSL */
+    struct pair p = connect_pair(s, ours, &peer, 0);
+    cr_assert_eq(p.rc_c, 0);
+    cr_assert(tls_conn_own_records(p.c));
+    for (int round = 0; round < 3; round++) {
+        if (round == 2) {
+            cr_assert_eq(SSL_new_session_ticket(p.s->ssl), 1); /* sent with the next write */
+        } else {
+            int type = round ? SSL_KEY_UPDATE_NOT_REQUESTED : SSL_KEY_UPDATE_REQUESTED;
+            cr_assert_eq(SSL_key_update(p.s->ssl, type), 1);
+        }
+        transfer(p.s, p.c, 800, 2, 0);
+        transfer(p.c, p.s, 900, 3, 0);
+        transfer(p.s, p.c, 700, 1, 0);
+    }
+    free_pair(&p);
+    tls_ctx_unref(s);
 }
 
 Test(tls_rec, takes_over_each_tls12_aead_suite_and_moves_data_both_ways)
