@@ -599,6 +599,8 @@ static int on_handshake(struct tls_conn *c, const uint8_t *m, size_t n)
             return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
         if (mlen != 1 || n < 5 || m[4] > 1)
             return send_alert(c, AD_DECODE_ERROR, TLS_CAUSE_PROTOCOL_ERROR);
+        if (n > 5) /* RFC 8446 §5.1: a key change must end its record */
+            return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
         if (!update_secret(r, 0))
             return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_INTERNAL);
         if (m[4] == 1 && !(c->flags & TLS_F_SHUTDOWN)) {

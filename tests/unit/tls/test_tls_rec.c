@@ -492,3 +492,30 @@ Test(tls_rec, uses_a_few_hundred_bytes_per_idle_connection)
     free_pair(&p);
     tls_ctx_unref(s);
 }
+
+/* Two record layers keyed against each other, without a handshake (as the fuzz target does). */
+static struct tls_conn *keyed_conn(const uint8_t *rd, const uint8_t *wr)
+{
+    struct tls_conn *c = calloc(1, sizeof(*c));
+    cr_assert_not_null(c);
+    c->rec = tls__rec_new(0, rd, wr);
+    cr_assert_not_null(c->rec);
+    c->flags = TLS_F_ESTABLISHED | TLS_F_CONFIRMED;
+    return c;
+}
+
+Test(tls_rec, refuses_data_after_a_key_update_in_the_same_record)
+{
+    static const uint8_t a[48] = {7}, b[48] = {9};
+    struct tls_conn *s = keyed_conn(a, b), *other = keyed_conn(b, a);
+    static const uint8_t two[10] = {24, 0, 0, 1, 0, 24, 0, 0, 1, 0};
+    cr_assert_eq(tls__rec_seal(other, 22, two, sizeof(two)), 0);
+    pump(other, s, 0);
+    char buf[32];
+    cr_assert_eq(tls_conn_read(s, buf, sizeof(buf)), -EPROTO);
+    struct tls_diag d;
+    cr_assert_eq(tls_conn_diag(s, &d), TLS_CAUSE_PROTOCOL_ERROR);
+    cr_assert_eq(d.alert, 10, "alert %d", d.alert);
+    tls_conn_free(s);
+    tls_conn_free(other);
+}
