@@ -198,7 +198,7 @@ wait_ready() {
 start_stunnel() {
     STUNNEL_PORT=$(free_port)
     cat >"$T/stunnel.conf" <<EOF
-foreground = yes
+foreground = quiet
 pid =
 output = $T/stunnel.log
 [sip]
