@@ -59,6 +59,9 @@ printf '  tokens accepted: verified / Redis / L1 : %s / %s / %s\n' \
     "$(m 'sipedge_auth_results_total\{result="ok",layer="verify"')" \
     "$(m 'sipedge_auth_results_total\{result="ok",layer="l2"')" \
     "$(m 'sipedge_auth_results_total\{result="ok",layer="l1"')"
+printf '  client TLS on own records / OpenSSL: %s / %s\n' \
+    "$(m 'sipedge_tls_handshakes_total\{version="1.[23]",records="sipedge"')" \
+    "$(m 'sipedge_tls_handshakes_total\{version="1.[23]",records="openssl"')"
 printf '  UCM saw REGISTERs              : %s\n' "$(grep -c '"method":"REGISTER"' "$T/ucm-ucm1.jsonl" || true)"
 awk -v a="$start" -v b="$end" 'BEGIN { printf "  wall time for the burst        : %.2f s\n", b - a }'
 grep -E "Successful call|Failed call|Response Time" "$T/sipp.out" | sed 's/^/  sipp: /' | head -6
