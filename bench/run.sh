@@ -375,8 +375,9 @@ scenario_profile() {
     table_row "profile-$rate"
     local n
     n=$(med "profile-$rate" '.ok')
-    awk -v n="$n" '/context-switches/ { gsub(",", "", $1); printf "context switches per REGISTER: %.2f\n", $1 / n }' \
-        "$T/perf.stat"
+    # counts over the perf window (which also covers a second before and after the run)
+    awk -v n="$n" '$2 ~ /^(context-switches|cpu-migrations|raw_syscalls:sys_enter|io_uring:|ipi:)/ {
+        gsub(",", "", $1); printf "%s per REGISTER: %.2f\n", $2, $1 / n }' "$T/perf.stat"
     cat "$T/perf.stat"
     perf report -i "$T/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
         grep -v '^#' | grep '%' | head -n "${PROFILE_TOP:-40}"
