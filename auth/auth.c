@@ -299,6 +299,24 @@ static void slot_finish(struct auth_slot *s, bool degraded, bool store)
 
 static void on_l2_reply(void *arg, const redisReply *rp, int err);
 
+/* Ends a check Redis says is revoked (by digest or jti): nothing is cached from it. */
+static void finish_revoked(struct auth_slot *s)
+{
+    s->aw->c.l2_revoked++;
+    memset(&s->res, 0, sizeof(s->res));
+    s->res.reason = JWT_E_REVOKED;
+    slot_finish(s, false, false);
+}
+
+/* Ends a check whose jti revocation key was looked up: revoked, or the result stands. */
+static void finish_jti(struct auth_slot *s, bool revoked)
+{
+    if (revoked)
+        finish_revoked(s);
+    else
+        slot_finish(s, false, s->from_verify);
+}
+
 static int issue_jti_check(struct auth_slot *s)
 {
     struct auth_worker *aw = s->aw;
@@ -318,14 +336,7 @@ static void after_result(struct auth_slot *s, bool degraded)
     if (s->res.reason == JWT_OK && s->res.jti[0] && !degraded && s->peek_jti[0] &&
         strcmp(s->res.jti, s->peek_jti) == 0) {
         /* the jti looked up in stage 1 is the verified one: its answer stands */
-        if (s->peek_revoked) {
-            s->aw->c.l2_revoked++;
-            memset(&s->res, 0, sizeof(s->res));
-            s->res.reason = JWT_E_REVOKED;
-            slot_finish(s, false, false);
-        } else {
-            slot_finish(s, false, s->from_verify);
-        }
+        finish_jti(s, s->peek_revoked);
         return;
     }
     if (s->res.reason == JWT_OK && s->res.jti[0] && !degraded) {
@@ -362,13 +373,8 @@ static void on_l2_reply(void *arg, const redisReply *rp, int err)
         if (err || !rp || rp->type != REDIS_REPLY_INTEGER) {
             aw->c.l2_error++;
             slot_finish(s, true, false);
-        } else if (rp->integer != 0) {
-            aw->c.l2_revoked++;
-            memset(&s->res, 0, sizeof(s->res));
-            s->res.reason = JWT_E_REVOKED;
-            slot_finish(s, false, false);
         } else {
-            slot_finish(s, false, s->from_verify);
+            finish_jti(s, rp->integer != 0);
         }
         return;
     }
@@ -380,10 +386,7 @@ static void on_l2_reply(void *arg, const redisReply *rp, int err)
         return;
     }
     if (rp->element[1]->type != REDIS_REPLY_NIL) {
-        aw->c.l2_revoked++;
-        memset(&s->res, 0, sizeof(s->res));
-        s->res.reason = JWT_E_REVOKED;
-        slot_finish(s, false, false);
+        finish_revoked(s);
         return;
     }
     s->peek_revoked = s->peek_jti[0] && rp->element[2]->type != REDIS_REPLY_NIL;

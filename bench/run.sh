@@ -230,6 +230,15 @@ openssl_verify() {
         a == "ecdsap256" && $1 == "256" && $4 ~ /nistp256/ { print $(NF) }' | tail -n 1
 }
 
+# cold_pair TAG PREFIX: one warm and one cold run of $alg at $r/s (run $i; $key $kid $conns $dur),
+# labelled warm$TAG-ALG-R / cold$TAG-ALG-R; the cold run's fresh users start with PREFIX.
+cold_pair() {
+    local common=(--rate "$r" --key "$key" --kid "$kid" --conns "$conns" --duration "$dur"
+        --timeout-ms 3000)
+    run_bench "warm$1-$alg-$r" "${common[@]}"
+    run_bench "cold$1-$alg-$r" "${common[@]}" --fresh-tokens 1 --user-prefix "$2$i$r$alg"
+}
+
 scenario_cold() {
     local conns=50 dur=3 rates="500 1000" alg key kid r i vps
     if [ "$QUICK" = 1 ]; then
@@ -240,13 +249,7 @@ scenario_cold() {
     for alg in ES256 RS256; do
         if [ "$alg" = ES256 ]; then key=$JWT_KEY kid=es1; else key=$RS_KEY kid=rs1; fi
         for r in $rates; do
-            for i in $(seq 1 "$REPEAT"); do
-                run_bench "warm-$alg-$r" --rate "$r" --key "$key" --kid "$kid" --conns "$conns" \
-                    --duration "$dur" --timeout-ms 3000
-                run_bench "cold-$alg-$r" --rate "$r" --key "$key" --kid "$kid" --conns "$conns" \
-                    --duration "$dur" --timeout-ms 3000 --fresh-tokens 1 \
-                    --user-prefix "c$i$r$alg"
-            done
+            for i in $(seq 1 "$REPEAT"); do cold_pair "" c; done
             labels+=("warm-$alg-$r" "cold-$alg-$r")
         done
     done
@@ -256,13 +259,7 @@ scenario_cold() {
     r=${rates##* }
     for alg in ES256 RS256; do
         if [ "$alg" = ES256 ]; then key=$JWT_KEY kid=es1; else key=$RS_KEY kid=rs1; fi
-        for i in $(seq 1 "$REPEAT"); do
-            run_bench "warm-l1-$alg-$r" --rate "$r" --key "$key" --kid "$kid" --conns "$conns" \
-                --duration "$dur" --timeout-ms 3000
-            run_bench "cold-l1-$alg-$r" --rate "$r" --key "$key" --kid "$kid" --conns "$conns" \
-                --duration "$dur" --timeout-ms 3000 --fresh-tokens 1 \
-                --user-prefix "d$i$r$alg"
-        done
+        for i in $(seq 1 "$REPEAT"); do cold_pair -l1 d; done
         labels+=("warm-l1-$alg-$r" "cold-l1-$alg-$r")
     done
     echo
