@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/sip_build.h"
+#include "core/sip_check.h"
 #include "core/sip_parse.h"
 
 #define PROXY_BRANCH_PREFIX "z9hG4bK-se"
@@ -545,6 +546,15 @@ void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct s
     metrics_inc(p->shard, METRIC_SIP_REQUESTS, metrics_method_of(m));
     if (m == SIP_METHOD_ACK) /* never answered (RFC 3261 17.2.3) */
         return;
+    /* One identity per request: a second To (or From, Call-ID, CSeq...) is never looked at nor
+     * forwarded, whichever one a registrar would read (issue 10). */
+    enum sip_hdr dup = sip_check_single(msg);
+    if (dup != SIP_HDR_OTHER) {
+        char reason[64];
+        snprintf(reason, sizeof(reason), "Duplicate %s", sip_hdr_name(dup));
+        respond(p, client_id, msg, 400, reason, NULL, 0);
+        return;
+    }
     /* What every response needs (RFC 3261 8.1.1): without it no answer can be built. */
     static const struct {
         enum sip_hdr id;

@@ -136,6 +136,19 @@ enum sip_hdr {
     SIP_HDR_COUNT
 };
 
+/** How many instances of a header a request may carry (RFC 3261 §7.3.1, §20; the table is SINGLE
+ *  in scripts/gen-sip-headers.py, checked by core/sip_check.c). */
+enum sip_hdr_card {
+    SIP_HDR_CARD_MANY = 0, /* a list header, or one RFC 3261 §7.3.1 lets repeat (credentials) */
+    SIP_HDR_CARD_ONE,      /* one line holding one value: a top-level comma is a second value */
+    SIP_HDR_CARD_ONCE,     /* one line; its value may hold commas (Date, Subject, User-Agent) */
+    /* SIP_HDR_CARD_COUNT */
+    SIP_HDR_CARD_COUNT
+};
+
+/** The cardinality of header id `id`; SIP_HDR_CARD_MANY for SIP_HDR_OTHER or out of range. */
+enum sip_hdr_card sip_hdr_card(enum sip_hdr id);
+
 /** The canonical name of header id `id` ("Via"); "" for SIP_HDR_OTHER or out of range. Static. */
 const char *sip_hdr_name(enum sip_hdr id);
 /** The id of header name `name` (long or compact form, any case), SIP_HDR_OTHER if unknown.

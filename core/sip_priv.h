@@ -17,6 +17,8 @@ extern const char *const sip__hdr_names[SIP_HDR_COUNT];
 extern const uint8_t sip__hdr_lens[SIP_HDR_COUNT];
 extern const char *const sip__hdr_lower[SIP_HDR_COUNT];
 extern const uint8_t sip__hdr_compact[26];
+/** enum sip_hdr_card by enum sip_hdr (sip_hdr_table.c, generated from SINGLE). */
+extern const uint8_t sip__hdr_card[SIP_HDR_COUNT];
 extern const uint8_t sip__hdr_slots[];
 
 /* sip__hdr_lookup(name, len): the id of the header called `name[0..len)` (compact or long form,

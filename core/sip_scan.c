@@ -264,6 +264,11 @@ const char *sip_hdr_name(enum sip_hdr id)
     return (unsigned)id < SIP_HDR_COUNT ? sip__hdr_names[id] : "";
 }
 
+enum sip_hdr_card sip_hdr_card(enum sip_hdr id)
+{
+    return (unsigned)id < SIP_HDR_COUNT ? (enum sip_hdr_card)sip__hdr_card[id] : SIP_HDR_CARD_MANY;
+}
+
 enum sip_hdr sip_hdr_from(struct slice name)
 {
     for (size_t i = 0; i < name.len; i++)

@@ -104,6 +104,42 @@ HEADERS = [
     ("P_ASSOCIATED_URI", "P-Associated-URI", None),
 ]
 
+# How many instances of a header a request may carry: the one table the edge checks (core/sip_check.c)
+# and sipedge-scan reports. Absent from this table: a list header (RFC 3261 §7.3.1: "#" rules such
+# as Via, Contact, Route, Record-Route, Path, Supported, Require) or one §7.3.1 lets repeat anyway
+# (WWW-Authenticate, Authorization, Proxy-Authenticate, Proxy-Authorization); those may repeat.
+#   "one":  at most one line holding one value: a second line, or a comma outside "..." and <...>
+#           (which the grammar never allows at the top level of these values), is a duplicate.
+#   "once": at most one line; its value may hold commas of its own (Date, TEXT-UTF8, comments).
+# Sources: RFC 3261 §20 and §25 (the header is not a "#"-list), and the RFC of each extension.
+SINGLE = {
+    # RFC 3261: identity and framing first (issue 10: a second To must never reach UCM)
+    "TO": "one", "FROM": "one", "CALL_ID": "one", "CSEQ": "one", "MAX_FORWARDS": "one",
+    "CONTENT_LENGTH": "one", "EXPIRES": "one", "CONTENT_TYPE": "one",
+    "CONTENT_DISPOSITION": "one", "MIME_VERSION": "one", "MIN_EXPIRES": "one", "PRIORITY": "one",
+    "REPLY_TO": "one", "TIMESTAMP": "one",
+    "DATE": "once", "ORGANIZATION": "once", "RETRY_AFTER": "once", "SERVER": "once",
+    "SUBJECT": "once", "USER_AGENT": "once",
+    # extensions
+    "RACK": "one", "RSEQ": "one",                              # RFC 3262
+    "REFER_TO": "one",                                         # RFC 3515
+    "REFERRED_BY": "one",                                      # RFC 3892
+    "REPLACES": "one",                                         # RFC 3891
+    "JOIN": "one",                                             # RFC 3911
+    "SESSION_EXPIRES": "one", "MIN_SE": "one",                 # RFC 4028
+    "EVENT": "one", "SUBSCRIPTION_STATE": "one",               # RFC 6665
+    "SIP_ETAG": "one", "SIP_IF_MATCH": "one",                  # RFC 3903
+    "TARGET_DIALOG": "one",                                    # RFC 4538
+    "REFER_SUB": "one",                                        # RFC 4488
+    "IDENTITY_INFO": "one",                                    # RFC 4474
+    "FLOW_TIMER": "one",                                       # RFC 5626
+    "MAX_BREADTH": "one",                                      # RFC 5393
+    "SESSION_ID": "one",                                       # RFC 7989
+    "INFO_PACKAGE": "one",                                     # RFC 6086
+    "PRIVACY": "one",                                          # RFC 3323
+    "P_CHARGING_VECTOR": "one",                                # RFC 7315
+}
+
 ROOT = os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 HDR_H = os.path.join(ROOT, "core", "sip.h")
 TABLE_C = os.path.join(ROOT, "core", "sip_hdr_table.c")
@@ -124,6 +160,13 @@ def key(name):
     first = (b[0] | b[1] << 8) | 0x2020
     last = (b[n - 2] | b[n - 1] << 8) | 0x2020
     return n ^ first << 8 ^ last << 24 ^ (b[n // 2] | 0x20) << 40
+
+
+def check_single():
+    known = {h[0] for h in HEADERS}
+    for k, v in SINGLE.items():
+        if k not in known or v not in ("one", "once"):
+            sys.exit(f"gen-sip-headers: SINGLE entry {k}={v} is not a header of HEADERS")
 
 
 def find_hash(names):
@@ -174,6 +217,12 @@ def gen_table():
     o.append("const uint8_t sip__hdr_lens[SIP_HDR_COUNT] = {\n")
     for suffix, name, _ in HEADERS:
         o.append(f"    [SIP_HDR_{suffix}] = {len(name)},\n")
+    o.append("};\n\n/* how many a request may carry (SINGLE in the script), by enum sip_hdr */\n")
+    o.append("const uint8_t sip__hdr_card[SIP_HDR_COUNT] = {\n")
+    card = {"one": "SIP_HDR_CARD_ONE", "once": "SIP_HDR_CARD_ONCE"}
+    for suffix, _, _ in HEADERS:
+        if suffix in SINGLE:
+            o.append(f"    [SIP_HDR_{suffix}] = {card[SINGLE[suffix]]},\n")
     o.append("};\n\n/* lowercased names for the exact compare */\n")
     o.append("const char *const sip__hdr_lower[SIP_HDR_COUNT] = {\n    [SIP_HDR_OTHER] = \"\",\n")
     for suffix, name, _ in HEADERS:
@@ -273,6 +322,7 @@ def splice(text, begin, end, block, path):
 
 def main():
     check = "--check" in sys.argv[1:]
+    check_single()
     table, bits, mult = gen_table()
     out = {}
     with open(HDR_H) as f:

@@ -449,3 +449,29 @@ Test(proxy, runs_out_of_transactions_with_503_not_a_crash)
     cr_assert_eq(n_client, 1);
     cr_assert(starts(to_client[0].text, "SIP/2.0 503 "));
 }
+
+/* Issue 10: the token's user in the first To, another user in the second. A registrar reading the
+ * last To would register mallory with alice's token: the edge answers 400 and forwards nothing. */
+Test(proxy, refuses_a_register_with_two_to_and_forwards_nothing)
+{
+    static const char *const dups[] = {
+        "To: <sip:mallory@example.test>\n",
+        "From: <sip:mallory@example.test>;tag=2\n",
+        "Call-ID: other@192.0.2.10\n",
+        "CSeq: 3 REGISTER\n",
+        "Max-Forwards: 70\n",
+        "Expires: 60\n",
+    };
+    static const char *const names[] = {"To", "From", "Call-ID", "CSeq", "Max-Forwards", "Expires"};
+    for (size_t i = 0; i < sizeof(dups) / sizeof(dups[0]); i++) {
+        char auth[256];
+        snprintf(auth, sizeof(auth), "Proxy-Authorization: Bearer token=\"ok.alice\"\n%s", dups[i]);
+        n_client = n_upstream = 0;
+        register_as(7, "alice", auth, "70");
+        cr_assert_eq(n_upstream, 0, "%s reached UCM", names[i]);
+        cr_assert_eq(n_client, 1);
+        char want[64];
+        snprintf(want, sizeof(want), "SIP/2.0 400 Duplicate %s\r\n", names[i]);
+        cr_assert(starts(to_client[0].text, want), "%s", to_client[0].text);
+    }
+}
