@@ -277,7 +277,9 @@ void sip_msg_init(struct sip_msg *msg, struct sip_header *headers, size_t cap);
  * limits.max_size, nor when the declared length exceeds it: that is -SIP_E_TOO_LARGE), or
  * -(enum sip_err) with msg->err and msg->err_pos set.
  *
- * Rejects: NUL and other control characters except HTAB in the start line and headers, a CR
+ * Rejects: NUL and other control characters except HTAB in the start line and headers (in a
+ * header value, the byte a quoted-pair escapes inside a quoted string is value: RFC 3261 §25.1
+ * lets "\" escape %x00-09 / %x0B-0C / %x0E-7F, so NUL, BEL and DEL pass there), a CR
  * not followed by LF or an LF not preceded by CR, non-token method or header-name characters,
  * a missing colon, a continuation line before the first header, a Content-Length that is
  * absent, repeated, not 1*DIGIT or above limits.max_body, more headers than `headers_cap`,

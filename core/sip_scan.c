@@ -490,15 +490,49 @@ static bool has_header_end(const char *p, const char *end)
 #define find_ctl_sse42      find_ctl_scalar
 #endif
 
+/* Quote state of a header value, walked forward only as far as a control byte is found (so a
+ * line costs one pass however many escapes it holds). */
+struct quote_walk {
+    const char *at; /* bytes before `at` are walked */
+    bool in_quote;
+};
+
+/* True when the control byte at `x` is the second byte of a quoted-pair inside a quoted string
+ * (RFC 3261 §25.1: quoted-pair = "\" (%x00-09 / %x0B-0C / %x0E-7F); the caller excludes CR and
+ * LF). Walks [w->at, x] and leaves `w` after `x`. Cold: control bytes are rare in values. */
+static __attribute__((noinline)) bool quoted_pair_at(struct quote_walk *w, const char *x)
+{
+    const char *c = w->at;
+    bool escaped = false;
+    for (; c < x; c++) {
+        if (!w->in_quote) {
+            w->in_quote = *c == '"';
+        } else if (*c == '\\') {
+            if (c + 1 == x) {
+                escaped = true;
+                break;
+            }
+            c++; /* the escaped byte, whatever it is */
+        } else if (*c == '"') {
+            w->in_quote = false;
+        }
+    }
+    w->at = x + 1;
+    return escaped;
+}
+
 /* Where the line that starts at `line` ends, scanning from `p`: the CR of its CRLF, with the
- * LF present. When `fold`, a CRLF followed by SP/HTAB is a continuation: it becomes two spaces and
- * the line goes on. NULL with *res set (SIP_INCOMPLETE or an error) otherwise. */
+ * LF present. When `fold` (a header; `p` is its value), a CRLF followed by SP/HTAB is a
+ * continuation: it becomes two spaces and the line goes on, and a control byte escaped by a
+ * quoted-pair inside a quoted string is value. NULL with *res set (SIP_INCOMPLETE or an
+ * error) otherwise. */
 static inline __attribute__((always_inline)) char *line_end(char *buf, char *line, char *p,
                                                             char *end, bool fold,
                                                             struct sip_msg *msg, ssize_t *res,
                                                             const enum sip_scan_impl impl)
 {
     char *lim = end;
+    struct quote_walk qw = {p, false};
     if ((size_t)(end - line) > msg->limits.max_line + 1)
         lim = line + msg->limits.max_line + 1; /* the CR may sit at line + max_line */
     for (;;) {
@@ -507,7 +541,7 @@ static inline __attribute__((always_inline)) char *line_end(char *buf, char *lin
             *res = lim == end ? SIP_INCOMPLETE : fail(msg, SIP_E_LINE_TOO_LONG, buf, line);
             return NULL;
         }
-        if (*p == '\t') {
+        if (*p == '\t' || (fold && *p != '\r' && *p != '\n' && quoted_pair_at(&qw, p))) {
             p++;
             continue;
         }

@@ -21,7 +21,7 @@ static const char *const valid_files[] = {
     "response_200_register",   "invite_sdp",
     "response_200_invite_sdp", "compact_forms",
     "folded_headers",          "multi_via_ipv6",
-    "unknown_method_lws",
+    "unknown_method_lws",      "quoted_pair_controls",
 };
 #define NVALID (sizeof(valid_files) / sizeof(valid_files[0]))
 
@@ -538,6 +538,18 @@ Test(sip_scan, rejects_malformed_input_with_a_named_reason)
         {"OPTIONS sip:a\x00 SIP/2.0\r\nl: 0\r\n\r\n",
          sizeof("OPTIONS sip:a\x00 SIP/2.0\r\nl: 0\r\n\r\n") - 1, SIP_E_BAD_CHAR, 13,
          "NUL in the URI"},
+        {REQ HDRS "Subject: \"a\x01\"\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_CHAR, -1,
+         "SOH in quotes, unescaped"},
+        {REQ HDRS "Subject: a\\\x01\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_CHAR, -1,
+         "escaped SOH outside quotes"},
+        {REQ HDRS "Subject: \"a\\\\\x01\"\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_CHAR, -1,
+         "SOH after an escaped backslash"},
+        {REQ HDRS "Subject: \"a\" \\\x01\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_CHAR, -1,
+         "escaped SOH after the quote closed"},
+        {REQ HDRS "Subject: \"a\\\nb\"\r\nl: 0\r\n\r\n", 0, SIP_E_BARE_LF, -1,
+         "LF cannot be escaped"},
+        {REQ HDRS "Subject: \"a\\\rb\"\r\nl: 0\r\n\r\n", 0, SIP_E_BARE_CR, -1,
+         "CR cannot be escaped"},
         {REQ HDRS "Subject: a\rb\r\nl: 0\r\n\r\n", 0, SIP_E_BARE_CR, -1, "bare CR in a value"},
         {REQ HDRS "Subject: a\nl: 0\r\n\r\n", 0, SIP_E_BARE_LF, -1, "bare LF ends a line"},
         {"OPTIONS sip:a SIP/2.0\nl: 0\r\n\r\n", 0, SIP_E_BARE_LF, 21, "bare LF after start"},
@@ -590,6 +602,36 @@ Test(sip_scan, rejects_malformed_input_with_a_named_reason)
                     cr_assert_eq(s.m.err_pos, (size_t)rows[i].pos, "%s: pos %zu", rows[i].why,
                                  s.m.err_pos);
             }
+            free(b.p);
+        }
+    }
+}
+
+/* RFC 3261 §25.1: quoted-pair = "\\" (%x00-09 / %x0B-0C / %x0E-7F), inside a quoted string. */
+Test(sip_scan, accepts_every_control_character_a_quoted_pair_may_escape)
+{
+    enum sip_scan_impl im[SIP_SCAN_IMPL_COUNT];
+    int ni = impls(im);
+    for (int k = 0; k < ni; k++) {
+        cr_assert_eq(sip_scan_set_impl(im[k]), 0);
+        for (unsigned c = 0; c <= 0x7f; c++) {
+            if (c == '\n' || c == '\r')
+                continue;
+            char text[256];
+            int n = snprintf(text, sizeof(text), "%s%sFrom: \"a\\", REQ, HDRS);
+            text[n++] = (char)c;
+            n += snprintf(text + n, sizeof(text) - (size_t)n,
+                          "\\\\\" <sip:a@x>;tag=1\r\nl: 0\r\n\r\n");
+            struct buf b = dup_bytes(text, (size_t)n);
+            struct scan s;
+            init(&s);
+            ssize_t rc = sip_scan(b.p, (size_t)n, 0, &s.m);
+            cr_assert_eq(rc, n, "%s: escaped 0x%02x: %zd %s", sip_scan_impl_name(im[k]), c, rc,
+                         sip_err_name(s.m.err));
+            const struct sip_header *f = sip_first(&s.m, SIP_HDR_FROM);
+            cr_assert_not_null(f);
+            cr_assert_eq(f->value.len, 23, "0x%02x: %zu", c, f->value.len);
+            cr_assert_eq(f->value.base[3], (char)c);
             free(b.p);
         }
     }
@@ -732,8 +774,8 @@ Test(sip_scan, gives_byte_identical_results_on_scalar_and_simd_paths)
     enum sip_scan_impl im[SIP_SCAN_IMPL_COUNT];
     int n = impls(im);
     cr_assert_geq(n, 1);
-    static const char spice[] = {'\r', '\n', '\0', '\t', ' ',        ',', '"',
-                                 '<',  '>',  ':',  0x7f, (char)0x80, 'a', '0'};
+    static const char spice[] = {'\r', '\n', '\0', '\t',       ' ', ',', '"',  '<',
+                                 '>',  ':',  0x7f, (char)0x80, 'a', '0', '\\', 0x07};
     for (int round = 0; round < 3000; round++) {
         struct buf ref = load("valid", valid_files[round % NVALID]);
         int muts = (int)(rnd() % 4);
