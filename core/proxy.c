@@ -480,31 +480,12 @@ static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result
     decide(p, t->client_id, &msg, t, st, res, layer_of(p), now);
 }
 
+/* A REGISTER that passed sip_check_request() with Bearer credentials (SIP_CHECK_AUTH). */
 static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
 {
-    const struct sip_header *mf = sip_first(req, SIP_HDR_MAX_FORWARDS);
-    if (mf != NULL) {
-        uint8_t v;
-        if (sip_parse_max_forwards(mf->value, &v) < 0) {
-            respond(p, cid, req, 400, "Bad Max-Forwards", NULL, 0);
-            return;
-        }
-        if (v == 0) {
-            respond(p, cid, req, 483, "Too Many Hops", NULL, 0);
-            return;
-        }
-    }
     struct sip_cred cred;
     struct slice realm = slice_make(p->realm, strlen(p->realm));
-    int r = sip_find_bearer(req, realm, &cred);
-    if (r == -SIP_CRED_NONE || r == -SIP_CRED_NOT_BEARER) {
-        metrics_inc(p->shard, METRIC_AUTH_RESULTS, METRICS_AUTH_NO_CREDENTIALS,
-                    METRICS_LAYER_VERIFY);
-        challenge(p, cid, req, 407, NULL);
-        return;
-    }
-    if (r < 0) { /* malformed Bearer, or a Bearer for another realm */
-        metrics_inc(p->shard, METRIC_AUTH_RESULTS, METRICS_AUTH_MALFORMED, METRICS_LAYER_VERIFY);
+    if (sip_find_bearer(req, realm, &cred) < 0) { /* cannot happen after the check */
         challenge(p, cid, req, 407, "invalid_token");
         return;
     }
@@ -538,74 +519,48 @@ static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg 
 
 /* ---- entry points ------------------------------------------------------------------------- */
 
+/* Acts on a verdict of core/sip_check.c: the one place that decides what a request gets. */
+static void act(struct proxy *p, uint32_t cid, const struct sip_msg *msg,
+                const struct sip_verdict *v, int64_t now)
+{
+    switch (v->action) {
+    case SIP_CHECK_ANSWER:
+        respond(p, cid, msg, v->status, v->reason, v->extra, v->n_extra);
+        return;
+    case SIP_CHECK_CHALLENGE:
+        metrics_inc(p->shard, METRIC_AUTH_RESULTS,
+                    v->error == NULL ? METRICS_AUTH_NO_CREDENTIALS : METRICS_AUTH_MALFORMED,
+                    METRICS_LAYER_VERIFY);
+        challenge(p, cid, msg, 407, v->error);
+        return;
+    case SIP_CHECK_AUTH:
+        handle_register(p, cid, msg, now);
+        return;
+    default: /* DROP: an ACK is never answered (RFC 3261 17.2.3); CLOSE is the glue's */
+        return;
+    }
+}
+
 void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct sip_msg *msg,
                              int64_t now_ms)
 {
     enum sip_method m = msg->method;
     p->stats.requests[m]++;
     metrics_inc(p->shard, METRIC_SIP_REQUESTS, metrics_method_of(m));
-    if (m == SIP_METHOD_ACK) /* never answered (RFC 3261 17.2.3) */
-        return;
-    /* One identity per request: a second To (or From, Call-ID, CSeq...) is never looked at nor
-     * forwarded, whichever one a registrar would read (issue 10). */
-    enum sip_hdr dup = sip_check_single(msg);
-    if (dup != SIP_HDR_OTHER) {
-        char reason[64];
-        snprintf(reason, sizeof(reason), "Duplicate %s", sip_hdr_name(dup));
-        respond(p, client_id, msg, 400, reason, NULL, 0);
-        return;
-    }
-    /* What every response needs (RFC 3261 8.1.1): without it no answer can be built. */
-    static const struct {
-        enum sip_hdr id;
-        const char *reason;
-    } required[] = {{SIP_HDR_VIA, "Missing Via"},
-                    {SIP_HDR_FROM, "Missing From"},
-                    {SIP_HDR_TO, "Missing To"},
-                    {SIP_HDR_CALL_ID, "Missing Call-ID"},
-                    {SIP_HDR_CSEQ, "Missing CSeq"}};
-    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
-        if (sip_first(msg, required[i].id) == NULL) {
-            respond(p, client_id, msg, 400, required[i].reason, NULL, 0);
-            return;
-        }
-    }
-    struct sip_cseq cseq;
-    if (sip_parse_cseq(sip_first(msg, SIP_HDR_CSEQ)->value, &cseq) < 0 ||
-        !slice_eq(cseq.method_text, msg->method_text)) {
-        respond(p, client_id, msg, 400, "Bad CSeq", NULL, 0);
-        return;
-    }
-    struct sip_via via;
-    if (sip_parse_via(sip_first(msg, SIP_HDR_VIA)->value, &via) < 0) {
-        respond(p, client_id, msg, 400, "Bad Via", NULL, 0);
-        return;
-    }
-    switch (m) {
-    case SIP_METHOD_REGISTER:
-        handle_register(p, client_id, msg, now_ms);
-        return;
-    case SIP_METHOD_OPTIONS: {
-        struct slice allow = SLICE_LIT("Allow: REGISTER, OPTIONS");
-        respond(p, client_id, msg, 200, "OK", &allow, 1);
-        return;
-    }
-    default:
-        respond(p, client_id, msg, 501, "Not Implemented", NULL, 0);
-        return;
-    }
+    /* Every check (one identity per request first: a second To is never looked at nor
+     * forwarded, issue 10) is in core/sip_check.c, shared with sipedge-scan. */
+    struct sip_verdict v;
+    sip_check_request(msg, slice_make(p->realm, strlen(p->realm)), &v);
+    act(p, client_id, msg, &v, now_ms);
 }
 
 bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct sip_msg *msg)
 {
-    if (!msg->is_request || msg->method == SIP_METHOD_ACK)
+    struct sip_verdict v;
+    sip_check_garbage(msg, &v);
+    if (v.action != SIP_CHECK_ANSWER)
         return false;
-    if (sip_first(msg, SIP_HDR_VIA) == NULL || sip_first(msg, SIP_HDR_FROM) == NULL ||
-        sip_first(msg, SIP_HDR_TO) == NULL || sip_first(msg, SIP_HDR_CALL_ID) == NULL ||
-        sip_first(msg, SIP_HDR_CSEQ) == NULL)
-        return false;
-    int status = msg->err == SIP_E_TOO_LARGE ? 513 : 400;
-    respond(p, client_id, msg, status, sip_err_reason(msg->err), NULL, 0);
+    respond(p, client_id, msg, v.status, v.reason, v.extra, v.n_extra);
     return true;
 }
 

@@ -1,9 +1,14 @@
 // SPDX-License-Identifier: MIT
-// Request checks shared by the proxy and sipedge-scan: header cardinality (RFC 3261 §7.3.1, §20).
+// Request checks shared by the proxy and sipedge-scan (RFC 3261 §8.2, §16.3): header cardinality,
+// the headers the edge relies on, Request-URI, Max-Forwards, option-tags, then the method.
 #include "core/sip_check.h"
 
+#include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "core/sip_parse.h"
 
 /* True when `v` holds a comma outside a quoted string (with quoted-pairs) and outside <...>. */
 static bool has_top_comma(struct slice v)
@@ -40,4 +45,231 @@ enum sip_hdr sip_check_single(const struct sip_msg *msg)
             return (enum sip_hdr)h->id;
     }
     return SIP_HDR_OTHER;
+}
+
+/* ---- the verdict --------------------------------------------------------------------------- */
+
+static void answer(struct sip_verdict *v, int status, const char *reason)
+{
+    v->action = SIP_CHECK_ANSWER;
+    v->status = status;
+    v->reason = reason;
+}
+
+/* Answer `status` with the reason "<what> <header name>" ("Duplicate To"), kept in v->buf. */
+static void answer_hdr(struct sip_verdict *v, int status, const char *what, enum sip_hdr id)
+{
+    int n = snprintf(v->buf, sizeof(v->buf), "%s %s", what, sip_hdr_name(id));
+    (void)n;
+    answer(v, status, v->buf);
+}
+
+static bool is_token(struct slice s)
+{
+    if (s.len == 0)
+        return false;
+    for (size_t i = 0; i < s.len; i++) {
+        unsigned char c = (unsigned char)s.base[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              strchr("-.!%*_+`'~", c) != NULL) ||
+            c == 0)
+            return false;
+    }
+    return true;
+}
+
+static bool tag_supported(struct slice tag)
+{
+    static const struct slice supported[] = {SLICE_LIT(SIP_CHECK_SUPPORTED)};
+    for (size_t i = 0; i < sizeof(supported) / sizeof(supported[0]); i++)
+        if (slice_eqi(tag, supported[i]))
+            return true;
+    return false;
+}
+
+/* 420 with "Unsupported: <every tag of header `id` we lack>" (RFC 3261 §8.2.2.3, §20.40); false
+ * when every tag is supported. A value that is no token is listed too (bounded, as written). */
+static bool check_option_tags(const struct sip_msg *msg, enum sip_hdr id, struct sip_verdict *v)
+{
+    struct sip_value_iter it;
+    struct slice tag;
+    size_t n = 0, cap = sizeof(v->buf);
+    bool any = false;
+    sip_values_begin(&it, msg, id);
+    while (sip_values_next(&it, &tag)) {
+        if (is_token(tag) && tag_supported(tag))
+            continue;
+        if (!any)
+            n = (size_t)snprintf(v->buf, cap, "Unsupported: ");
+        else if (n + 2 < cap)
+            n += (size_t)snprintf(v->buf + n, cap - n, ", ");
+        for (size_t i = 0; i < tag.len && n + 1 < cap; i++) {
+            unsigned char c = (unsigned char)tag.base[i];
+            v->buf[n++] = c < 0x20 || c == 0x7f ? '?' : (char)c; /* never inject a line */
+        }
+        any = true;
+    }
+    if (!any)
+        return false;
+    v->buf[n < cap ? n : cap - 1] = '\0';
+    answer(v, 420, "Bad Extension");
+    v->extra[0] = slice_make(v->buf, strlen(v->buf));
+    v->n_extra = 1;
+    return true;
+}
+
+/* Via, From, To, Call-ID, CSeq: present, CSeq matching the method, and parseable where the edge
+ * reads them (RFC 3261 §8.1.1, §16.3 step 1). False with `v` set at the first fault. */
+static bool check_headers(const struct sip_msg *msg, struct sip_verdict *v)
+{
+    static const enum sip_hdr required[] = {SIP_HDR_VIA, SIP_HDR_FROM, SIP_HDR_TO, SIP_HDR_CALL_ID,
+                                            SIP_HDR_CSEQ};
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++) {
+        if (sip_first(msg, required[i]) == NULL) {
+            answer_hdr(v, 400, "Missing", required[i]);
+            return false;
+        }
+    }
+    struct sip_cseq cseq;
+    if (sip_parse_cseq(sip_first(msg, SIP_HDR_CSEQ)->value, &cseq) < 0 ||
+        !slice_eq(cseq.method_text, msg->method_text)) {
+        answer(v, 400, "Bad CSeq");
+        return false;
+    }
+    struct sip_via via;
+    struct sip_name_addr na;
+    if (msg->via_count == 0 || sip_parse_via(msg->via_first, &via) < 0) {
+        answer(v, 400, "Bad Via");
+        return false;
+    }
+    if (sip_parse_name_addr(sip_first(msg, SIP_HDR_FROM)->value, &na) < 0 || na.star) {
+        answer(v, 400, "Bad From");
+        return false;
+    }
+    if (sip_parse_name_addr(sip_first(msg, SIP_HDR_TO)->value, &na) < 0 || na.star) {
+        answer(v, 400, "Bad To");
+        return false;
+    }
+    return true;
+}
+
+/* The Request-URI (RFC 3261 §16.3 step 2, §8.2.2.1) and Max-Forwards (§16.3 step 3). */
+static bool check_uri_and_hops(const struct sip_msg *msg, struct sip_verdict *v)
+{
+    enum sip_method m = msg->method;
+    struct sip_uri uri;
+    int r = sip_parse_uri(msg->uri, &uri);
+    if (r == 0 &&
+        (uri.kind == SIP_URI_OTHER ||
+         (uri.kind == SIP_URI_TEL && (m == SIP_METHOD_OPTIONS || m == SIP_METHOD_REGISTER)))) {
+        answer(v, 416, "Unsupported URI Scheme");
+        return false;
+    }
+    if (r < 0 || uri.has_password) {
+        answer(v, 400, "Bad Request-URI");
+        return false;
+    }
+    const struct sip_header *mf = sip_first(msg, SIP_HDR_MAX_FORWARDS);
+    uint8_t hops;
+    if (mf != NULL && sip_parse_max_forwards(mf->value, &hops) < 0) {
+        answer(v, 400, "Bad Max-Forwards");
+        return false;
+    }
+    /* OPTIONS to the edge is answered at any Max-Forwards (RFC 3261 §16.3 step 3 lets a proxy
+     * act as the UAS of an OPTIONS at zero); everything else would be forwarded. */
+    if (mf != NULL && hops == 0 && m != SIP_METHOD_OPTIONS) {
+        answer(v, 483, "Too Many Hops");
+        return false;
+    }
+    return true;
+}
+
+void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip_verdict *v)
+{
+    memset(v, 0, offsetof(struct sip_verdict, buf));
+    v->buf[0] = '\0';
+    enum sip_method m = msg->method;
+    if (!msg->is_request) {
+        v->action = SIP_CHECK_DROP;
+        return;
+    }
+    enum sip_hdr dup = sip_check_single(msg);
+    if (dup != SIP_HDR_OTHER)
+        answer_hdr(v, 400, "Duplicate", dup);
+    else if (!check_headers(msg, v) || !check_uri_and_hops(msg, v))
+        ;
+    else if (m != SIP_METHOD_ACK && m != SIP_METHOD_CANCEL &&
+             check_option_tags(msg, SIP_HDR_PROXY_REQUIRE, v))
+        ;
+    else if (m == SIP_METHOD_ACK) /* valid, but nothing to forward it to yet (issue 9) */
+        v->action = SIP_CHECK_DROP;
+    else if (m == SIP_METHOD_OPTIONS) {
+        if (!check_option_tags(msg, SIP_HDR_REQUIRE, v)) {
+            answer(v, 200, "OK");
+            v->extra[0] = SLICE_LIT("Allow: REGISTER, OPTIONS");
+            v->extra[1] = SLICE_LIT("Supported: " SIP_CHECK_SUPPORTED);
+            v->n_extra = 2;
+        }
+    } else if (m == SIP_METHOD_REGISTER) {
+        struct sip_cred cred;
+        int r = sip_find_bearer(msg, realm, &cred);
+        if (r == 0) {
+            v->action = SIP_CHECK_AUTH;
+        } else {
+            v->action = SIP_CHECK_CHALLENGE;
+            v->status = 407;
+            /* a malformed Bearer, or one for another realm, is an invalid token */
+            v->error = r == -SIP_CRED_NONE || r == -SIP_CRED_NOT_BEARER ? NULL : "invalid_token";
+        }
+    } else {
+        answer(v, 501, "Not Implemented");
+    }
+    if (m == SIP_METHOD_ACK) { /* never answered (RFC 3261 17.2.3), valid or not */
+        memset(v, 0, offsetof(struct sip_verdict, buf));
+        v->action = SIP_CHECK_DROP;
+    }
+}
+
+/* "SIP/<digits>.<digits>" in any case of "SIP": a version, if not ours (RFC 3261 §21.5.6). */
+static bool is_other_version(struct slice s)
+{
+    const char *p = s.base, *e = s.base + s.len;
+    if (s.len < 7 || (p[0] | 0x20) != 's' || (p[1] | 0x20) != 'i' || (p[2] | 0x20) != 'p' ||
+        p[3] != '/')
+        return false;
+    p += 4;
+    const char *d = p;
+    while (p < e && *p >= '0' && *p <= '9')
+        p++;
+    if (p == d || p == e || *p != '.')
+        return false;
+    d = ++p;
+    while (p < e && *p >= '0' && *p <= '9')
+        p++;
+    return p != d && p == e;
+}
+
+void sip_check_garbage(const struct sip_msg *msg, struct sip_verdict *v)
+{
+    memset(v, 0, offsetof(struct sip_verdict, buf));
+    v->buf[0] = '\0';
+    v->action = SIP_CHECK_CLOSE;
+    if (!msg->is_request || msg->method == SIP_METHOD_ACK)
+        return;
+    static const enum sip_hdr required[] = {SIP_HDR_VIA, SIP_HDR_FROM, SIP_HDR_TO, SIP_HDR_CALL_ID,
+                                            SIP_HDR_CSEQ};
+    for (size_t i = 0; i < sizeof(required) / sizeof(required[0]); i++)
+        if (sip_first(msg, required[i]) == NULL)
+            return;
+    if (msg->err == SIP_E_BAD_VERSION && is_other_version(msg->version))
+        answer(v, 505, "Version Not Supported");
+    else
+        answer(v, msg->err == SIP_E_TOO_LARGE ? 513 : 400, sip_err_reason(msg->err));
+}
+
+const char *sip_check_action_name(enum sip_check_action a)
+{
+    static const char *const names[SIP_CHECK_ACTION_COUNT] = {"answer", "challenge", "auth", "drop",
+                                                              "close"};
+    return (unsigned)a < SIP_CHECK_ACTION_COUNT ? names[a] : "";
 }

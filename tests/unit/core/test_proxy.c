@@ -475,3 +475,33 @@ Test(proxy, refuses_a_register_with_two_to_and_forwards_nothing)
         cr_assert(starts(to_client[0].text, want), "%s", to_client[0].text);
     }
 }
+
+/* Issue 10: validation comes before the 501 of a method the edge does not handle yet, and the
+ * answers carry what RFC 3261 asks (Unsupported with 420). */
+Test(proxy, validates_before_the_501_and_answers_420_with_unsupported)
+{
+    struct sip_msg msg;
+    scan("INVITE sip:b@x SIP/2.0\nVia: SIP/2.0/TLS h;branch=z9hG4bK2\n"
+         "From: \"Alice <sip:a@x>;tag=1\nTo: <sip:b@x>\nCall-ID: i1\nCSeq: 1 INVITE\n"
+         "Content-Length: 0\n\n",
+         &msg);
+    proxy_on_client_request(p, 3, &msg, 0);
+    scan("OPTIONS sip:edge SIP/2.0\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\n"
+         "From: <sip:a@x>;tag=1\nTo: <sip:edge>\nCall-ID: o1\nCSeq: 1 OPTIONS\n"
+         "Require: foo, path\nContent-Length: 0\n\n",
+         &msg);
+    proxy_on_client_request(p, 3, &msg, 0);
+    scan("REGISTER sip:[::1 SIP/2.0\nVia: SIP/2.0/TLS h;branch=z9hG4bK1\n"
+         "From: <sip:a@x>;tag=1\nTo: <sip:a@x>\nCall-ID: r1\nCSeq: 1 REGISTER\n"
+         "Content-Length: 0\n\n",
+         &msg);
+    proxy_on_client_request(p, 3, &msg, 0);
+    cr_assert_eq(n_client, 3);
+    cr_assert_eq(n_upstream, 0);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 400 Bad From\r\n"), "%s", to_client[0].text);
+    cr_assert(starts(to_client[1].text, "SIP/2.0 420 Bad Extension\r\n"), "%s", to_client[1].text);
+    cr_assert_str_eq(header_of(to_client[1].text, "Unsupported:"), "Unsupported: foo");
+    cr_assert_not_null(strstr(to_client[1].text, "Call-ID: o1\r\n"));
+    cr_assert(starts(to_client[2].text, "SIP/2.0 400 Bad Request-URI\r\n"), "%s",
+              to_client[2].text);
+}

@@ -144,3 +144,144 @@ Test(sip_check, the_cardinality_table_marks_the_identity_headers_one_and_lists_m
     cr_assert_eq(sip_hdr_card(SIP_HDR_OTHER), SIP_HDR_CARD_MANY);
     cr_assert_eq(sip_hdr_card(SIP_HDR_COUNT), SIP_HDR_CARD_MANY);
 }
+
+/* ---- sip_check_request(): the whole decision ------------------------------------------------ */
+
+struct row {
+    const char *text;
+    enum sip_check_action action;
+    int status;
+    const char *reason; /* NULL: not compared */
+    const char *extra0; /* NULL: no extra line expected */
+};
+
+static void check_rows(const struct row *rows, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        struct sip_msg msg;
+        struct sip_verdict v;
+        scan(rows[i].text, &msg);
+        sip_check_request(&msg, SLICE_LIT("ccmsipline"), &v);
+        cr_assert_eq(v.action, rows[i].action, "row %zu: action %s, want %s (%d %s)", i,
+                     sip_check_action_name(v.action), sip_check_action_name(rows[i].action),
+                     v.status, v.reason ? v.reason : "");
+        cr_assert_eq(v.status, rows[i].status, "row %zu: status %d (%s)", i, v.status,
+                     v.reason ? v.reason : "");
+        if (rows[i].reason != NULL)
+            cr_assert_str_eq(v.reason, rows[i].reason, "row %zu", i);
+        if (rows[i].extra0 != NULL) {
+            cr_assert_geq(v.n_extra, 1, "row %zu", i);
+            cr_assert_eq(v.extra[0].len, strlen(rows[i].extra0), "row %zu: %.*s", i,
+                         (int)v.extra[0].len, v.extra[0].base);
+            cr_assert(memcmp(v.extra[0].base, rows[i].extra0, v.extra[0].len) == 0, "row %zu", i);
+        }
+    }
+}
+
+#define HDRS(method)                                                                               \
+    BASE_VIA "From: <sip:alice@x>;tag=1\nTo: <sip:bob@x>\nCall-ID: c1\nCSeq: 1 " method "\n"
+#define END "Content-Length: 0\n\n"
+
+Test(sip_check, answers_416_for_a_scheme_the_edge_cannot_serve)
+{
+    static const struct row rows[] = {
+        {"OPTIONS nobodyknowsthisscheme:totallyopaquecontent SIP/2.0\n" HDRS("OPTIONS") END,
+         SIP_CHECK_ANSWER, 416, "Unsupported URI Scheme", NULL},
+        {"OPTIONS http://edge.example/ SIP/2.0\n" HDRS("OPTIONS") END, SIP_CHECK_ANSWER, 416, NULL,
+         NULL},
+        {"REGISTER tel:+15551234 SIP/2.0\n" HDRS("REGISTER") END, SIP_CHECK_ANSWER, 416, NULL,
+         NULL},
+        /* a call to a tel: URI is UCM's to route: the scheme passes (501 until issue 9) */
+        {"INVITE tel:+15551234 SIP/2.0\n" HDRS("INVITE") END, SIP_CHECK_ANSWER, 501, NULL, NULL},
+        {"OPTIONS sips:edge.example SIP/2.0\n" HDRS("OPTIONS") END, SIP_CHECK_ANSWER, 200, "OK",
+         "Allow: REGISTER, OPTIONS"},
+    };
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+Test(sip_check, answers_420_with_unsupported_for_unknown_option_tags)
+{
+    static const struct row rows[] = {
+        {"OPTIONS sip:edge SIP/2.0\n" HDRS("OPTIONS") "Require: nothingweknow\n" END,
+         SIP_CHECK_ANSWER, 420, "Bad Extension", "Unsupported: nothingweknow"},
+        {"OPTIONS sip:edge SIP/2.0\n" HDRS("OPTIONS") "Require: path, foo\nRequire: bar\n" END,
+         SIP_CHECK_ANSWER, 420, "Bad Extension", "Unsupported: foo, bar"},
+        {"OPTIONS sip:edge SIP/2.0\n" HDRS("OPTIONS") "Require: PATH\n" END, SIP_CHECK_ANSWER, 200,
+         "OK", NULL},
+        {"REGISTER sip:x SIP/2.0\n" HDRS("REGISTER") "Proxy-Require: gruu\n" END, SIP_CHECK_ANSWER,
+         420, "Bad Extension", "Unsupported: gruu"},
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS("INVITE") "Proxy-Require: foo\n" END, SIP_CHECK_ANSWER,
+         420, NULL, "Unsupported: foo"},
+        /* Require of a forwarded request is for UCM; CANCEL and ACK ignore both (§8.2.2.3) */
+        {"REGISTER sip:x SIP/2.0\n" HDRS("REGISTER") "Require: gruu\n" END, SIP_CHECK_CHALLENGE,
+         407, NULL, NULL},
+        {"CANCEL sip:bob@x SIP/2.0\n" HDRS("CANCEL") "Proxy-Require: foo\n" END, SIP_CHECK_ANSWER,
+         501, NULL, NULL},
+        {"REGISTER sip:x SIP/2.0\n" HDRS("REGISTER") "Proxy-Require: path\n" END,
+         SIP_CHECK_CHALLENGE, 407, NULL, NULL},
+    };
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+Test(sip_check, validates_from_to_and_the_request_uri_for_every_method)
+{
+    static const struct row rows[] = {
+        /* an unterminated quoted display name is a 400, not the 501 of an unknown method */
+        {"INVITE sip:bob@x SIP/2.0\n" BASE_VIA
+         "From: \"Alice <sip:alice@x>;tag=1\nTo: <sip:bob@x>\n"
+         "Call-ID: c1\nCSeq: 1 INVITE\n" END,
+         SIP_CHECK_ANSWER, 400, "Bad From", NULL},
+        {"MESSAGE sip:bob@x SIP/2.0\n" BASE_VIA "From: <sip:alice@x>;tag=1\nTo: \"Bob <sip:bob@x>\n"
+         "Call-ID: c1\nCSeq: 1 MESSAGE\n" END,
+         SIP_CHECK_ANSWER, 400, "Bad To", NULL},
+        {"OPTIONS sip:edge SIP/2.0\n" BASE_VIA "From: <sip:alice@x>;tag=1\nTo: \"Bob <sip:edge>\n"
+         "Call-ID: c1\nCSeq: 1 OPTIONS\n" END,
+         SIP_CHECK_ANSWER, 400, "Bad To", NULL},
+        /* a malformed IPv6 reference is a 400 before any challenge */
+        {"REGISTER sip:[2001:db8::1 SIP/2.0\n" HDRS("REGISTER") END, SIP_CHECK_ANSWER, 400,
+         "Bad Request-URI", NULL},
+        {"REGISTER sip:[2001:db8::g] SIP/2.0\n" HDRS("REGISTER") END, SIP_CHECK_ANSWER, 400,
+         "Bad Request-URI", NULL},
+        {"REGISTER sip:[2001:db8::1]:5061 SIP/2.0\n" HDRS("REGISTER") END, SIP_CHECK_CHALLENGE, 407,
+         NULL, NULL},
+        {"INVITE <sip:bob@x> SIP/2.0\n" HDRS("INVITE") END, SIP_CHECK_ANSWER, 400,
+         "Bad Request-URI", NULL},
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS("REGISTER") END, SIP_CHECK_ANSWER, 400, "Bad CSeq",
+         NULL},
+        {"INVITE sip:bob@x SIP/2.0\n" BASE_VIA "From: <sip:a@x>;tag=1\nTo: <sip:b@x>\n"
+         "CSeq: 1 INVITE\n" END,
+         SIP_CHECK_ANSWER, 400, "Missing Call-ID", NULL},
+        {"INVITE sip:bob@x SIP/2.0\nVia: SIP/2.0/TLS [::1;branch=z9hG4bK1\n"
+         "From: <sip:a@x>;tag=1\nTo: <sip:b@x>\nCall-ID: c\nCSeq: 1 INVITE\n" END,
+         SIP_CHECK_ANSWER, 400, "Bad Via", NULL},
+        /* quoted-pairs escaping control characters are a valid display name */
+        {"REGISTER sip:x SIP/2.0\n" BASE_VIA "From: \"A\\\x01\\\x7f\" <sip:alice@x>;tag=1\n"
+         "To: <sip:alice@x>\nCall-ID: c1\nCSeq: 1 REGISTER\n" END,
+         SIP_CHECK_CHALLENGE, 407, NULL, NULL},
+    };
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+Test(sip_check, counts_hops_for_forwarded_requests_and_decides_by_method)
+{
+    static const struct row rows[] = {
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS("INVITE") "Max-Forwards: 0\n" END, SIP_CHECK_ANSWER, 483,
+         "Too Many Hops", NULL},
+        {"REGISTER sip:x SIP/2.0\n" HDRS("REGISTER") "Max-Forwards: 0\n" END, SIP_CHECK_ANSWER, 483,
+         NULL, NULL},
+        {"OPTIONS sip:edge SIP/2.0\n" HDRS("OPTIONS") "Max-Forwards: 0\n" END, SIP_CHECK_ANSWER,
+         200, NULL, NULL},
+        {"REGISTER sip:x SIP/2.0\n" HDRS("REGISTER") "Max-Forwards: 256\n" END, SIP_CHECK_ANSWER,
+         400, "Bad Max-Forwards", NULL},
+        {"REGISTER sip:x SIP/2.0\n" HDRS("REGISTER") "Proxy-Authorization: Bearer abc\n" END,
+         SIP_CHECK_AUTH, 0, NULL, NULL},
+        {"REGISTER sip:x SIP/2.0\n" HDRS(
+             "REGISTER") "Proxy-Authorization: Bearer a, realm=\"o\"\n" END,
+         SIP_CHECK_CHALLENGE, 407, NULL, NULL},
+        {"ACK sip:bob@x SIP/2.0\n" HDRS("ACK") "To: <sip:m@x>\n" END, SIP_CHECK_DROP, 0, NULL,
+         NULL},
+        {"SIP/2.0 200 OK\n" HDRS("INVITE") END, SIP_CHECK_DROP, 0, NULL, NULL},
+        {"FOO sip:bob@x SIP/2.0\n" HDRS("FOO") END, SIP_CHECK_ANSWER, 501, "Not Implemented", NULL},
+    };
+    check_rows(rows, sizeof(rows) / sizeof(rows[0]));
+}
