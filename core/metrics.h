@@ -130,9 +130,10 @@ enum metrics_close_reason {
     METRICS_CLOSE_HANDSHAKE,
     METRICS_CLOSE_ERROR,
     METRICS_CLOSE_LIMIT,    /* per-IP / per-worker connection limit */
-    METRICS_CLOSE_GARBAGE,  /* unparseable input */
+    METRICS_CLOSE_GARBAGE,  /* a bad message, answered (400/505/513) before the close */
     METRICS_CLOSE_OVERFLOW, /* output queue over out_queue_max */
     METRICS_CLOSE_DRAIN,
+    METRICS_CLOSE_UNFRAMEABLE, /* bytes with nothing to answer to: closed without a word */
     /* METRICS_CLOSE_COUNT */
     METRICS_CLOSE_COUNT
 };
@@ -229,7 +230,9 @@ enum metrics_type {
     X(CONNECTIONS_ACCEPTED, "sipedge_connections_accepted_total", METRICS_COUNTER,                 \
       "Client connections accepted.", NONE, NONE, NONE)                                            \
     X(CONNECTIONS_CLOSED, "sipedge_connections_closed_total", METRICS_COUNTER,                     \
-      "Client connections closed by reason.", CLOSE_REASON, NONE, NONE)                            \
+      "Client connections closed by reason (garbage: a bad message answered, then closed; "        \
+      "unframeable: nothing to answer to, closed without a word).",                                \
+      CLOSE_REASON, NONE, NONE)                                                                    \
     X(CONNECTIONS_OPEN, "sipedge_client_connections", METRICS_GAUGE, "Client connections open.",   \
       NONE, NONE, NONE)                                                                            \
     X(TRANSACTIONS_OPEN, "sipedge_transactions", METRICS_GAUGE,                                    \

@@ -180,7 +180,8 @@ enum sip_hdr sip_hdr_from(struct slice name);
     X(SIP_E_NO_CONTENT_LENGTH, "Missing Content-Length")                                           \
     X(SIP_E_BAD_CONTENT_LENGTH, "Bad Content-Length")                                              \
     X(SIP_E_DUP_CONTENT_LENGTH, "Duplicate Content-Length")                                        \
-    X(SIP_E_BODY_TOO_LARGE, "Body Too Large")
+    X(SIP_E_BODY_TOO_LARGE, "Body Too Large")                                                      \
+    X(SIP_E_BAD_SPACING, "Bad Request-Line Whitespace")
 
 enum sip_err {
 #define SIP_ERR_ENUM(n, r) n,
@@ -225,7 +226,12 @@ struct sip_limits {
  *   SIP_INCOMPLETE  header_len == 0: the end of the headers is not in the buffer yet;
  *                   header_len > 0: headers complete (all fields set), body short: the message
  *                   needs header_len + content_length bytes; other fields are unspecified
- *   < -1            err and err_pos; the rest is unspecified
+ *   < -1            err and err_pos; the rest is unspecified, except after a start-line
+ *                   fault (SIP_E_BAD_START_LINE but for an empty line, SIP_E_BAD_METHOD,
+ *                   SIP_E_BAD_URI, SIP_E_BAD_VERSION, SIP_E_BAD_STATUS, SIP_E_BAD_SPACING):
+ *                   that is reported only once the message is framed, with every "out" field
+ *                   set as for a good message (is_request, and method_text / version as far as
+ *                   they could be read), so the request can be answered (RFC 3261 §8.2)
  */
 struct sip_msg {
     /* in: set by sip_msg_init() */
@@ -283,9 +289,13 @@ void sip_msg_init(struct sip_msg *msg, struct sip_header *headers, size_t cap);
  * not followed by LF or an LF not preceded by CR, non-token method or header-name characters,
  * a missing colon, a continuation line before the first header, a Content-Length that is
  * absent, repeated, not 1*DIGIT or above limits.max_body, more headers than `headers_cap`,
- * a line longer than limits.max_line, a version other than SIP/2.0, a status outside 100..699.
- * Tolerates: SP/HTAB around the colon, folded lines, unknown methods and headers, any case in
- * header names, UTF-8 in values, empty values, anything in the body.
+ * a line longer than limits.max_line, a version other than SIP/2.0, a status outside 100..699,
+ * whitespace before the method or doubled between request-line elements (SIP_E_BAD_SPACING).
+ * A bad start line that ends in CRLF does not stop the scan: its fault is returned once the
+ * message is framed (or the first framing fault, whichever comes first), see struct sip_msg.
+ * Tolerates: SP/HTAB after the request line's SIP-Version, SP/HTAB around the colon, folded
+ * lines, unknown methods and headers, any case in header names, UTF-8 in values, empty values,
+ * anything in the body.
  *
  * Its only write into `buf` turns a folded line's CRLF into two spaces (length unchanged), so a
  * value stays one slice; that write is idempotent, so a rescan sees the same message.

@@ -568,6 +568,8 @@ static ssize_t start_line(char *buf, char *cr, struct sip_msg *msg)
 {
     char *s = buf;
     size_t n = (size_t)(cr - s);
+    msg->is_request = false;
+    msg->method = SIP_METHOD_UNKNOWN;
     if (n == 0)
         return fail(msg, SIP_E_BAD_START_LINE, buf, s);
     if (n >= 4 && (s[0] | 0x20) == 's' && (s[1] | 0x20) == 'i' && (s[2] | 0x20) == 'p' &&
@@ -590,30 +592,57 @@ static ssize_t start_line(char *buf, char *cr, struct sip_msg *msg)
         msg->reason = n > 12 ? slice_make(c + 4, n - 12) : slice_make(cr, 0);
         return 0;
     }
-    /* Request-Line = Method SP Request-URI SP SIP-Version */
-    const char *p = s;
-    while (p < cr && IS(*p, C_TOKEN))
-        p++;
-    if (p == s || p == cr || *p != ' ')
-        return fail(msg, SIP_E_BAD_METHOD, buf, p);
-    const char *u = p + 1;
-    const char *sp = memchr(u, ' ', (size_t)(cr - u));
-    if (!sp)
-        return fail(msg, SIP_E_BAD_START_LINE, buf, cr);
-    if (sp == u || memchr(u, '\t', (size_t)(sp - u)))
-        return fail(msg, SIP_E_BAD_URI, buf, u);
-    const char *v = sp + 1;
-    if (cr - v != 7 || (v[0] | 0x20) != 's' || (v[1] | 0x20) != 'i' || (v[2] | 0x20) != 'p' ||
-        memcmp(v + 3, "/2.0", 4) != 0)
-        return fail(msg, SIP_E_BAD_VERSION, buf, v);
+    /* Request-Line = Method SP Request-URI SP SIP-Version. Trailing SP/HTAB is tolerated: the
+     * version is still exactly "SIP/2.0" and no element changes meaning. The fields are set as
+     * they are found, so that a bad line still says what it could (method, version). */
     msg->is_request = true;
-    msg->method_text = slice_make(s, (size_t)(p - s));
-    msg->method = sip_method_from(msg->method_text);
-    msg->uri = slice_make(u, (size_t)(sp - u));
-    msg->version = slice_make(v, 7);
+    msg->method = SIP_METHOD_UNKNOWN;
+    msg->method_text = slice_make(s, 0); /* its base is the message start, even on a fault */
+    msg->uri = msg->version = SLICE_NULL;
     msg->status = 0;
     msg->reason = SLICE_NULL;
+    const char *e = cr;
+    while (e > s && IS_WSP(e[-1]))
+        e--;
+    if (IS_WSP(*s))
+        return fail(msg, SIP_E_BAD_SPACING, buf, s);
+    const char *p = s;
+    while (p < e && IS(*p, C_TOKEN))
+        p++;
+    if (p == s || p == e || (*p != ' ' && !IS_WSP(*p)))
+        return fail(msg, SIP_E_BAD_METHOD, buf, p);
+    msg->method_text = slice_make(s, (size_t)(p - s));
+    msg->method = sip_method_from(msg->method_text);
+    if (*p != ' ')
+        return fail(msg, SIP_E_BAD_SPACING, buf, p);
+    const char *u = p + 1;
+    const char *sp = memrchr(u, ' ', (size_t)(e - u)); /* the version follows the last SP */
+    if (!sp)
+        return fail(msg, SIP_E_BAD_START_LINE, buf, cr);
+    const char *v = sp + 1;
+    msg->version = slice_make(v, (size_t)(e - v));
+    if (sp == u)
+        return fail(msg, SIP_E_BAD_URI, buf, u); /* "OPTIONS  SIP/2.0": no URI at all */
+    if (IS_WSP(*u) || IS_WSP(sp[-1]))
+        return fail(msg, SIP_E_BAD_SPACING, buf, IS_WSP(*u) ? u : sp - 1);
+    if (memchr(u, ' ', (size_t)(sp - u)) || memchr(u, '\t', (size_t)(sp - u)))
+        return fail(msg, SIP_E_BAD_URI, buf, u);
+    msg->uri = slice_make(u, (size_t)(sp - u));
+    if (e - v != 7 || (v[0] | 0x20) != 's' || (v[1] | 0x20) != 'i' || (v[2] | 0x20) != 'p' ||
+        memcmp(v + 3, "/2.0", 4) != 0)
+        return fail(msg, SIP_E_BAD_VERSION, buf, v);
+    msg->version = slice_make(v, 7);
     return 0;
+}
+
+/* Start-line faults after which the headers are still read, so that a framed request can be
+ * answered (RFC 3261 §8.2: 400 or 505) instead of dropped: the line ended with CRLF and held no
+ * control byte, only its grammar is wrong. */
+static bool start_fault_recoverable(enum sip_err e, size_t line_len)
+{
+    return line_len > 0 &&
+           (e == SIP_E_BAD_START_LINE || e == SIP_E_BAD_METHOD || e == SIP_E_BAD_URI ||
+            e == SIP_E_BAD_VERSION || e == SIP_E_BAD_STATUS || e == SIP_E_BAD_SPACING);
 }
 
 static inline __attribute__((always_inline)) ssize_t
@@ -634,8 +663,16 @@ scan(char *buf, size_t len, size_t last_len, struct sip_msg *msg, const enum sip
     char *cr = line_end(buf, buf, buf, end, false, msg, &res, impl);
     if (!cr)
         return res == SIP_INCOMPLETE ? need_more(msg, buf, len) : res;
-    if ((res = start_line(buf, cr, msg)) < 0)
-        return res;
+    enum sip_err start_err = SIP_E_NONE; /* a start-line fault, reported once framed */
+    size_t start_pos = 0;
+    if ((res = start_line(buf, cr, msg)) < 0) {
+        if (!start_fault_recoverable(msg->err, (size_t)(cr - buf)))
+            return res;
+        start_err = msg->err;
+        start_pos = msg->err_pos;
+        msg->err = SIP_E_NONE;
+        msg->err_pos = 0;
+    }
 
     memset(msg->first, 0, sizeof(msg->first));
     msg->header_count = 0;
@@ -746,6 +783,8 @@ scan(char *buf, size_t len, size_t last_len, struct sip_msg *msg, const enum sip
     if (len < total)
         return SIP_INCOMPLETE; /* len < total <= max_size */
     msg->body = slice_make(line, msg->content_length);
+    if (start_err != SIP_E_NONE)
+        return fail(msg, start_err, buf, buf + start_pos);
     return (ssize_t)total;
 }
 

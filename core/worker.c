@@ -242,7 +242,8 @@ static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t 
             log_event(LOG_INFO, "client_bad_message", LOG_S("reason", sip_err_name(msg.err)),
                       LOG_U("pos", msg.err_pos), LOG_U("conn", cl->id),
                       LOG_B("answered", answered));
-            metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_GARBAGE);
+            metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED,
+                        answered ? METRICS_CLOSE_GARBAGE : METRICS_CLOSE_UNFRAMEABLE);
             if (!cl->dead) {
                 client_flush(cl);
                 conn_drain(cl->conn);

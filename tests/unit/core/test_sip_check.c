@@ -285,3 +285,62 @@ Test(sip_check, counts_hops_for_forwarded_requests_and_decides_by_method)
     };
     check_rows(rows, sizeof(rows) / sizeof(rows[0]));
 }
+
+/* ---- sip_check_garbage(): what a rejected message gets ------------------------------------- */
+
+Test(sip_check, answers_a_framed_request_with_a_bad_request_line_and_closes_the_rest)
+{
+    static const struct {
+        const char *text;
+        enum sip_err err;
+        enum sip_check_action action;
+        int status;
+        const char *reason;
+    } rows[] = {
+        {"OPTIONS sip:edge SIP/3.0\n" HDRS("OPTIONS") END, SIP_E_BAD_VERSION, SIP_CHECK_ANSWER, 505,
+         "Version Not Supported"},
+        {"OPTIONS sip:edge sip/7.10\n" HDRS("OPTIONS") END, SIP_E_BAD_VERSION, SIP_CHECK_ANSWER,
+         505, NULL},
+        {"OPTIONS sip:edge HTTP/1.1\n" HDRS("OPTIONS") END, SIP_E_BAD_VERSION, SIP_CHECK_ANSWER,
+         400, "Bad SIP Version"},
+        {"OPTIONS sip:edge SIP/2.0x\n" HDRS("OPTIONS") END, SIP_E_BAD_VERSION, SIP_CHECK_ANSWER,
+         400, NULL},
+        {" OPTIONS sip:edge SIP/2.0\n" HDRS("OPTIONS") END, SIP_E_BAD_SPACING, SIP_CHECK_ANSWER,
+         400, "Bad Request-Line Whitespace"},
+        {"INVITE  sip:bob@x SIP/2.0\n" HDRS("INVITE") END, SIP_E_BAD_SPACING, SIP_CHECK_ANSWER, 400,
+         NULL},
+        {"INVITE sip:bob@x  SIP/2.0\n" HDRS("INVITE") END, SIP_E_BAD_SPACING, SIP_CHECK_ANSWER, 400,
+         NULL},
+        {"INVITE sip:bob @x SIP/2.0\n" HDRS("INVITE") END, SIP_E_BAD_URI, SIP_CHECK_ANSWER, 400,
+         "Bad Request-URI"},
+        {"INV@TE sip:bob@x SIP/2.0\n" HDRS("INV@TE") END, SIP_E_BAD_METHOD, SIP_CHECK_ANSWER, 400,
+         "Bad Method"},
+        {"INVITE sip:bob@x\n" HDRS("INVITE") END, SIP_E_BAD_START_LINE, SIP_CHECK_ANSWER, 400,
+         "Bad Start Line"},
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS("INVITE") "l: 0\n" END, SIP_E_DUP_CONTENT_LENGTH,
+         SIP_CHECK_ANSWER, 400, "Duplicate Content-Length"},
+        /* nothing to copy into an answer, an ACK, a response: closed without a word */
+        {"OPTIONS sip:edge SIP/3.0\nTo: <sip:a@x>\n" END, SIP_E_BAD_VERSION, SIP_CHECK_CLOSE, 0,
+         NULL},
+        {"ACK sip:bob@x SIP/3.0\n" HDRS("ACK") END, SIP_E_BAD_VERSION, SIP_CHECK_CLOSE, 0, NULL},
+        {"SIP/3.0 200 OK\n" HDRS("INVITE") END, SIP_E_BAD_VERSION, SIP_CHECK_CLOSE, 0, NULL},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        size_t n = 0;
+        for (const char *s = rows[i].text; *s; s++) {
+            if (*s == '\n')
+                buf[n++] = '\r';
+            buf[n++] = *s;
+        }
+        struct sip_msg msg;
+        struct sip_verdict v;
+        sip_msg_init(&msg, hdrs, 64);
+        ssize_t r = sip_scan(buf, n, 0, &msg);
+        cr_assert_eq(r, -(ssize_t)rows[i].err, "row %zu: %zd %s", i, r, sip_err_name(msg.err));
+        sip_check_garbage(&msg, &v);
+        cr_assert_eq(v.action, rows[i].action, "row %zu: %s", i, sip_check_action_name(v.action));
+        cr_assert_eq(v.status, rows[i].status, "row %zu: %d", i, v.status);
+        if (rows[i].reason != NULL)
+            cr_assert_str_eq(v.reason, rows[i].reason, "row %zu", i);
+    }
+}

@@ -557,13 +557,20 @@ Test(sip_scan, rejects_malformed_input_with_a_named_reason)
         {"\r\nOPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_START_LINE, 0, "empty line"},
         {"OPTIONS sip:a\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_START_LINE, -1, "no version"},
         {"OPT@ONS sip:a SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_METHOD, 3, "@ in a method"},
-        {" OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_METHOD, 0, "leading space"},
+        {" OPTIONS sip:a SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_SPACING, 0, "leading space"},
+        {"OPTIONS\tsip:a SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_SPACING, 7, "HTAB separator"},
+        {"OPTIONS sip:a  SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_SPACING, 13,
+         "two SP before version"},
+        {"OPTIONS sip:a b SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_URI, 8, "SP inside the URI"},
+        {"OPTIONS sip:a SIP/2.0\t \r\nl: 0\r\n\r\n", 0, SIP_E_NONE, -1,
+         "(valid: trailing HTAB SP tolerated)"},
         {"OPTIONS\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_METHOD, 7, "method alone"},
-        {"OPTIONS  sip:a SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_URI, 8, "empty URI"},
+        {"OPTIONS  sip:a SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_SPACING, 8, "two SP after method"},
+        {"OPTIONS  SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_URI, 8, "empty URI"},
         {"OPTIONS sip:a\tb SIP/2.0\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_URI, 8, "HTAB in URI"},
         {"OPTIONS sip:a SIP/2.1\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_VERSION, 14, "SIP/2.1"},
         {"OPTIONS sip:a HTTP/1.1\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_VERSION, 14, "HTTP"},
-        {"OPTIONS sip:a SIP/2.0 \r\nl: 0\r\n\r\n", 0, SIP_E_BAD_VERSION, -1, "trailing SP"},
+        {"OPTIONS sip:a SIP/2.0 \r\nl: 0\r\n\r\n", 0, SIP_E_NONE, -1, "(valid: trailing SP)"},
         {"SIP/2.0 600\r\nl: 0\r\n\r\n", 0, SIP_E_NONE, -1, "(valid: 600 without reason)"},
         {"SIP/2.0 900 X\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_STATUS, 8, "900"},
         {REQ "Call ID: x\r\nl: 0\r\n\r\n", 0, SIP_E_BAD_HEADER_NAME, 43, "space in a name"},
@@ -648,6 +655,7 @@ Test(sip_scan, rejects_every_file_of_the_invalid_corpus)
         {"bad_method", -SIP_E_BAD_METHOD},
         {"bad_status", -SIP_E_BAD_STATUS},
         {"bad_uri", -SIP_E_BAD_URI},
+        {"bad_request_line_spacing", -SIP_E_BAD_SPACING},
         {"bad_version", -SIP_E_BAD_VERSION},
         {"bare_cr", -SIP_E_BARE_CR},
         {"bare_lf", -SIP_E_BARE_LF},
@@ -840,10 +848,14 @@ Test(sip_scan, stops_at_the_end_of_input_that_ends_at_a_guard_page)
             }
             /* an invalid message ending at the guard page */
             char *p = guard - 5;
-            memcpy(p, "OPT\r\n", 5);
+            memcpy(p, "OP\x01\r\n", 5);
             struct scan s;
             init(&s);
-            cr_assert_eq(sip_scan(p, 5, 0, &s.m), -SIP_E_BAD_METHOD);
+            cr_assert_eq(sip_scan(p, 5, 0, &s.m), -SIP_E_BAD_CHAR);
+            /* a bad request line waits for its headers: the answer needs them */
+            memcpy(p, "OPT\r\n", 5);
+            init(&s);
+            cr_assert_eq(sip_scan(p, 5, 0, &s.m), SIP_INCOMPLETE);
             free(ref.p);
         }
     }
