@@ -28,3 +28,9 @@ add_test(NAME scan/bearer_token_not_printed
                   ! echo \"$out\" | grep -q 'eyJhbGciOi' && \
                   \"$0\" --show-token \"$1\" | grep -q 'eyJhbGciOi'"
                  $<TARGET_FILE:sipedge-scan> ${PROJECT_SOURCE_DIR}/tests/data/sip/valid/register_jabber.sip)
+# The table of odd and invalid requests (tests/data/sip/edge/expected, also sent to a running edge
+# by tests/e2e/t10_sip_checks.sh): sipedge-scan --verdict, which runs the edge's decision code
+# (core/sip_check.c), must give each row's answer.
+add_test(NAME scan/verdicts
+         COMMAND bash ${PROJECT_SOURCE_DIR}/tests/scan-verdicts.sh $<TARGET_FILE:sipedge-scan>
+                 ${PROJECT_SOURCE_DIR}/tests/data/sip/edge)

@@ -4,6 +4,8 @@
 // The JSON adds what the sub-parsers of core/sip_parse.h read: Via params, From/To/Contact URIs
 // and tags, CSeq, Max-Forwards, Expires and the Bearer credentials (a value they reject shows
 // as {"error": reason} and does not fail the file: only the scanner decides that).
+// --verdict prints instead what the edge answers to each request, decided by the code the edge
+// runs (core/sip_check.h): "FILE: verdict: 400 Duplicate To", "... 407 challenge", "... auth".
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,10 +15,14 @@
 
 #include "auth/auth.h"
 #include "core/sip.h"
+#include "core/sip_check.h"
 #include "core/sip_parse.h"
 
 /* Bearer tokens are credentials: printed only with --show-token, else as length and digest. */
 static int show_token;
+/* --verdict: print the edge's decision instead of the JSON; --realm: the Bearer realm it uses. */
+static int verdict_mode;
+static const char *realm = "ccmsipline";
 
 #define MAX_HEADERS 256
 #define MAX_FILE    (1u << 24)
@@ -260,6 +266,26 @@ static char *read_file(const char *path, size_t *len)
     return buf;
 }
 
+/* "FILE: verdict: <what the edge does>", from the one decision the edge makes. */
+static void print_verdict(const char *path, const struct sip_verdict *v, bool closes)
+{
+    printf("%s: verdict: ", path);
+    switch (v->action) {
+    case SIP_CHECK_ANSWER:
+        printf("%d %s", v->status, v->reason);
+        for (size_t i = 0; i < v->n_extra; i++)
+            printf(" [%.*s]", (int)v->extra[i].len, v->extra[i].base);
+        break;
+    case SIP_CHECK_CHALLENGE:
+        printf("%d challenge%s%s", v->status, v->error ? " " : "", v->error ? v->error : "");
+        break;
+    default:
+        printf("%s", sip_check_action_name(v->action));
+        break;
+    }
+    printf("%s\n", closes && v->action != SIP_CHECK_CLOSE ? ", then close" : "");
+}
+
 /* Scans every message of one file; 0 when all were valid. */
 static int scan_file(const char *path)
 {
@@ -280,14 +306,29 @@ static int scan_file(const char *path)
             break;
         ssize_t n = sip_scan(buf + off, len - off, 0, &msg);
         if (n == SIP_INCOMPLETE) {
+            if (verdict_mode)
+                printf("%s: verdict: wait (incomplete)\n", path);
             printf("%s: error: Incomplete Message at %zu\n", path, len);
             rc = 1;
             break;
         }
         if (n < 0) {
+            if (verdict_mode) {
+                struct sip_verdict v;
+                sip_check_garbage(&msg, &v);
+                print_verdict(path, &v, true);
+            }
             printf("%s: error: %s at %zu\n", path, sip_err_reason(msg.err), off + msg.err_pos);
             rc = 1;
             break;
+        }
+        if (verdict_mode) {
+            struct sip_verdict v;
+            sip_check_request(&msg, slice_make(realm, strlen(realm)), &v);
+            print_verdict(path, &v, false);
+            off += (size_t)n;
+            count++;
+            continue;
         }
         json_t *j = msg_json(&msg);
         char *s = json_dumps(j, JSON_INDENT(2) | JSON_PRESERVE_ORDER);
@@ -308,16 +349,26 @@ static int scan_file(const char *path)
 int main(int argc, char **argv)
 {
     int first = 1;
-    if (argc > 1 && strcmp(argv[1], "--show-token") == 0) {
-        show_token = 1;
-        first = 2;
+    for (; first < argc; first++) {
+        if (strcmp(argv[first], "--show-token") == 0)
+            show_token = 1;
+        else if (strcmp(argv[first], "--verdict") == 0)
+            verdict_mode = 1;
+        else if (strcmp(argv[first], "--realm") == 0 && first + 1 < argc)
+            realm = argv[++first];
+        else
+            break;
     }
     if (argc <= first) {
         fprintf(stderr,
-                "usage: %s [--show-token] FILE...\n"
+                "usage: %s [--show-token] [--verdict [--realm R]] FILE...\n"
                 "Scans each file as a SIP stream; prints ok + JSON per message or error.\n"
                 "A bearer token is shown as its length and SHA-256 (the digest sipedge logs);\n"
-                "--show-token prints the token itself.\n",
+                "--show-token prints the token itself.\n"
+                "--verdict prints what sipedge answers to each request instead of the JSON\n"
+                "(\"FILE: verdict: 400 Duplicate To\"; 407 challenge; auth: the token is checked,\n"
+                "then the REGISTER forwarded; drop; close), decided by the edge's own code;\n"
+                "--realm sets the Bearer realm it expects (ccmsipline).\n",
                 argv[0]);
         return 2;
     }
