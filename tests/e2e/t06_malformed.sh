@@ -75,8 +75,10 @@ wait "$bystanders" || rc=$?
 grep -E "Successful call|Failed call" "$T/sipp.out" | head -4 >&2 || true
 check "the $n bystanders all got 407 then 200 meanwhile" test "$rc" -eq 0
 check "UCM received exactly their $n REGISTERs" test "$(ucm_registers)" -eq "$n"
-check "metrics: the 4 garbage connections closed as garbage" \
-    test "$(metric 'sipedge_connections_closed_total\{reason="garbage"')" -eq 4
+check "metrics: the 3 random-byte connections closed without a word (unframeable)" \
+    test "$(metric 'sipedge_connections_closed_total\{reason="unframeable"')" -eq 3
+check "metrics: the one answered before its close counted as garbage" \
+    test "$(metric 'sipedge_connections_closed_total\{reason="garbage"')" -eq 1
 
 # Faults the edge answers on an open connection (SIPp through stunnel).
 before=$(ucm_registers)
