@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Micro-benchmark of sip_scan(): ns per message (median of batches, thread CPU time) and MB/s for
-// realistic messages on each scanner path; `--count N` runs exactly N scans for callgrind.
+// realistic messages on each scanner path; `--count N` runs exactly N scans for callgrind;
+// `--check` adds the edge's request checks (sip_check_request(), what every request costs more).
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,10 +9,14 @@
 #include <time.h>
 
 #include "core/sip.h"
+#include "core/sip_check.h"
 
 #define BATCHES     101
 #define BATCH_BYTES (4u << 20) /* each batch scans about this many bytes */
 #define MAX_MSG     65536
+
+static bool with_check; /* --check: sip_check_request() after each scan */
+static volatile int sink;
 
 static const char *const default_msgs[] = {"register_jabber", "invite_sdp",
                                            "response_200_register"};
@@ -59,6 +64,11 @@ static inline void scan_once(struct msg_file *m, struct sip_msg *msg)
         fprintf(stderr, "%s: sip_scan returned %zd (%s)\n", m->name, rc, sip_err_reason(msg->err));
         exit(1);
     }
+    if (with_check) {
+        struct sip_verdict v;
+        sip_check_request(msg, SLICE_LIT("ccmsipline"), &v);
+        sink = v.action;
+    }
 }
 
 static void bench(struct msg_file *m, struct sip_msg *msg)
@@ -77,10 +87,11 @@ static void bench(struct msg_file *m, struct sip_msg *msg)
     qsort(per, BATCHES, sizeof(per[0]), cmp_double);
     qsort(wall, BATCHES, sizeof(wall[0]), cmp_double);
     double med = per[BATCHES / 2];
-    printf("%-22s %-6s %5zu B %3zu hdrs  cpu median %7.1f ns/msg (p10 %6.1f, p90 %6.1f) "
+    printf("%-22s %-6s%s %5zu B %3zu hdrs  cpu median %7.1f ns/msg (p10 %6.1f, p90 %6.1f) "
            "%6.0f MB/s  wall median %7.1f ns\n",
-           m->name, sip_scan_impl_name(sip_scan_get_impl()), m->len, msg->header_count, med,
-           per[BATCHES / 10], per[BATCHES * 9 / 10], (double)m->len / med * 1e3, wall[BATCHES / 2]);
+           m->name, sip_scan_impl_name(sip_scan_get_impl()), with_check ? "+check" : "", m->len,
+           msg->header_count, med, per[BATCHES / 10], per[BATCHES * 9 / 10],
+           (double)m->len / med * 1e3, wall[BATCHES / 2]);
 }
 
 /* `count` scans, outside main() so that callgrind can count just this: --toggle-collect=run_count
@@ -94,10 +105,11 @@ __attribute__((noinline)) static void run_count(struct msg_file *m, struct sip_m
 static void usage(const char *argv0)
 {
     fprintf(stderr,
-            "usage: %s [--dir DIR] [--impl scalar|sse42|avx2|all] [--count N] [MSG...]\n"
+            "usage: %s [--dir DIR] [--impl scalar|sse42|avx2|all] [--count N] [--check] [MSG...]\n"
             "  DIR    message files (default tests/data/sip/valid), MSG names without .sip\n"
             "  --count N  run exactly N scans of each MSG on one path, print nothing timed\n"
-            "             (for valgrind --tool=callgrind --toggle-collect=run_count)\n",
+            "             (for valgrind --tool=callgrind --toggle-collect=run_count)\n"
+            "  --check    also run the edge's request checks (sip_check_request) per message\n",
             argv0);
     exit(2);
 }
@@ -115,6 +127,8 @@ int main(int argc, char **argv)
             impl = argv[++i];
         else if (strcmp(argv[i], "--count") == 0 && i + 1 < argc)
             count = strtol(argv[++i], NULL, 10);
+        else if (strcmp(argv[i], "--check") == 0)
+            with_check = true;
         else if (argv[i][0] == '-' || n == 64)
             usage(argv[0]);
         else

@@ -76,15 +76,17 @@ void proxy_free(struct proxy *p);
  * One complete request from client `client_id`: `msg` was filled by sip_scan() over `buf`, which
  * the call may read until it returns (it copies what must outlive the call, e.g. a REGISTER parked
  * on a Redis lookup). Every request gets exactly one final response in time: the edge's own (407,
- * 403, 400, 483, 501, 503, 408) or UCM's relayed one. `now_ms` is monotonic milliseconds.
+ * 403, 400, 416, 420, 483, 501, 503, 408; the checks and their order are sip_check_request()'s,
+ * docs/sip-checks.md) or UCM's relayed one; an ACK gets none. `now_ms` is monotonic milliseconds.
  */
 void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct sip_msg *msg,
                              int64_t now_ms);
 
 /**
- * A request that sip_scan() rejected (`msg->err`, `msg->err_pos`): answers 400 with the fault as
- * reason when the start line and the headers a response needs were read, and returns true; false
- * when nothing can be answered (the glue then closes the connection).
+ * A request that sip_scan() rejected (`msg->err`, `msg->err_pos`): answers as sip_check_garbage()
+ * decides (505 for another SIP version, 513 over the size limit, else 400 with the fault as
+ * reason) when the headers a response needs were read, and returns true; false when nothing can
+ * be answered. The glue closes the connection either way (counted apart: garbage / unframeable).
  */
 bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct sip_msg *msg);
 
