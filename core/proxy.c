@@ -480,15 +480,10 @@ static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result
     decide(p, t->client_id, &msg, t, st, res, layer_of(p), now);
 }
 
-/* A REGISTER that passed sip_check_request() with Bearer credentials (SIP_CHECK_AUTH). */
-static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
+/* A REGISTER that passed sip_check_request() with Bearer credentials `cred` (SIP_CHECK_AUTH). */
+static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg *req,
+                            const struct sip_cred *cred, int64_t now)
 {
-    struct sip_cred cred;
-    struct slice realm = slice_make(p->realm, strlen(p->realm));
-    if (sip_find_bearer(req, realm, &cred) < 0) { /* cannot happen after the check */
-        challenge(p, cid, req, 407, "invalid_token");
-        return;
-    }
     struct jwt_result res;
     if (p->aw == NULL) {
         memset(&res, 0, sizeof(res));
@@ -504,7 +499,7 @@ static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg 
     }
     t->state = TXN_AUTH_WAIT;
     enum auth_status st =
-        auth_check(p->aw, cred.token.base, cred.token.len, auth_now_ms(), on_auth_done, t, &res);
+        auth_check(p->aw, cred->token.base, cred->token.len, auth_now_ms(), on_auth_done, t, &res);
     if (st == AUTH_PENDING) {
         p->stats.auth_pending++;
         if (txn_keep(t, req, true) < 0) {
@@ -534,7 +529,7 @@ static void act(struct proxy *p, uint32_t cid, const struct sip_msg *msg,
         challenge(p, cid, msg, 407, v->error);
         return;
     case SIP_CHECK_AUTH:
-        handle_register(p, cid, msg, now);
+        handle_register(p, cid, msg, &v->cred, now);
         return;
     default: /* DROP: an ACK is never answered (RFC 3261 17.2.3); CLOSE is the glue's */
         return;

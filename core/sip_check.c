@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "core/sip_parse.h"
+#include "core/sip_priv.h"
 
 /* True when `v` holds a comma outside a quoted string (with quoted-pairs) and outside <...>. */
 static bool has_top_comma(struct slice v)
@@ -38,11 +39,14 @@ enum sip_hdr sip_check_single(const struct sip_msg *msg)
     uint8_t seen[SIP_HDR_COUNT] = {0};
     for (size_t i = 0; i < msg->header_count; i++) {
         const struct sip_header *h = &msg->headers[i];
-        enum sip_hdr_card card = sip_hdr_card((enum sip_hdr)h->id);
+        unsigned id = h->id < SIP_HDR_COUNT ? h->id : SIP_HDR_OTHER;
+        unsigned card = sip__hdr_card[id];
         if (card == SIP_HDR_CARD_MANY)
             continue;
-        if (seen[h->id]++ || (card == SIP_HDR_CARD_ONE && has_top_comma(h->value)))
-            return (enum sip_hdr)h->id;
+        /* most values hold no comma at all: memchr first, the quote-aware walk only then */
+        if (seen[id]++ || (card == SIP_HDR_CARD_ONE && memchr(h->value.base, ',', h->value.len) &&
+                           has_top_comma(h->value)))
+            return (enum sip_hdr)id;
     }
     return SIP_HDR_OTHER;
 }
@@ -186,7 +190,7 @@ static bool check_uri_and_hops(const struct sip_msg *msg, struct sip_verdict *v)
 
 void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip_verdict *v)
 {
-    memset(v, 0, offsetof(struct sip_verdict, buf));
+    memset(v, 0, offsetof(struct sip_verdict, cred));
     v->buf[0] = '\0';
     enum sip_method m = msg->method;
     if (!msg->is_request) {
@@ -211,8 +215,7 @@ void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip
             v->n_extra = 2;
         }
     } else if (m == SIP_METHOD_REGISTER) {
-        struct sip_cred cred;
-        int r = sip_find_bearer(msg, realm, &cred);
+        int r = sip_find_bearer(msg, realm, &v->cred);
         if (r == 0) {
             v->action = SIP_CHECK_AUTH;
         } else {
@@ -225,7 +228,7 @@ void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip
         answer(v, 501, "Not Implemented");
     }
     if (m == SIP_METHOD_ACK) { /* never answered (RFC 3261 17.2.3), valid or not */
-        memset(v, 0, offsetof(struct sip_verdict, buf));
+        memset(v, 0, offsetof(struct sip_verdict, cred));
         v->action = SIP_CHECK_DROP;
     }
 }
@@ -251,7 +254,7 @@ static bool is_other_version(struct slice s)
 
 void sip_check_garbage(const struct sip_msg *msg, struct sip_verdict *v)
 {
-    memset(v, 0, offsetof(struct sip_verdict, buf));
+    memset(v, 0, offsetof(struct sip_verdict, cred));
     v->buf[0] = '\0';
     v->action = SIP_CHECK_CLOSE;
     if (!msg->is_request || msg->method == SIP_METHOD_ACK)

@@ -8,6 +8,7 @@
 #include <stddef.h>
 
 #include "core/sip.h"
+#include "core/sip_parse.h"
 #include "core/slice.h"
 
 /**
@@ -41,7 +42,8 @@ struct sip_verdict {
     const char *error;                       /* CHALLENGE: NULL (no credentials) or error= */
     struct slice extra[SIP_CHECK_EXTRA_MAX]; /* header lines without CRLF ("Unsupported: x") */
     size_t n_extra;
-    char buf[320]; /* storage for reason and extra */
+    struct sip_cred cred; /* AUTH: the Bearer credentials found (borrow msg's buffer) */
+    char buf[320];        /* storage for reason and extra */
 };
 
 /**
