@@ -1,12 +1,14 @@
 // SPDX-License-Identifier: MIT
 // libFuzzer target for sip_scan(): the input whole and split in two at a point derived from the
 // data, on every scanner path; every slice must lie inside the input and is read in full, and
-// the scalar and SIMD paths must agree byte for byte (results, index and buffer writes).
+// the scalar and SIMD paths must agree byte for byte (results, index and buffer writes). Each
+// result also goes through the edge's decision (core/sip_check.c), whose answer must be sane.
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/sip.h"
+#include "core/sip_check.h"
 
 #define CAP 64
 
@@ -40,12 +42,29 @@ static unsigned touch(struct slice s, const char *buf, size_t len)
 
 static volatile unsigned sink;
 
+/* A verdict names a known action; an answer has a status, a reason and extra lines without CR
+ * or LF (they become header lines). */
+static void check_verdict(const struct sip_verdict *v)
+{
+    check((unsigned)v->action < SIP_CHECK_ACTION_COUNT);
+    if (v->action != SIP_CHECK_ANSWER)
+        return;
+    check(v->status >= 100 && v->status <= 699 && v->reason != NULL);
+    check(strpbrk(v->reason, "\r\n") == NULL && v->n_extra <= SIP_CHECK_EXTRA_MAX);
+    for (size_t i = 0; i < v->n_extra; i++)
+        check(!memchr(v->extra[i].base, '\r', v->extra[i].len) &&
+              !memchr(v->extra[i].base, '\n', v->extra[i].len));
+}
+
 static void touch_all(const struct run *r, size_t len)
 {
     const struct sip_msg *m = &r->m;
+    struct sip_verdict verdict;
     if (r->rc < -1) {
         check(m->err > SIP_E_INCOMPLETE_ && m->err < SIP_E_COUNT && m->err_pos <= len);
         check(-r->rc == (ssize_t)m->err);
+        sip_check_garbage(m, &verdict);
+        check_verdict(&verdict);
         return;
     }
     if (r->rc == SIP_INCOMPLETE)
@@ -75,6 +94,8 @@ static void touch_all(const struct run *r, size_t len)
         vias++;
     }
     check(vias == m->via_count);
+    sip_check_request(m, SLICE_LIT("ccmsipline"), &verdict);
+    check_verdict(&verdict);
     sink = sum;
 }
 
