@@ -63,8 +63,7 @@ static void answer(struct sip_verdict *v, int status, const char *reason)
 /* Answer `status` with the reason "<what> <header name>" ("Duplicate To"), kept in v->buf. */
 static void answer_hdr(struct sip_verdict *v, int status, const char *what, enum sip_hdr id)
 {
-    int n = snprintf(v->buf, sizeof(v->buf), "%s %s", what, sip_hdr_name(id));
-    (void)n;
+    snprintf(v->buf, sizeof(v->buf), "%s %s", what, sip_hdr_name(id));
     answer(v, status, v->buf);
 }
 
