@@ -964,3 +964,38 @@ Test(sip_scan, lets_tests_force_the_scalar_path)
     cr_assert_neq(sip_scan_get_impl(), SIP_SCAN_AUTO);
     cr_assert_str_eq(sip_scan_impl_name(SIP_SCAN_AVX2), "avx2");
 }
+
+/* Issue 10: a bad Request-Line is reported once the message is framed, whole or byte by byte,
+ * with the headers indexed so that the edge can answer it. */
+Test(sip_scan, reports_a_bad_request_line_once_framed_with_the_headers_indexed)
+{
+    static const char text[] = "OPTIONS sip:edge SIP/3.0\r\n" HDRS "From: <sip:a@x>;tag=1\r\n"
+                               "To: <sip:edge>\r\nl: 4\r\n\r\nbody";
+    const size_t len = sizeof(text) - 1;
+    enum sip_scan_impl im[SIP_SCAN_IMPL_COUNT];
+    int ni = impls(im);
+    for (int k = 0; k < ni; k++) {
+        cr_assert_eq(sip_scan_set_impl(im[k]), 0);
+        struct buf b = dup_bytes(text, len);
+        struct scan s;
+        size_t hint = 0;
+        for (size_t n = 1; n < len; n++) {
+            init(&s);
+            ssize_t rc = sip_scan(b.p, n, hint, &s.m);
+            cr_assert_eq(rc, SIP_INCOMPLETE, "%s: prefix %zu: %zd (%s)", sip_scan_impl_name(im[k]),
+                         n, rc, sip_err_name(s.m.err));
+            hint = sip_scan_resume(&s.m, n);
+        }
+        init(&s);
+        cr_assert_eq(sip_scan(b.p, len, hint, &s.m), -SIP_E_BAD_VERSION);
+        cr_assert_eq(s.m.err_pos, 17);
+        cr_assert(s.m.is_request);
+        cr_assert_eq(s.m.method, SIP_METHOD_OPTIONS);
+        cr_assert(slice_is(s.m.version, "SIP/3.0"));
+        cr_assert_eq(s.m.header_len, len - 4);
+        cr_assert(slice_is(s.m.body, "body"));
+        cr_assert_not_null(sip_first(&s.m, SIP_HDR_CALL_ID));
+        cr_assert_not_null(sip_first(&s.m, SIP_HDR_TO));
+        free(b.p);
+    }
+}
