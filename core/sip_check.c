@@ -217,6 +217,8 @@ void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip
         int r = sip_find_bearer(msg, realm, &v->cred);
         if (r == 0) {
             v->action = SIP_CHECK_AUTH;
+        } else if (r == -SIP_CRED_CONFLICT) {
+            answer(v, 400, sip_perr_reason(-r));
         } else {
             v->action = SIP_CHECK_CHALLENGE;
             v->status = 407;

@@ -899,6 +899,7 @@ int sip_find_bearer(const struct sip_msg *msg, struct slice realm, struct sip_cr
 {
     static const enum sip_hdr ids[2] = {SIP_HDR_PROXY_AUTHORIZATION, SIP_HDR_AUTHORIZATION};
     int best = -SIP_CRED_NONE, best_rank = 0;
+    bool found = false;
     struct sip_cred c;
 
     for (size_t pass = 0; pass < 2; pass++) {
@@ -909,9 +910,14 @@ int sip_find_bearer(const struct sip_msg *msg, struct slice realm, struct sip_cr
             r = sip_parse_cred(msg->headers[i].value, &c);
             if (r == 0) {
                 if (!c.has_realm || slice_eq(c.realm, realm)) {
-                    c.header_index = i;
-                    *out = c;
-                    return 0;
+                    if (!found) {
+                        c.header_index = i;
+                        *out = c;
+                        found = true;
+                    } else if (!slice_eq(c.token, out->token)) {
+                        return -SIP_CRED_CONFLICT;
+                    }
+                    continue;
                 }
                 r = -SIP_CRED_REALM_MISMATCH;
                 rank = 3;
@@ -927,5 +933,5 @@ int sip_find_bearer(const struct sip_msg *msg, struct slice realm, struct sip_cr
             }
         }
     }
-    return best;
+    return found ? 0 : best;
 }

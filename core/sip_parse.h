@@ -35,7 +35,8 @@
     X(SIP_PE_BAD_CRED, "bad_cred", "Bad Credentials")                                              \
     X(SIP_CRED_NOT_BEARER, "cred_not_bearer", "Credentials Not Bearer")                            \
     X(SIP_CRED_REALM_MISMATCH, "cred_realm_mismatch", "Credentials Realm Mismatch")                \
-    X(SIP_CRED_NONE, "cred_none", "No Credentials")
+    X(SIP_CRED_NONE, "cred_none", "No Credentials")                                                \
+    X(SIP_CRED_CONFLICT, "cred_conflict", "Conflicting Bearer Credentials")
 
 enum sip_perr {
 #define SIP_PERR_ENUM(n, s, r) n,
@@ -277,7 +278,9 @@ int sip_parse_cred(struct slice s, struct sip_cred *out);
 /**
  * Find the Bearer credentials of `msg`: every Proxy-Authorization header first, then every
  * Authorization header, in order. The first Bearer whose realm is absent or equal to `realm`
- * (byte-equal) wins. Returns 0 with `out` set (`out->header_index` names the header), else the
+ * (byte-equal) wins. Returns 0 with `out` set (`out->header_index` names the header);
+ * -SIP_CRED_CONFLICT when another such Bearer carries a different token (which one a registrar
+ * would read is unknown, so the request must be refused: one identity per request); else the
  * best failure: -SIP_CRED_REALM_MISMATCH (a Bearer for another realm), -SIP_PE_BAD_CRED (a
  * malformed Bearer), -SIP_CRED_NOT_BEARER (only other schemes), -SIP_CRED_NONE (no header).
  * `out` borrows msg's buffer. Reads only msg->headers.

@@ -566,11 +566,15 @@ Test(sip_parse, finds_bearer_among_credentials)
 
     struct sip_header h2[] = {
         HDR(SIP_HDR_AUTHORIZATION, "Bearer " JWT),
-        HDR(SIP_HDR_PROXY_AUTHORIZATION, "Bearer token=\"other\""),
+        HDR(SIP_HDR_PROXY_AUTHORIZATION, "Bearer token=\"" JWT "\""),
+        HDR(SIP_HDR_AUTHORIZATION, "Bearer token=\"other\""),
     };
     msg_with(&m, h2, 2);
-    cr_assert_eq(sip_find_bearer(&m, realm, &c), 0);
+    cr_assert_eq(sip_find_bearer(&m, realm, &c), 0, "the same token twice is one identity");
     cr_expect_eq(c.header_index, 1, "Proxy-Authorization is looked at first");
+    msg_with(&m, h2, 3);
+    cr_expect_eq(sip_find_bearer(&m, realm, &c), -SIP_CRED_CONFLICT,
+                 "two different Bearer tokens: which one a registrar reads is unknown");
 
     struct sip_header h3[] = {
         HDR(SIP_HDR_PROXY_AUTHORIZATION, "Bearer token=\"x\", realm=\"elsewhere\""),
