@@ -177,6 +177,9 @@ static const struct cfg_list keys_list = {key_fields,
       upstream.tls.openssl_records, "false", 0, 0, 0, NULL,                                        \
       "keep OpenSSL's record layer on UCM connections (default: they move to sipedge's own "       \
       "once established)")                                                                         \
+    X(UPSTREAM_TLS_REKEY_RECORDS, "upstream.tls.rekey_records", T_U32, upstream.tls.rekey_records, \
+      "8388608", 1, 8388608, 0, NULL,                                                              \
+      "TLS 1.3 records under one key before we send a KeyUpdate to UCM (RFC 8446 5.5)")            \
     X(UPSTREAM_KEEPALIVE_INTERVAL_MS, "upstream.keepalive_interval_ms", T_U32,                     \
       upstream.keepalive_interval_ms, "30000", 0, 3600000, 0, NULL,                                \
       "OPTIONS ping period per connection (0: off)")                                               \

@@ -145,8 +145,9 @@ struct cfg_sip {
 struct cfg_upstream_tls {
     char cert[CFG_PATH_MAX]; /* our client certificate chain, presented to UCM */
     char key[CFG_PATH_MAX];
-    char ca[CFG_PATH_MAX]; /* CA bundle that UCM's certificates must chain to */
-    bool openssl_records;  /* no switch of established connections to tls/tls_rec.c */
+    char ca[CFG_PATH_MAX];  /* CA bundle that UCM's certificates must chain to */
+    bool openssl_records;   /* no switch of established connections to tls/tls_rec.c */
+    uint32_t rekey_records; /* TLS 1.3 records per key before our KeyUpdate (tls_rec.c) */
 };
 
 struct cfg_upstream {

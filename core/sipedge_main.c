@@ -69,6 +69,7 @@ static int load_tls(struct edge *e, struct tls_ctx **server, struct tls_ctx **cl
         .key_file = c->upstream.tls.key,
         .ca_file = c->upstream.tls.ca,
         .openssl_records = c->upstream.tls.openssl_records,
+        .rekey_records = c->upstream.tls.rekey_records,
     };
     if (tls_client_ctx_new(&co, client, err, sizeof(err)) < 0) {
         log_event(LOG_ERROR, "tls_client_config", LOG_S("error", err));

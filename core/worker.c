@@ -203,6 +203,23 @@ static void client_tls_failed(struct client *cl)
     conn_drain(cl->conn);
 }
 
+/* An established connection failed in the TLS layer (bad record, fatal alert, flood): send the
+ * alert the layer sealed, then close once it is out (RFC 8446 §6.2), as after a handshake. */
+static void client_tls_read_failed(struct client *cl)
+{
+    if (log_enabled(LOG_DEBUG)) {
+        struct tls_diag d;
+        char line[1024];
+        tls_conn_diag(cl->tls, &d);
+        tls_diag_format(&d, "client", line, sizeof(line));
+        log_event(LOG_DEBUG, "client_tls_failed", LOG_S("diag", line));
+    }
+    metrics_inc(cl->w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_ERROR);
+    client_flush(cl);
+    if (!cl->dead) /* a send over the hard cap closed it already */
+        conn_drain(cl->conn);
+}
+
 /* Frames and handles the messages in buf[0..len); returns the bytes consumed. Stops early when
  * the client died or must be closed (then returns len: nothing is kept). */
 static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t hint)
@@ -396,8 +413,7 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
                 metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_PEER);
                 conn_drain(c);
             } else if (r != TLS_WANT_INPUT) {
-                metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_ERROR);
-                conn_close(c, CONN_CLOSE_ERROR);
+                client_tls_read_failed(cl);
             } else {
                 client_flush(cl);
             }

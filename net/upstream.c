@@ -320,7 +320,8 @@ static void up_on_data(struct conn *c, const char *p, size_t len)
     }
     char buf[UPSTREAM_READ_CHUNK];
     ssize_t r;
-    for (int guard = 0; guard < 64; guard++) {
+    /* Until the layer wants input: each read consumes buffered bytes (at most TLS_IN_MAX). */
+    for (;;) {
         r = tls_conn_read(s->tls, buf, sizeof(buf));
         if (r <= 0)
             break;

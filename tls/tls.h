@@ -153,6 +153,12 @@ struct tls_client_opts {
      * ticket (TLS 1.3) or at the end of the handshake (TLS 1.2): docs/tls.md, "Record layer".
      */
     bool openssl_records;
+    /**
+     * TLS 1.3 on our record layer: after this many records under one key (sent, or received)
+     * we send a KeyUpdate (asking the server to update too when it is its key). 0: 2^23, well
+     * below the AES-GCM limit of RFC 8446 §5.5. Tests set it low.
+     */
+    uint32_t rekey_records;
 };
 
 /**

@@ -78,11 +78,25 @@ static void buf_pool_put(uint8_t *p)
 
 static void buf_free(struct tls__buf *b)
 {
+    if (b->wipe && b->p != NULL) /* decrypted bytes: never left in a pooled or freed block */
+        OPENSSL_cleanse(b->p, b->cap);
     if (b->cap == BUF_POOL_CAP)
         buf_pool_put(b->p);
     else
         free(b->p);
     memset(b, 0, sizeof(*b));
+}
+
+/* realloc() for a buffer that held plaintext: the old block is wiped before it goes. */
+static uint8_t *buf_move(struct tls__buf *b, size_t cap)
+{
+    uint8_t *q = malloc(cap);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, b->p, b->len);
+    struct tls__buf old = *b;
+    buf_free(&old);
+    return q;
 }
 
 uint8_t *tls__buf_reserve(struct tls__buf *b, size_t n)
@@ -105,7 +119,7 @@ uint8_t *tls__buf_reserve(struct tls__buf *b, size_t n)
                     cap *= 2;
                 if (cap > UINT32_MAX)
                     return NULL;
-                q = realloc(b->p, cap);
+                q = b->wipe ? buf_move(b, cap) : realloc(b->p, cap);
             }
             if (q == NULL)
                 return NULL;

@@ -209,6 +209,7 @@ int tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out, ch
         rc = -ENOMEM;
     if (rc == 0 && !o->openssl_records) {
         (*out)->rec_offload = true;
+        (*out)->rekey_records = o->rekey_records;
         SSL_CTX_set_keylog_callback(sc, tls__rec_keylog);
     }
     if (rc < 0)

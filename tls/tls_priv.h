@@ -16,6 +16,7 @@ struct tls_ctx {
     uint64_t gen; /* unique per context: sessions of an older context are not offered */
     enum tls_side side;
     bool rec_offload;             /* server side: established TLS 1.3 connections use tls_rec.c */
+    uint32_t rekey_records;       /* TLS 1.3 on tls_rec.c: records per key before a KeyUpdate */
     struct tls__tickets *tickets; /* server side: rotating session-ticket keys */
 };
 
@@ -31,6 +32,7 @@ struct tls__buf {
     uint32_t off; /* first unread byte */
     uint32_t len; /* bytes after off */
     uint32_t cap;
+    bool wipe; /* plaintext was decrypted into it: cleansed before it is freed or reused */
 };
 
 /** Facts gathered on failure only (allocated then), so idle connections do not carry them. */
@@ -54,6 +56,17 @@ struct tls__fail {
 
 #define TLS__REC_SUITES     3  /* TLS_AES_128_GCM_SHA256, TLS_AES_256_GCM_SHA384, CHACHA20 */
 #define TLS__REC_SECRET_MAX 48 /* SHA-384 */
+/* Limits on records that carry no application data (BoringSSL's: 32 empty records, 4 warning
+ * alerts, 32 KeyUpdates): past them the peer is flooding us and the connection fails. */
+#define TLS__REC_EMPTY_MAX 32 /* consecutive empty records */
+#define TLS__REC_WARN_MAX  4  /* warning alerts / TLS 1.2 renegotiation requests */
+#define TLS__REC_HS_MAX    32 /* post-handshake messages (KeyUpdate, NewSessionTicket) */
+/* Largest post-handshake message reassembled across records (a NewSessionTicket's ticket and
+ * extensions are each at most 2^16 - 1 bytes; real ones are a few hundred). */
+#define TLS__REC_HS_MSG_MAX (64u * 1024u)
+/* Records under one TLS 1.3 key before we start a KeyUpdate: RFC 8446 §5.5 allows 2^24.5 full
+ * records under one AES-GCM key; we re-key at 2^23, well before (ChaCha20 allows far more). */
+#define TLS__REC_REKEY_DEFAULT (1u << 23)
 
 /** Record boundaries in one direction of the handshake's byte stream (tls__rec_count()). */
 struct tls__recs {
@@ -83,11 +96,22 @@ struct tls__rec {
     uint8_t iv[2][12];
     uint64_t seq[2];
     const char *cipher_name;
-    uint32_t pend_len;  /* decrypted bytes waiting at the front of c->in (short read buffer) */
-    uint32_t pend_skip; /* then this many bytes (content type, padding, tag) to drop */
+    uint32_t pend_len;      /* decrypted bytes waiting at the front of c->in (short read buffer) */
+    uint32_t pend_skip;     /* then this many bytes (content type, padding, tag) to drop */
+    uint32_t rekey_after;   /* TLS 1.3: start a KeyUpdate when a key has sealed/opened this many */
+    struct tls__hsfrag *hs; /* a post-handshake message split across records, or NULL */
     uint8_t suite;
     bool resumed;
-    bool tls12; /* TLS 1.2 records: outer content type, GCM explicit nonce, seq in the AAD */
+    bool tls12;      /* TLS 1.2 records: outer content type, GCM explicit nonce, seq in the AAD */
+    bool ku_pending; /* the peer asked for a KeyUpdate: ours goes out before our next record */
+    bool ku_asked;   /* we asked the peer to update its keys and have not seen it yet */
+    uint8_t empty_run, warn_run, hs_run; /* no-op records since the last application data */
+};
+
+/** The part of a post-handshake message received so far (message bytes, header included). */
+struct tls__hsfrag {
+    uint32_t len, cap;
+    uint8_t p[];
 };
 
 struct tls_conn {
@@ -137,8 +161,14 @@ int tls__rec_seal(struct tls_conn *c, uint8_t type, const void *p, size_t n);
 ssize_t tls__rec_read(struct tls_conn *c, void *buf, size_t cap);
 ssize_t tls__rec_writev(struct tls_conn *c, const struct iovec *iov, int iovcnt);
 int tls__rec_shutdown(struct tls_conn *c);
-/** Wipe and free. NULL is a no-op. */
+/**
+ * Wipe and free. NULL is a no-op. The calling thread's cached AEAD contexts that last held `r`'s
+ * keys are re-keyed with zeros, so no key schedule outlives the connection (call it on the
+ * connection's thread, as every call on a connection).
+ */
 void tls__rec_free(struct tls__rec *r);
+/** Tests: the calling thread's cached AEAD context for `suite` and direction (`enc` 1: seal). */
+EVP_CIPHER_CTX *tls__rec_aead_cached(unsigned suite, int enc);
 void tls__hs_free(struct tls__hs *hs);
 
 /** The cause for a fatal alert `alert` received from the peer. */

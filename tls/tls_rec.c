@@ -35,7 +35,9 @@ enum {
     AD_UNEXPECTED_MESSAGE = 10,
     AD_BAD_RECORD_MAC = 20,
     AD_RECORD_OVERFLOW = 22,
+    AD_ILLEGAL_PARAMETER = 47,
     AD_DECODE_ERROR = 50,
+    AD_INTERNAL_ERROR = 80,
     AD_PROTOCOL_VERSION = 70,
     AD_USER_CANCELED = 90,
     AD_NO_RENEGOTIATION = 100,
@@ -79,7 +81,8 @@ static void fetch_init(void)
 /* One AEAD context per suite and direction per thread, keyed anew for each record: a key
  * schedule costs ≈ 0.25 µs, a context per connection would cost ≈ 1.1 KB. */
 struct aead_cache {
-    EVP_CIPHER_CTX *ctx[TLS__REC_SUITES][2]; /* [suite][0 decrypt, 1 encrypt] */
+    EVP_CIPHER_CTX *ctx[TLS__REC_SUITES][2];          /* [suite][0 decrypt, 1 encrypt] */
+    const struct tls__rec *owner[TLS__REC_SUITES][2]; /* whose key it holds (wiped at its free) */
     bool keyed;
 };
 
@@ -122,6 +125,30 @@ static EVP_CIPHER_CTX *aead_ctx(unsigned suite, int enc)
     }
     a->ctx[suite][enc] = x;
     return x;
+}
+
+EVP_CIPHER_CTX *tls__rec_aead_cached(unsigned suite, int enc)
+{
+    return suite < TLS__REC_SUITES ? aead_cache.ctx[suite][enc != 0] : NULL;
+}
+
+/* `r` is going away: the contexts of this thread keyed with its keys get an all-zero key (the
+ * key schedule, GCM's hash key, ChaCha20's key are overwritten in place). */
+static void aead_cache_forget(const struct tls__rec *r)
+{
+    static const uint8_t zero[32], zero_iv[REC_NONCE];
+    struct aead_cache *a = &aead_cache;
+    for (int i = 0; i < TLS__REC_SUITES; i++)
+        for (int d = 0; d < 2; d++) {
+            if (a->owner[i][d] != r)
+                continue;
+            a->owner[i][d] = NULL;
+            if (a->ctx[i][d] && !EVP_CipherInit_ex(a->ctx[i][d], NULL, NULL, zero, zero_iv, d)) {
+                EVP_CIPHER_CTX_free(a->ctx[i][d]); /* could not wipe it: drop it */
+                a->ctx[i][d] = NULL;
+            }
+        }
+    ERR_clear_error();
 }
 
 /* ---- key schedule (RFC 8446 §7.1, §7.3) ---- */
@@ -269,10 +296,21 @@ void tls__hs_free(struct tls__hs *hs)
     free(hs);
 }
 
+static void hsfrag_free(struct tls__rec *r)
+{
+    if (r->hs == NULL)
+        return;
+    OPENSSL_cleanse(r->hs, sizeof(*r->hs) + r->hs->cap);
+    free(r->hs);
+    r->hs = NULL;
+}
+
 void tls__rec_free(struct tls__rec *r)
 {
     if (r == NULL)
         return;
+    aead_cache_forget(r);
+    hsfrag_free(r);
     OPENSSL_cleanse(r, sizeof(*r));
     free(r);
 }
@@ -287,6 +325,7 @@ struct tls__rec *tls__rec_new(unsigned suite, const uint8_t *read_secret,
     if (r == NULL)
         return NULL;
     r->suite = (uint8_t)suite;
+    r->rekey_after = TLS__REC_REKEY_DEFAULT;
     r->cipher_name = suites[suite].cipher;
     memcpy(r->secret[0], read_secret, suites[suite].hash_len);
     memcpy(r->secret[1], write_secret, suites[suite].hash_len);
@@ -328,6 +367,7 @@ static struct tls__rec *rec_new_tls12(unsigned suite, SSL *ssl, bool client)
     struct tls__rec *r = ok ? calloc(1, sizeof(*r)) : NULL;
     if (r != NULL) {
         r->suite = (uint8_t)suite;
+        r->rekey_after = TLS__REC_REKEY_DEFAULT;
         r->tls12 = true;
         const uint8_t *q = block;
         int cw = client ? 1 : 0; /* the direction that uses the client_write key */
@@ -387,6 +427,8 @@ int tls__rec_takeover(struct tls_conn *c)
     r->resumed = SSL_session_reused(ssl) != 0;
     r->seq[0] = rseq;
     r->seq[1] = wseq;
+    if (c->ctx && c->ctx->rekey_records)
+        r->rekey_after = c->ctx->rekey_records;
     /* Freed like a connection that ends cleanly: its session stays resumable. */
     SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
     SSL_free(ssl);
@@ -461,6 +503,7 @@ static int seal(struct tls_conn *c, uint8_t type, const struct iovec *iov, int i
     if (r->tls12)
         aad12(r->seq[1], type, len, aad);
     EVP_CIPHER_CTX *x = aead_ctx(r->suite, 1);
+    aead_cache.owner[r->suite][1] = r;
     int l;
     if (x == NULL || !EVP_EncryptInit_ex(x, NULL, NULL, r->key[1], nonce) ||
         !EVP_EncryptUpdate(x, NULL, &l, r->tls12 ? aad : o, r->tls12 ? 13 : REC_HDR))
@@ -497,19 +540,70 @@ int tls__rec_seal(struct tls_conn *c, uint8_t type, const void *p, size_t n)
     return seal(c, type, &v, 1, n);
 }
 
-/* Queue an alert (fatal unless close_notify) and, when fatal, fail the connection. */
-static int send_alert(struct tls_conn *c, uint8_t desc, enum tls_cause cause)
+/* Queue fatal alert `desc` (best effort: the caller flushes it before closing, RFC 8446 §6.2) and
+ * fail the connection with `cause`; `why` names the broken rule in the diagnosis. */
+static int fatal(struct tls_conn *c, uint8_t desc, enum tls_cause cause, const char *why)
 {
-    bool warning = desc == AD_CLOSE_NOTIFY || desc == AD_NO_RENEGOTIATION;
-    uint8_t a[2] = {warning ? 1 : 2, desc};
-    int rc = tls__rec_seal(c, CT_ALERT, a, sizeof(a));
-    if (!warning) {
-        c->flags |= TLS_F_ALERT_SENT;
-        c->alert_sent = desc;
-        tls__fail(c, cause);
-        return -EPROTO;
+    uint8_t a[2] = {2, desc};
+    tls__rec_seal(c, CT_ALERT, a, sizeof(a));
+    c->flags |= TLS_F_ALERT_SENT;
+    c->alert_sent = desc;
+    bool first = !(c->flags & TLS_F_FAILED);
+    tls__fail(c, cause);
+    struct tls__fail *f = first ? tls__fail_info(c) : NULL;
+    if (f != NULL && f->detail[0] == '\0') {
+        size_t pos = 0;
+        tls__appendf(f->detail, sizeof(f->detail), &pos, "record layer: %s", why);
     }
-    return rc;
+    return -EPROTO;
+}
+
+static int protocol_error(struct tls_conn *c, uint8_t desc, const char *why)
+{
+    return fatal(c, desc, TLS_CAUSE_PROTOCOL_ERROR, why);
+}
+
+/* A warning alert (close_notify, no_renegotiation): the connection goes on. */
+static int warning(struct tls_conn *c, uint8_t desc)
+{
+    uint8_t a[2] = {1, desc};
+    return tls__rec_seal(c, CT_ALERT, a, sizeof(a));
+}
+
+/* Send our KeyUpdate (asking the peer to update its keys too when `ask`), then switch our write
+ * keys (RFC 8446 §4.6.3). */
+static int send_key_update(struct tls_conn *c, bool ask)
+{
+    struct tls__rec *r = c->rec;
+    const uint8_t ku[5] = {HS_KEY_UPDATE, 0, 0, 1, ask ? 1 : 0};
+    int rc = tls__rec_seal(c, CT_HANDSHAKE, ku, sizeof(ku));
+    if (rc < 0)
+        return rc;
+    if (!update_secret(r, 1))
+        return fatal(c, AD_INTERNAL_ERROR, TLS_CAUSE_INTERNAL, "cannot derive the next write key");
+    r->ku_pending = false;
+    r->ku_asked = r->ku_asked || ask;
+    return 0;
+}
+
+/* Before a record of ours (TLS 1.3): one KeyUpdate answers every request read since our last
+ * one; and a key that has sealed `rekey_after` records is replaced, as is (by asking the peer)
+ * one that has opened as many (RFC 8446 §5.5: well before the AEAD's usage limit). */
+static int key_update_due(struct tls_conn *c)
+{
+    struct tls__rec *r = c->rec;
+    if (r->tls12 || (c->flags & (TLS_F_SHUTDOWN | TLS_F_FAILED)))
+        return 0;
+    bool ask = r->seq[0] >= r->rekey_after && !r->ku_asked;
+    if (!r->ku_pending && !ask && r->seq[1] < r->rekey_after)
+        return 0;
+    return send_key_update(c, ask);
+}
+
+static int seal_data(struct tls_conn *c, const struct iovec *iov, int iovcnt, size_t len)
+{
+    int rc = key_update_due(c);
+    return rc < 0 ? rc : seal(c, CT_APPDATA, iov, iovcnt, len);
 }
 
 ssize_t tls__rec_writev(struct tls_conn *c, const struct iovec *iov, int iovcnt)
@@ -531,21 +625,21 @@ ssize_t tls__rec_writev(struct tls_conn *c, const struct iovec *iov, int iovcnt)
             p += k;
             len -= k;
             if (fill == REC_PLAIN_MAX || np == (int)(sizeof(part) / sizeof(part[0]))) {
-                if ((rc = seal(c, CT_APPDATA, part, np, fill)) < 0)
+                if ((rc = seal_data(c, part, np, fill)) < 0)
                     return rc;
                 np = 0;
                 fill = 0;
             }
         }
     }
-    if (fill > 0 && (rc = seal(c, CT_APPDATA, part, np, fill)) < 0)
+    if (fill > 0 && (rc = seal_data(c, part, np, fill)) < 0)
         return rc;
     return (ssize_t)total;
 }
 
 int tls__rec_shutdown(struct tls_conn *c)
 {
-    return send_alert(c, AD_CLOSE_NOTIFY, TLS_CAUSE_NONE);
+    return warning(c, AD_CLOSE_NOTIFY);
 }
 
 /* Decrypt the record of ciphertext length `clen` at `ct` (header at ct - REC_HDR) into `out`
@@ -562,6 +656,7 @@ static ssize_t open_record(struct tls__rec *r, const uint8_t *ct, size_t clen, u
     if (r->tls12)
         aad12(r->seq[0], ct[-REC_HDR], plen, aad);
     EVP_CIPHER_CTX *x = aead_ctx(r->suite, 0);
+    aead_cache.owner[r->suite][0] = r;
     int l;
     if (x == NULL || !EVP_DecryptInit_ex(x, NULL, NULL, r->key[0], nonce) ||
         !EVP_DecryptUpdate(x, NULL, &l, r->tls12 ? aad : ct - REC_HDR, r->tls12 ? 13 : REC_HDR) ||
@@ -575,64 +670,209 @@ static ssize_t open_record(struct tls__rec *r, const uint8_t *ct, size_t clen, u
     return (ssize_t)plen;
 }
 
-/* A post-handshake handshake message: KeyUpdate from either peer, NewSessionTicket from a server
- * (TLS 1.3); in TLS 1.2 it can only be a request to renegotiate, which we decline (RFC 5246
- * §7.2.2). */
+/* ---- post-handshake messages ---- */
+
+static size_t be24(const uint8_t *p)
+{
+    return (size_t)p[0] << 16 | (size_t)p[1] << 8 | p[2];
+}
+
+/* The header of a post-handshake message, as soon as it is known: only a KeyUpdate (any side)
+ * or a NewSessionTicket (from a server, bounded) may follow the handshake (RFC 8446 §4.6). */
+static int hs_header_check(struct tls_conn *c, const uint8_t *h)
+{
+    size_t mlen = be24(h + 1);
+    if (h[0] == HS_KEY_UPDATE)
+        return mlen == 1 ? 0 : protocol_error(c, AD_DECODE_ERROR, "KeyUpdate of a bad length");
+    if (h[0] == HS_NEW_SESSION_TICKET && c->side == TLS_SIDE_CLIENT)
+        return mlen <= TLS__REC_HS_MSG_MAX - 4
+                   ? 0
+                   : protocol_error(c, AD_ILLEGAL_PARAMETER, "NewSessionTicket over 64 KiB");
+    return protocol_error(c, AD_UNEXPECTED_MESSAGE, "handshake message after the handshake");
+}
+
+/* One whole post-handshake message `m` (header + body, `len` bytes, header checked); `last`: it
+ * ends its record. */
+static int on_hs_message(struct tls_conn *c, const uint8_t *m, size_t len, bool last)
+{
+    struct tls__rec *r = c->rec;
+    if (++r->hs_run > TLS__REC_HS_MAX)
+        return protocol_error(c, AD_UNEXPECTED_MESSAGE,
+                              "more than 32 KeyUpdate/NewSessionTicket without application data");
+    if (m[0] == HS_NEW_SESSION_TICKET)
+        return 0; /* more tickets: the one OpenSSL kept before the switch serves */
+    assert(m[0] == HS_KEY_UPDATE && len == 5);
+    if (m[4] > 1) /* RFC 8446 §4.6.3 */
+        return protocol_error(c, AD_ILLEGAL_PARAMETER, "KeyUpdate request_update not 0 or 1");
+    if (!last) /* RFC 8446 §5.1: a key change must end its record */
+        return protocol_error(c, AD_UNEXPECTED_MESSAGE, "record goes on after a KeyUpdate");
+    if (!update_secret(r, 0))
+        return fatal(c, AD_INTERNAL_ERROR, TLS_CAUSE_INTERNAL, "cannot derive the next read key");
+    r->ku_asked = false;
+    /* update_requested: one KeyUpdate of ours answers this and any other request before our
+     * next record (key_update_due()), so a flood of requests costs one reply */
+    if (m[4] == 1)
+        r->ku_pending = true;
+    return 0;
+}
+
+/* Append to the message being reassembled (r->hs, created when NULL) from `*m`, `*n`. Returns 1
+ * when it is whole, 0 when the record ended first, or -EPROTO / -ENOMEM. */
+static int hs_gather(struct tls_conn *c, const uint8_t **m, size_t *n)
+{
+    struct tls__rec *r = c->rec;
+    struct tls__hsfrag *f = r->hs;
+    if (f == NULL) {
+        size_t cap = *n >= 4 ? 4 + be24(*m + 1) : 4;
+        if ((f = malloc(sizeof(*f) + cap)) == NULL)
+            return -ENOMEM;
+        f->len = 0;
+        f->cap = (uint32_t)cap;
+        r->hs = f;
+    }
+    if (f->len < 4) {
+        size_t k = 4 - f->len < *n ? 4 - f->len : *n;
+        memcpy(f->p + f->len, *m, k);
+        f->len += (uint32_t)k;
+        *m += k;
+        *n -= k;
+        if (f->len < 4)
+            return 0;
+        int rc = hs_header_check(c, f->p);
+        if (rc < 0)
+            return rc;
+        size_t cap = 4 + be24(f->p + 1);
+        if (cap > f->cap) { /* a fresh block: the old one is wiped, not realloc'ed */
+            struct tls__hsfrag *g = malloc(sizeof(*g) + cap);
+            if (g == NULL)
+                return -ENOMEM;
+            memcpy(g, f, sizeof(*f) + f->len);
+            g->cap = (uint32_t)cap;
+            hsfrag_free(r);
+            r->hs = f = g;
+        }
+    }
+    size_t k = f->cap - f->len < *n ? f->cap - f->len : *n;
+    memcpy(f->p + f->len, *m, k);
+    f->len += (uint32_t)k;
+    *m += k;
+    *n -= k;
+    return f->len == f->cap;
+}
+
+/* The plaintext of a handshake record (non-empty). TLS 1.3: KeyUpdate from either peer,
+ * NewSessionTicket from a server, reassembled across records when split (RFC 8446 §5.1); TLS
+ * 1.2: a request to renegotiate, declined with a warning (RFC 5246 §7.2.2), a few times. */
 static int on_handshake(struct tls_conn *c, const uint8_t *m, size_t n)
 {
     struct tls__rec *r = c->rec;
     if (r->tls12)
-        return send_alert(c, AD_NO_RENEGOTIATION, TLS_CAUSE_NONE);
+        return ++r->warn_run > TLS__REC_WARN_MAX
+                   ? protocol_error(c, AD_UNEXPECTED_MESSAGE, "repeated renegotiation requests")
+                   : warning(c, AD_NO_RENEGOTIATION);
     while (n > 0) {
-        if (n < 4)
-            return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
-        size_t mlen = (size_t)m[1] << 16 | (size_t)m[2] << 8 | m[3];
-        if (m[0] == HS_NEW_SESSION_TICKET && c->side == TLS_SIDE_CLIENT && mlen <= n - 4) {
-            /* more tickets from the server: the one OpenSSL kept before the switch serves */
-            m += 4 + mlen;
-            n -= 4 + mlen;
+        int rc;
+        if (r->hs == NULL && n >= 4 && (rc = hs_header_check(c, m)) < 0)
+            return rc;                                         /* before anything is kept */
+        if (r->hs == NULL && n >= 4 && n >= 4 + be24(m + 1)) { /* whole: no copy */
+            size_t len = 4 + be24(m + 1);
+            if ((rc = on_hs_message(c, m, len, n == len)) < 0)
+                return rc;
+            m += len;
+            n -= len;
             continue;
         }
-        if (m[0] != HS_KEY_UPDATE)
-            return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
-        if (mlen != 1 || n < 5 || m[4] > 1)
-            return send_alert(c, AD_DECODE_ERROR, TLS_CAUSE_PROTOCOL_ERROR);
-        if (n > 5) /* RFC 8446 §5.1: a key change must end its record */
-            return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
-        if (!update_secret(r, 0))
-            return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_INTERNAL);
-        if (m[4] == 1 && !(c->flags & TLS_F_SHUTDOWN)) {
-            /* update_requested: answer with our own KeyUpdate, then switch our keys */
-            static const uint8_t ku[5] = {HS_KEY_UPDATE, 0, 0, 1, 0};
-            int rc = tls__rec_seal(c, CT_HANDSHAKE, ku, sizeof(ku));
-            if (rc < 0)
-                return rc;
-            if (!update_secret(r, 1))
-                return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_INTERNAL);
-        }
-        m += 5;
-        n -= 5;
+        if ((rc = hs_gather(c, &m, &n)) < 0)
+            return rc == -ENOMEM ? fatal(c, AD_INTERNAL_ERROR, TLS_CAUSE_INTERNAL, "out of memory")
+                                 : rc;
+        if (rc == 0)
+            return 0; /* continues in the next record */
+        struct tls__hsfrag *f = r->hs;
+        rc = on_hs_message(c, f->p, f->len, n == 0);
+        hsfrag_free(r);
+        if (rc < 0)
+            return rc;
     }
     return 0;
 }
 
-/* An alert record: close_notify ends the stream, user_canceled is ignored, anything else is
- * fatal (RFC 8446 §6). */
+/* The plaintext of an alert record (non-empty): close_notify ends the stream; a warning (TLS
+ * 1.2) or user_canceled (TLS 1.3) is ignored, a few times; anything else is fatal (RFC 8446 §6).
+ * Returns 1 to go on, 0 at close_notify, -EPROTO. */
 static int on_alert(struct tls_conn *c, const uint8_t *a, size_t n)
 {
+    struct tls__rec *r = c->rec;
     if (n != 2)
-        return send_alert(c, AD_DECODE_ERROR, TLS_CAUSE_PROTOCOL_ERROR);
+        return protocol_error(c, AD_DECODE_ERROR, "alert record not 2 bytes");
     if (a[1] == AD_CLOSE_NOTIFY) {
         c->flags |= TLS_F_PEER_CLOSED;
         return 0;
     }
-    /* TLS 1.3: only user_canceled is not fatal; TLS 1.2: any warning-level alert */
-    if (c->rec->tls12 ? a[0] == 1 : a[1] == AD_USER_CANCELED)
-        return 1;
+    if (r->tls12 ? a[0] == 1 : a[1] == AD_USER_CANCELED)
+        return ++r->warn_run > TLS__REC_WARN_MAX
+                   ? protocol_error(c, AD_UNEXPECTED_MESSAGE, "too many warning alerts")
+                   : 1;
     c->flags |= TLS_F_ALERT_RECV;
     c->alert_recv = a[1];
     tls__fail(c, tls__cause_from_alert(a[1]));
     return -EPROTO;
+}
+
+/* ---- reading ---- */
+
+/* All input used: before saying so, send the KeyUpdate the peer asked for (one for all the
+ * requests in this input) unless it does not read what we send (the output cap). */
+static ssize_t want_input(struct tls_conn *c)
+{
+    if (c->out.len < TLS_OUT_MAX) {
+        int rc = key_update_due(c);
+        if (rc < 0)
+            return rc;
+    }
+    return TLS_WANT_INPUT;
+}
+
+/* Check the header `h` of the next record (RFC 8446 §5.1-5.2, RFC 5246 §6.2). */
+static int check_header(struct tls_conn *c, const uint8_t *h, size_t clen)
+{
+    struct tls__rec *r = c->rec;
+    size_t pre = explicit_nonce(r) ? GCM_EXPLICIT : 0;
+    if (r->tls12 ? h[0] != CT_APPDATA && h[0] != CT_ALERT && h[0] != CT_HANDSHAKE
+                 : h[0] != CT_APPDATA)
+        return protocol_error(c, AD_UNEXPECTED_MESSAGE, "record of an unexpected type");
+    if (r->tls12 && (h[1] != 3 || h[2] != 3))
+        return protocol_error(c, AD_PROTOCOL_VERSION, "record of another version");
+    if (clen > (r->tls12 ? REC12_CIPHER_MAX : REC_CIPHER_MAX))
+        return protocol_error(c, AD_RECORD_OVERFLOW, "record longer than allowed");
+    if (clen < pre + REC_TAG + (r->tls12 ? 0 : 1))
+        return protocol_error(c, AD_DECODE_ERROR, "record too short for its tag");
+    return 0;
+}
+
+/* The decrypted record at `pt` (`got` bytes; `*type`: the outer type) reduced to its content:
+ * TLS 1.3 padding and inner type removed (RFC 8446 §5.4). Returns its length or -EPROTO. */
+static ssize_t content_of(struct tls_conn *c, const uint8_t *pt, size_t got, uint8_t *type)
+{
+    struct tls__rec *r = c->rec;
+    size_t n = got;
+    if (!r->tls12) {
+        if (n > REC_PLAIN_MAX + 1) /* the limit counts the padding: check before stripping */
+            return protocol_error(c, AD_RECORD_OVERFLOW, "TLSInnerPlaintext over 2^14 + 1 bytes");
+        while (n > 0 && pt[n - 1] == 0)
+            n--;
+        if (n == 0)
+            return protocol_error(c, AD_UNEXPECTED_MESSAGE, "record without a content type");
+        *type = pt[--n];
+    }
+    if (n > REC_PLAIN_MAX)
+        return protocol_error(c, AD_RECORD_OVERFLOW, "plaintext over 2^14 bytes");
+    if (r->hs != NULL && *type != CT_HANDSHAKE) /* RFC 8446 §5.1 */
+        return protocol_error(c, AD_UNEXPECTED_MESSAGE, "record inside a split handshake message");
+    if (n == 0 && *type != CT_APPDATA) /* RFC 8446 §5.4 */
+        return protocol_error(c, AD_UNEXPECTED_MESSAGE, "empty handshake or alert record");
+    if (n == 0 && *type == CT_APPDATA && ++r->empty_run > TLS__REC_EMPTY_MAX)
+        return protocol_error(c, AD_UNEXPECTED_MESSAGE, "more than 32 empty records in a row");
+    return (ssize_t)n;
 }
 
 ssize_t tls__rec_read(struct tls_conn *c, void *buf, size_t cap)
@@ -647,45 +887,36 @@ ssize_t tls__rec_read(struct tls_conn *c, void *buf, size_t cap)
             return (ssize_t)k;
         }
         if (c->in.len < REC_HDR)
-            return TLS_WANT_INPUT;
+            return want_input(c);
         const uint8_t *h = c->in.p + c->in.off;
         size_t clen = (size_t)h[3] << 8 | h[4];
         size_t pre = explicit_nonce(r) ? GCM_EXPLICIT : 0;
-        if (r->tls12 ? h[0] != CT_APPDATA && h[0] != CT_ALERT && h[0] != CT_HANDSHAKE
-                     : h[0] != CT_APPDATA)
-            return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
-        if (r->tls12 && (h[1] != 3 || h[2] != 3))
-            return send_alert(c, AD_PROTOCOL_VERSION, TLS_CAUSE_PROTOCOL_ERROR);
-        if (clen > (r->tls12 ? REC12_CIPHER_MAX : REC_CIPHER_MAX))
-            return send_alert(c, AD_RECORD_OVERFLOW, TLS_CAUSE_PROTOCOL_ERROR);
-        if (clen < pre + REC_TAG + (r->tls12 ? 0 : 1))
-            return send_alert(c, AD_DECODE_ERROR, TLS_CAUSE_PROTOCOL_ERROR);
+        if (check_header(c, h, clen) < 0)
+            return -EPROTO;
         if (c->in.len < REC_HDR + clen)
-            return TLS_WANT_INPUT;
+            return want_input(c);
         uint8_t *ct = c->in.p + c->in.off + REC_HDR;
         size_t plen = clen - pre - REC_TAG;
-        /* Straight into the caller's buffer when the record fits, else in place. */
+        /* Straight into the caller's buffer when the record fits, else in place (the buffer is
+         * then wiped when released). */
         uint8_t *pt = plen <= cap ? buf : ct + pre;
+        if (pt != buf)
+            c->in.wipe = true;
         ssize_t got = open_record(r, ct, clen, pt);
         if (got < 0)
-            return send_alert(c, AD_BAD_RECORD_MAC, TLS_CAUSE_PROTOCOL_ERROR);
-        size_t n = (size_t)got;
+            return protocol_error(c, AD_BAD_RECORD_MAC, "record failed authentication");
         uint8_t type = h[0];
-        if (!r->tls12) {
-            while (n > 0 && pt[n - 1] == 0) /* strip the padding, then the real content type */
-                n--;
-            if (n == 0)
-                return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
-            type = pt[--n];
-        }
-        if (n > REC_PLAIN_MAX)
-            return send_alert(c, AD_RECORD_OVERFLOW, TLS_CAUSE_PROTOCOL_ERROR);
+        ssize_t sn = content_of(c, pt, (size_t)got, &type);
+        if (sn < 0)
+            return sn;
+        size_t n = (size_t)sn;
         c->flags |= TLS_F_CONFIRMED;
         int rc;
         switch (type) {
         case CT_APPDATA:
             if (n == 0)
                 break;
+            r->empty_run = r->warn_run = r->hs_run = 0;
             if (pt == buf) {
                 tls__buf_consume(&c->in, REC_HDR + clen);
                 return (ssize_t)n;
@@ -707,8 +938,10 @@ ssize_t tls__rec_read(struct tls_conn *c, void *buf, size_t cap)
                 return rc;
             break;
         default:
-            return send_alert(c, AD_UNEXPECTED_MESSAGE, TLS_CAUSE_PROTOCOL_ERROR);
+            return protocol_error(c, AD_UNEXPECTED_MESSAGE, "unknown inner content type");
         }
+        if (pt == buf) /* a caller's buffer keeps no record-layer plaintext */
+            OPENSSL_cleanse(buf, n);
         tls__buf_consume(&c->in, REC_HDR + clen);
     }
 }
