@@ -128,6 +128,12 @@ static void srv_on_data(struct conn *c, const char *p, size_t n)
     while ((r = tls_conn_read(sc->tls, buf, sizeof(buf))) > 0) {
         if (srv->drop_pings && r >= 4 && memcmp(buf, "PING", 4) == 0)
             continue;
+        if (r >= 5 && memcmp(buf, "BURST", 5) == 0) { /* 200 one-byte records, one send */
+            for (int i = 0; i < 200; i++)
+                tls_conn_writev(sc->tls, &(struct iovec){"b", 1}, 1);
+            tls_conn_writev(sc->tls, &(struct iovec){"END-OF-BURST", 12}, 1);
+            continue;
+        }
         struct iovec iov = {buf, (size_t)r};
         if (tls_conn_writev(sc->tls, &iov, 1) < 0)
             break;
@@ -496,6 +502,27 @@ Test(upstream, connects_a_pool_of_two_reports_up_once_and_moves_data_both_ways)
     cr_assert_eq(n, 1, "%d state callbacks, want 1", n);
     cr_assert_eq(ev[0].st, UPSTREAM_UP);
     cr_assert_str_eq(upstream_state_name(UPSTREAM_FAILED), "failed");
+    cli_stop(cl);
+    srv_stop(srv);
+}
+
+/* Issue 11: records received in one batch are all read, not the first 64 (the rest waited for
+ * more bytes, which may never come). */
+Test(upstream, reads_every_record_of_a_batch_of_two_hundred)
+{
+    struct srv *srv = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 1);
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 1), "not up");
+    cr_assert_eq(cli_send(cl, "BURST of records"), 0); /* cli_send splits at 8 */
+    cr_assert(wait_data(cl, 0, "END-OF-BURST"), "records after the 64th were not read");
+    pthread_mutex_lock(&cl->mu);
+    size_t bs = 0;
+    for (size_t i = 0; i < cl->data_len[0]; i++)
+        bs += cl->data[0][i] == 'b';
+    pthread_mutex_unlock(&cl->mu);
+    cr_assert_eq(bs, 200);
     cli_stop(cl);
     srv_stop(srv);
 }
