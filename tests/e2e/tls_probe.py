@@ -1,0 +1,160 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+# e2e helper: Python's ssl module (the stdlib; OpenSSL underneath, but Python's own socket and
+# session handling) against the edge's TLS port. Subcommands:
+#   suites12 PORT CA SUITE...   one TLS 1.2 connection per suite: OPTIONS -> 200, cipher checked
+#   resume PORT CA VERSION      two connections, the second resumes the first's session
+#   alert PORT CA VERSION KIND  after the handshake send a bad record (KIND: ccs = a plaintext
+#                               change_cipher_spec, tag = a record with a damaged tag); the edge
+#                               must answer with the fatal alert, encrypted, before it closes
+# Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s).
+import socket
+import ssl
+import sys
+
+OPTIONS = (
+    "OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
+    "Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-probe-{n};rport\r\n"
+    "Max-Forwards: 70\r\n"
+    "From: <sip:probe@example.test>;tag=p{n}\r\n"
+    "To: <sip:127.0.0.1>\r\n"
+    "Call-ID: probe-{n}@example.test\r\n"
+    "CSeq: 1 OPTIONS\r\n"
+    "Content-Length: 0\r\n\r\n"
+)
+
+
+def fail(msg):
+    print("FAIL: " + msg)
+    sys.exit(1)
+
+
+def context(ca, version):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(ca)
+    ctx.check_hostname = True
+    v = ssl.TLSVersion.TLSv1_3 if version == "1.3" else ssl.TLSVersion.TLSv1_2
+    ctx.minimum_version = ctx.maximum_version = v
+    return ctx
+
+
+def options(s, n):
+    s.sendall(OPTIONS.format(n=n).encode())
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data.split(b"\r\n", 1)[0].decode(errors="replace")
+
+
+def suites12(port, ca, suites):
+    for i, suite in enumerate(suites):
+        ctx = context(ca, "1.2")
+        ctx.set_ciphers(suite)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                line = options(s, i)
+                got = s.cipher()[0]
+                if got != suite or not line.startswith("SIP/2.0 200"):
+                    fail(f"TLS 1.2 {suite}: cipher {got}, answer {line!r}")
+                print(f"ok: python TLS 1.2 {suite}: {line}")
+
+
+def resume(port, ca, version):
+    ctx = context(ca, version)
+    session = None
+    for round in range(2):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as s:
+                line = options(s, 100 + round)  # TLS 1.3: the ticket arrives with the answer
+                if not line.startswith("SIP/2.0 200"):
+                    fail(f"TLS {version} round {round}: answer {line!r}")
+                if round == 1 and not s.session_reused:
+                    fail(f"TLS {version}: the second connection did not resume")
+                session, cipher = s.session, s.cipher()[0]
+    print(f"ok: python TLS {version}: resumed, {cipher}")
+
+
+def alert(port, ca, version, kind):
+    """Handshake through memory BIOs so that raw bytes can be injected after it."""
+    ctx = context(ca, version)
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    obj = ctx.wrap_bio(inc, out, server_hostname="localhost")
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+
+    def pump_out():
+        data = out.read()
+        if data:
+            raw.sendall(data)
+
+    def pump_in():
+        data = raw.recv(65536)
+        if not data:
+            inc.write_eof()
+        else:
+            inc.write(data)
+        return data
+
+    while True:
+        try:
+            obj.do_handshake()
+            break
+        except ssl.SSLWantReadError:
+            pump_out()
+            if not pump_in():
+                fail("closed during the handshake")
+    pump_out()
+    line = None
+    obj.write(OPTIONS.format(n=7).encode())
+    pump_out()
+    data = b""
+    while b"\r\n\r\n" not in data:  # the edge's answer (and its ticket): it runs on its layer now
+        try:
+            data += obj.read(4096)
+        except ssl.SSLWantReadError:
+            if not pump_in():
+                fail("closed before answering")
+    line = data.split(b"\r\n", 1)[0].decode()
+    if not line.startswith("SIP/2.0 200"):
+        fail(f"answer {line!r}")
+    if kind == "ccs":
+        raw.sendall(bytes([20, 3, 3, 0, 1, 1]))
+        want = "UNEXPECTED_MESSAGE"
+    else:
+        obj.write(OPTIONS.format(n=8).encode())
+        rec = bytearray(out.read())
+        rec[-1] ^= 0x01
+        raw.sendall(bytes(rec))
+        want = "BAD_RECORD_MAC"
+    for _ in range(50):
+        try:
+            obj.read(4096)
+        except ssl.SSLWantReadError:
+            if not pump_in():
+                fail(f"TLS {version} {kind}: the edge closed without an alert")
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ConnectionError) as e:
+            fail(f"TLS {version} {kind}: closed without an alert ({e})")
+        except ssl.SSLError as e:
+            if want in str(e).upper():
+                print(f"ok: python TLS {version} {kind}: the edge sent its alert: {e.reason}")
+                return
+            fail(f"TLS {version} {kind}: {e}")
+    fail(f"TLS {version} {kind}: no alert")
+
+
+def main():
+    cmd, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    if cmd == "suites12":
+        suites12(port, ca, sys.argv[4:])
+    elif cmd == "resume":
+        resume(port, ca, sys.argv[4])
+    elif cmd == "alert":
+        alert(port, ca, sys.argv[4], sys.argv[5])
+    else:
+        fail("unknown command " + cmd)
+
+
+if __name__ == "__main__":
+    main()
