@@ -709,8 +709,9 @@ static int on_hs_message(struct tls_conn *c, const uint8_t *m, size_t len, bool 
     if (!update_secret(r, 0))
         return fatal(c, AD_INTERNAL_ERROR, TLS_CAUSE_INTERNAL, "cannot derive the next read key");
     r->ku_asked = false;
-    /* update_requested: one KeyUpdate of ours answers this and any other request before our
-     * next record (key_update_due()), so a flood of requests costs one reply */
+    /* update_requested: one KeyUpdate of ours answers this and any other request, sent before
+     * our next record (key_update_due(), RFC 8446 §4.6.3): a flood of requests costs no output
+     * on the read path and at most one reply */
     if (m[4] == 1)
         r->ku_pending = true;
     return 0;
@@ -820,18 +821,6 @@ static int on_alert(struct tls_conn *c, const uint8_t *a, size_t n)
 
 /* ---- reading ---- */
 
-/* All input used: before saying so, send the KeyUpdate the peer asked for (one for all the
- * requests in this input) unless it does not read what we send (the output cap). */
-static ssize_t want_input(struct tls_conn *c)
-{
-    if (c->out.len < TLS_OUT_MAX) {
-        int rc = key_update_due(c);
-        if (rc < 0)
-            return rc;
-    }
-    return TLS_WANT_INPUT;
-}
-
 /* Check the header `h` of the next record (RFC 8446 §5.1-5.2, RFC 5246 §6.2). */
 static int check_header(struct tls_conn *c, const uint8_t *h, size_t clen)
 {
@@ -887,14 +876,14 @@ ssize_t tls__rec_read(struct tls_conn *c, void *buf, size_t cap)
             return (ssize_t)k;
         }
         if (c->in.len < REC_HDR)
-            return want_input(c);
+            return TLS_WANT_INPUT;
         const uint8_t *h = c->in.p + c->in.off;
         size_t clen = (size_t)h[3] << 8 | h[4];
         size_t pre = explicit_nonce(r) ? GCM_EXPLICIT : 0;
         if (check_header(c, h, clen) < 0)
             return -EPROTO;
         if (c->in.len < REC_HDR + clen)
-            return want_input(c);
+            return TLS_WANT_INPUT;
         uint8_t *ct = c->in.p + c->in.off + REC_HDR;
         size_t plen = clen - pre - REC_TAG;
         /* Straight into the caller's buffer when the record fits, else in place (the buffer is
