@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/err.h>
 
@@ -601,4 +602,149 @@ Test(tls_hostile, re_keys_an_upstream_connection_after_rekey_records)
     cr_assert_eq(h.me->rec->seq[0], 1);
     transfer(h.me, h.peer, 300, 2, 0);
     hostile_close(&h);
+}
+
+/* ---- seeds for tests/fuzz/fuzz_tls_rec.c ---- */
+
+/* The fuzz target's server reads with the secret {1, 2, 3, 0...} (suite `data[0] % 3`, TLS 1.2
+ * records when bit 7 is set) and takes raw bytes in ops (op < 64, length, bytes). A seed: the
+ * crafted records of one class, sealed under that key by our own builder. */
+struct seed {
+    uint8_t buf[40000];
+    size_t len;
+    struct craft k;
+};
+
+static void seed_begin(struct seed *sd, unsigned suite, bool tls12, uint8_t cap)
+{
+    static const char *ciphers[] = {"AES-128-GCM", "AES-256-GCM", "ChaCha20-Poly1305"};
+    static const uint8_t a[48] = {1, 2, 3};
+    memset(sd, 0, sizeof(*sd));
+    sd->k.cipher = EVP_CIPHER_fetch(NULL, ciphers[suite], NULL);
+    sd->k.key_len = suite == 0 ? 16 : 32;
+    sd->k.digest = suite == 1 ? "SHA384" : "SHA256";
+    sd->k.hash_len = suite == 1 ? 48 : 32;
+    memcpy(sd->k.secret, a, sd->k.hash_len);
+    craft_install(&sd->k);
+    sd->k.tls12 = tls12;
+    sd->k.explicit_nonce = tls12 && suite != 2;
+    /* the target takes the suite as data[0] % 3, the bit 7 included */
+    sd->buf[0] = (uint8_t)(tls12 ? 0x80 + (suite + 1) % 3 : suite);
+    cr_assert_eq(sd->buf[0] % 3, suite);
+    sd->buf[1] = cap;
+    sd->len = 2;
+}
+
+static void seed_rec(struct seed *sd, uint8_t type, const void *p, size_t n, size_t pad)
+{
+    static uint8_t rec[17000];
+    size_t len = craft_seal(&sd->k, type, p, n, pad, rec, sizeof(rec));
+    for (size_t off = 0; off < len;) {
+        size_t k = len - off < 255 ? len - off : 255;
+        cr_assert_lt(sd->len + 2 + k, sizeof(sd->buf));
+        sd->buf[sd->len++] = (uint8_t)(off % 64); /* an op below 64: raw bytes */
+        sd->buf[sd->len++] = (uint8_t)k;
+        memcpy(sd->buf + sd->len, rec + off, k);
+        sd->len += k;
+        off += k;
+    }
+}
+
+/* Feed the seed's bytes to a server keyed as the fuzz target's, read as it reads; write it to
+ * build/tmp/tls_rec_seeds/NAME; returns the alert it failed with (0: none). */
+static int seed_end(struct seed *sd, const char *name)
+{
+    static const uint8_t a[48] = {1, 2, 3}, b[48] = {4, 5, 6};
+    struct tls_conn *s = calloc(1, sizeof(*s));
+    s->rec = tls__rec_new(sd->buf[0] % 3, a, b);
+    s->rec->tls12 = sd->buf[0] & 0x80;
+    s->flags = TLS_F_ESTABLISHED | TLS_F_CONFIRMED;
+    size_t cap = (size_t)sd->buf[1] * 67 + 1;
+    char *buf = malloc(cap);
+    for (size_t off = 2; off + 2 <= sd->len;) {
+        size_t n = sd->buf[off + 1];
+        cr_assert_eq(tls_conn_feed(s, sd->buf + off + 2, n), 0);
+        off += 2 + n;
+    }
+    ssize_t r;
+    while ((r = tls_conn_read(s, buf, cap)) > 0)
+        ;
+    struct tls_diag d;
+    tls_conn_diag(s, &d);
+    int alert = r == -EPROTO ? d.alert : 0;
+    free(buf);
+    tls_conn_free(s);
+    char dir[600], path[700];
+    snprintf(dir, sizeof(dir), "%s/tmp/tls_rec_seeds", SIPEDGE_BINARY_DIR);
+    mkdir(dir, 0755);
+    snprintf(path, sizeof(path), "%s/issue11-%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    cr_assert_not_null(f);
+    cr_assert_eq(fwrite(sd->buf, 1, sd->len, f), sd->len);
+    fclose(f);
+    craft_free(&sd->k);
+    return alert;
+}
+
+Test(tls_hostile, fuzz_seeds_of_each_class_fail_as_the_tests_say)
+{
+    static struct seed sd;
+    static uint8_t big[16400];
+    memset(big, 'A', sizeof(big));
+    const uint8_t ku_req[5] = {24, 0, 0, 1, 1}, ku_bad[5] = {24, 0, 0, 1, 2};
+    for (unsigned suite = 0; suite < 3; suite++) {
+        char name[64];
+        seed_begin(&sd, suite, false, 3);
+        for (int i = 0; i < 33; i++) {
+            seed_rec(&sd, 22, ku_req, 5, 0);
+            craft_update(&sd.k);
+        }
+        snprintf(name, sizeof(name), "ku-flood-%u", suite);
+        cr_assert_eq(seed_end(&sd, name), AD_UNEXPECTED);
+
+        seed_begin(&sd, suite, false, 0);
+        seed_rec(&sd, 22, ku_bad, 5, 0);
+        snprintf(name, sizeof(name), "ku-request-2-%u", suite);
+        cr_assert_eq(seed_end(&sd, name), AD_ILLEGAL);
+
+        seed_begin(&sd, suite, false, 255);
+        seed_rec(&sd, 23, big, 16384, 1);
+        snprintf(name, sizeof(name), "inner-overflow-%u", suite);
+        cr_assert_eq(seed_end(&sd, name), AD_OVERFLOW);
+
+        seed_begin(&sd, suite, false, 1);
+        seed_rec(&sd, 22, ku_req, 2, 0);
+        seed_rec(&sd, 22, ku_req + 2, 3, 0);
+        craft_update(&sd.k);
+        seed_rec(&sd, 23, "after", 5, 0);
+        seed_rec(&sd, 22, ku_req, 3, 0);
+        seed_rec(&sd, 23, "inside", 6, 0);
+        snprintf(name, sizeof(name), "split-ku-%u", suite);
+        cr_assert_eq(seed_end(&sd, name), AD_UNEXPECTED);
+
+        for (int v = 0; v < 2; v++) {
+            seed_begin(&sd, suite, v, 2);
+            for (int i = 0; i < 33; i++)
+                seed_rec(&sd, 23, NULL, 0, (size_t)i % 4);
+            snprintf(name, sizeof(name), "empty-flood-%s-%u", v ? "tls12" : "tls13", suite);
+            int alert = seed_end(&sd, name);
+            cr_assert_eq(alert, AD_UNEXPECTED, "%s: %d", name, alert);
+
+            seed_begin(&sd, suite, v, 2);
+            seed_rec(&sd, 22, NULL, 0, 0);
+            snprintf(name, sizeof(name), "empty-handshake-%s-%u", v ? "tls12" : "tls13", suite);
+            cr_assert_eq(seed_end(&sd, name), AD_UNEXPECTED);
+        }
+        seed_begin(&sd, suite, true, 4);
+        for (int i = 0; i < 5; i++)
+            seed_rec(&sd, 21, (uint8_t[]){1, 90}, 2, 0);
+        snprintf(name, sizeof(name), "warning-flood-tls12-%u", suite);
+        cr_assert_eq(seed_end(&sd, name), AD_UNEXPECTED);
+
+        seed_begin(&sd, suite, true, 4);
+        for (int i = 0; i < 5; i++)
+            seed_rec(&sd, 22, (uint8_t[]){1, 0, 0, 0}, 4, 0);
+        snprintf(name, sizeof(name), "renegotiation-flood-tls12-%u", suite);
+        cr_assert_eq(seed_end(&sd, name), AD_UNEXPECTED);
+    }
 }
