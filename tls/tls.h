@@ -297,8 +297,11 @@ bool tls_conn_confirmed(const struct tls_conn *c);
  * Returns > 0 bytes, 0 when the peer sent close_notify (no more data will come), TLS_WANT_INPUT
  * when all fed ciphertext is used up, -EPROTO on a TLS error (tls_conn_diag()), -EINVAL when
  * `cap` is 0, -ENOMEM. Call it until it returns TLS_WANT_INPUT (or the caller's buffer is full:
- * undecrypted ciphertext stays buffered). May produce output (TLS 1.3 key update): check
- * tls_conn_out().
+ * undecrypted ciphertext stays buffered). May produce output (OpenSSL's key update answer, a
+ * TLS 1.2 no_renegotiation warning, and on -EPROTO our fatal alert): send tls_conn_out()
+ * before closing. On sipedge's record layer a requested KeyUpdate is answered with the next
+ * tls_conn_writev(), and a peer flooding records that carry no data (KeyUpdates, empty records,
+ * warnings) fails with -EPROTO after a few dozen (docs/tls.md, "Record layer").
  */
 ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t cap);
 
