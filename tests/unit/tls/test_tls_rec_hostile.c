@@ -499,10 +499,10 @@ static void keystream(EVP_CIPHER_CTX *x, const uint8_t iv[12], uint8_t out[32])
     cr_assert(EVP_DecryptUpdate(x, out, &l, zero, 32));
 }
 
-Test(tls_hostile, wipes_the_cached_aead_keys_when_the_connection_goes)
+static void wipes_cached_keys(bool server, uint16_t maxv)
 {
     struct hostile h;
-    hostile_open(&h, true, 0, 0);
+    hostile_open(&h, server, maxv, 0);
     peer_says(&h, "keyed");
     we_say(&h, "keyed too");
     unsigned suite = h.me->rec->suite;
@@ -527,10 +527,19 @@ Test(tls_hostile, wipes_the_cached_aead_keys_when_the_connection_goes)
     }
 }
 
-Test(tls_hostile, wipes_plaintext_decrypted_in_place_before_the_buffer_is_pooled)
+Test(tls_hostile, wipes_the_cached_aead_keys_when_the_connection_goes)
+{
+    for (int v = 0; v < 2; v++)
+        FOR_SIDES(server)
+        {
+            wipes_cached_keys(server, v ? TLS12 : 0);
+        }
+}
+
+static void wipes_plaintext(bool server, uint16_t maxv)
 {
     struct hostile h;
-    hostile_open(&h, true, 0, 0);
+    hostile_open(&h, server, maxv, 0);
     static uint8_t secret[3000];
     memset(secret, 0x5a, sizeof(secret));
     memcpy(secret, "Authorization: Bearer ", 22);
@@ -554,6 +563,15 @@ Test(tls_hostile, wipes_plaintext_decrypted_in_place_before_the_buffer_is_pooled
     tls__buf_commit(&b, 1);
     tls__buf_consume(&b, 1);
     hostile_close(&h);
+}
+
+Test(tls_hostile, wipes_plaintext_decrypted_in_place_before_the_buffer_is_pooled)
+{
+    for (int v = 0; v < 2; v++)
+        FOR_SIDES(server)
+        {
+            wipes_plaintext(server, v ? TLS12 : 0);
+        }
 }
 
 /* ---- 8. our own KeyUpdate (RFC 8446 §5.5), against real OpenSSL ---- */
