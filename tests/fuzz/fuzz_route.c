@@ -1,0 +1,119 @@
+// SPDX-License-Identifier: MIT
+// libFuzzer target for core/route.c: the input (each "TOK" turned into a valid flow token) is
+// the Route header block of a request whose Request-URI the first byte picks; route_decide()
+// runs, and a forwarded request's edits are applied: every output slice lies inside the message
+// or an edit's insert, every byte is read, and the length adds up.
+#include <assert.h>
+#include <errno.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "core/route.h"
+
+static volatile unsigned sink;
+
+static void touch(struct slice s)
+{
+    for (size_t i = 0; i < s.len; i++)
+        sink += (unsigned char)s.base[i];
+}
+
+static bool inside(struct slice s, const char *b, size_t n)
+{
+    return s.len == 0 || (s.base >= b && s.len <= n && (size_t)(s.base - b) <= n - s.len);
+}
+
+static const char *const ruris[] = {
+    "sip:8002@ucm.example.com",
+    "sip:TOK@edge.example.com:5061;transport=tls;lr",
+    "sip:10.0.0.1:5062;se-node=2",
+    "sip:edge.example.com:5061",
+};
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    static struct flow_keys keys;
+    static char tok[FLOW_TOKEN_LEN];
+    static const struct route_addr addrs[] = {
+        {{"edge.example.com", 16}, 5061}, {{"10.0.0.1", 8}, 5062}, {{"[2001:db8::1]", 13}, 5061}};
+    static const struct route_self self = {addrs, 3, &keys};
+    static char buf[8192], hdrs[4096];
+    struct sip_header h[64];
+    struct sip_msg msg;
+    struct route_decision d;
+    size_t hl = 0;
+
+    if (keys.cur.secret[0] == 0) {
+        struct flow f = {1, 2, 3};
+        memset(keys.cur.secret, 0x5a, sizeof(keys.cur.secret));
+        assert(flow_encode(&keys.cur, &f, tok, sizeof(tok)) == (ssize_t)FLOW_TOKEN_LEN);
+    }
+    if (size < 1 || size > 2048)
+        return 0;
+    for (size_t i = 1; i < size;) { /* expand TOK */
+        if (i + 3 <= size && memcmp(data + i, "TOK", 3) == 0) {
+            memcpy(hdrs + hl, tok, FLOW_TOKEN_LEN);
+            hl += FLOW_TOKEN_LEN;
+            i += 3;
+        } else {
+            hdrs[hl++] = (char)data[i++];
+        }
+    }
+    char ruri[128];
+    const char *rt = ruris[data[0] % 4];
+    const char *t = strstr(rt, "TOK");
+    if (t != NULL)
+        snprintf(ruri, sizeof(ruri), "%.*s%.*s%s", (int)(t - rt), rt, (int)FLOW_TOKEN_LEN, tok,
+                 t + 3);
+    else
+        snprintf(ruri, sizeof(ruri), "%s", rt);
+    int n = snprintf(buf, sizeof(buf),
+                     "INVITE %s SIP/2.0\r\nVia: SIP/2.0/TLS h;branch=z9hG4bK-1\r\n%.*s"
+                     "Call-ID: c\r\nContent-Length: 0\r\n\r\n",
+                     ruri, (int)hl, hdrs);
+    assert(n > 0 && (size_t)n < sizeof(buf));
+    sip_msg_init(&msg, h, 64);
+    if (sip_scan(buf, (size_t)n, 0, &msg) != n)
+        return 0;
+
+    enum route_verdict v = route_decide(&self, &msg, &d);
+    assert(v < ROUTE_VERDICT_COUNT && v == d.verdict);
+    assert(d.n_values <= ROUTE_MAX_VALUES && d.n_ours <= d.n_values);
+    for (size_t i = 0; i < d.n_values; i++) {
+        assert(inside(d.values[i], buf, (size_t)n));
+        touch(d.values[i]);
+    }
+    if (v != ROUTE_FORWARD)
+        return 0;
+    assert(inside(d.next_hop, buf, (size_t)n) && d.next_hop.len > 0);
+    touch(d.next_hop);
+    touch(d.new_ruri);
+
+    static const struct slice rr = SLICE_LIT("Record-Route: <sip:x;lr>\r\n");
+    struct route_edit ed[2 * ROUTE_MAX_VALUES + 2];
+    struct slice in = slice_make(buf, (size_t)n), out[2 * (2 * ROUTE_MAX_VALUES + 2) + 1];
+    ssize_t ne =
+        route_edits(&msg, &d, (data[0] & 4) ? rr : SLICE_NULL, ed, 2 * ROUTE_MAX_VALUES + 2);
+    assert(ne >= 0);
+    size_t want = (size_t)n;
+    for (ssize_t i = 0; i < ne; i++) {
+        assert(inside(ed[i].cut, buf, (size_t)n));
+        assert(i == 0 || ed[i - 1].cut.base + ed[i - 1].cut.len <= ed[i].cut.base);
+        want = want - ed[i].cut.len + ed[i].insert.len;
+    }
+    ssize_t no = route_apply(&in, 1, ed, (size_t)ne, out, sizeof(out) / sizeof(out[0]));
+    assert(no >= 0);
+    size_t got = 0;
+    for (ssize_t i = 0; i < no; i++) {
+        bool in_ins = false;
+        for (ssize_t k = 0; k < ne; k++)
+            in_ins |= ed[k].insert.len && inside(out[i], ed[k].insert.base, ed[k].insert.len);
+        assert(in_ins || inside(out[i], buf, (size_t)n));
+        touch(out[i]);
+        got += out[i].len;
+    }
+    assert(got == want);
+    return 0;
+}
