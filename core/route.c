@@ -313,7 +313,9 @@ ssize_t route_apply(const struct slice *in, size_t n_in, const struct route_edit
         uintptr_t cur = (uintptr_t)in[i].base, end = cur + in[i].len;
         while (k < n_e) {
             uintptr_t cb = (uintptr_t)e[k].cut.base, ce = cb + e[k].cut.len;
-            if (cb < (uintptr_t)in[i].base || cb > end)
+            /* a cut starting at this slice's end belongs to the next slice; an insertion
+             * there goes here */
+            if (cb < (uintptr_t)in[i].base || cb > end || (cb == end && ce > cb))
                 break; /* not in this slice */
             if (cb < cur || ce > end)
                 return -EINVAL;

@@ -124,7 +124,8 @@ ssize_t route_edits(const struct sip_msg *req, const struct route_decision *d, s
 /**
  * Apply edits `e[0..n_e)` (in buffer order, not overlapping) to gather list `in[0..n_in)` (from
  * sip_rewrite_request(), whose slices of original bytes point into the same buffer as the
- * edits) into `out[0..cap)`. An insertion at a slice boundary goes after the earlier slice.
+ * edits) into `out[0..cap)`. An insertion at a slice boundary goes after the earlier slice; a
+ * cut that starts there belongs to the later one.
  * Returns the number of slices, -ENOSPC, or -EINVAL when an edit's cut is not inside one input
  * slice (an edit left unapplied). Slices borrow `in`'s and the edits' bytes.
  */

@@ -274,6 +274,25 @@ Test(route, edits_remove_our_values_byte_for_byte)
     }
 }
 
+Test(route, a_route_line_right_after_the_start_line_is_cut_across_the_via_insertion)
+{
+    /* sip_rewrite_request() splits the gather list where our Via goes: after the start line,
+     * which is where a first-header Route line starts. */
+    struct scanned s;
+    char got[4096], tmp[1024];
+    snprintf(tmp, sizeof(tmp), "%s",
+             "INVITE sip:8002@ucm.example.com SIP/2.0\r\n"
+             "Route: <sip:TOK@edge.example.com:5061;transport=tls;lr>\r\n"
+             "Via: SIP/2.0/TLS 10.9.9.9:50000;branch=z9hG4bK-c1\r\nMax-Forwards: 70\r\n"
+             "From: <sip:8001@ucm.example.com>;tag=f1\r\nTo: <sip:8002@ucm.example.com>\r\n"
+             "Call-ID: c1\r\nCSeq: 1 INVITE\r\nContent-Length: 0\r\n\r\n");
+    expand(tmp, s.buf, sizeof(s.buf));
+    sip_msg_init(&s.msg, s.hdrs, MAX_HDRS);
+    cr_assert_eq(sip_scan(s.buf, strlen(s.buf), 0, &s.msg), (ssize_t)strlen(s.buf));
+    forward_text(&s, SLICE_NULL, got, sizeof(got));
+    cr_assert_str_eq(got, "INVITE sip:8002@ucm.example.com SIP/2.0\r\n" VIAS TAIL "\r\n");
+}
+
 Test(route, record_route_goes_above_the_first_record_route_or_at_the_end)
 {
     struct scanned s;
