@@ -40,7 +40,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static const struct route_addr addrs[] = {
         {{"edge.example.com", 16}, 5061}, {{"10.0.0.1", 8}, 5062}, {{"[2001:db8::1]", 13}, 5061}};
     static const struct route_self self = {addrs, 3, &keys};
-    static char buf[8192], hdrs[4096];
+    static char buf[32768], hdrs[22000];
     struct sip_header h[64];
     struct sip_msg msg;
     struct route_decision d;
@@ -53,7 +53,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     if (size < 1 || size > 2048)
         return 0;
-    for (size_t i = 1; i < size;) { /* expand TOK */
+    for (size_t i = 1; i < size;) { /* expand TOK (2047 * 32 / 3 bytes at most) */
         if (i + 3 <= size && memcmp(data + i, "TOK", 3) == 0) {
             memcpy(hdrs + hl, tok, FLOW_TOKEN_LEN);
             hl += FLOW_TOKEN_LEN;
