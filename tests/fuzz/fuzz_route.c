@@ -2,7 +2,8 @@
 // libFuzzer target for core/route.c: the input (each "TOK" turned into a valid flow token) is
 // the first header lines of a request whose Request-URI the first byte picks; route_decide()
 // runs, and a forwarded request's edits are applied: every output slice lies inside the message
-// or an edit's insert, every byte is read, and the length adds up.
+// or an edit's insert, every byte is read, and the length adds up. The INVITE's CANCEL
+// (core/txn_hop.c) is built too and must scan back as one CANCEL.
 #include <assert.h>
 #include <errno.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 
 #include "core/route.h"
 #include "core/sip_build.h"
+#include "core/txn_hop.h"
 
 static volatile unsigned sink;
 
@@ -72,12 +74,26 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         snprintf(ruri, sizeof(ruri), "%s", rt);
     int n = snprintf(buf, sizeof(buf),
                      "INVITE %s SIP/2.0\r\n%.*sVia: SIP/2.0/TLS h;branch=z9hG4bK-1\r\n"
+                     "From: <sip:a>;tag=1\r\nTo: <sip:b>\r\nCSeq: 1 INVITE\r\n"
                      "Call-ID: c\r\nContent-Length: 0\r\n\r\n",
                      ruri, (int)hl, hdrs);
     assert(n > 0 && (size_t)n < sizeof(buf));
     sip_msg_init(&msg, h, 64);
     if (sip_scan(buf, (size_t)n, 0, &msg) != n)
         return 0;
+
+    /* the CANCEL of this INVITE (core/txn_hop.c) is one well-framed message, whatever the
+     * headers held */
+    static char cancel[sizeof(buf) + 256];
+    ssize_t cl = txn_hop_build(&msg, SIP_METHOD_CANCEL, NULL, cancel, sizeof(cancel));
+    assert(cl > 0 || cl == -EINVAL);
+    if (cl > 0) {
+        struct sip_header ch[64];
+        struct sip_msg cm;
+        sip_msg_init(&cm, ch, 64);
+        cm.limits.max_size = cm.limits.max_line = sizeof(cancel);
+        assert(sip_scan(cancel, (size_t)cl, 0, &cm) == cl && cm.method == SIP_METHOD_CANCEL);
+    }
 
     enum route_verdict v = route_decide(&self, &msg, &d);
     assert(v < ROUTE_VERDICT_COUNT && v == d.verdict);
