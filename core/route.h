@@ -116,7 +116,7 @@ struct route_edit {
  * the strict-route fix-up (the last Route value removed, the Request-URI replaced), and, when
  * `rr_line` is not empty, that Record-Route line (from route_build_rr()) inserted before the
  * first Record-Route line, or at the end of the headers. Returns the number of edits or
- * -ENOSPC (`cap` < 2 * ROUTE_MAX_VALUES + 2 always suffices).
+ * -ENOSPC (a `cap` of 2 * ROUTE_MAX_VALUES + 2 always suffices).
  */
 ssize_t route_edits(const struct sip_msg *req, const struct route_decision *d, struct slice rr_line,
                     struct route_edit *out, size_t cap);
