@@ -140,6 +140,14 @@ static const struct cfg_list keys_list = {key_fields,
     X(LIMITS_OUT_QUEUE_MAX, "listen.limits.out_queue_max", T_U32, listen.limits.out_queue_max,     \
       "262144", 4096, 67108864, 0, NULL,                                                           \
       "bytes queued towards one peer before the connection is cut")                                \
+    X(LIMITS_MESSAGE_TIMEOUT_MS, "listen.limits.message_timeout_ms", T_U32,                        \
+      listen.limits.message_timeout_ms, "10000", 100, 600000, 0, NULL,                             \
+      "a message must be complete this long after its first byte (slowloris), else the "           \
+      "connection is cut")                                                                         \
+    X(LISTEN_DRAIN_TIMEOUT_MS, "listen.drain_timeout_ms", T_U32, listen.drain_timeout_ms, "10000", \
+      0, 600000, 0, NULL,                                                                          \
+      "SIGTERM: keep serving open connections this long (less once every client left), then "      \
+      "answer what is open with 503 and close")                                                    \
     X(SIP_REALM, "sip.realm", T_STR, sip.realm, "ccmsipline", 0, 0, F_REQ, NULL,                   \
       "realm of the Bearer challenge")                                                             \
     X(SIP_SERVER_HEADER, "sip.server_header", T_STR, sip.server_header,                            \

@@ -107,6 +107,7 @@ struct cfg_limits {
     uint32_t handshake_timeout_ms; /* TLS handshake must end within */
     uint32_t idle_timeout_ms;      /* close a client connection silent this long */
     uint32_t out_queue_max;        /* bytes queued towards one peer before it is cut off */
+    uint32_t message_timeout_ms;   /* first byte of a message -> complete, else cut */
 };
 
 struct cfg_listen_tls {
@@ -123,6 +124,7 @@ struct cfg_listen {
     bool plain_tcp; /* no TLS towards clients: labs and tests only */
     struct cfg_listen_tls tls;
     struct cfg_limits limits;
+    uint32_t drain_timeout_ms; /* SIGTERM: serve open connections at most this long */
 };
 
 struct cfg_challenge {

@@ -11,11 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
-#include <poll.h>
 #include <unistd.h>
 
 #include "auth/keys.h"
 #include "core/cfg.h"
+#include "core/drain.h"
 #include "core/edge.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -24,8 +24,6 @@
 #include "net/conn.h"
 #include "net/loop.h"
 #include "tls/tls.h"
-
-#define DRAIN_MAX_MS 10000 /* SIGTERM: longest wait for open transactions */
 
 void edge_tls_get(struct edge *e, struct tls_ctx **server, struct tls_ctx **client, uint64_t *gen)
 {
@@ -284,24 +282,6 @@ static void worker_reload_cb(struct loop *loop, void *arg)
         worker_reload(w);
 }
 
-static void worker_drain_cb(struct loop *loop, void *arg)
-{
-    struct worker *w = loop_user(loop);
-    if (w != NULL)
-        worker_drain(w);
-}
-
-static void worker_free_cb(struct loop *loop, void *arg)
-{
-    struct edge *e = arg;
-    struct worker *w = loop_user(loop);
-    for (unsigned i = 0; i < e->n_workers; i++)
-        if (e->workers[i] == w)
-            e->workers[i] = NULL;
-    worker_free(w);
-    atomic_fetch_sub(&e->workers_ready, 1);
-}
-
 static void post_all(struct edge *e, void (*fn)(struct loop *, void *), void *arg)
 {
     for (unsigned i = 0; i < e->n_workers; i++)
@@ -327,15 +307,6 @@ static void reload(struct edge *e)
     pthread_mutex_unlock(&e->mu);
     post_all(e, worker_reload_cb, NULL);
     log_event(LOG_INFO, "reload_done");
-}
-
-static int sum_open(struct edge *e)
-{
-    uint64_t n = 0;
-    for (unsigned i = 0; i < e->n_workers; i++)
-        if (e->workers[i] != NULL)
-            n += worker_transactions_open(e->workers[i]);
-    return (int)n;
 }
 
 int main(int argc, char **argv)
@@ -477,18 +448,9 @@ int main(int argc, char **argv)
         break; /* SIGTERM / SIGINT */
     }
 
-    /* Drain: not ready, stop accepting, let open transactions finish (bounded), then stop. */
-    atomic_store(&e->draining, true);
-    log_event(LOG_INFO, "draining");
-    post_all(e, worker_drain_cb, NULL);
-    for (int waited = 0; waited < DRAIN_MAX_MS; waited += 50) {
-        if (sum_open(e) == 0)
-            break;
-        poll(NULL, 0, 50);
-    }
-    post_all(e, worker_free_cb, e);
-    for (int waited = 0; waited < 2000 && atomic_load(&e->workers_ready) > 0; waited += 10)
-        poll(NULL, 0, 10);
+    /* Drain (core/drain.c): every connection is closed and every worker freed on its own
+     * thread before the loops stop. */
+    edge_drain(e);
     loop_group_free(e->group); /* stops and joins the threads */
     if (admin != NULL)
         admin_stop(admin);

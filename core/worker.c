@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,8 @@
 #define WORKER_MAX_UPCONNS (UPSTREAM_MAX_NODES * 16)
 #define PING_BRANCH        "z9hG4bK-sepng"
 
+#define WORKER_STOP_POLL_MS 10 /* the drain's end: how often the flush is checked */
+
 /**
  * A client connection's upper-layer state (conn_user). Idle, it holds the TLS object and this
  * struct only: `in` is allocated while a partial message waits and freed once consumed.
@@ -46,6 +49,7 @@ struct client {
     uint32_t scanned;     /* sip_scan_resume() hint for `in` */
     uint64_t last_active; /* loop ms of the last message */
     struct loop_timer timer;
+    struct client *prev, *next; /* the worker's list: the drain's end walks it */
     bool established;
     bool busy, dead;
 };
@@ -78,6 +82,13 @@ struct worker {
     struct upbuf upbufs[WORKER_MAX_UPCONNS];
     uint64_t ping_seq;
     enum upstream_state node_state[UPSTREAM_MAX_NODES];
+
+    struct client *clients; /* every open client connection */
+    atomic_uint n_clients;  /* their count, for the drain loop on the main thread */
+    struct loop_timer stop_timer;
+    uint64_t stop_deadline;
+    void (*stopped)(void *arg);
+    void *stopped_arg;
 
     size_t max_msg;
     char *scratch; /* max_msg + WORKER_READ_CHUNK: one message plus one record */
@@ -361,6 +372,11 @@ static void client_on_open(struct conn *c)
         conn_set_open(c);
     }
     conn_set_user(c, cl);
+    cl->next = w->clients;
+    if (w->clients != NULL)
+        w->clients->prev = cl;
+    w->clients = cl;
+    atomic_fetch_add_explicit(&w->n_clients, 1, memory_order_relaxed);
     metrics_inc(w->shard, METRIC_CONNECTIONS_ACCEPTED);
     metrics_gauge_add(w->shard, 1, METRIC_CONNECTIONS_OPEN);
     uint32_t t = cl->established ? w->e->cfg.listen.limits.idle_timeout_ms
@@ -371,7 +387,7 @@ static void client_on_open(struct conn *c)
 static void client_on_data(struct conn *c, const char *p, size_t n)
 {
     struct client *cl = conn_user(c);
-    if (cl == NULL)
+    if (cl == NULL || cl->w->proxy == NULL) /* the drain's end: nothing more is read */
         return;
     struct worker *w = cl->w;
     cl->busy = true;
@@ -434,7 +450,15 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
     struct worker *w = cl->w;
     conn_set_user(c, NULL);
     loop_timer_cancel(w->loop, &cl->timer);
-    proxy_on_client_gone(w->proxy, cl->id);
+    if (cl->prev != NULL)
+        cl->prev->next = cl->next;
+    else
+        w->clients = cl->next;
+    if (cl->next != NULL)
+        cl->next->prev = cl->prev;
+    atomic_fetch_sub_explicit(&w->n_clients, 1, memory_order_relaxed);
+    if (w->proxy != NULL)
+        proxy_on_client_gone(w->proxy, cl->id);
     metrics_gauge_add(w->shard, -1, METRIC_CONNECTIONS_OPEN);
     if (reason == CONN_CLOSE_PEER)
         metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_PEER);
@@ -693,6 +717,8 @@ static void worker_tick_cb(struct loop *loop, struct loop_timer *t)
 /* Runs due proxy and auth deadlines and arms the tick timer for the next one. */
 static void worker_schedule(struct worker *w)
 {
+    if (w->proxy == NULL)
+        return; /* stopping */
     uint64_t now = loop_now_ms(w->loop);
     int64_t next = proxy_tick(w->proxy, (int64_t)now);
     if (w->auth != NULL) {
@@ -845,6 +871,7 @@ void worker_free(struct worker *w)
         return;
     loop_timer_cancel(w->loop, &w->tick_timer);
     loop_timer_cancel(w->loop, &w->status_timer);
+    loop_timer_cancel(w->loop, &w->stop_timer);
     for (int i = 0; i < 2; i++)
         loop_poll_cancel(w->loop, &w->polls[i]);
     proxy_free(w->proxy);
@@ -879,6 +906,56 @@ void worker_reload(struct worker *w)
 void worker_drain(struct worker *w)
 {
     loop_unlisten(w->loop);
+}
+
+static void worker_stop_check(struct loop *loop, struct loop_timer *t)
+{
+    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, stop_timer));
+    uint64_t now = loop_now_ms(loop);
+    if (loop_stats(loop)->conns_open > 0 && now < w->stop_deadline) {
+        loop_timer_arm(loop, t, now + WORKER_STOP_POLL_MS, worker_stop_check);
+        return;
+    }
+    uint64_t left = loop_stats(loop)->conns_open;
+    if (left > 0) {
+        log_event(LOG_WARN, "drain_flush_timeout", LOG_U("worker", w->idx),
+                  LOG_U("connections", left));
+        loop_close_conns(loop, CONN_CLOSE_SHUTDOWN);
+    }
+    void (*stopped)(void *) = w->stopped;
+    void *arg = w->stopped_arg;
+    worker_free(w);
+    stopped(arg);
+}
+
+void worker_stop(struct worker *w, uint32_t flush_ms, void (*stopped)(void *arg), void *arg)
+{
+    w->stopped = stopped;
+    w->stopped_arg = arg;
+    loop_unlisten(w->loop);
+    /* Transactions still open get the edge's 503 + Retry-After while their clients are here. */
+    uint64_t open = proxy_stats(w->proxy)->transactions_open;
+    proxy_free(w->proxy);
+    w->proxy = NULL;
+    unsigned n = 0;
+    for (struct client *cl = w->clients, *next; cl != NULL; cl = next, n++) {
+        next = cl->next; /* conn_drain() may close at once: on_close unlinks and frees `cl` */
+        metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_DRAIN);
+        if (cl->tls != NULL && cl->established && tls_conn_shutdown(cl->tls) == 0)
+            client_flush(cl);
+        if (conn_user(cl->conn) == cl)
+            conn_drain(cl->conn);
+    }
+    upstream_shutdown(w->up);
+    log_event(LOG_INFO, "drain_worker_closing", LOG_U("worker", w->idx), LOG_U("clients", n),
+              LOG_U("answered_503", open));
+    w->stop_deadline = loop_now_ms(w->loop) + flush_ms;
+    loop_timer_arm(w->loop, &w->stop_timer, loop_now_ms(w->loop), worker_stop_check);
+}
+
+unsigned worker_clients_open(const struct worker *w)
+{
+    return atomic_load_explicit(&w->n_clients, memory_order_relaxed);
 }
 
 uint64_t worker_transactions_open(const struct worker *w)

@@ -27,8 +27,20 @@ void worker_free(struct worker *w);
 /** SIGHUP on this worker's thread: picks the new TLS contexts up and drops L1 entries. */
 void worker_reload(struct worker *w);
 
-/** SIGTERM on this worker's thread: stop accepting; open transactions still finish. */
+/** SIGTERM on this worker's thread: stop accepting; requests on open connections are still
+ * served and open transactions still finish (until worker_stop()). */
 void worker_drain(struct worker *w);
+
+/**
+ * The drain's end, on this worker's thread: stop accepting; answer every open transaction (503 +
+ * Retry-After); queue close_notify on every client and upstream connection and close each once
+ * its output is flushed, at most `flush_ms` later (then they are cut). Then the worker frees
+ * itself and calls `stopped(arg)` on this thread: `w` is gone by then.
+ */
+void worker_stop(struct worker *w, uint32_t flush_ms, void (*stopped)(void *arg), void *arg);
+
+/** Client connections open (for the drain loop; any thread, approximate). */
+unsigned worker_clients_open(const struct worker *w);
 
 /** Transactions still waiting for UCM (for the drain loop; any thread, approximate). */
 uint64_t worker_transactions_open(const struct worker *w);

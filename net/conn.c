@@ -338,6 +338,15 @@ void conn__reap(struct loop *loop)
     }
 }
 
+void loop_close_conns(struct loop *loop, enum conn_close_reason reason)
+{
+    for (uint32_t i = 0; i < loop->slots_used; i++) {
+        struct conn *c = &loop->conns[i];
+        if ((c->flags & CONN_F_LIVE) && c->state != CONN_CLOSING)
+            conn_close(c, reason);
+    }
+}
+
 void conn__close_all(struct loop *loop)
 {
     for (uint32_t i = 0; i < loop->slots_used; i++) {

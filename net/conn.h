@@ -105,6 +105,12 @@ void conn_drain(struct conn *c);
 void conn_close(struct conn *c, enum conn_close_reason reason);
 
 /**
+ * Closes every live connection of `loop` with `reason` (conn_close() on each one not already
+ * CLOSING): the end of a drain, for what did not finish flushing in time. Loop thread.
+ */
+void loop_close_conns(struct loop *loop, enum conn_close_reason reason);
+
+/**
  * Starts a non-blocking TCP connect to `addr` (IORING_OP_CONNECT linked to a `timeout_ms`
  * timeout; 0 = none). The conn is HANDSHAKE at once; on success on_open runs, on failure
  * on_close(CONN_CLOSE_CONNECT_FAILED or _TIMEOUT) with conn_last_error() set. Loop thread.

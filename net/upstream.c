@@ -636,6 +636,39 @@ void upstream_free(struct upstream *u)
     free(u);
 }
 
+void upstream_shutdown(struct upstream *u)
+{
+    if (!u)
+        return;
+    for (unsigned i = 0; i < u->n_nodes; i++) {
+        struct up_node *n = &u->nodes[i];
+        for (unsigned k = 0; k < u->pool; k++) {
+            struct up_slot *s = &n->slots[k];
+            loop_timer_cancel(u->loop, &s->timer);
+            loop_timer_cancel(u->loop, &s->ping);
+            if (!s->conn)
+                continue;
+            struct conn *c = s->conn;
+            bool up = s->st == SLOT_UP && !s->draining;
+            if (up && tls_conn_shutdown(s->tls) == 0 && slot_flush(s) < 0) {
+                loop_timer_cancel(u->loop, &s->timer); /* net closed it: no after_close */
+                continue;
+            }
+            s->conn = NULL;
+            s->conn_id = 0;
+            s->st = SLOT_IDLE;
+            conn_set_ops(c, &detached_ops);
+            conn_set_user(c, NULL);
+            if (up)
+                conn_drain(c); /* our close_notify goes out, then the socket closes */
+            else
+                conn_close(c, CONN_CLOSE_LOCAL);
+            tls_conn_free(s->tls);
+            s->tls = NULL;
+        }
+    }
+}
+
 /* The usable UP connection of `n` with the least queued bytes (in `*queued`), or NULL. */
 static struct up_slot *node_best(struct up_node *n, size_t *queued)
 {
@@ -680,6 +713,12 @@ static int slot_send(struct up_slot *s, const struct iovec *iov, int n, size_t n
 
 int upstream_send(struct upstream *u, const struct iovec *iov, int n)
 {
+    return upstream_send_pick(u, iov, n, NULL);
+}
+
+int upstream_send_pick(struct upstream *u, const struct iovec *iov, int n,
+                       struct upstream_pick *pick)
+{
     if (n < 0 || (n > 0 && !iov))
         return -EINVAL;
     size_t need = sealed_size(iov, n);
@@ -695,10 +734,15 @@ int upstream_send(struct upstream *u, const struct iovec *iov, int n)
             struct up_slot *s = node_best(&u->nodes[i], &q);
             if (!s || (pass == 0 && q >= high))
                 continue;
+            uint32_t id = s->conn_id;
             int r = slot_send(s, iov, n, need);
             if (r >= 0) {
                 if (u->round_robin)
                     u->rr_next = i + 1;
+                if (pick) {
+                    pick->conn_id = id;
+                    pick->failover = i != start && node_state(&u->nodes[start]) != UPSTREAM_UP;
+                }
                 return (int)i;
             }
             if (err != -ENOBUFS)

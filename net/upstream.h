@@ -99,6 +99,23 @@ void upstream_free(struct upstream *u);
  */
 int upstream_send(struct upstream *u, const struct iovec *iov, int n);
 
+/** Where upstream_send_pick() put a message. */
+struct upstream_pick {
+    uint32_t conn_id; /* the connection: on_conn_closed() names it if it dies */
+    bool failover;    /* sent past the policy's first node because that node is not up */
+};
+
+/** upstream_send(), also telling which connection took the message (`pick` may be NULL). */
+int upstream_send_pick(struct upstream *u, const struct iovec *iov, int n,
+                       struct upstream_pick *pick);
+
+/**
+ * The end of a drain: every established connection queues our close_notify and closes once its
+ * output is flushed; connecting ones close now; nothing reconnects and no callback runs from
+ * now on. upstream_free() is still needed (and may follow at once). Loop thread.
+ */
+void upstream_shutdown(struct upstream *u);
+
 /** Queue on a given connection (pings). Returns the bytes taken (>= 0), -ENOTCONN when the
  * connection is not up (or no longer exists), -ENOBUFS when its output is full, -EINVAL. */
 int upstream_send_on(struct upstream *u, uint32_t conn_id, const struct iovec *iov, int n);
