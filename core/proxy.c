@@ -56,6 +56,7 @@ struct txn {
     int64_t started;
     char *req; /* copy of the request (malloc; kept small: see txn_keep) */
     uint32_t req_len;
+    uint32_t up_conn; /* FORWARDED: the upstream connection it went out on */
 };
 
 struct proxy {
@@ -74,6 +75,7 @@ struct proxy {
     uint64_t tag_seq;
     int64_t last_mismatch_log;
     int64_t last_503_log;
+    bool resending; /* inside proxy_on_upstream_gone() */
     uint32_t cap, mask;
     uint32_t free_head;
     uint32_t fifo_head, fifo_tail;
@@ -381,14 +383,16 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
         txn_free(p, t);
         return;
     }
-    /* Keep the request's headers for a 408 or 503 made later (before sending: the iov borrows
-     * `req`, which may be t->req itself when it was parked; then it is kept already). */
-    if (t->req == NULL && txn_keep(t, req, false) < 0) {
+    /* Keep the request for a 408 or 503 made later, and to send it again if its connection
+     * dies (before sending: the iov borrows `req`, which may be t->req itself when it was
+     * parked or is being sent again; then it is kept already). */
+    if (t->req == NULL && txn_keep(t, req, true) < 0) {
         respond_503(p, t->client_id, req);
         txn_free(p, t);
         return;
     }
-    int r = p->env.upstream_send(p->env.ctx, iov, (size_t)n);
+    struct proxy_sent sent = {0};
+    int r = p->env.upstream_send(p->env.ctx, iov, (size_t)n, &sent);
     if (r < 0) {
         p->stats.no_upstream++;
         if (now - p->last_503_log >= 1000) { /* at most one line a second per worker */
@@ -402,7 +406,10 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
     }
     t->state = TXN_FORWARDED;
     t->deadline = now + p->cfg.timer_f_ms;
+    t->up_conn = sent.conn_id;
     p->stats.forwarded++;
+    if (sent.failover && !p->resending) /* a resend is counted once, by its caller */
+        metrics_inc(p->shard, METRIC_UPSTREAM_FAILOVERS);
 }
 
 /* The decision once the token's fate is known. `t` is the transaction if one was parked. */
@@ -641,6 +648,35 @@ void proxy_on_client_gone(struct proxy *p, uint32_t client_id)
      * answers (conn ids carry a generation), and that drop is counted there. */
     (void)p;
     (void)client_id;
+}
+
+void proxy_on_upstream_gone(struct proxy *p, uint32_t conn_id, int64_t now_ms)
+{
+    /* Resent ones keep their place: forward() would restart Timer F, the FIFO must stay in
+     * deadline order, and the client's own timer runs from its first send anyway. A resend
+     * that finds no node answers 503 and frees the slot, so walk with the next one in hand. */
+    uint32_t end = p->fifo_tail;
+    for (uint32_t i = p->fifo_head, next; i != PROXY_NIL; i = next) {
+        struct txn *t = &p->txns[i];
+        next = i == end ? PROXY_NIL : t->next;
+        if (t->state != TXN_FORWARDED || t->up_conn != conn_id)
+            continue;
+        struct sip_msg msg;
+        if (!txn_rescan(p, t, &msg)) { /* cannot happen: it was forwarded from this copy */
+            txn_free(p, t);
+            continue;
+        }
+        int64_t deadline = t->deadline;
+        uint64_t before = p->stats.forwarded;
+        p->resending = true;
+        forward(p, t, &msg, now_ms);
+        p->resending = false;
+        if (p->stats.forwarded == before)
+            continue; /* answered (503) and freed */
+        t->deadline = deadline;
+        p->stats.resent++;
+        metrics_inc(p->shard, METRIC_UPSTREAM_FAILOVERS);
+    }
 }
 
 int64_t proxy_tick(struct proxy *p, int64_t now_ms)

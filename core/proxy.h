@@ -15,6 +15,12 @@
 struct auth_worker;
 struct metrics_shard;
 
+/** Where the glue's pool put a request (filled by `upstream_send`). */
+struct proxy_sent {
+    uint32_t conn_id; /* the upstream connection: proxy_on_upstream_gone() names it */
+    bool failover;    /* sent past the preferred node because that one is not up */
+};
+
 /** What the proxy needs from the worker that owns the sockets. All called on the worker thread. */
 struct proxy_env {
     void *ctx;
@@ -26,10 +32,10 @@ struct proxy_env {
     int (*client_send)(void *ctx, uint32_t client_id, const struct slice *iov, size_t n);
     /**
      * Queue one whole request to a healthy upstream node (the glue's pool chooses node and
-     * connection). Returns >= 0, or -EHOSTUNREACH when no node is usable (the proxy answers 503
-     * with Retry-After), or another -errno (also 503).
+     * connection, and says which in `*sent`). Returns >= 0, or -EHOSTUNREACH when no node is
+     * usable (the proxy answers 503 with Retry-After), or another -errno (also 503).
      */
-    int (*upstream_send)(void *ctx, const struct slice *iov, size_t n);
+    int (*upstream_send)(void *ctx, const struct slice *iov, size_t n, struct proxy_sent *sent);
 };
 
 /** Per-worker settings (copied by proxy_new; strings are copied too). */
@@ -56,6 +62,7 @@ struct proxy_stats {
     uint64_t forwarded;           /* requests sent upstream */
     uint64_t timer_f;             /* 408s made by Timer F */
     uint64_t no_upstream;         /* 503s for no usable node */
+    uint64_t resent;              /* requests sent again after their connection closed */
     uint64_t drop_via_not_ours, drop_client_gone, drop_stale, drop_unexpected;
     uint64_t auth_pending;      /* checks parked on Redis */
     uint64_t identity_mismatch; /* valid token, other user: 403 */
@@ -96,6 +103,14 @@ void proxy_on_upstream_message(struct proxy *p, const struct sip_msg *msg, int64
 /** Client `client_id` closed: its pending auth checks are cancelled, its transactions orphaned
  * (their responses will be dropped and counted). */
 void proxy_on_client_gone(struct proxy *p, uint32_t client_id);
+
+/**
+ * Upstream connection `conn_id` closed (peer, error, keep-alive deadline): the requests forwarded
+ * on it will get no answer there. Each is sent again, with the same branch, on another
+ * connection (another node when its own is down; counted in sipedge_upstream_failovers_total),
+ * or answered 503 + Retry-After at once when no node is usable. Timer F keeps its deadline.
+ */
+void proxy_on_upstream_gone(struct proxy *p, uint32_t conn_id, int64_t now_ms);
 
 /** Runs Timer F. Returns the next deadline (monotonic ms) or INT64_MAX. Call by then. */
 int64_t proxy_tick(struct proxy *p, int64_t now_ms);

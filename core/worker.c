@@ -142,12 +142,16 @@ static int env_client_send(void *ctx, uint32_t client_id, const struct slice *io
     return r;
 }
 
-static int env_upstream_send(void *ctx, const struct slice *iov, size_t n)
+static int env_upstream_send(void *ctx, const struct slice *iov, size_t n, struct proxy_sent *sent)
 {
     struct worker *w = ctx;
     if (w->up == NULL)
         return -EHOSTUNREACH;
-    return upstream_send(w->up, (const struct iovec *)iov, (int)n);
+    struct upstream_pick pick = {0};
+    int r = upstream_send_pick(w->up, (const struct iovec *)iov, (int)n, &pick);
+    sent->conn_id = pick.conn_id;
+    sent->failover = pick.failover;
+    return r;
 }
 
 /* ---- clients: receiving ----------------------------------------------------------------- */
@@ -600,6 +604,10 @@ static void up_on_conn_closed(void *ctx, unsigned node, uint32_t conn_id)
     if (ub != NULL) {
         free(ub->in);
         memset(ub, 0, sizeof(*ub));
+    }
+    if (w->proxy != NULL) { /* its requests go elsewhere now, or get 503: not Timer F */
+        proxy_on_upstream_gone(w->proxy, conn_id, (int64_t)loop_now_ms(w->loop));
+        worker_schedule(w);
     }
 }
 

@@ -67,7 +67,8 @@ struct upstream_ops {
                           const struct tls_diag *diag);
     /** Time to send a keep-alive on `conn_id` (use upstream_send_on()). May be NULL. */
     void (*on_ping_due)(void *ctx, unsigned node, uint32_t conn_id);
-    /** Connection `conn_id` closed (its in-flight requests will get no answer: Timer F). */
+    /** Connection `conn_id` closed: its in-flight requests get no answer there (send them again).
+     */
     void (*on_conn_closed)(void *ctx, unsigned node, uint32_t conn_id);
 };
 

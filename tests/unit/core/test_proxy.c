@@ -48,12 +48,18 @@ static int fake_client_send(void *ctx, uint32_t id, const struct slice *iov, siz
     return 0;
 }
 
-static int fake_upstream_send(void *ctx, const struct slice *iov, size_t n)
+static uint32_t upstream_conn = 1; /* the connection fake_upstream_send says it used */
+static bool upstream_failover;     /* and whether that was past the preferred node */
+
+static int fake_upstream_send(void *ctx, const struct slice *iov, size_t n, struct proxy_sent *sent)
 {
     if (upstream_result < 0)
         return upstream_result;
     cr_assert_lt(n_upstream, MAX_SENT);
-    join(&to_upstream[n_upstream++], 0, iov, n);
+    join(&to_upstream[n_upstream], upstream_conn, iov, n);
+    n_upstream++;
+    sent->conn_id = upstream_conn;
+    sent->failover = upstream_failover;
     return upstream_result;
 }
 
@@ -80,6 +86,8 @@ static void setup_with(bool forward_auth)
 {
     n_client = n_upstream = 0;
     upstream_result = 0;
+    upstream_conn = 1;
+    upstream_failover = false;
     gone_client = UINT32_MAX;
     struct auth_config ac = {.verify = fake_verify};
     aw = auth_worker_new(&ac, auth_now_ms());
@@ -378,6 +386,39 @@ Test(proxy, answers_408_when_ucm_stays_silent_past_timer_f)
     answer_from_ucm("SIP/2.0 200 OK", ""); /* too late: stale */
     cr_assert_eq(n_client, 1);
     cr_assert_eq(proxy_stats(p)->drop_stale, 1);
+}
+
+Test(proxy, sends_again_with_the_same_branch_when_its_upstream_connection_dies)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    upstream_conn = 2;
+    register_as(8, "bob", "Proxy-Authorization: Bearer token=\"ok.bob\"\n", "70");
+    cr_assert_eq(n_upstream, 2);
+    upstream_conn = 3; /* the pool's next choice */
+    proxy_on_upstream_gone(p, 1, 1200);
+    cr_assert_eq(n_upstream, 3, "only alice's request (on connection 1) goes out again");
+    cr_assert_eq(to_upstream[2].id, 3);
+    cr_assert_str_eq(to_upstream[2].text, to_upstream[0].text, "same bytes, same branch");
+    cr_assert_eq(n_client, 0);
+    cr_assert_eq(proxy_stats(p)->resent, 1);
+    cr_assert_eq(proxy_tick(p, 1500), 2000, "Timer F keeps its first deadline");
+    answer_from_ucm("SIP/2.0 200 OK", ""); /* UCM answers the resent one: same branch */
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 200 OK\r\n"));
+    cr_assert_eq(to_client[0].id, 7);
+}
+
+Test(proxy, answers_503_at_once_when_its_connection_dies_and_no_node_is_left)
+{
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    upstream_result = -EHOSTUNREACH;
+    proxy_on_upstream_gone(p, 1, 1100);
+    cr_assert_eq(n_client, 1, "answered now, not by Timer F");
+    cr_assert(starts(to_client[0].text, "SIP/2.0 503 Service Unavailable\r\n"));
+    cr_assert_not_null(strstr(to_client[0].text, "Retry-After: 17\r\n"));
+    cr_assert_not_null(strstr(to_client[0].text, "Call-ID: call-alice@192.0.2.10\r\n"));
+    cr_assert_eq(proxy_stats(p)->transactions_open, 0);
+    cr_assert_eq(proxy_tick(p, 5000), INT64_MAX);
 }
 
 Test(proxy, answers_483_for_max_forwards_zero)
