@@ -48,8 +48,9 @@ static const char *const tls_cause_v[] = {"timeout",
                                           "other"};
 static const char *const tls_version_v[] = {"1.2", "1.3"};
 static const char *const tls_records_v[] = {"sipedge", "openssl"};
-static const char *const close_v[] = {"peer",    "idle",     "handshake", "error",      "limit",
-                                      "garbage", "overflow", "drain",     "unframeable"};
+static const char *const close_v[] = {"peer",        "idle",           "handshake", "error",
+                                      "limit",       "garbage",        "overflow",  "drain",
+                                      "unframeable", "message_timeout"};
 static const char *const drop_v[] = {"via_not_ours", "client_gone", "stale_transaction",
                                      "unexpected"};
 static const char *const redis_v[] = {"hit",   "miss",    "stored",      "bad_hmac",

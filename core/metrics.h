@@ -133,7 +133,8 @@ enum metrics_close_reason {
     METRICS_CLOSE_GARBAGE,  /* a bad message, answered (400/505/513) before the close */
     METRICS_CLOSE_OVERFLOW, /* output queue over out_queue_max */
     METRICS_CLOSE_DRAIN,
-    METRICS_CLOSE_UNFRAMEABLE, /* bytes with nothing to answer to: closed without a word */
+    METRICS_CLOSE_UNFRAMEABLE,     /* bytes with nothing to answer to: closed without a word */
+    METRICS_CLOSE_MESSAGE_TIMEOUT, /* a message not complete in listen.limits.message_timeout_ms */
     /* METRICS_CLOSE_COUNT */
     METRICS_CLOSE_COUNT
 };
@@ -238,13 +239,17 @@ enum metrics_type {
     X(TRANSACTIONS_OPEN, "sipedge_transactions", METRICS_GAUGE,                                    \
       "Transactions waiting for an upstream answer.", NONE, NONE, NONE)                            \
     X(UPSTREAM_FAILOVERS, "sipedge_upstream_failovers_total", METRICS_COUNTER,                     \
-      "Requests sent to another node because the preferred one was down.", NONE, NONE, NONE)       \
+      "Requests sent past the preferred node because it was down, or sent again after their "      \
+      "upstream connection died.",                                                                 \
+      NONE, NONE, NONE)                                                                            \
     X(UPSTREAM_CONNECTIONS, "sipedge_upstream_connections", METRICS_GAUGE_FN,                      \
       "Upstream connections by node and state.", DYN_NODE, DYN_STATE, NONE)                        \
     X(REGISTER_DURATION, "sipedge_register_duration_seconds", METRICS_HISTOGRAM,                   \
-      "REGISTER from last byte received to final response queued.", NONE, NONE, NONE)              \
+      "REGISTER that went to UCM (or waited on Redis), from its arrival to its final response "    \
+      "queued.",                                                                                   \
+      NONE, NONE, NONE)                                                                            \
     X(UPSTREAM_DURATION, "sipedge_upstream_duration_seconds", METRICS_HISTOGRAM,                   \
-      "Request forwarded to upstream final response received.", NONE, NONE, NONE)                  \
+      "Request forwarded to upstream to its final response received.", NONE, NONE, NONE)           \
     X(AUTH_VERIFY_DURATION, "sipedge_auth_verify_duration_seconds", METRICS_HISTOGRAM,             \
       "Full token verification (signature and claims).", NONE, NONE, NONE)
 

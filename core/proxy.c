@@ -53,8 +53,9 @@ struct txn {
     uint8_t state;
     uint32_t prev, next; /* FIFO (live) or free list (next only) */
     int64_t deadline;    /* Timer F, monotonic ms */
-    int64_t started;
-    char *req; /* copy of the request (malloc; kept small: see txn_keep) */
+    int64_t started;     /* the request arrived (monotonic ms) */
+    int64_t forwarded;   /* it last went to UCM */
+    char *req;           /* copy of the request (malloc; kept small: see txn_keep) */
     uint32_t req_len;
     uint32_t up_conn; /* FORWARDED: the upstream connection it went out on */
 };
@@ -245,6 +246,14 @@ static void count_response(struct proxy *p, enum sip_method m, int status, bool 
     }
 }
 
+/* sipedge_register_duration_seconds: a REGISTER that had a transaction (it went to UCM or waited
+ * on Redis), from its arrival to its final response queued. */
+static void observe_register(struct proxy *p, const struct txn *t, int64_t now)
+{
+    int64_t us = (now - t->started) * 1000;
+    metrics_observe_us(p->shard, us > 0 ? (uint64_t)us : 0, METRIC_REGISTER_DURATION);
+}
+
 /* Builds and sends a response to `req` from client `cid`. `extra` lines without CRLF. */
 static void respond(struct proxy *p, uint32_t cid, const struct sip_msg *req, int status,
                     const char *reason, const struct slice *extra, size_t n_extra)
@@ -407,6 +416,7 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
     t->state = TXN_FORWARDED;
     t->deadline = now + p->cfg.timer_f_ms;
     t->up_conn = sent.conn_id;
+    t->forwarded = now;
     p->stats.forwarded++;
     if (sent.failover && !p->resending) /* a resend is counted once, by its caller */
         metrics_inc(p->shard, METRIC_UPSTREAM_FAILOVERS);
@@ -558,6 +568,13 @@ void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct s
 
 bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct sip_msg *msg)
 {
+    if (msg->is_request) {
+        /* A request refused for its form (too large, bad line...) is still a request received:
+         * the books must see one request for the response it gets. */
+        enum sip_method m = msg->method < SIP_METHOD_COUNT ? msg->method : SIP_METHOD_UNKNOWN;
+        p->stats.requests[m]++;
+        metrics_inc(p->shard, METRIC_SIP_REQUESTS, metrics_method_of(m));
+    }
     struct sip_verdict v;
     sip_check_garbage(msg, &v);
     if (v.action != SIP_CHECK_ANSWER)
@@ -636,8 +653,9 @@ void proxy_on_upstream_message(struct proxy *p, const struct sip_msg *msg, int64
         metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_CLIENT_GONE);
     } else {
         count_response(p, SIP_METHOD_REGISTER, msg->status, true);
-        int64_t us = (now_ms - t->started) * 1000;
+        int64_t us = (now_ms - t->forwarded) * 1000;
         metrics_observe_us(p->shard, us > 0 ? (uint64_t)us : 0, METRIC_UPSTREAM_DURATION);
+        observe_register(p, t, now_ms);
     }
     txn_free(p, t);
 }
@@ -691,6 +709,7 @@ int64_t proxy_tick(struct proxy *p, int64_t now_ms)
         if (t->req != NULL && txn_rescan(p, t, &msg)) {
             p->stats.timer_f++;
             respond(p, t->client_id, &msg, 408, "Request Timeout", NULL, 0);
+            observe_register(p, t, now_ms);
         }
         txn_free(p, t);
     }

@@ -227,7 +227,7 @@ static void status_fn(void *arg, struct admin_text *out)
             tls_diag_format(&failed->last_diag, cn->name, line, sizeof(line));
             admin_text_printf(out, " last_error=\"%s\"", line);
         } else if (failed != NULL) {
-            admin_text_printf(out, " last_error=\"%s\"", strerror(-failed->last_errno));
+            admin_text_printf(out, " last_error=\"%s\"", strerror(failed->last_errno));
         }
         admin_text_printf(out, "\n");
     }

@@ -8,11 +8,13 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <stdatomic.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "auth/auth.h"
+#include "auth/redis.h"
 #include "core/edge.h"
 #include "core/log.h"
 #include "core/metrics.h"
@@ -48,6 +50,8 @@ struct client {
     uint32_t in_len;
     uint32_t scanned;     /* sip_scan_resume() hint for `in` */
     uint64_t last_active; /* loop ms of the last message */
+    uint64_t msg_start;   /* loop ms of the first byte of the unfinished message, 0: none */
+    bool completed;       /* on_data consumed a whole message (or keep-alive) */
     struct loop_timer timer;
     struct client *prev, *next; /* the worker's list: the drain's end walks it */
     bool established;
@@ -81,6 +85,7 @@ struct worker {
 
     struct upbuf upbufs[WORKER_MAX_UPCONNS];
     uint64_t ping_seq;
+    uint64_t redis_seen[METRICS_REDIS_COUNT]; /* auth counters already added to the metrics */
     enum upstream_state node_state[UPSTREAM_MAX_NODES];
 
     struct client *clients; /* every open client connection */
@@ -97,6 +102,7 @@ struct worker {
 
 static void client_timer_cb(struct loop *loop, struct loop_timer *t);
 static void worker_schedule(struct worker *w);
+static void worker_sync_redis_metrics(struct worker *w);
 
 /* ---- clients: sending ------------------------------------------------------------------- */
 
@@ -142,6 +148,23 @@ static int env_client_send(void *ctx, uint32_t client_id, const struct slice *io
     return r;
 }
 
+/* Why no node could take a request, as the errno of the policy's first node that failed:
+ * "Connection refused" when UCM refused, not the pool's generic -EHOSTUNREACH ("No route to
+ * host"); -EPROTO for a TLS failure (its own log line has the diagnosis). */
+static int no_node_errno(struct worker *w)
+{
+    unsigned n = upstream_node_count(w->up);
+    for (unsigned i = 0; i < n; i++) {
+        struct upstream_node_status st;
+        upstream_node_status(w->up, i, &st);
+        if (st.state == UPSTREAM_FAILED)
+            return -EPROTO;
+        if (st.last_errno > 0)
+            return -st.last_errno;
+    }
+    return -EHOSTUNREACH;
+}
+
 static int env_upstream_send(void *ctx, const struct slice *iov, size_t n, struct proxy_sent *sent)
 {
     struct worker *w = ctx;
@@ -151,7 +174,7 @@ static int env_upstream_send(void *ctx, const struct slice *iov, size_t n, struc
     int r = upstream_send_pick(w->up, (const struct iovec *)iov, (int)n, &pick);
     sent->conn_id = pick.conn_id;
     sent->failover = pick.failover;
-    return r;
+    return r == -EHOSTUNREACH ? no_node_errno(w) : r;
 }
 
 /* ---- clients: receiving ----------------------------------------------------------------- */
@@ -251,6 +274,7 @@ static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t 
             }
             off += ka;
             hint = 0;
+            cl->completed = true;
             continue;
         }
         if (len - off < 2 && buf[off] == '\r')
@@ -290,8 +314,29 @@ static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t 
         off += (size_t)r;
         hint = 0;
         cl->scanned = 0;
+        cl->completed = true;
     }
     return cl->dead ? len : off;
+}
+
+/* The per-message deadline (slowloris): a message must be complete message_timeout_ms after its
+ * first byte arrived, however slowly the rest trickles in (each byte restarts nothing). Bytes
+ * that finish no message (a partial SIP message, or a TLS record still incomplete) start the
+ * clock if it is not running; a finished message stops it, or restarts it now when a partial one
+ * follows in the same read. */
+static void client_message_clock(struct client *cl)
+{
+    struct worker *w = cl->w;
+    uint64_t now = loop_now_ms(w->loop);
+    if (cl->completed)
+        cl->msg_start = cl->in_len > 0 ? now : 0;
+    else if (cl->msg_start == 0)
+        cl->msg_start = now;
+    if (cl->msg_start == 0)
+        return;
+    uint64_t due = cl->msg_start + w->e->cfg.listen.limits.message_timeout_ms;
+    if (!loop_timer_armed(&cl->timer) || cl->timer.deadline_ms > due)
+        loop_timer_arm(w->loop, &cl->timer, due, client_timer_cb);
 }
 
 /* Keeps buf[off..len) for the next read (bounded by max_msg). */
@@ -395,6 +440,8 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
         return;
     struct worker *w = cl->w;
     cl->busy = true;
+    bool was_established = cl->established;
+    cl->completed = false;
     if (cl->tls == NULL) {
         client_plaintext(cl, p, n);
     } else if (tls_conn_feed(cl->tls, p, n) < 0) {
@@ -443,6 +490,8 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
     cl->busy = false;
     if (cl->dead)
         client_free(cl);
+    else if (was_established)
+        client_message_clock(cl);
     worker_schedule(w);
 }
 
@@ -486,9 +535,19 @@ static void client_timer_cb(struct loop *loop, struct loop_timer *t)
         conn_close(cl->conn, CONN_CLOSE_LOCAL);
         return;
     }
+    uint64_t msg_due = cl->msg_start + w->e->cfg.listen.limits.message_timeout_ms;
+    if (cl->msg_start != 0 && now >= msg_due) {
+        log_event(LOG_INFO, "client_message_timeout", LOG_U("conn", cl->id),
+                  LOG_U("ms", now - cl->msg_start), LOG_U("bytes_kept", cl->in_len));
+        metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_MESSAGE_TIMEOUT);
+        conn_close(cl->conn, CONN_CLOSE_LOCAL);
+        return;
+    }
     uint64_t idle = w->e->cfg.listen.limits.idle_timeout_ms;
     if (now - cl->last_active < idle) { /* activity since: sleep for the rest */
-        loop_timer_arm(loop, t, cl->last_active + idle, client_timer_cb);
+        uint64_t due = cl->last_active + idle;
+        loop_timer_arm(loop, t, cl->msg_start != 0 && msg_due < due ? msg_due : due,
+                       client_timer_cb);
         return;
     }
     metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_IDLE);
@@ -738,6 +797,7 @@ static void worker_schedule(struct worker *w)
                 next = mono;
         }
         worker_sync_polls(w);
+        worker_sync_redis_metrics(w);
     }
     if (next == INT64_MAX) {
         loop_timer_cancel(w->loop, &w->tick_timer);
@@ -760,6 +820,47 @@ static void auth_poll_cb(struct loop *loop, struct loop_poll *p, unsigned revent
     w->poll_ev[i] = 0; /* one-shot: re-armed by worker_sync_polls */
     auth_worker_on_poll(w->auth, fds, auth_now_ms());
     worker_schedule(w);
+}
+
+/* sipedge_redis_results_total from auth's counters (auth/ counts, the glue owns the metrics):
+ * adds what changed since the last call. A lookup that timed out is counted by auth as an
+ * error and by the Redis client as a timeout: it shows as timeout only. */
+static void worker_sync_redis_metrics(struct worker *w)
+{
+    const struct auth_counters *c = auth_worker_counters(w->auth);
+    const struct cache_redis *r = auth_worker_redis(w->auth, false);
+    if (r == NULL)
+        return;
+    uint64_t timeouts = cache_redis_stats(r)->timeouts;
+    uint64_t now[METRICS_REDIS_COUNT] = {
+        [METRICS_REDIS_HIT] = c->l2_hit,
+        [METRICS_REDIS_MISS] = c->l2_miss,
+        [METRICS_REDIS_STORED] = c->l2_store,
+        [METRICS_REDIS_BAD_HMAC] = c->l2_bad_hmac,
+        [METRICS_REDIS_ERROR] = c->l2_error > timeouts ? c->l2_error - timeouts : 0,
+        [METRICS_REDIS_TIMEOUT] = timeouts,
+        [METRICS_REDIS_BREAKER_OPEN] = c->l2_unusable,
+    };
+    for (int i = 0; i < METRICS_REDIS_COUNT; i++) {
+        if (now[i] > w->redis_seen[i]) {
+            metrics_add(w->shard, now[i] - w->redis_seen[i], METRIC_REDIS_RESULTS, i);
+            w->redis_seen[i] = now[i];
+        }
+    }
+}
+
+/* auth_jwt_verify, timed for sipedge_auth_verify_duration_seconds. */
+static enum jwt_reason worker_verify(void *ctx, const char *tok, size_t len, int64_t now,
+                                     struct jwt_result *out)
+{
+    struct worker *w = (struct worker *)((char *)ctx - offsetof(struct worker, verifier));
+    struct timespec a, b;
+    clock_gettime(CLOCK_MONOTONIC, &a);
+    enum jwt_reason r = auth_jwt_verify(ctx, tok, len, now, out);
+    clock_gettime(CLOCK_MONOTONIC, &b);
+    int64_t us = (int64_t)(b.tv_sec - a.tv_sec) * 1000000 + (b.tv_nsec - a.tv_nsec) / 1000;
+    metrics_observe_us(w->shard, us > 0 ? (uint64_t)us : 0, METRIC_AUTH_VERIFY_DURATION);
+    return r;
 }
 
 static void auth_log(void *ctx, const char *event, const char *digest8)
@@ -793,7 +894,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
     w->verifier.store = e->keys;
     w->verifier.pol = &e->policy;
     struct auth_config ac = {
-        .verify = auth_jwt_verify,
+        .verify = worker_verify,
         .verify_ctx = &w->verifier,
         .l1_capacity = c->auth.cache.l1_capacity,
         .max_token_len = c->listen.limits.max_token,

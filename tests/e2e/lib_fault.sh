@@ -36,9 +36,13 @@ raw_status() {
 
 # raw_eof FD [SECONDS]: true once FD reads end-of-file (the edge closed it), false on timeout.
 raw_eof() {
-    local fd=$1 t=${2:-5} line
-    while IFS= read -r -t "$t" -u "$fd" line; do :; done
-    [ $? -le 128 ]
+    local fd=$1 t=${2:-5} line rc
+    while :; do
+        rc=0
+        IFS= read -r -t "$t" -u "$fd" line || rc=$?
+        [ "$rc" -eq 0 ] || break
+    done
+    [ "$rc" -le 128 ] # 1: end of file; > 128: timed out
 }
 
 # bench_start OUT [sipedge-bench options]: runs sipedge-bench against the edge (our CA, our key)

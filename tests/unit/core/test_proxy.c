@@ -421,6 +421,26 @@ Test(proxy, answers_503_at_once_when_its_connection_dies_and_no_node_is_left)
     cr_assert_eq(proxy_tick(p, 5000), INT64_MAX);
 }
 
+Test(proxy, counts_a_request_refused_for_its_size_as_a_request)
+{
+    struct sip_msg msg;
+    scan("REGISTER sip:ucm.example.test SIP/2.0\n"
+         "Via: SIP/2.0/TLS 192.0.2.10:50000;branch=z9hG4bKbig\n"
+         "From: <sip:alice@example.test>;tag=abc\n"
+         "To: <sip:alice@example.test>\n"
+         "Call-ID: big@192.0.2.10\n"
+         "CSeq: 1 REGISTER\n"
+         "Content-Length: 0\n\n",
+         &msg);
+    msg.err = SIP_E_TOO_LARGE; /* as sip_scan() leaves it past listen.limits.max_message */
+    cr_assert(proxy_on_client_garbage(p, 7, &msg));
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 513 "), "%s", to_client[0].text);
+    cr_assert_eq(proxy_stats(p)->requests[SIP_METHOD_REGISTER], 1,
+                 "one request in the books for the one response");
+    cr_assert_eq(proxy_stats(p)->answered_by_edge[5], 1);
+}
+
 Test(proxy, answers_483_for_max_forwards_zero)
 {
     register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "0");

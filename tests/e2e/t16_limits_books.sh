@@ -1,0 +1,119 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# e2e 16: issue 12 items 4, 5 and 6 with real processes. Slowloris: a message trickled a byte at
+# a time is cut listen.limits.message_timeout_ms after its first byte (and counted), while a
+# connection that is merely idle longer than that is not. Books: a request refused for its size
+# (513) is counted as a request, so requests and responses balance. Metrics that were declared
+# but dead are driven and read: Redis results (miss, stored, hit after SIGHUP flushed L1, errors
+# once Redis is gone), the three latency histograms, dropped messages. Errors: with UCM refusing
+# connections, the log and /readyz say "Connection refused", not "No route to host".
+source "$(dirname "$0")/lib.sh"
+source "$(dirname "$0")/lib_fault.sh"
+e2e_init t16_limits_books
+
+MSG_TIMEOUT_MS=1500
+export SIPEDGE_LISTEN_LIMITS_MESSAGE_TIMEOUT_MS=$MSG_TIMEOUT_MS
+export SIPEDGE_LISTEN_LIMITS_MAX_MESSAGE=4096 SIPEDGE_LISTEN_LIMITS_MAX_LINE=2048
+export SIPEDGE_LISTEN_DRAIN_TIMEOUT_MS=1000
+WORKERS=1 # one L1: SIGHUP empties it and the next lookup must go to Redis
+REDIS_PORT=$(free_port)
+start_redis "$REDIS_PORT"
+UCM_PORT=$(free_port)
+start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
+NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
+start_edge
+wait_ready 10
+start_stunnel
+m() { metric "$1"; }
+redis_result() { m "^sipedge_redis_results_total\\{result=\"$1\"\\}"; }
+
+# --- Redis results and the latency histograms -----------------------------------------------
+alice=$(mint alice)
+raw_open
+a=$RAW_FD
+raw_register "$a" alice "$alice"
+check "a REGISTER gets 200" test "$(raw_status "$a")" = 200
+check "redis: the first lookup is a miss ($(redis_result miss))" test "$(redis_result miss)" -ge 1
+for _ in $(seq 1 20); do [ "$(redis_result stored)" -ge 1 ] && break; sleep 0.1; done
+check "redis: the verified token was stored ($(redis_result stored))" test "$(redis_result stored)" -ge 1
+check "auth_verify_duration observed the verification" \
+    test "$(m '^sipedge_auth_verify_duration_seconds_count')" -ge 1
+check "register_duration observed the REGISTER" \
+    test "$(m '^sipedge_register_duration_seconds_count')" -ge 1
+check "upstream_duration observed UCM's answer" \
+    test "$(m '^sipedge_upstream_duration_seconds_count')" -ge 1
+kill -HUP "$EDGE_PID"
+for _ in $(seq 1 50); do grep -q 'event=reload_done' "$T/edge.log" && break; sleep 0.1; done
+raw_register "$a" alice "$alice" 2
+check "after SIGHUP (L1 emptied) the same token gets 200" test "$(raw_status "$a")" = 200
+check "redis: and came from Redis: a hit ($(redis_result hit))" test "$(redis_result hit)" -ge 1
+
+# --- dropped: a response from a client is not expected ----------------------------------------
+printf 'SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:a@example.test>;tag=1\r\nTo: <sip:a@example.test>;tag=2\r\nCall-ID: stray@test\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n' >&"$a"
+for _ in $(seq 1 20); do [ "$(m 'sipedge_sip_dropped_total\{reason="unexpected"')" -ge 1 ] && break; sleep 0.1; done
+check "a stray response is dropped and counted" \
+    test "$(m 'sipedge_sip_dropped_total\{reason="unexpected"')" -eq 1
+
+# --- books: a request refused for its size ------------------------------------------------------
+raw_open
+b=$RAW_FD
+pad=$(head -c 1000 /dev/zero | tr '\0' 'x') # 6 lines of 1 KB: each fits, the whole does not ($(...) drops the last LF: put back below)
+printf 'REGISTER sip:edge.example.test SIP/2.0\r\nVia: SIP/2.0/TLS 127.0.0.1:5060;branch=z9hG4bKbig\r\nFrom: <sip:big@example.test>;tag=1\r\nTo: <sip:big@example.test>\r\nCall-ID: big@test\r\nCSeq: 1 REGISTER\r\n%s\nContent-Length: 0\r\n\r\n' \
+    "$(for i in 1 2 3 4 5 6; do printf 'X-Pad%s: %s\r\n' "$i" "$pad"; done)" >&"$b" 2>/dev/null || true
+check "an oversized REGISTER gets 513" test "$(raw_status "$b")" = 513
+req=$(m '^sipedge_sip_requests_total')
+resp=$(m '^sipedge_sip_responses_total')
+check "books: requests ($req) = final responses ($resp)" test "$req" -eq "$resp"
+check "books: the 513 is among them (code 5xx)" \
+    test "$(m 'sipedge_sip_responses_total\{method="REGISTER",code="5xx",source="edge"')" -eq 1
+
+# --- slowloris -------------------------------------------------------------------------------
+raw_open
+idle=$RAW_FD
+raw_open
+slow=$RAW_FD
+printf 'REGISTER sip:edge.example.test SIP/2.0\r\n' >&"$slow"
+t0=$(date +%s%N)
+for _ in $(seq 1 40); do # one byte every 100 ms, 4 s at most
+    sleep 0.1
+    ( printf 'V' >&"$slow" ) 2>/dev/null || break
+    [ $(( ($(date +%s%N) - t0) / 1000000 )) -lt 4000 ] || break
+done
+check "slowloris: the trickling connection is cut" raw_eof "$slow" 3
+ms=$(( ($(date +%s%N) - t0) / 1000000 ))
+check "slowloris: after the message deadline ($ms ms >= $MSG_TIMEOUT_MS)" test "$ms" -ge "$MSG_TIMEOUT_MS"
+check "slowloris: cut well before the trickle ended ($ms ms < $((MSG_TIMEOUT_MS + 2000)))" \
+    test "$ms" -lt $((MSG_TIMEOUT_MS + 2000))
+check "slowloris: counted as closed for message_timeout" \
+    test "$(m 'sipedge_connections_closed_total\{reason="message_timeout"')" -eq 1
+raw_register "$idle" carol "$(mint carol)"
+check "an idle connection older than the deadline still gets 200" test "$(raw_status "$idle")" = 200
+check "and was not cut" test "$(m 'sipedge_connections_closed_total\{reason="message_timeout"')" -eq 1
+check "the edge logged the cut" grep -q 'event=client_message_timeout' "$T/edge.log"
+
+check "connections accepted are counted (4 raw ones so far)" \
+    test "$(m '^sipedge_connections_accepted_total')" -ge 4
+
+# --- Redis gone: its errors are counted ------------------------------------------------------
+kill "$REDIS_PID"
+wait "$REDIS_PID" 2>/dev/null || true
+raw_register "$idle" dave "$(mint dave)" 2
+check "Redis down: a REGISTER is still verified locally (200)" test "$(raw_status "$idle")" = 200
+bad=$(( $(redis_result error) + $(redis_result timeout) + $(redis_result breaker_open) ))
+check "Redis down: counted as error/timeout/breaker_open ($bad)" test "$bad" -ge 1
+
+# --- UCM refuses connections ---------------------------------------------------------------------
+kill "$UCM_PID_ucm1"
+wait "$UCM_PID_ucm1" 2>/dev/null || true
+for _ in $(seq 1 50); do
+    curl -s "http://127.0.0.1:$ADMIN_PORT/readyz" | grep -q 'last_error=' && break
+    sleep 0.1
+done
+curl -s "http://127.0.0.1:$ADMIN_PORT/readyz" >"$T/readyz.txt" || true
+check "/readyz names the refusal" grep -q 'last_error="Connection refused"' "$T/readyz.txt"
+raw_register "$idle" erin "$(mint erin)" 3
+check "UCM refusing: 503" test "$(raw_status "$idle")" = 503
+check "the log says Connection refused" \
+    grep -q 'event=upstream_unavailable error="Connection refused"' "$T/edge.log"
+check "not No route to host" bash -c "! grep -q 'No route to host' '$T/edge.log'"
+e2e_done
