@@ -2,7 +2,8 @@
 # SPDX-License-Identifier: MIT
 # e2e 14: SIGTERM drains (issue 12 item 1). With clients connected and idle, the edge stops
 # accepting, says not ready, still answers a REGISTER sent on an open connection, keeps the
-# connections until listen.drain_timeout_ms, then closes them and exits 0 (before the fix: a
+# connections until listen.drain_timeout_ms, then closes them (close_notify first, TLS 1.3 and
+# 1.2) and exits 0 (before the fix: a
 # heap-use-after-free in client_plaintext under ASan, SIGSEGV / exit 139 in Release). Under load
 # (sipedge-bench, UCM answering 200 ms late) every REGISTER sent gets an answer or sees its
 # connection close: none is left to time out, and the exit is 0 with no sanitizer report.
@@ -27,11 +28,19 @@ for i in $(seq 1 6); do
 done
 raw_register "${fds[0]}" alice "$(mint alice)"
 check "before: a REGISTER on a raw connection gets 200" test "$(raw_status "${fds[0]}")" = 200
+# Two clients that say how they were closed: close_notify first, for TLS 1.3 and 1.2.
+for v in 1.3 1.2; do
+    python3 "$SRC/tests/e2e/close_probe.py" "$EDGE_PORT" "$PKI/ca.crt" "$v" "$T/probe-$v.ready" 15 \
+        >"$T/probe-$v.out" 2>&1 &
+    eval "PROBE_${v/./}=$!"
+    E2E_PIDS+=($!)
+done
 for _ in $(seq 1 50); do
-    [ "$(metric '^sipedge_client_connections')" -ge 6 ] && break
+    [ -e "$T/probe-1.3.ready" ] && [ -e "$T/probe-1.2.ready" ] &&
+        [ "$(metric '^sipedge_client_connections')" -ge 8 ] && break
     sleep 0.1
 done
-check "6 client connections are open" test "$(metric '^sipedge_client_connections')" -ge 6
+check "8 client connections are open" test "$(metric '^sipedge_client_connections')" -ge 8
 
 term_edge
 sleep 0.3
@@ -48,6 +57,12 @@ for fd in "${fds[@]}"; do
     check "at the deadline: the edge closed connection fd $fd" raw_eof "$fd" 10
 done
 wait_edge_exit
+for v in 13 12; do
+    pid_var=PROBE_$v
+    wait "${!pid_var}" 2>/dev/null || true
+    check "TLS 1.${v#1} client: close_notify before the close ($(cat "$T/probe-1.${v#1}.out"))" \
+        grep -qx close_notify "$T/probe-1.${v#1}.out"
+done
 check "idle clients kept the edge until the deadline ($EDGE_EXIT_MS ms >= $DRAIN_MS)" \
     test "$EDGE_EXIT_MS" -ge "$DRAIN_MS"
 check "and no longer than the deadline plus 2 s ($EDGE_EXIT_MS ms)" \
