@@ -3,8 +3,8 @@
 # e2e 14: SIGTERM drains (issue 12 item 1). With clients connected and idle, the edge stops
 # accepting, says not ready, still answers a REGISTER sent on an open connection, keeps the
 # connections until listen.drain_timeout_ms, then closes them (close_notify first, TLS 1.3 and
-# 1.2) and exits 0 (before the fix: a
-# heap-use-after-free in client_plaintext under ASan, SIGSEGV / exit 139 in Release). Under load
+# 1.2) and exits 0 (before the fix: a heap-use-after-free in client_plaintext under ASan, SIGSEGV
+# / exit 139 in Release). Under load
 # (sipedge-bench, UCM answering 200 ms late) every REGISTER sent gets an answer or sees its
 # connection close: none is left to time out, and the exit is 0 with no sanitizer report.
 source "$(dirname "$0")/lib.sh"
