@@ -58,6 +58,7 @@ struct srv {
     bool drop_pings;     /* answer everything but "PING" */
     atomic_int stall_ms; /* sleep before reading a client's second handshake flight */
     atomic_int accepted, handshakes, resumed, failed;
+    atomic_int close_notifies;   /* close_notify alerts received from clients */
     uint32_t ids[SRV_MAX_CONNS]; /* live conns (loop thread) */
 };
 
@@ -140,6 +141,8 @@ static void srv_on_data(struct conn *c, const char *p, size_t n)
     }
     if (!srv_flush(c, sc))
         return;
+    if (r == 0)
+        atomic_fetch_add(&srv->close_notifies, 1);
     if (r == 0 || (r < 0 && r != TLS_WANT_INPUT))
         conn_drain(c);
 }
@@ -403,6 +406,26 @@ static void send_on_loop(struct loop *loop, void *arg)
     s->rc = upstream_send(s->cl->u, iov, 2);
 }
 
+struct pick_call {
+    struct cli *cl;
+    struct upstream_pick pick;
+    int rc;
+};
+
+static void pick_on_loop(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct pick_call *s = arg;
+    struct iovec iov = {"OPTIONS sip:x SIP/2.0\r\n\r\n", 25};
+    s->rc = upstream_send_pick(s->cl->u, &iov, 1, &s->pick);
+}
+
+static void shutdown_on_loop(struct loop *loop, void *arg)
+{
+    (void)loop;
+    upstream_shutdown(((struct cli *)arg)->u);
+}
+
 /* Sends `msg` (at least 8 bytes, as two slices); returns upstream_send()'s result. */
 static int cli_send(struct cli *cl, const char *msg)
 {
@@ -654,6 +677,52 @@ Test(upstream, fails_over_to_the_next_node_and_returns_to_the_first_when_it_is_b
     cli_stop(cl);
     srv_stop(srv0);
     srv_stop(srv1);
+}
+
+Test(upstream, says_which_connection_took_a_message_and_whether_it_failed_over)
+{
+    int port0 = closed_port();
+    struct srv *srv1 = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 2);
+    cli_node(cl, port0, "ucm1.example.test");
+    cli_node(cl, srv1->port, "ucm2.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 1, 2));
+    cr_assert(wait_failures(cl, 0, 2));
+    struct pick_call c = {.cl = cl};
+    run_on(cl->loop, pick_on_loop, &c);
+    cr_assert_eq(c.rc, 1);
+    cr_assert_neq(c.pick.conn_id, 0);
+    cr_assert(c.pick.failover, "node 0 is down: node 1 took it as a failover");
+
+    struct srv *srv0 = srv_start("ca.crt", port0);
+    cr_assert(wait_up(cl, 0, 1));
+    struct pick_call d = {.cl = cl};
+    run_on(cl->loop, pick_on_loop, &d);
+    cr_assert_eq(d.rc, 0);
+    cr_assert_not(d.pick.failover, "the preferred node took it");
+    cr_assert_neq(d.pick.conn_id, c.pick.conn_id);
+    cli_stop(cl);
+    srv_stop(srv0);
+    srv_stop(srv1);
+}
+
+Test(upstream, shuts_down_with_close_notify_and_no_callback_or_reconnect_after)
+{
+    struct srv *srv = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 2);
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 2));
+    int accepted = atomic_load(&srv->accepted);
+    run_on(cl->loop, shutdown_on_loop, cl);
+    cr_assert(wait_atomic(&srv->close_notifies, 2), "each connection says close_notify (%d)",
+              atomic_load(&srv->close_notifies));
+    usleep(200000); /* ten times the backoff: a reconnect would have happened */
+    cr_assert_eq(atomic_load(&cl->closed), 0, "no on_conn_closed after upstream_shutdown()");
+    cr_assert_eq(atomic_load(&srv->accepted), accepted, "no reconnect");
+    cli_stop(cl);
+    srv_stop(srv);
 }
 
 Test(upstream, rotates_among_healthy_nodes_with_round_robin)
