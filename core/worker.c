@@ -103,6 +103,7 @@ struct worker {
 static void client_timer_cb(struct loop *loop, struct loop_timer *t);
 static void worker_schedule(struct worker *w);
 static void worker_sync_redis_metrics(struct worker *w);
+static void client_free(struct client *cl);
 
 /* ---- clients: sending ------------------------------------------------------------------- */
 
@@ -142,8 +143,18 @@ static int env_client_send(void *ctx, uint32_t client_id, const struct slice *io
     if (c == NULL || conn_user(c) == NULL)
         return -ENOTCONN;
     struct client *cl = conn_user(c);
+    /* A send over the output cap closes the conn inside client_write() and on_close frees a
+     * client that is not busy (an answer relayed from UCM, the drain's 503s): hold it. */
+    bool was_busy = cl->busy;
+    cl->busy = true;
     int r = client_write(cl, iov, n);
-    if (r < 0 && r != -ENOTCONN && !cl->dead)
+    cl->busy = was_busy;
+    if (cl->dead) {
+        if (!was_busy)
+            client_free(cl);
+        return -ENOTCONN; /* not delivered: the proxy counts a drop, not a response */
+    }
+    if (r < 0 && r != -ENOTCONN)
         conn_close(c, CONN_CLOSE_ERROR);
     return r;
 }
@@ -1050,10 +1061,14 @@ void worker_stop(struct worker *w, uint32_t flush_ms, void (*stopped)(void *arg)
     for (struct client *cl = w->clients, *next; cl != NULL; cl = next, n++) {
         next = cl->next; /* conn_drain() may close at once: on_close unlinks and frees `cl` */
         metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_DRAIN);
+        cl->busy = true; /* a send over the output cap closes the conn: keep `cl` until here */
         if (cl->tls != NULL && cl->established && tls_conn_shutdown(cl->tls) == 0)
             client_flush(cl);
-        if (conn_user(cl->conn) == cl)
-            conn_drain(cl->conn);
+        cl->busy = false;
+        if (cl->dead)
+            client_free(cl);
+        else
+            conn_drain(cl->conn); /* may close at once: `cl` is gone after it */
     }
     upstream_shutdown(w->up);
     log_event(LOG_INFO, "drain_worker_closing", LOG_U("worker", w->idx), LOG_U("clients", n),
