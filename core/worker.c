@@ -562,9 +562,14 @@ static void client_timer_cb(struct loop *loop, struct loop_timer *t)
         return;
     }
     metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_IDLE);
+    cl->busy = true; /* a flush over the output cap closes the conn: keep `cl` until here */
     if (cl->tls != NULL && tls_conn_shutdown(cl->tls) == 0)
         client_flush(cl);
-    conn_drain(cl->conn);
+    cl->busy = false;
+    if (cl->dead)
+        client_free(cl);
+    else
+        conn_drain(cl->conn);
 }
 
 const struct conn_ops worker_client_ops = {
