@@ -113,8 +113,9 @@ check "Redis down: counted as error/timeout/breaker_open ($bad)" test "$bad" -ge
 # --- UCM refuses connections ---------------------------------------------------------------------
 kill "$UCM_PID_ucm1"
 wait "$UCM_PID_ucm1" 2>/dev/null || true
-for _ in $(seq 1 50); do
-    curl -s "http://127.0.0.1:$ADMIN_PORT/readyz" | grep -q 'last_error=' && break
+# A reconnect may first race the dying UCM (a handshake it closes): wait for the refusal itself.
+for _ in $(seq 1 100); do
+    curl -s "http://127.0.0.1:$ADMIN_PORT/readyz" | grep -q 'last_error="Connection refused"' && break
     sleep 0.1
 done
 curl -s "http://127.0.0.1:$ADMIN_PORT/readyz" >"$T/readyz.txt" || true
