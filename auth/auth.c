@@ -4,6 +4,7 @@
 #include "auth/auth.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,6 +62,10 @@ struct auth_worker {
     struct auth_config cfg;
     uint8_t key[64];
     struct cache_l1 *l1;
+    struct budget *budget;    /* NULL: no per-source budget */
+    int64_t next_sweep;       /* epoch ms */
+    int64_t last_trim;        /* epoch ms of the last malloc_trim() */
+    uint64_t freed_untrimmed; /* bytes the sweeps freed since the last trim */
     struct cache_redis *cmd, *sub;
     EVP_MD *sha256;
     EVP_MD_CTX *md;
@@ -268,6 +273,7 @@ static enum auth_status conclude(struct auth_worker *aw, const char *tok, size_t
     }
     if (exp > now_s)
         cache_l1_insert(aw->l1, tok, len, h, digest, res, exp, now_s);
+    aw->c.l1_bytes = cache_l1_bytes(aw->l1);
     return res->reason == JWT_OK ? AUTH_OK : AUTH_FAIL;
 }
 
@@ -418,6 +424,13 @@ static void on_l2_reply(void *arg, const redisReply *rp, int err)
 enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len, int64_t now_ms,
                             auth_done_fn cb, void *arg, struct jwt_result *out)
 {
+    return auth_check_from(aw, tok, len, NULL, now_ms, cb, arg, out);
+}
+
+enum auth_status auth_check_from(struct auth_worker *aw, const char *tok, size_t len,
+                                 const uint8_t *src, int64_t now_ms, auth_done_fn cb, void *arg,
+                                 struct jwt_result *out)
+{
     aw->now_ms = now_ms;
     aw->c.checks++;
     int64_t now_s = now_ms / 1000;
@@ -449,6 +462,13 @@ enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len,
         break;
     }
     aw->c.l1_miss++;
+    if (src && aw->budget && !budget_take(aw->budget, src, now_ms)) {
+        /* over the source's budget: no L2 lookup, no verify, nothing cached */
+        aw->c.throttled++;
+        aw->last_layer = AUTH_LAYER_NONE;
+        memset(out, 0, sizeof(*out));
+        return AUTH_THROTTLED;
+    }
     uint8_t digest[CACHE_DIGEST_LEN];
     digest_of(aw, tok, len, digest);
     bool degraded = false;
@@ -650,6 +670,14 @@ struct auth_worker *auth_worker_new(const struct auth_config *cfg, int64_t now_m
     aw->now_ms = now_ms;
     uint64_t seed = cache_random_seed();
     aw->l1 = cache_l1_new(c->l1_capacity, c->max_token_len, seed);
+    if (aw->l1 && c->l1_max_bytes)
+        cache_l1_set_max_bytes(aw->l1, (size_t)c->l1_max_bytes);
+    if (c->source_rate) {
+        aw->budget = budget_new(c->source_rate, c->source_burst,
+                                c->source_slots ? c->source_slots : 4096, seed ^ 0x9e3779b9u);
+        if (!aw->budget)
+            goto fail;
+    }
     aw->slots = calloc(c->max_pending, sizeof(*aw->slots));
     aw->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     aw->md = EVP_MD_CTX_new();
@@ -698,6 +726,7 @@ void auth_worker_free(struct auth_worker *aw)
             free(aw->slots[i].tok);
     free(aw->slots);
     cache_l1_free(aw->l1);
+    budget_free(aw->budget);
     EVP_MAC_CTX_free(aw->macctx);
     EVP_MAC_free(aw->mac);
     EVP_MD_CTX_free(aw->md);
@@ -729,12 +758,36 @@ void auth_worker_on_poll(struct auth_worker *aw, const struct pollfd fds[2], int
     sub_maintain(aw, now_ms);
 }
 
+/* The periodic L1 sweep and, once it freed enough, a malloc_trim(): expired token copies of
+ * tokens never seen again go back to the system. Returns the next sweep time or INT64_MAX. */
+static int64_t sweep_tick(struct auth_worker *aw, int64_t now_ms)
+{
+    if (now_ms >= aw->next_sweep) {
+        uint64_t before = cache_l1_stats(aw->l1)->swept;
+        aw->freed_untrimmed += cache_l1_sweep(aw->l1, now_ms / 1000, AUTH_SWEEP_N);
+        aw->c.l1_swept += cache_l1_stats(aw->l1)->swept - before;
+        aw->c.l1_bytes = cache_l1_bytes(aw->l1);
+        aw->next_sweep = now_ms + AUTH_SWEEP_MS;
+    }
+    if (aw->freed_untrimmed >= AUTH_TRIM_BYTES && now_ms - aw->last_trim >= 1000) {
+        malloc_trim(0); /* freed chunks mid-heap are not returned otherwise */
+        aw->c.trims++;
+        aw->last_trim = now_ms;
+        aw->freed_untrimmed = 0;
+    }
+    if (cache_l1_count(aw->l1) == 0 && aw->freed_untrimmed < AUTH_TRIM_BYTES)
+        return INT64_MAX;
+    return aw->freed_untrimmed >= AUTH_TRIM_BYTES ? min64(aw->next_sweep, aw->last_trim + 1000)
+                                                  : aw->next_sweep;
+}
+
 int64_t auth_worker_tick(struct auth_worker *aw, int64_t now_ms)
 {
     aw->now_ms = now_ms;
+    int64_t sweep = sweep_tick(aw, now_ms);
     if (!aw->cmd)
-        return INT64_MAX;
-    int64_t next = cache_redis_fd_tick(aw->cmd, now_ms);
+        return sweep;
+    int64_t next = min64(sweep, cache_redis_fd_tick(aw->cmd, now_ms));
     next = min64(next, cache_redis_fd_tick(aw->sub, now_ms));
     sub_maintain(aw, now_ms);
     if (aw->subscribed && !aw->ping_inflight)

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "auth/budget.h"
 #include "auth/cache.h"
 #include "auth/jwt.h"
 #include "auth/keys.h"
@@ -20,6 +21,8 @@ enum auth_status {
     AUTH_FAIL = 1,      /* rejected: the result's reason says why */
     AUTH_PENDING = 2,   /* Redis asked: the callback delivers AUTH_OK, AUTH_FAIL or CANCELLED */
     AUTH_CANCELLED = 3, /* callback only: the worker was freed first; treat as "try later" (503) */
+    AUTH_THROTTLED = 4, /* an L1 miss over the source's verification budget: nothing verified,
+                         * nothing cached; answer "try later" (503 + Retry-After) */
     /* AUTH_STATUS_COUNT */
     AUTH_STATUS_COUNT
 };
@@ -31,7 +34,10 @@ enum auth_status {
 typedef enum jwt_reason (*auth_verify_fn)(void *ctx, const char *tok, size_t len, int64_t now,
                                           struct jwt_result *out);
 
-#define AUTH_FP_HEX 16 /* hex chars of the key set tag in L2 key names */
+#define AUTH_FP_HEX     16         /* hex chars of the key set tag in L2 key names */
+#define AUTH_SWEEP_MS   250        /* period of the L1 sweep */
+#define AUTH_SWEEP_N    4096       /* L1 entries looked at per sweep */
+#define AUTH_TRIM_BYTES (1u << 20) /* freed bytes that make a malloc_trim() worth it */
 
 /**
  * The tag of the key set the verifier currently uses: AUTH_FP_HEX lowercase hex chars (the start
@@ -60,6 +66,7 @@ struct auth_config {
     auth_keyfp_fn key_fp;    /* called with verify_ctx; NULL: auth_jwt_verifier_fp when verify is
                               * auth_jwt_verify, else a fixed tag of zeros (one key set) */
     uint32_t l1_capacity;    /* L1 entries (4096) */
+    uint64_t l1_max_bytes;   /* bound on L1 token copies (capacity * max_token_len) */
     uint32_t max_token_len;  /* longer tokens are neither cached nor sent to Redis (8192) */
     uint32_t ttl_s;          /* positive cache lifetime cap (300) */
     uint32_t negative_ttl_s; /* rejected tokens (5) */
@@ -68,6 +75,10 @@ struct auth_config {
                                     * subscription down, or Redis failed during the check (5) */
     uint32_t max_pending;          /* checks waiting on Redis (1024); beyond: local verify */
     uint32_t ping_interval_ms;     /* liveness PING on the subscriber connection (1000) */
+    uint32_t source_rate;          /* L1 misses (verifications) per second per source address,
+                                    * auth_check_from() only; 0: no budget */
+    uint32_t source_burst;         /* bucket size (source_rate) */
+    uint32_t source_slots;         /* sources tracked per worker (4096) */
     const char *redis_host;        /* numeric address; NULL: no L2, no revocation */
     uint16_t redis_port;
     struct cache_redis_config redis; /* both connections */
@@ -89,6 +100,10 @@ struct auth_counters {
     uint64_t l1_evicted;        /* L1 entries dropped by revocation */
     uint64_t resubscribes;      /* subscription (re)established: L1 positives flushed */
     uint64_t cancelled;
+    uint64_t throttled; /* L1 misses refused by the source budget (AUTH_THROTTLED) */
+    uint64_t l1_bytes;  /* gauge: L1 token copy bytes */
+    uint64_t l1_swept;  /* expired L1 entries dropped by the periodic sweep */
+    uint64_t trims;     /* malloc_trim() calls after the sweep freed memory */
     uint64_t ok;
     uint64_t fail[JWT_REASON_COUNT]; /* by reason */
 };
@@ -115,6 +130,16 @@ void auth_worker_free(struct auth_worker *aw);
 enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len, int64_t now_ms,
                             auth_done_fn cb, void *arg, struct jwt_result *out);
 
+/**
+ * auth_check() for a request from source address `src` (BUDGET_ADDR_LEN bytes, from
+ * budget_addr_of_fd(); NULL: no budget). An L1 hit (positive or negative) costs the source
+ * nothing; an L1 miss spends one token of the source's budget first, and when there is none
+ * returns AUTH_THROTTLED at once (no L2 lookup, no verify, nothing cached, `out` zeroed).
+ */
+enum auth_status auth_check_from(struct auth_worker *aw, const char *tok, size_t len,
+                                 const uint8_t *src, int64_t now_ms, auth_done_fn cb, void *arg,
+                                 struct jwt_result *out);
+
 /** Forgets the pending checks whose callback argument is `arg` (their callbacks are never
  * called). Returns how many. */
 size_t auth_cancel(struct auth_worker *aw, void *arg);
@@ -126,8 +151,11 @@ int auth_worker_pollfds(const struct auth_worker *aw, struct pollfd fds[2]);
 /** Handles the revents of the `fds` from auth_worker_pollfds(); may complete pending checks. */
 void auth_worker_on_poll(struct auth_worker *aw, const struct pollfd fds[2], int64_t now_ms);
 
-/** Deadlines, reconnects, (re)subscription and pings. Returns the next deadline (epoch ms,
- * INT64_MAX when none); call it by then, and after every poll round. */
+/** Deadlines, reconnects, (re)subscription and pings; a bounded sweep of expired L1 entries
+ * (every AUTH_SWEEP_MS while the L1 holds any), and malloc_trim(0) at most once a second once the
+ * sweeps freed AUTH_TRIM_BYTES, so the memory of expired token copies goes back to the system.
+ * Returns the next deadline (epoch ms, INT64_MAX when none); call it by then, and after every
+ * poll round. */
 int64_t auth_worker_tick(struct auth_worker *aw, int64_t now_ms);
 
 /** Where the last decision of a worker came from (for metrics by layer). */

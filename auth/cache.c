@@ -1,12 +1,15 @@
 // SPDX-License-Identifier: MIT
-// L1 token cache: a seeded multiply-fold hash and an 8-way set-associative table whose hits are
-// confirmed by comparing the stored token bytes (a hash collision can never hit another token).
+// L1 token cache: a seeded multiply-fold hash and an 8-way set-associative table. Positive hits
+// are confirmed by comparing the stored token bytes, negative ones by the token's SHA-256 (a
+// rejected token is never copied); token copies count against a byte bound and are freed on drop.
 #include "auth/cache.h"
 
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+
+#include <openssl/evp.h>
 
 /* Odd 64-bit constants with well-spread bits (golden ratio and friends). */
 #define K0 0x9e3779b97f4a7c15ull
@@ -102,11 +105,20 @@ void cache_hex(const uint8_t *in, size_t n, char *out)
     out[2 * n] = '\0';
 }
 
-/* One entry. Invariants: hashes[i] == 0 <=> entry i free (tok_len 0, tok kept for reuse);
- * tok_len <= tok_cap <= max_tok. */
+/* tok_len of a negative entry: no token bytes, the digest identifies the token. */
+#define NEG_LEN UINT32_MAX
+
+/* One entry.
+ *
+ * | state    | hashes[i] | tok            | tok_len  | bytes counted |
+ * |----------|-----------|----------------|----------|---------------|
+ * | free     | 0         | NULL           | 0        | 0             |
+ * | positive | != 0      | owned, tok_cap | <= cap   | tok_cap       |
+ * | negative | != 0      | NULL           | NEG_LEN  | 0             |
+ */
 struct l1_entry {
     int64_t expires;
-    char *tok; /* owned; capacity tok_cap, reused across replacements */
+    char *tok; /* owned copy of a positive token, exactly tok_cap bytes */
     uint32_t tok_len;
     uint32_t tok_cap;
     uint32_t jti_len;
@@ -119,16 +131,22 @@ struct cache_l1 {
     struct l1_entry *ent;
     uint32_t set_mask;
     uint32_t nent;
+    uint32_t hand; /* next entry cache_l1_sweep() looks at */
     size_t max_tok;
+    size_t max_bytes; /* bound on the sum of token copies */
+    size_t bytes;     /* sum of tok_cap of live entries */
     uint64_t seed;
     size_t count;
+    struct cache_l1_stats st;
+    EVP_MD *sha256;
+    EVP_MD_CTX *md;
 };
 
 struct cache_l1 *cache_l1_new(uint32_t capacity, size_t max_token_len, uint64_t seed)
 {
     if (capacity < CACHE_L1_WAYS)
         capacity = CACHE_L1_WAYS;
-    if (capacity > (1u << 24) || max_token_len == 0 || max_token_len > UINT32_MAX)
+    if (capacity > (1u << 24) || max_token_len == 0 || max_token_len >= NEG_LEN)
         return NULL;
     uint32_t n = CACHE_L1_WAYS;
     while (n < capacity)
@@ -138,26 +156,34 @@ struct cache_l1 *cache_l1_new(uint32_t capacity, size_t max_token_len, uint64_t 
         return NULL;
     l1->hashes = aligned_alloc(64, (size_t)n * sizeof(uint64_t));
     l1->ent = calloc(n, sizeof(*l1->ent));
-    if (!l1->hashes || !l1->ent) {
-        free(l1->hashes);
-        free(l1->ent);
-        free(l1);
+    l1->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
+    l1->md = EVP_MD_CTX_new();
+    if (!l1->hashes || !l1->ent || !l1->sha256 || !l1->md) {
+        cache_l1_free(l1);
         return NULL;
     }
     memset(l1->hashes, 0, (size_t)n * sizeof(uint64_t));
     l1->nent = n;
     l1->set_mask = n / CACHE_L1_WAYS - 1;
     l1->max_tok = max_token_len;
+    l1->max_bytes = (size_t)n * max_token_len;
     l1->seed = seed;
     return l1;
+}
+
+void cache_l1_set_max_bytes(struct cache_l1 *l1, size_t max_bytes)
+{
+    l1->max_bytes = max_bytes;
 }
 
 void cache_l1_free(struct cache_l1 *l1)
 {
     if (!l1)
         return;
-    for (uint32_t i = 0; i < l1->nent; i++)
+    for (uint32_t i = 0; l1->ent && i < l1->nent; i++)
         free(l1->ent[i].tok);
+    EVP_MD_CTX_free(l1->md);
+    EVP_MD_free(l1->sha256);
     free(l1->ent);
     free(l1->hashes);
     free(l1);
@@ -174,16 +200,54 @@ static inline uint32_t set_base(const struct cache_l1 *l1, uint64_t h)
     return (uint32_t)((h >> 32) & l1->set_mask) * CACHE_L1_WAYS;
 }
 
+/* Gives a positive entry's token copy back to the allocator. */
+static void release_tok(struct cache_l1 *l1, struct l1_entry *e)
+{
+    if (e->tok) {
+        l1->bytes -= e->tok_cap;
+        l1->st.bytes_freed += e->tok_cap;
+        free(e->tok);
+        e->tok = NULL;
+    }
+    e->tok_cap = 0;
+    e->tok_len = 0;
+}
+
 static void drop(struct cache_l1 *l1, uint32_t i)
 {
     l1->hashes[i] = 0;
-    l1->ent[i].tok_len = 0;
+    release_tok(l1, &l1->ent[i]);
     l1->count--;
 }
 
+/* Positive entries only: a negative one has tok_len NEG_LEN, which no token length equals. */
 static inline bool same_token(const struct l1_entry *e, const char *tok, size_t len)
 {
     return e->tok_len == len && memcmp(e->tok, tok, len) == 0;
+}
+
+static void sha256_of(struct cache_l1 *l1, const char *tok, size_t len, uint8_t *out)
+{
+    unsigned int n = 0;
+    if (EVP_DigestInit_ex2(l1->md, l1->sha256, NULL) != 1 ||
+        EVP_DigestUpdate(l1->md, tok, len) != 1 || EVP_DigestFinal_ex(l1->md, out, &n) != 1)
+        abort(); /* SHA-256 over memory cannot fail short of memory corruption */
+}
+
+/* Is entry `e` (whose hash matched) the token? Positive: its bytes; negative: its digest, computed
+ * once per lookup into `d` (`*have` says whether it is there yet). */
+static inline bool entry_is(struct cache_l1 *l1, const struct l1_entry *e, const char *tok,
+                            size_t len, uint8_t *d, bool *have)
+{
+    if (same_token(e, tok, len))
+        return true;
+    if (e->tok_len != NEG_LEN)
+        return false;
+    if (!*have) {
+        sha256_of(l1, tok, len, d);
+        *have = true;
+    }
+    return memcmp(e->digest, d, CACHE_DIGEST_LEN) == 0;
 }
 
 /* Copies the used part of a result: a whole-struct copy (300 bytes) compiles to `rep movsq`,
@@ -203,11 +267,13 @@ enum cache_l1_hit cache_l1_lookup(struct cache_l1 *l1, const char *tok, size_t l
                                   int64_t now, struct jwt_result *out, uint8_t *digest)
 {
     uint32_t base = set_base(l1, h);
+    uint8_t d[CACHE_DIGEST_LEN];
+    bool have = false;
     for (uint32_t w = 0; w < CACHE_L1_WAYS; w++) {
         if (l1->hashes[base + w] != h)
             continue;
         struct l1_entry *e = &l1->ent[base + w];
-        if (!same_token(e, tok, len))
+        if (!entry_is(l1, e, tok, len, d, &have))
             continue; /* a collision: keep looking, never a hit */
         if (e->expires <= now) {
             drop(l1, base + w);
@@ -221,6 +287,37 @@ enum cache_l1_hit cache_l1_lookup(struct cache_l1 *l1, const char *tok, size_t l
     return CACHE_L1_MISS;
 }
 
+/* Makes room for `need` more bytes of token copies: drops expired entries (up to a bounded scan).
+ * True when the bound then allows it. */
+static bool room_for(struct cache_l1 *l1, size_t need, int64_t now)
+{
+    if (l1->bytes + need <= l1->max_bytes)
+        return true;
+    cache_l1_sweep(l1, now, 1024);
+    return l1->bytes + need <= l1->max_bytes;
+}
+
+/* The way of the set to (re)use for the token: its own entry, else a free or expired way, else
+ * the way that expires first. */
+static uint32_t pick_way(struct cache_l1 *l1, uint32_t base, const char *tok, size_t len,
+                         uint64_t h, const uint8_t *digest, int64_t now)
+{
+    uint32_t pick = UINT32_MAX, oldest = base;
+    for (uint32_t w = 0; w < CACHE_L1_WAYS; w++) {
+        uint32_t i = base + w;
+        const struct l1_entry *e = &l1->ent[i];
+        if (l1->hashes[i] == h &&
+            (same_token(e, tok, len) ||
+             (e->tok_len == NEG_LEN && memcmp(e->digest, digest, CACHE_DIGEST_LEN) == 0)))
+            return i;
+        if (pick == UINT32_MAX && (l1->hashes[i] == 0 || e->expires <= now))
+            pick = i; /* keep scanning: the same token may sit further on */
+        if (e->expires < l1->ent[oldest].expires)
+            oldest = i;
+    }
+    return pick == UINT32_MAX ? oldest : pick;
+}
+
 int cache_l1_insert(struct cache_l1 *l1, const char *tok, size_t len, uint64_t h,
                     const uint8_t digest[CACHE_DIGEST_LEN], const struct jwt_result *res,
                     int64_t expires, int64_t now)
@@ -229,39 +326,30 @@ int cache_l1_insert(struct cache_l1 *l1, const char *tok, size_t len, uint64_t h
         return -E2BIG;
     if (expires <= now)
         return -EINVAL;
-    uint32_t base = set_base(l1, h), pick = UINT32_MAX, oldest = base;
-    for (uint32_t w = 0; w < CACHE_L1_WAYS; w++) {
-        uint32_t i = base + w;
-        if (l1->hashes[i] == h && same_token(&l1->ent[i], tok, len)) {
-            pick = i;
-            break;
-        }
-        if (pick == UINT32_MAX && (l1->hashes[i] == 0 || l1->ent[i].expires <= now))
-            pick = i; /* keep scanning: the same token may sit further on */
-        if (l1->ent[i].expires < l1->ent[oldest].expires)
-            oldest = i;
-    }
-    if (pick == UINT32_MAX)
-        pick = oldest;
+    bool positive = res->reason == JWT_OK;
+    uint32_t pick = pick_way(l1, set_base(l1, h), tok, len, h, digest, now);
     struct l1_entry *e = &l1->ent[pick];
-    if (e->tok_cap < len || !e->tok) {
-        /* Round small tokens up so later replacements rarely reallocate; never above max_tok. */
-        size_t cap = len < 1024 ? 1024 : len;
-        if (cap > l1->max_tok)
-            cap = l1->max_tok;
-        if (cap < len)
-            cap = len;
-        char *nt = malloc(cap ? cap : 1);
+    if (l1->hashes[pick] != 0)
+        drop(l1, pick); /* replaced or evicted: its copy goes back at once */
+    if (positive) {
+        /* A copy of exactly `len` bytes: entries are dropped with their copy, so nothing is
+         * kept for reuse and rounding up would only hold memory. */
+        if (!room_for(l1, len, now)) {
+            l1->st.refused_bytes++;
+            return -ENOSPC;
+        }
+        char *nt = malloc(len ? len : 1);
         if (!nt)
             return -ENOMEM;
-        free(e->tok);
+        memcpy(nt, tok, len);
         e->tok = nt;
-        e->tok_cap = (uint32_t)cap;
+        e->tok_cap = (uint32_t)len;
+        e->tok_len = (uint32_t)len;
+        l1->bytes += len;
+    } else {
+        e->tok_len = NEG_LEN; /* identified by `digest` alone */
     }
-    if (l1->hashes[pick] == 0)
-        l1->count++;
-    memcpy(e->tok, tok, len);
-    e->tok_len = (uint32_t)len;
+    l1->count++;
     e->expires = expires;
     memcpy(e->digest, digest, CACHE_DIGEST_LEN);
     e->res = *res;
@@ -273,6 +361,32 @@ int cache_l1_insert(struct cache_l1 *l1, const char *tok, size_t len, uint64_t h
     e->res.jti[e->jti_len] = '\0';
     l1->hashes[pick] = h;
     return 0;
+}
+
+size_t cache_l1_sweep(struct cache_l1 *l1, int64_t now, uint32_t max_entries)
+{
+    size_t freed = l1->st.bytes_freed;
+    if (max_entries > l1->nent)
+        max_entries = l1->nent;
+    for (uint32_t k = 0; k < max_entries; k++) {
+        uint32_t i = l1->hand;
+        l1->hand = (l1->hand + 1) & (l1->nent - 1);
+        if (l1->hashes[i] != 0 && l1->ent[i].expires <= now) {
+            drop(l1, i);
+            l1->st.swept++;
+        }
+    }
+    return l1->st.bytes_freed - freed;
+}
+
+size_t cache_l1_bytes(const struct cache_l1 *l1)
+{
+    return l1->bytes;
+}
+
+const struct cache_l1_stats *cache_l1_stats(const struct cache_l1 *l1)
+{
+    return &l1->st;
 }
 
 size_t cache_l1_evict_jti(struct cache_l1 *l1, const char *jti, size_t len)

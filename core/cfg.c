@@ -220,6 +220,8 @@ static const struct cfg_list keys_list = {key_fields,
       NULL, "claim holding the user bound to the REGISTER's AOR")                                  \
     X(CACHE_L1_CAPACITY, "auth.cache.l1_capacity", T_U32, auth.cache.l1_capacity, "65536", 16,     \
       16777216, 0, NULL, "verified-token entries per worker")                                      \
+    X(CACHE_L1_MAX_BYTES, "auth.cache.l1_max_bytes", T_U32, auth.cache.l1_max_bytes, "33554432",   \
+      65536, 4294967295u, 0, NULL, "bound on a worker's copies of valid tokens in its L1")         \
     X(CACHE_TTL_S, "auth.cache.ttl_s", T_U32, auth.cache.ttl_s, "300", 1, 86400, 0, NULL,          \
       "longest time a verified token is trusted without verifying (capped by exp)")                \
     X(CACHE_NEGATIVE_TTL_S, "auth.cache.negative_ttl_s", T_U32, auth.cache.negative_ttl_s, "5", 0, \
@@ -245,6 +247,15 @@ static const struct cfg_list keys_list = {key_fields,
       "5", 1, 1000, 0, NULL, "consecutive failures that stop Redis use")                           \
     X(REDIS_BREAKER_OPEN_MS, "auth.redis.breaker.open_ms", T_U32, auth.redis.breaker.open_ms,      \
       "1000", 10, 600000, 0, NULL, "pause before Redis is tried again")                            \
+    X(AUTH_MAX_FAILED_PER_CONN, "auth.max_failed_tokens_per_conn", T_U32,                          \
+      auth.max_failed_tokens_per_conn, "5", 0, 1000000, 0, NULL,                                   \
+      "close a client connection after this many rejected tokens (0: never)")                      \
+    X(AUTH_SOURCE_RATE, "auth.source_budget.rate", T_U32, auth.source_rate, "50", 0, 1000000, 0,   \
+      NULL, "token verifications per second per source address and worker (0: no budget)")         \
+    X(AUTH_SOURCE_BURST, "auth.source_budget.burst", T_U32, auth.source_burst, "100", 1, 1000000,  \
+      0, NULL, "verifications a source may spend at once")                                         \
+    X(AUTH_SOURCE_TABLE, "auth.source_budget.sources", T_U32, auth.source_table, "4096", 4,        \
+      1048576, 0, NULL, "source addresses tracked per worker (least recently used reused)")        \
     X(ADMIN_ENABLED, "admin.enabled", T_BOOL, admin.enabled, "true", 0, 0, 0, NULL,                \
       "serve /healthz /readyz /metrics")                                                           \
     X(ADMIN_ADDRESS, "admin.address", T_STR, admin.address, "127.0.0.1", 0, 0, 0, NULL,            \

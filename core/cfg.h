@@ -165,7 +165,8 @@ struct cfg_upstream {
 };
 
 struct cfg_auth_cache {
-    uint32_t l1_capacity; /* entries per worker */
+    uint32_t l1_capacity;  /* entries per worker */
+    uint32_t l1_max_bytes; /* bound on a worker's copies of valid tokens */
     uint32_t ttl_s;
     uint32_t negative_ttl_s;
     uint32_t signature_only_ttl_s; /* cap when a cucm token's claims cannot be read */
@@ -202,6 +203,10 @@ struct cfg_auth {
     char identity_claim[CFG_STR_MAX];
     struct cfg_auth_cache cache;
     struct cfg_redis redis;
+    uint32_t max_failed_tokens_per_conn; /* close a connection after this many; 0 = never */
+    uint32_t source_rate; /* verifications/s per source address and worker; 0 = off */
+    uint32_t source_burst;
+    uint32_t source_table; /* source addresses tracked per worker */
 };
 
 struct cfg_admin {

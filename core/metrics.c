@@ -58,6 +58,9 @@ static const char *const redis_v[] = {"hit",   "miss",    "stored",      "bad_hm
 
 _Static_assert(sizeof(method_v) / sizeof(*method_v) == METRICS_METHOD_COUNT, "method names");
 _Static_assert(sizeof(code_v) / sizeof(*code_v) == METRICS_CODE_COUNT, "code names");
+static const char *const refusal_v[] = {"source_budget", "failed_tokens"};
+
+_Static_assert(sizeof(refusal_v) / sizeof(*refusal_v) == METRICS_REFUSAL_COUNT, "refusal names");
 _Static_assert(sizeof(source_v) / sizeof(*source_v) == METRICS_SOURCE_COUNT, "source names");
 _Static_assert(sizeof(auth_result_v) / sizeof(*auth_result_v) == METRICS_AUTH_RESULT_COUNT,
                "auth result names");
@@ -92,6 +95,7 @@ static const struct labelset labelsets[METRICS_LS_COUNT] = {
     [METRICS_LS_CLOSE_REASON] = {"reason", close_v},
     [METRICS_LS_DROP_REASON] = {"reason", drop_v},
     [METRICS_LS_REDIS_RESULT] = {"result", redis_v},
+    [METRICS_LS_AUTH_REFUSAL] = {"reason", refusal_v},
     [METRICS_LS_DYN_NODE] = {"node", NULL},
     [METRICS_LS_DYN_STATE] = {"state", NULL},
 };

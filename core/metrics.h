@@ -149,6 +149,14 @@ enum metrics_drop {
     METRICS_DROP_COUNT
 };
 
+/** Why a bearer token was refused before any verification, or its connection closed. */
+enum metrics_auth_refusal {
+    METRICS_REFUSED_SOURCE_BUDGET = 0, /* 503: the source address spent its verifications */
+    METRICS_REFUSED_FAILED_TOKENS,     /* connection closed after too many rejected tokens */
+    /* METRICS_REFUSAL_COUNT */
+    METRICS_REFUSAL_COUNT
+};
+
 enum metrics_redis_result {
     METRICS_REDIS_HIT = 0,
     METRICS_REDIS_MISS,
@@ -176,6 +184,7 @@ enum metrics_redis_result {
     X(CLOSE_REASON, "reason", METRICS_CLOSE_COUNT)                                                 \
     X(DROP_REASON, "reason", METRICS_DROP_COUNT)                                                   \
     X(REDIS_RESULT, "result", METRICS_REDIS_COUNT)                                                 \
+    X(AUTH_REFUSAL, "reason", METRICS_REFUSAL_COUNT)                                               \
     X(DYN_NODE, "node", 1)                                                                         \
     X(DYN_STATE, "state", 1)
 
@@ -220,6 +229,14 @@ enum metrics_type {
     X(AUTH_RESULTS, "sipedge_auth_results_total", METRICS_COUNTER,                                 \
       "Bearer token decisions by result and by the layer that decided.", AUTH_RESULT, AUTH_LAYER,  \
       NONE)                                                                                        \
+    X(AUTH_REFUSED, "sipedge_auth_refused_total", METRICS_COUNTER,                                 \
+      "Bearer tokens refused without a verification (source over its budget) and client "          \
+      "connections closed after too many rejected tokens.",                                        \
+      AUTH_REFUSAL, NONE, NONE)                                                                    \
+    X(AUTH_L1_BYTES, "sipedge_auth_l1_token_bytes", METRICS_GAUGE,                                 \
+      "Bytes of valid-token copies held by the L1 caches (bounded by auth.cache.l1_max_bytes "     \
+      "per worker).",                                                                              \
+      NONE, NONE, NONE)                                                                            \
     X(REDIS_RESULTS, "sipedge_redis_results_total", METRICS_COUNTER,                               \
       "Shared token cache operations by result.", REDIS_RESULT, NONE, NONE)                        \
     X(TLS_HANDSHAKES, "sipedge_tls_handshakes_total", METRICS_COUNTER,                             \

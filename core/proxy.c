@@ -302,12 +302,18 @@ static void challenge(struct proxy *p, uint32_t cid, const struct sip_msg *req, 
             &extra, 1);
 }
 
-static void respond_503(struct proxy *p, uint32_t cid, const struct sip_msg *req)
+static void respond_503_after(struct proxy *p, uint32_t cid, const struct sip_msg *req,
+                              unsigned retry_after_s)
 {
     char line[64];
-    int n = snprintf(line, sizeof(line), "Retry-After: %u", p->cfg.retry_after_s);
+    int n = snprintf(line, sizeof(line), "Retry-After: %u", retry_after_s);
     struct slice extra = slice_make(line, (size_t)n);
     respond(p, cid, req, 503, "Service Unavailable", &extra, 1);
+}
+
+static void respond_503(struct proxy *p, uint32_t cid, const struct sip_msg *req)
+{
+    respond_503_after(p, cid, req, p->cfg.retry_after_s);
 }
 
 /* ---- the REGISTER path ------------------------------------------------------------------- */
@@ -427,6 +433,15 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
                    enum auth_status st, const struct jwt_result *res, enum metrics_auth_layer layer,
                    int64_t now)
 {
+    if (p->aw != NULL)
+        metrics_gauge_set(p->shard, auth_worker_counters(p->aw)->l1_bytes, METRIC_AUTH_L1_BYTES);
+    if (st == AUTH_THROTTLED) { /* no verify was spent: "try again shortly" */
+        metrics_inc(p->shard, METRIC_AUTH_REFUSED, METRICS_REFUSED_SOURCE_BUDGET);
+        respond_503_after(p, cid, req, PROXY_THROTTLE_RETRY_S);
+        if (t != NULL)
+            txn_free(p, t);
+        return;
+    }
     if (st == AUTH_CANCELLED || res == NULL) {
         respond_503(p, cid, req);
         if (t != NULL)
@@ -441,6 +456,8 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
             challenge(p, cid, req, 407, "invalid_token");
         if (t != NULL)
             txn_free(p, t);
+        if (p->env.client_token_failed != NULL) /* last: it may close the client */
+            p->env.client_token_failed(p->env.ctx, cid);
         return;
     }
     struct slice user;
@@ -515,8 +532,11 @@ static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg 
         return;
     }
     t->state = TXN_AUTH_WAIT;
+    uint8_t src[BUDGET_ADDR_LEN];
+    bool have_src = p->env.client_source != NULL && p->env.client_source(p->env.ctx, cid, src);
     enum auth_status st =
-        auth_check(p->aw, cred->token.base, cred->token.len, auth_now_ms(), on_auth_done, t, &res);
+        auth_check_from(p->aw, cred->token.base, cred->token.len, have_src ? src : NULL,
+                        auth_now_ms(), on_auth_done, t, &res);
     if (st == AUTH_PENDING) {
         p->stats.auth_pending++;
         if (txn_keep(t, req, true) < 0) {

@@ -13,6 +13,10 @@
 #include "core/slice.h"
 
 struct auth_worker;
+
+/** Retry-After of the 503 for a source over its verification budget (buckets refill each second).
+ */
+#define PROXY_THROTTLE_RETRY_S 1
 struct metrics_shard;
 
 /** Where the glue's pool put a request (filled by `upstream_send`). */
@@ -36,6 +40,16 @@ struct proxy_env {
      * usable (the proxy answers 503 with Retry-After), or another -errno (also 503).
      */
     int (*upstream_send)(void *ctx, const struct slice *iov, size_t n, struct proxy_sent *sent);
+    /**
+     * Optional (NULL: no per-source budget). Fills `addr` (16 bytes, budget_addr_of_fd()) with
+     * the source address of client `client_id`; returns false when unknown.
+     */
+    bool (*client_source)(void *ctx, uint32_t client_id, uint8_t *addr);
+    /**
+     * Optional. Client `client_id` was just answered for a rejected token (its 407/403 is queued);
+     * the glue counts and may close the connection once the answer is out.
+     */
+    void (*client_token_failed)(void *ctx, uint32_t client_id);
 };
 
 /** Per-worker settings (copied by proxy_new; strings are copied too). */
@@ -84,7 +98,10 @@ void proxy_free(struct proxy *p);
  * the call may read until it returns (it copies what must outlive the call, e.g. a REGISTER parked
  * on a Redis lookup). Every request gets exactly one final response in time: the edge's own (407,
  * 403, 400, 416, 420, 483, 501, 503, 408; the checks and their order are sip_check_request()'s,
- * docs/sip-checks.md) or UCM's relayed one; an ACK gets none. `now_ms` is monotonic milliseconds.
+ * docs/sip-checks.md) or UCM's relayed one; an ACK gets none. A REGISTER whose token would need a
+ * verification while its source is over its budget gets 503 with Retry-After: 1
+ * (PROXY_THROTTLE_RETRY_S), counted in sipedge_auth_refused_total{reason="source_budget"}. `now_ms`
+ * is monotonic milliseconds.
  */
 void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct sip_msg *msg,
                              int64_t now_ms);

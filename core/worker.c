@@ -53,9 +53,12 @@ struct client {
     uint64_t msg_start;   /* loop ms of the first byte of the unfinished message, 0: none */
     bool completed;       /* on_data consumed a whole message (or keep-alive) */
     struct loop_timer timer;
-    struct client *prev, *next; /* the worker's list: the drain's end walks it */
+    struct client *prev, *next;   /* the worker's list: the drain's end walks it */
+    uint8_t src[BUDGET_ADDR_LEN]; /* peer address: the key of its verification budget */
+    uint32_t failed_tokens;       /* rejected tokens on this connection */
     bool established;
     bool busy, dead;
+    bool drained; /* closing once its answers are out: read nothing more */
 };
 
 /** Partial message of an upstream connection (few per worker: pool_size * nodes). */
@@ -157,6 +160,52 @@ static int env_client_send(void *ctx, uint32_t client_id, const struct slice *io
     if (r < 0 && r != -ENOTCONN)
         conn_close(c, CONN_CLOSE_ERROR);
     return r;
+}
+
+static struct client *client_of(struct worker *w, uint32_t client_id)
+{
+    struct conn *c = conn_get(w->loop, client_id);
+    struct client *cl = c != NULL ? conn_user(c) : NULL;
+    return cl != NULL && !cl->dead ? cl : NULL;
+}
+
+static bool env_client_source(void *ctx, uint32_t client_id, uint8_t *addr)
+{
+    struct client *cl = client_of(ctx, client_id);
+    if (cl == NULL)
+        return false;
+    memcpy(addr, cl->src, BUDGET_ADDR_LEN);
+    return true;
+}
+
+/* One more rejected token: past auth.max_failed_tokens_per_conn the connection is closed once its
+ * answers are out (a client that keeps sending bad tokens costs a verify each). */
+static void env_client_token_failed(void *ctx, uint32_t client_id)
+{
+    struct worker *w = ctx;
+    struct client *cl = client_of(w, client_id);
+    uint32_t max = w->e->cfg.auth.max_failed_tokens_per_conn;
+    if (cl == NULL || cl->drained || max == 0 || ++cl->failed_tokens < max)
+        return;
+    cl->drained = true;
+    log_event(LOG_INFO, "client_failed_tokens", LOG_U("conn", cl->id),
+              LOG_U("failed", cl->failed_tokens));
+    metrics_inc(w->shard, METRIC_AUTH_REFUSED, METRICS_REFUSED_FAILED_TOKENS);
+    metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_LIMIT);
+    if (cl->tls != NULL)
+        tls_conn_shutdown(cl->tls); /* close_notify after the answer */
+    /* Called from outside on_data too (a check that waited on Redis): a flush over the output
+     * cap closes the conn and on_close frees a client that is not busy, so hold it. */
+    bool was_busy = cl->busy;
+    cl->busy = true;
+    client_flush(cl);
+    cl->busy = was_busy;
+    if (cl->dead) {
+        if (!was_busy)
+            client_free(cl);
+        return;
+    }
+    conn_drain(cl->conn);
 }
 
 /* Why no node could take a request, as the errno of the policy's first node that failed:
@@ -275,7 +324,7 @@ static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t 
 {
     struct worker *w = cl->w;
     size_t off = 0;
-    while (off < len && !cl->dead) {
+    while (off < len && !cl->dead && !cl->drained) {
         size_t ka = sip_keepalive_len(buf + off, len - off);
         if (ka > 0) {
             /* RFC 5626 4.4.1: a double-CRLF ping gets one CRLF pong; a lone CRLF is skipped. */
@@ -327,7 +376,7 @@ static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t 
         cl->scanned = 0;
         cl->completed = true;
     }
-    return cl->dead ? len : off;
+    return cl->dead || cl->drained ? len : off;
 }
 
 /* The per-message deadline (slowloris): a message must be complete message_timeout_ms after its
@@ -419,6 +468,7 @@ static void client_on_open(struct conn *c)
     cl->conn = c;
     cl->id = conn_id(c);
     cl->last_active = loop_now_ms(w->loop);
+    budget_addr_of_fd(conn_fd(c), cl->src); /* unknown: all zeros, one shared bucket */
     if (w->server_tls != NULL) {
         cl->tls = tls_conn_new_server(w->server_tls);
         if (cl->tls == NULL) {
@@ -916,6 +966,10 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .max_token_len = c->listen.limits.max_token,
         .ttl_s = c->auth.cache.ttl_s,
         .negative_ttl_s = c->auth.cache.negative_ttl_s,
+        .l1_max_bytes = c->auth.cache.l1_max_bytes,
+        .source_rate = c->auth.source_rate,
+        .source_burst = c->auth.source_burst,
+        .source_slots = c->auth.source_table,
         .signature_only_ttl_s = c->auth.cache.signature_only_ttl_s,
         .log = auth_log,
     };
@@ -951,8 +1005,11 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .challenge_authz_server =
             c->sip.challenge.authz_server[0] ? c->sip.challenge.authz_server : NULL,
     };
-    struct proxy_env env = {
-        .ctx = w, .client_send = env_client_send, .upstream_send = env_upstream_send};
+    struct proxy_env env = {.ctx = w,
+                            .client_send = env_client_send,
+                            .upstream_send = env_upstream_send,
+                            .client_source = env_client_source,
+                            .client_token_failed = env_client_token_failed};
     w->proxy = proxy_new(&pc, &env, w->auth, w->shard);
     if (w->proxy == NULL) {
         tls_ctx_unref(client_tls);

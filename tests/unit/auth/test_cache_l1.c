@@ -6,10 +6,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/evp.h>
+
 #include "auth/cache.h"
 
 static const uint8_t dig_a[CACHE_DIGEST_LEN] = {1, 2, 3};
 static const uint8_t dig_b[CACHE_DIGEST_LEN] = {4, 5, 6};
+
+/* The real SHA-256 of a token: a negative entry is identified by it alone. */
+static void sha(const char *tok, size_t len, uint8_t out[CACHE_DIGEST_LEN])
+{
+    unsigned int n = 0;
+    cr_assert_eq(EVP_Digest(tok, len, out, &n, EVP_sha256(), NULL), 1);
+}
 
 static struct jwt_result ok_result(const char *user, const char *jti)
 {
@@ -45,8 +54,10 @@ Test(cache_l1, returns_negative_entries_with_their_reason)
     const char *tok = "bad.token.sig";
     uint64_t h = cache_l1_hash(l1, tok, strlen(tok));
     struct jwt_result out, in = {.reason = JWT_E_BAD_SIGNATURE};
+    uint8_t d[CACHE_DIGEST_LEN];
+    sha(tok, strlen(tok), d);
 
-    cr_assert_eq(cache_l1_insert(l1, tok, strlen(tok), h, dig_a, &in, 1005, 1000), 0);
+    cr_assert_eq(cache_l1_insert(l1, tok, strlen(tok), h, d, &in, 1005, 1000), 0);
     cr_assert_eq(cache_l1_lookup(l1, tok, strlen(tok), h, 1004, &out, NULL), CACHE_L1_NEGATIVE);
     cr_assert_eq(out.reason, JWT_E_BAD_SIGNATURE);
     cache_l1_free(l1);
@@ -117,11 +128,15 @@ Test(cache_l1, never_hits_a_different_token_with_the_same_hash)
     struct cache_l1 *l1 = cache_l1_new(64, 4096, 42);
     const uint64_t h = 0x1234567890abcdefull; /* forced collision */
     struct jwt_result out, a = ok_result("alice", ""), b = {.reason = JWT_E_EXPIRED};
+    uint8_t db[CACHE_DIGEST_LEN];
+    sha("token-B", 7, db);
 
     cr_assert_eq(cache_l1_insert(l1, "token-A", 7, h, dig_a, &a, 2000, 1000), 0);
     cr_assert_eq(cache_l1_lookup(l1, "token-B", 7, h, 1000, &out, NULL), CACHE_L1_MISS);
     cr_assert_eq(cache_l1_lookup(l1, "token-A-longer", 14, h, 1000, &out, NULL), CACHE_L1_MISS);
-    cr_assert_eq(cache_l1_insert(l1, "token-B", 7, h, dig_b, &b, 2000, 1000), 0);
+    cr_assert_eq(cache_l1_insert(l1, "token-B", 7, h, db, &b, 2000, 1000), 0);
+    /* the negative entry is keyed by its digest: another token with the same hash misses */
+    cr_assert_eq(cache_l1_lookup(l1, "token-C", 7, h, 1000, &out, NULL), CACHE_L1_MISS);
     cr_assert_eq(cache_l1_lookup(l1, "token-A", 7, h, 1000, &out, NULL), CACHE_L1_POSITIVE);
     cr_assert_str_eq(out.user, "alice");
     cr_assert_eq(cache_l1_lookup(l1, "token-B", 7, h, 1000, &out, NULL), CACHE_L1_NEGATIVE);
@@ -161,9 +176,11 @@ Test(cache_l1, evicts_by_jti_by_digest_and_clears_positives)
                            c = {.reason = JWT_E_BAD_SIGNATURE};
     uint64_t ha = cache_l1_hash(l1, "A", 1), hb = cache_l1_hash(l1, "B", 1),
              hc = cache_l1_hash(l1, "C", 1);
+    uint8_t dc[CACHE_DIGEST_LEN];
+    sha("C", 1, dc);
     cache_l1_insert(l1, "A", 1, ha, dig_a, &a, 2000, 1000);
     cache_l1_insert(l1, "B", 1, hb, dig_b, &b, 2000, 1000);
-    cache_l1_insert(l1, "C", 1, hc, dig_b, &c, 2000, 1000);
+    cache_l1_insert(l1, "C", 1, hc, dc, &c, 2000, 1000);
 
     cr_assert_eq(cache_l1_evict_jti(l1, "jti-", 4), 0);
     cr_assert_eq(cache_l1_evict_jti(l1, "", 0), 0);
@@ -172,8 +189,104 @@ Test(cache_l1, evicts_by_jti_by_digest_and_clears_positives)
     cr_assert_eq(cache_l1_lookup(l1, "B", 1, hb, 1000, &out, NULL), CACHE_L1_POSITIVE);
     cr_assert_eq(cache_l1_clear(l1, false), 1);
     cr_assert_eq(cache_l1_lookup(l1, "C", 1, hc, 1000, &out, NULL), CACHE_L1_NEGATIVE);
-    cr_assert_eq(cache_l1_evict_digest(l1, dig_b), 1);
+    cr_assert_eq(cache_l1_evict_digest(l1, dc), 1);
     cr_assert_eq(cache_l1_count(l1), 0);
+    cache_l1_free(l1);
+}
+
+/* A garbage token of the flood's size (issue 12: 7.7 KB), distinct per `i`. */
+static char *garbage(int i, size_t len)
+{
+    char *t = malloc(len);
+    memset(t, 'A' + i % 26, len);
+    snprintf(t, 16, "g%08d.", i);
+    t[9] = '.';
+    return t;
+}
+
+Test(cache_l1, keeps_no_token_copy_for_negative_entries)
+{
+    enum { N = 2000, LEN = 7700 };
+    struct cache_l1 *l1 = cache_l1_new(4096, 8192, 42);
+    struct jwt_result out, bad = {.reason = JWT_E_BAD_SIGNATURE};
+    for (int i = 0; i < N; i++) {
+        char *t = garbage(i, LEN);
+        uint8_t d[CACHE_DIGEST_LEN];
+        sha(t, LEN, d);
+        cr_assert_eq(cache_l1_insert(l1, t, LEN, cache_l1_hash(l1, t, LEN), d, &bad, 1005, 1000),
+                     0);
+        free(t);
+    }
+    /* 2,000 rejected 7.7 KB tokens held 15 MB of copies before; now none */
+    cr_assert_eq(cache_l1_bytes(l1), 0);
+    cr_assert_gt(cache_l1_count(l1), N / 2);
+    char *t = garbage(N - 1, LEN);
+    cr_assert_eq(cache_l1_lookup(l1, t, LEN, cache_l1_hash(l1, t, LEN), 1001, &out, NULL),
+                 CACHE_L1_NEGATIVE, "a negative entry still answers by digest");
+    cr_assert_eq(out.reason, JWT_E_BAD_SIGNATURE);
+    free(t);
+    cache_l1_free(l1);
+}
+
+Test(cache_l1, bounds_token_copies_in_bytes)
+{
+    struct cache_l1 *l1 = cache_l1_new(64, 8192, 42);
+    cache_l1_set_max_bytes(l1, 10000);
+    struct jwt_result out, in = ok_result("u", "");
+    char *t[3];
+    for (int i = 0; i < 3; i++)
+        t[i] = garbage(i, 4000);
+    cr_assert_eq(
+        cache_l1_insert(l1, t[0], 4000, cache_l1_hash(l1, t[0], 4000), dig_a, &in, 1010, 1000), 0);
+    cr_assert_eq(
+        cache_l1_insert(l1, t[1], 4000, cache_l1_hash(l1, t[1], 4000), dig_a, &in, 1500, 1000), 0);
+    cr_assert_eq(cache_l1_bytes(l1), 8000);
+    cr_assert_eq(
+        cache_l1_insert(l1, t[2], 4000, cache_l1_hash(l1, t[2], 4000), dig_a, &in, 1500, 1000),
+        -ENOSPC, "over the byte bound: not cached");
+    cr_assert_eq(cache_l1_bytes(l1), 8000);
+    cr_assert_eq(cache_l1_stats(l1)->refused_bytes, 1);
+    /* once t[0] expired its bytes make room (the insert drops expired entries itself) */
+    cr_assert_eq(
+        cache_l1_insert(l1, t[2], 4000, cache_l1_hash(l1, t[2], 4000), dig_a, &in, 1500, 1020), 0);
+    cr_assert_eq(cache_l1_bytes(l1), 8000);
+    cr_assert_eq(cache_l1_lookup(l1, t[2], 4000, cache_l1_hash(l1, t[2], 4000), 1020, &out, NULL),
+                 CACHE_L1_POSITIVE);
+    for (int i = 0; i < 3; i++)
+        free(t[i]);
+    cache_l1_free(l1);
+}
+
+Test(cache_l1, gives_token_copies_back_when_entries_expire_or_are_evicted)
+{
+    struct cache_l1 *l1 = cache_l1_new(1024, 8192, 42);
+    struct jwt_result in = ok_result("u", ""), bad = {.reason = JWT_E_EXPIRED};
+    for (int i = 0; i < 100; i++) {
+        char *t = garbage(i, 7700);
+        cache_l1_insert(l1, t, 7700, cache_l1_hash(l1, t, 7700), dig_a, &in, 1010, 1000);
+        free(t);
+    }
+    size_t held = cache_l1_bytes(l1);
+    cr_assert_gt(held, 50 * 7700);
+    /* nothing expired yet: a sweep frees nothing */
+    cr_assert_eq(cache_l1_sweep(l1, 1005, 1024), 0);
+    /* expired, never looked up again: the sweep (a bounded clock hand) frees every copy */
+    size_t freed = cache_l1_sweep(l1, 1010, 512);
+    freed += cache_l1_sweep(l1, 1010, 512);
+    cr_assert_eq(freed, held);
+    cr_assert_eq(cache_l1_bytes(l1), 0);
+    cr_assert_eq(cache_l1_count(l1), 0);
+    /* replacing a positive entry by a negative one for the same token frees its copy */
+    char *t = garbage(7, 7700);
+    uint8_t d[CACHE_DIGEST_LEN];
+    sha(t, 7700, d);
+    uint64_t h = cache_l1_hash(l1, t, 7700);
+    cr_assert_eq(cache_l1_insert(l1, t, 7700, h, d, &in, 3000, 2000), 0);
+    cr_assert_eq(cache_l1_bytes(l1), 7700);
+    cr_assert_eq(cache_l1_insert(l1, t, 7700, h, d, &bad, 3000, 2000), 0);
+    cr_assert_eq(cache_l1_bytes(l1), 0);
+    cr_assert_eq(cache_l1_count(l1), 1);
+    free(t);
     cache_l1_free(l1);
 }
 
