@@ -250,9 +250,9 @@ static const struct cfg_list keys_list = {key_fields,
     X(AUTH_MAX_FAILED_PER_CONN, "auth.max_failed_tokens_per_conn", T_U32,                          \
       auth.max_failed_tokens_per_conn, "5", 0, 1000000, 0, NULL,                                   \
       "close a client connection after this many rejected tokens (0: never)")                      \
-    X(AUTH_SOURCE_RATE, "auth.source_budget.rate", T_U32, auth.source_rate, "50", 0, 1000000, 0,   \
+    X(AUTH_SOURCE_RATE, "auth.source_budget.rate", T_U32, auth.source_rate, "200", 0, 1000000, 0,  \
       NULL, "token verifications per second per source address and worker (0: no budget)")         \
-    X(AUTH_SOURCE_BURST, "auth.source_budget.burst", T_U32, auth.source_burst, "100", 1, 1000000,  \
+    X(AUTH_SOURCE_BURST, "auth.source_budget.burst", T_U32, auth.source_burst, "400", 1, 1000000,  \
       0, NULL, "verifications a source may spend at once")                                         \
     X(AUTH_SOURCE_TABLE, "auth.source_budget.sources", T_U32, auth.source_table, "4096", 4,        \
       1048576, 0, NULL, "source addresses tracked per worker (least recently used reused)")        \
