@@ -129,7 +129,7 @@ enum metrics_close_reason {
     METRICS_CLOSE_IDLE,
     METRICS_CLOSE_HANDSHAKE,
     METRICS_CLOSE_ERROR,
-    METRICS_CLOSE_LIMIT,    /* per-IP / per-worker connection limit */
+    METRICS_CLOSE_LIMIT,    /* a limit: connections per IP / worker, failed tokens per conn */
     METRICS_CLOSE_GARBAGE,  /* a bad message, answered (400/505/513) before the close */
     METRICS_CLOSE_OVERFLOW, /* output queue over out_queue_max */
     METRICS_CLOSE_DRAIN,
