@@ -433,8 +433,6 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
                    enum auth_status st, const struct jwt_result *res, enum metrics_auth_layer layer,
                    int64_t now)
 {
-    if (p->aw != NULL)
-        metrics_gauge_set(p->shard, auth_worker_counters(p->aw)->l1_bytes, METRIC_AUTH_L1_BYTES);
     if (st == AUTH_THROTTLED) { /* no verify was spent: "try again shortly" */
         metrics_inc(p->shard, METRIC_AUTH_REFUSED, METRICS_REFUSED_SOURCE_BUDGET);
         respond_503_after(p, cid, req, PROXY_THROTTLE_RETRY_S);

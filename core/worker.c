@@ -857,6 +857,7 @@ static void worker_schedule(struct worker *w)
     if (w->auth != NULL) {
         int64_t wall = auth_now_ms();
         int64_t a = auth_worker_tick(w->auth, wall);
+        metrics_gauge_set(w->shard, auth_worker_counters(w->auth)->l1_bytes, METRIC_AUTH_L1_BYTES);
         if (a != INT64_MAX) {
             int64_t mono = (int64_t)now + (a > wall ? a - wall : 0);
             if (mono < next)
