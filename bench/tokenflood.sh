@@ -10,7 +10,8 @@
 #   bench/tokenflood.sh                  (BIN=build/rel, built in Release when missing)
 #   BIN=/tmp/tok-old/build/rel bench/tokenflood.sh   (an older build: same script, same load)
 # Environment: REPEAT (3), GOOD_CONNS (200), GOOD_RATE (1000), FLOOD_CONNS (20), FLOOD_S (15),
-# AFTER_S (10), WORKERS (2).
+# AFTER_S (10), WORKERS (2); the edge's SIPEDGE_* overrides apply (e.g.
+# SIPEDGE_AUTH_SOURCE_BUDGET_RATE=50) and are printed.
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -40,7 +41,10 @@ log() { printf '[tokenflood] %s\n' "$*" >&2; }
 COMMIT=$(git -C "$SRC" rev-parse --short HEAD 2>/dev/null || echo unknown)
 EDGE_COMMIT=$("$EDGE" --version 2>/dev/null || echo unknown)
 if "$EDGE" --config-reference 2>/dev/null | grep -q source_budget; then
-    LIMITS="max_failed_tokens_per_conn $("$EDGE" --config-reference | awk -F'`' '/max_failed_tokens_per_conn/ { print $6 }'), source_budget.rate $("$EDGE" --config-reference | awk -F'`' '/source_budget.rate/ { print $6 }')/s (defaults)"
+    cfgdef() { "$EDGE" --config-reference | awk -F'`' -v k="$1" '$2 == k { print $6 }'; }
+    LIMITS="max_failed_tokens_per_conn ${SIPEDGE_AUTH_MAX_FAILED_TOKENS_PER_CONN:-$(cfgdef auth.max_failed_tokens_per_conn)}"
+    LIMITS+=", source_budget rate ${SIPEDGE_AUTH_SOURCE_BUDGET_RATE:-$(cfgdef auth.source_budget.rate)}/s"
+    LIMITS+=" burst ${SIPEDGE_AUTH_SOURCE_BUDGET_BURST:-$(cfgdef auth.source_budget.burst)}"
 else
     LIMITS="none (the build has no token limits)"
 fi
