@@ -566,3 +566,66 @@ Test(proxy, validates_before_the_501_and_answers_420_with_unsupported)
     cr_assert(starts(to_client[2].text, "SIP/2.0 400 Bad Request-URI\r\n"), "%s",
               to_client[2].text);
 }
+
+/* Issue 12: the source budget and the failed-token hook, through the proxy. */
+static uint32_t failed_calls[4];
+static bool fake_source(void *ctx, uint32_t id, uint8_t *addr)
+{
+    (void)ctx;
+    memset(addr, 0, BUDGET_ADDR_LEN);
+    addr[15] = (uint8_t)id; /* one source per client id */
+    return true;
+}
+static void fake_token_failed(void *ctx, uint32_t id)
+{
+    (void)ctx;
+    failed_calls[id & 3]++;
+}
+
+static void setup_budget(void)
+{
+    n_client = n_upstream = 0;
+    upstream_result = 0;
+    gone_client = UINT32_MAX;
+    memset(failed_calls, 0, sizeof(failed_calls));
+    struct auth_config ac = {.verify = fake_verify, .source_rate = 1, .source_burst = 2};
+    aw = auth_worker_new(&ac, auth_now_ms());
+    cr_assert_not_null(aw);
+    struct proxy_cfg cfg = {.worker = 1,
+                            .realm = "ccmsipline",
+                            .server = "sipedge/test",
+                            .via_host = "edge.example.test",
+                            .via_port = 5061,
+                            .timer_f_ms = 1000,
+                            .retry_after_s = 17,
+                            .max_transactions = 64};
+    struct proxy_env env = {.client_send = fake_client_send,
+                            .upstream_send = fake_upstream_send,
+                            .client_source = fake_source,
+                            .client_token_failed = fake_token_failed};
+    p = proxy_new(&cfg, &env, aw, NULL);
+    cr_assert_not_null(p);
+}
+
+Test(proxy_budget, answers_503_retry_after_1_over_the_source_budget_without_a_verify,
+     .init = setup_budget, .fini = teardown)
+{
+    char line[128];
+    for (int i = 0; i < 4; i++) {
+        snprintf(line, sizeof(line), "Proxy-Authorization: Bearer token=\"garbage-%d\"\n", i);
+        register_as(1, "alice", line, "70");
+    }
+    cr_assert_eq(n_client, 4);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 407 "));
+    cr_assert(starts(to_client[1].text, "SIP/2.0 407 "));
+    cr_assert(starts(to_client[2].text, "SIP/2.0 503 "), "%s", to_client[2].text);
+    cr_assert_str_eq(header_of(to_client[2].text, "Retry-After:"), "Retry-After: 1");
+    cr_assert(starts(to_client[3].text, "SIP/2.0 503 "));
+    cr_assert_eq(auth_worker_counters(aw)->verified, 2, "the 503s cost no verify");
+    cr_assert_eq(auth_worker_counters(aw)->throttled, 2);
+    cr_assert_eq(failed_calls[1], 2, "the glue hears of each rejected token, not of the 503s");
+    /* another source is not throttled, and a valid token is answered as usual */
+    register_as(2, "bob", "Proxy-Authorization: Bearer token=\"ok.bob\"\n", "70");
+    cr_assert_eq(n_upstream, 1);
+    cr_assert_eq(failed_calls[2], 0);
+}
