@@ -2,6 +2,7 @@
 // Flow tokens: worker, slot and generation of a client connection, authenticated with a
 // truncated HMAC-SHA256 under the pod's secret and written in base64url (see core/flow.h).
 #include "core/flow.h"
+#include "auth/jwt.h" /* jwt_b64url_*: the one base64url of the project */
 
 #include <errno.h>
 #include <string.h>
@@ -15,8 +16,6 @@
 
 _Static_assert(FLOW_RAW_LEN % 3 == 0, "the token is base64 without padding");
 _Static_assert(FLOW_TOKEN_LEN == FLOW_RAW_LEN / 3 * 4, "FLOW_TOKEN_LEN");
-
-static const char b64url[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
 
 const char *flow_result_name(enum flow_result r)
 {
@@ -97,30 +96,10 @@ ssize_t flow_encode(const struct flow_key *key, const struct flow *f, char *buf,
     put_be(raw + 7, f->gen, 4);
     if (!mac_of(key, raw, raw + FLOW_BODY_LEN))
         return -EIO;
-    for (size_t i = 0, o = 0; i < FLOW_RAW_LEN; i += 3) {
-        uint32_t v = (uint32_t)raw[i] << 16 | (uint32_t)raw[i + 1] << 8 | raw[i + 2];
-        buf[o++] = b64url[v >> 18];
-        buf[o++] = b64url[(v >> 12) & 63];
-        buf[o++] = b64url[(v >> 6) & 63];
-        buf[o++] = b64url[v & 63];
-    }
+    char tok[FLOW_TOKEN_LEN + 1]; /* jwt_b64url_encode() adds a NUL; `buf` need not have room */
+    jwt_b64url_encode(raw, FLOW_RAW_LEN, tok);
+    memcpy(buf, tok, FLOW_TOKEN_LEN);
     return FLOW_TOKEN_LEN;
-}
-
-/* The 6-bit value of base64url character `c`, or -1. */
-static int b64_val(unsigned char c)
-{
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '-')
-        return 62;
-    if (c == '_')
-        return 63;
-    return -1;
 }
 
 static bool authentic(const struct flow_key *key, const uint8_t *raw)
@@ -138,18 +117,8 @@ enum flow_result flow_decode(const struct flow_keys *keys, struct slice s, struc
 
     if (s.len != FLOW_TOKEN_LEN || s.base == NULL)
         return FLOW_MALFORMED;
-    for (size_t i = 0, o = 0; i < FLOW_TOKEN_LEN; i += 4) {
-        uint32_t v = 0;
-        for (size_t j = 0; j < 4; j++) {
-            int d = b64_val((unsigned char)s.base[i + j]);
-            if (d < 0)
-                return FLOW_MALFORMED;
-            v = v << 6 | (uint32_t)d;
-        }
-        raw[o++] = (uint8_t)(v >> 16);
-        raw[o++] = (uint8_t)(v >> 8);
-        raw[o++] = (uint8_t)v;
-    }
+    if (jwt_b64url_decode(s.base, s.len, raw, sizeof(raw)) != (ssize_t)FLOW_RAW_LEN)
+        return FLOW_MALFORMED;
     /* Both keys are tried whatever the first says, so timing does not tell which one matched. */
     bool ok_cur = authentic(&keys->cur, raw);
     bool ok_prev = keys->has_prev && authentic(&keys->prev, raw);
