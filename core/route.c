@@ -2,6 +2,7 @@
 // Route / Record-Route / Path processing of the edge (see core/route.h): classification of URIs
 // as the edge's own, the loose/strict routing decision, and edits over the request's bytes.
 #include "core/route.h"
+#include "core/writer.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -333,34 +334,6 @@ ssize_t route_apply(const struct slice *in, size_t n_in, const struct route_edit
 
 /* ---- builders ------------------------------------------------------------------------------ */
 
-struct out {
-    char *p;
-    size_t len, cap;
-    bool full;
-};
-
-static void put(struct out *w, const char *s, size_t n)
-{
-    if (w->full || n > w->cap - w->len) {
-        w->full = true;
-        return;
-    }
-    memcpy(w->p + w->len, s, n);
-    w->len += n;
-}
-
-#define PUT_LIT(w, s) put((w), (s), sizeof(s) - 1)
-
-static void put_u32(struct out *w, uint32_t v)
-{
-    char tmp[10];
-    size_t n = 0;
-    do
-        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    put(w, tmp + sizeof(tmp) - n, n);
-}
-
 static bool host_ok(struct slice h)
 {
     if (h.len == 0)
@@ -374,17 +347,17 @@ static bool host_ok(struct slice h)
     return true;
 }
 
-static void put_hostport(struct out *w, const struct route_addr *a)
+static void put_hostport(struct writer *w, const struct route_addr *a)
 {
     put(w, a->host.base, a->host.len);
     if (a->port) {
         PUT_LIT(w, ":");
-        put_u32(w, a->port);
+        put_uint(w, a->port);
     }
 }
 
 /* "<sip:TOKEN@host:port;transport=tls;lr" (no closing '>'); 0 or -EIO. */
-static int put_flow_uri(struct out *w, const struct route_addr *a, const struct flow_key *key,
+static int put_flow_uri(struct writer *w, const struct route_addr *a, const struct flow_key *key,
                         const struct flow *f)
 {
     char tok[FLOW_TOKEN_LEN];
@@ -401,7 +374,7 @@ static int put_flow_uri(struct out *w, const struct route_addr *a, const struct 
 
 ssize_t route_build_rr(const struct route_rr *rr, char *buf, size_t cap)
 {
-    struct out w = {buf, 0, cap, false};
+    struct writer w = {buf, buf + cap, false};
 
     if (!host_ok(rr->client_side.host) || !host_ok(rr->ucm_side.host))
         return -EINVAL;
@@ -417,23 +390,23 @@ ssize_t route_build_rr(const struct route_rr *rr, char *buf, size_t cap)
             PUT_LIT(&w, "<sip:");
             put_hostport(&w, &rr->ucm_side);
             PUT_LIT(&w, ";transport=tls;lr;" ROUTE_NODE_PARAM "=");
-            put_u32(&w, rr->node);
+            put_uint(&w, rr->node);
             PUT_LIT(&w, ">");
         }
     }
     PUT_LIT(&w, "\r\n");
-    return w.full ? -ENOSPC : (ssize_t)w.len;
+    return w.over ? -ENOSPC : (ssize_t)(w.p - buf);
 }
 
 ssize_t route_build_path(const struct route_addr *addr, const struct flow_key *key,
                          const struct flow *f, char *buf, size_t cap)
 {
-    struct out w = {buf, 0, cap, false};
+    struct writer w = {buf, buf + cap, false};
 
     if (!host_ok(addr->host))
         return -EINVAL;
     if (put_flow_uri(&w, addr, key, f) < 0)
         return -EIO;
     PUT_LIT(&w, ";ob>");
-    return w.full ? -ENOSPC : (ssize_t)w.len;
+    return w.over ? -ENOSPC : (ssize_t)(w.p - buf);
 }

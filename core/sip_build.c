@@ -2,6 +2,7 @@
 // SIP builders: responses into a bounded buffer, request rewrites and Via pops as gather lists
 // of slices into the scanned message. See core/sip_build.h.
 #include "core/sip_build.h"
+#include "core/writer.h"
 
 #include <errno.h>
 #include <string.h>
@@ -43,44 +44,6 @@ static struct slice line_of(const struct sip_msg *m, const struct sip_header *h)
 static bool has_crlf(struct slice s)
 {
     return s.len != 0 && (memchr(s.base, '\r', s.len) != NULL || memchr(s.base, '\n', s.len));
-}
-
-/* ---- bounded writer ------------------------------------------------------------------------ */
-
-struct writer {
-    char *p;
-    char *end;
-    bool over;
-};
-
-static void put(struct writer *w, const char *s, size_t n)
-{
-    if (w->over || (size_t)(w->end - w->p) < n) {
-        w->over = true;
-        return;
-    }
-    if (n != 0)
-        memcpy(w->p, s, n);
-    w->p += n;
-}
-
-static void put_s(struct writer *w, struct slice s)
-{
-    put(w, s.base, s.len);
-}
-
-#define PUT_LIT(w, lit) put((w), (lit), sizeof(lit) - 1)
-
-static void put_uint(struct writer *w, unsigned v)
-{
-    char buf[10];
-    size_t n = 0;
-
-    do {
-        buf[sizeof(buf) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v != 0 && n < sizeof(buf));
-    put(w, buf + sizeof(buf) - n, n);
 }
 
 /* ---- response ------------------------------------------------------------------------------ */

@@ -1,45 +1,12 @@
 // SPDX-License-Identifier: MIT
 // CANCEL and hop-by-hop ACK built from the forwarded INVITE (see core/txn_hop.h).
 #include "core/txn_hop.h"
+#include "core/writer.h"
 
 #include <errno.h>
 #include <string.h>
 
 #include "core/sip_parse.h"
-
-struct out {
-    char *p;
-    size_t len, cap;
-    bool full;
-};
-
-static void put(struct out *w, const char *s, size_t n)
-{
-    if (w->full || n > w->cap - w->len) {
-        w->full = true;
-        return;
-    }
-    if (n)
-        memcpy(w->p + w->len, s, n);
-    w->len += n;
-}
-
-static void put_s(struct out *w, struct slice s)
-{
-    put(w, s.base, s.len);
-}
-
-#define PUT_LIT(w, s) put((w), (s), sizeof(s) - 1)
-
-static void put_u32(struct out *w, uint32_t v)
-{
-    char tmp[10];
-    size_t n = 0;
-    do
-        tmp[sizeof(tmp) - ++n] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    put(w, tmp + sizeof(tmp) - n, n);
-}
 
 static const struct sip_header *hdr(const struct sip_msg *m, enum sip_hdr id)
 {
@@ -74,7 +41,7 @@ ssize_t txn_hop_build(const struct sip_msg *inv, enum sip_method method, const s
 {
     const struct sip_header *from = hdr(inv, SIP_HDR_FROM), *to = hdr(inv, SIP_HDR_TO);
     const struct sip_header *call_id = hdr(inv, SIP_HDR_CALL_ID);
-    struct out w = {out, 0, cap, false};
+    struct writer w = {out, out + cap, false};
     uint32_t seq;
 
     if (!inv->is_request || inv->method != SIP_METHOD_INVITE || inv->via_first.len == 0 ||
@@ -109,9 +76,9 @@ ssize_t txn_hop_build(const struct sip_msg *inv, enum sip_method method, const s
     PUT_LIT(&w, "\r\nCall-ID: ");
     put_s(&w, call_id->value);
     PUT_LIT(&w, "\r\nCSeq: ");
-    put_u32(&w, seq);
+    put_uint(&w, seq);
     PUT_LIT(&w, " ");
     put(&w, name, strlen(name));
     PUT_LIT(&w, "\r\nContent-Length: 0\r\n\r\n");
-    return w.full ? -ENOSPC : (ssize_t)w.len;
+    return w.over ? -ENOSPC : (ssize_t)(w.p - out);
 }
