@@ -722,9 +722,17 @@ static void up_on_data(void *ctx, unsigned node, uint32_t conn_id, const char *p
     worker_schedule(w);
 }
 
-static void up_on_conn_closed(void *ctx, unsigned node, uint32_t conn_id)
+static void up_on_conn_closed(void *ctx, unsigned node, uint32_t conn_id,
+                              const struct tls_diag *diag)
 {
     struct worker *w = ctx;
+    if (diag != NULL) { /* an established connection our record layer failed: say why */
+        const struct cfg_node *cn = &w->e->cfg.upstream.nodes[node];
+        char peer[300], line[1536];
+        snprintf(peer, sizeof(peer), "%s:%u", cn->host, (unsigned)cn->port);
+        tls_diag_format(diag, peer, line, sizeof(line));
+        log_event(LOG_ERROR, "upstream_conn_failed", LOG_S("node", peer), LOG_S("diag", line));
+    }
     struct upbuf *ub = upbuf_find(w, conn_id, false);
     if (ub != NULL) {
         free(ub->in);

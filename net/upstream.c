@@ -52,8 +52,10 @@ struct up_slot {
     uint64_t attempt_ms, hs_start_ms, up_ms, alive_ms;
     /* filled by on_close, consumed by the deferred close handling */
     bool closed_was_up;
+    bool closed_tls_failed; /* closed_diag holds the record layer's failure */
     uint32_t closed_id;
     uint64_t closed_uptime_ms;
+    struct tls_diag closed_diag;
     struct loop_timer timer; /* backoff retry, attempt deadline, confirm, deferred close */
     struct loop_timer ping;  /* keep-alive */
 };
@@ -358,7 +360,8 @@ static void after_close(struct loop *loop, struct loop_timer *t)
     bool was_up = s->closed_was_up;
     s->closed_was_up = false;
     if (was_up && u->ops.on_conn_closed)
-        u->ops.on_conn_closed(u->ctx, n->idx, s->closed_id);
+        u->ops.on_conn_closed(u->ctx, n->idx, s->closed_id,
+                              s->closed_tls_failed ? &s->closed_diag : NULL);
     if (s->conn || loop_timer_armed(&s->timer))
         return; /* defensive: something already restarted this slot */
     if (was_up && s->closed_uptime_ms >= UPSTREAM_STABLE_MS) {
@@ -423,6 +426,8 @@ static void up_on_close(struct conn *c, enum conn_close_reason reason)
         s->closed_was_up = true;
         s->closed_id = s->conn_id;
         s->closed_uptime_ms = now_ms(u) - s->up_ms;
+        s->closed_tls_failed =
+            s->tls != NULL && tls_conn_diag(s->tls, &s->closed_diag) != TLS_CAUSE_NONE;
         if (s->dead || conn_last_error(c))
             n->last_errno = s->dead ? ETIMEDOUT : -conn_last_error(c);
     } else {

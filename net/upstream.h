@@ -67,9 +67,12 @@ struct upstream_ops {
                           const struct tls_diag *diag);
     /** Time to send a keep-alive on `conn_id` (use upstream_send_on()). May be NULL. */
     void (*on_ping_due)(void *ctx, unsigned node, uint32_t conn_id);
-    /** Connection `conn_id` closed: its in-flight requests get no answer there (send them again).
+    /**
+     * Connection `conn_id`, once up, closed: its in-flight requests get no answer there (send them
+     * again). `diag` says why when our record layer failed it (a bad record from UCM, a flood of
+     * no-op records...; log it: no state change may follow), NULL for a close, reset or timeout.
      */
-    void (*on_conn_closed)(void *ctx, unsigned node, uint32_t conn_id);
+    void (*on_conn_closed)(void *ctx, unsigned node, uint32_t conn_id, const struct tls_diag *diag);
 };
 
 /**

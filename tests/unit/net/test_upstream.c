@@ -129,6 +129,11 @@ static void srv_on_data(struct conn *c, const char *p, size_t n)
     while ((r = tls_conn_read(sc->tls, buf, sizeof(buf))) > 0) {
         if (srv->drop_pings && r >= 4 && memcmp(buf, "PING", 4) == 0)
             continue;
+        if (r >= 7 && memcmp(buf, "GARBAGE", 7) == 0) { /* a record no key of ours opens */
+            static const char rec[5 + 32] = {0x17, 0x03, 0x03, 0x00, 0x20};
+            conn_send(c, &(struct iovec){(void *)rec, sizeof(rec)}, 1);
+            continue;
+        }
         if (r >= 5 && memcmp(buf, "BURST", 5) == 0) { /* 200 one-byte records, one send */
             for (int i = 0; i < 200; i++)
                 tls_conn_writev(sc->tls, &(struct iovec){"b", 1}, 1);
@@ -259,6 +264,8 @@ struct cli {
     char data[UPSTREAM_MAX_NODES][4096];
     size_t data_len[UPSTREAM_MAX_NODES];
     atomic_int pings, closed;
+    atomic_int closed_cause; /* enum tls_cause of the last on_conn_closed (NONE: no diag) */
+    char closed_detail[384];
 };
 
 static void cli_on_data(void *ctx, unsigned node, uint32_t conn_id, const char *p, size_t n)
@@ -300,11 +307,16 @@ static void cli_on_ping(void *ctx, unsigned node, uint32_t conn_id)
     }
 }
 
-static void cli_on_closed(void *ctx, unsigned node, uint32_t conn_id)
+static void cli_on_closed(void *ctx, unsigned node, uint32_t conn_id, const struct tls_diag *diag)
 {
     (void)node;
     (void)conn_id;
-    atomic_fetch_add(&((struct cli *)ctx)->closed, 1);
+    struct cli *cl = ctx;
+    pthread_mutex_lock(&cl->mu);
+    snprintf(cl->closed_detail, sizeof(cl->closed_detail), "%s", diag ? diag->detail : "");
+    pthread_mutex_unlock(&cl->mu);
+    atomic_store(&cl->closed_cause, diag ? (int)diag->cause : (int)TLS_CAUSE_NONE);
+    atomic_fetch_add(&cl->closed, 1);
 }
 
 static const struct upstream_ops cli_ops = {.on_data = cli_on_data,
@@ -546,6 +558,28 @@ Test(upstream, reads_every_record_of_a_batch_of_two_hundred)
         bs += cl->data[0][i] == 'b';
     pthread_mutex_unlock(&cl->mu);
     cr_assert_eq(bs, 200);
+    cli_stop(cl);
+    srv_stop(srv);
+}
+
+Test(upstream, says_why_its_record_layer_failed_an_established_connection)
+{
+    struct srv *srv = srv_start("ca.crt", 0);
+    struct cli *cl = cli_make(cctx, 1);
+    cli_node(cl, srv->port, "ucm1.example.test");
+    cli_start(cl);
+    cr_assert(wait_up(cl, 0, 1), "not up");
+    run_on(srv->loop, srv_close_all_on_loop, srv); /* a clean close first: no diag */
+    cr_assert(wait_atomic(&cl->closed, 1), "on_conn_closed not called");
+    cr_assert_eq(atomic_load(&cl->closed_cause), TLS_CAUSE_NONE, "a plain close has no diag");
+    cr_assert(wait_up(cl, 0, 1), "not up again");
+    cr_assert_eq(cli_send(cl, "GARBAGE, please"), 0);
+    cr_assert(wait_atomic(&cl->closed, 2), "the bad record did not end the connection");
+    cr_assert_eq(atomic_load(&cl->closed_cause), TLS_CAUSE_PROTOCOL_ERROR, "cause %d",
+                 atomic_load(&cl->closed_cause));
+    pthread_mutex_lock(&cl->mu);
+    cr_expect(strstr(cl->closed_detail, "record") != NULL, "detail: %s", cl->closed_detail);
+    pthread_mutex_unlock(&cl->mu);
     cli_stop(cl);
     srv_stop(srv);
 }
