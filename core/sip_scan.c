@@ -655,10 +655,11 @@ scan(char *buf, size_t len, size_t last_len, struct sip_msg *msg, const enum sip
     msg->err = SIP_E_NONE;
     msg->err_pos = 0;
     /* Restart hint: the previous call saw no end of headers in its `last_len` bytes, so only the
-     * new ones (and the 3 before, for a CRLFCRLF cut in two) can hold it. */
-    if (last_len > 0 && last_len < len &&
+     * new ones (and the 3 before, for a CRLFCRLF cut in two) can hold it. Not at the size limit:
+     * the full scan then indexes the headers it can, so that the 513 can still be answered. */
+    if (last_len > 0 && last_len < len && len < msg->limits.max_size &&
         !has_header_end(buf + (last_len > 3 ? last_len - 3 : 0), end))
-        return need_more(msg, buf, len);
+        return SIP_INCOMPLETE;
 
     char *cr = line_end(buf, buf, buf, end, false, msg, &res, impl);
     if (!cr)
