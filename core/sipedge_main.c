@@ -23,6 +23,7 @@
 #include "net/admin.h"
 #include "net/conn.h"
 #include "net/loop.h"
+#include "net/uring_check.h"
 #include "tls/tls.h"
 
 void edge_tls_get(struct edge *e, struct tls_ctx **server, struct tls_ctx **client, uint64_t *gen)
@@ -311,8 +312,10 @@ static void reload(struct edge *e)
 
 int main(int argc, char **argv)
 {
-    if (argc >= 2 && strcmp(argv[1], "--check-config") == 0)
-        return cfg_check_main(argc - 1, argv + 1);
+    if (argc >= 2 && strcmp(argv[1], "--check-config") == 0) {
+        int rc = cfg_check_main(argc - 1, argv + 1);
+        return rc == 0 && uring_require("check_failed") < 0 ? 1 : rc;
+    }
     if (argc >= 2 && strcmp(argv[1], "--config-reference") == 0) {
         cfg_write_reference(stdout);
         return 0;
@@ -337,6 +340,8 @@ int main(int argc, char **argv)
         return 1;
     }
     log_init(STDERR_FILENO, (enum log_level)e->cfg.log.level, (enum log_format)e->cfg.log.format);
+    if (uring_require("startup_failed") < 0)
+        return 1;
     if (resolve_nodes(&e->cfg) < 0)
         return 1;
     build_policy(e);
