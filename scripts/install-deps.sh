@@ -10,7 +10,7 @@ PKGS=(
   libcyaml-dev libyaml-dev libmicrohttpd-dev
   redis-server sip-tester stunnel4 sipsak kamailio kamailio-tls-modules
   gnuplot-nox valgrind curl procps iproute2 jq
-  gnutls-bin python3
+  gnutls-bin python3 python3-yaml
 )
 
 missing=()
