@@ -4,3 +4,6 @@
 # the ConfigMap's YAML passes `sipedge --check-config`. The image build is not a test (docs/deploy.md).
 add_test(NAME deploy/seccomp_profile
          COMMAND python3 ${PROJECT_SOURCE_DIR}/tests/deploy/check_deploy.py seccomp ${PROJECT_SOURCE_DIR})
+add_test(NAME deploy/k8s_manifests
+         COMMAND python3 ${PROJECT_SOURCE_DIR}/tests/deploy/check_deploy.py k8s ${PROJECT_SOURCE_DIR}
+                 $<TARGET_FILE:sipedge> $<TARGET_FILE:sipedge-token>)
