@@ -2,6 +2,7 @@
 # SPDX-License-Identifier: MIT
 # Installs the Debian packages sipedge builds, tests and benchmarks with. Idempotent: when every
 # package is already installed it does nothing (set SIPEDGE_APT_FORCE=1 to run apt anyway).
+# `install-deps.sh --build` installs only the build dependencies (the container image build).
 set -euo pipefail
 
 PKGS=(
@@ -12,6 +13,11 @@ PKGS=(
   gnuplot-nox valgrind curl procps iproute2 jq
   gnutls-bin python3 python3-yaml
 )
+# --build: only what compiling sipedge needs (the image's build stage, deploy/Containerfile).
+if [ "${1:-}" = "--build" ]; then
+  PKGS=(build-essential cmake pkg-config libssl-dev liburing-dev libjwt-dev libjansson-dev
+        libhiredis-dev libcyaml-dev libyaml-dev libmicrohttpd-dev)
+fi
 
 missing=()
 for p in "${PKGS[@]}"; do
