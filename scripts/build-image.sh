@@ -10,6 +10,8 @@
 #   --from-host    no registry, no base image: a Release build on this (Debian 12) host, the
 #                  runtime tree from scripts/image-rootfs.sh, committed FROM scratch with buildah
 # Storage: $STORAGE_DRIVER (default vfs, which works without overlayfs or fuse; rootless or not).
+# ISOLATION=chroot runs the build stage's RUN steps without an OCI runtime (where crun cannot
+# start containers, e.g. without CAP_SYS_RESOURCE); default oci.
 # Prints the image name and size. Not part of CI (docs/deploy.md).
 set -euo pipefail
 src=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +25,7 @@ while [ $# -gt 0 ]; do
     --from-host) mode=host ;;
     --tag) tag=$2; shift ;;
     --save) save=$2; shift ;;
-    *) sed -n '3,14p' "$0" >&2; exit 2 ;;
+    *) sed -n '3,16p' "$0" >&2; exit 2 ;;
     esac
     shift
 done
@@ -61,7 +63,7 @@ case $mode in
 host) from_host ;;
 debootstrap | containerfile)
     [ "$mode" = debootstrap ] && debootstrap_base
-    "${podman[@]}" build --build-arg "BASE=$BASE" -f "$src/deploy/Containerfile" -t "$tag" "$src"
+    "${podman[@]}" build --isolation "${ISOLATION:-oci}" --build-arg "BASE=$BASE" -f "$src/deploy/Containerfile" -t "$tag" "$src"
     ;;
 esac
 "${podman[@]}" image inspect --format '{{.Size}}' "$tag" |
