@@ -11,6 +11,7 @@
 
 #include "auth/jwt.h"
 #include "core/cfg.h"
+#include "core/flow.h"
 #include "net/upstream.h"
 
 struct tls_ctx;
@@ -33,6 +34,7 @@ struct edge {
     char *scopes_storage; /* policy.scopes point into cfg */
     uint8_t hmac_key[256];
     size_t hmac_key_len;
+    struct flow_keys flow_keys; /* the pod's flow token secrets (random at start) */
 
     pthread_mutex_t mu;         /* guards the pointers below and `nodes` */
     struct tls_ctx *server_tls; /* NULL with listen.plain_tcp */

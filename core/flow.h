@@ -39,6 +39,23 @@ struct flow {
     uint32_t gen;    /* generation of the slot when the token was minted */
 };
 
+/** Bits of a connection id (net/conn.h) that hold its slot; the rest is its generation. */
+#define FLOW_CONN_SLOT_BITS 20
+
+/** The flow of connection `conn_id` (net/conn.h: slot | generation << 20) on worker `worker`. */
+static inline struct flow flow_of_conn(unsigned worker, uint32_t conn_id)
+{
+    struct flow f = {(uint16_t)worker, conn_id & ((1u << FLOW_CONN_SLOT_BITS) - 1),
+                     conn_id >> FLOW_CONN_SLOT_BITS};
+    return f;
+}
+
+/** The connection id a flow names (its generation check is conn_get()'s). */
+static inline uint32_t flow_conn_id(const struct flow *f)
+{
+    return f->slot | f->gen << FLOW_CONN_SLOT_BITS;
+}
+
 /** One HMAC secret. */
 struct flow_key {
     uint8_t secret[FLOW_SECRET_LEN];

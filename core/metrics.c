@@ -10,7 +10,16 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const method_v[] = {"REGISTER", "OPTIONS", "other"};
+static const char *const method_v[] = {"REGISTER", "OPTIONS", "other", "INVITE",
+                                       "ACK",      "BYE",     "CANCEL"};
+static const char *const call_refused_v[] = {"unbound", "expired", "wrong_user", "bad_from"};
+static const char *const flow_failure_v[] = {"gone", "forged"};
+static const char *const direction_v[] = {"to_ucm", "to_client"};
+_Static_assert(sizeof(call_refused_v) / sizeof(*call_refused_v) == METRICS_CALL_REFUSED_COUNT,
+               "call refusal names");
+_Static_assert(sizeof(flow_failure_v) / sizeof(*flow_failure_v) == METRICS_FLOW_FAILURE_COUNT,
+               "flow failure names");
+_Static_assert(sizeof(direction_v) / sizeof(*direction_v) == METRICS_DIR_COUNT, "directions");
 static const char *const code_v[] = {"100", "200", "400", "403", "404", "407", "408", "413", "483",
                                      "500", "501", "503", "1xx", "2xx", "3xx", "4xx", "5xx", "6xx"};
 static const char *const source_v[] = {"edge", "upstream"};
@@ -96,6 +105,9 @@ static const struct labelset labelsets[METRICS_LS_COUNT] = {
     [METRICS_LS_DROP_REASON] = {"reason", drop_v},
     [METRICS_LS_REDIS_RESULT] = {"result", redis_v},
     [METRICS_LS_AUTH_REFUSAL] = {"reason", refusal_v},
+    [METRICS_LS_CALL_REFUSED] = {"reason", call_refused_v},
+    [METRICS_LS_FLOW_FAILURE] = {"reason", flow_failure_v},
+    [METRICS_LS_DIRECTION] = {"direction", direction_v},
     [METRICS_LS_DYN_NODE] = {"node", NULL},
     [METRICS_LS_DYN_STATE] = {"state", NULL},
 };

@@ -17,6 +17,10 @@ enum metrics_method {
     METRICS_METHOD_REGISTER = 0,
     METRICS_METHOD_OPTIONS,
     METRICS_METHOD_OTHER,
+    METRICS_METHOD_INVITE,
+    METRICS_METHOD_ACK,
+    METRICS_METHOD_BYE,
+    METRICS_METHOD_CANCEL,
     /* METRICS_METHOD_COUNT */
     METRICS_METHOD_COUNT
 };
@@ -157,6 +161,32 @@ enum metrics_auth_refusal {
     METRICS_REFUSAL_COUNT
 };
 
+/** Why a client's request other than REGISTER was not proxied (core/policy.h). */
+enum metrics_call_refused {
+    METRICS_CALL_UNBOUND = 0, /* 407: no 2xx to a token-verified REGISTER on the connection */
+    METRICS_CALL_EXPIRED,     /* 407: the binding token expired */
+    METRICS_CALL_WRONG_USER,  /* 403: From is another user */
+    METRICS_CALL_BAD_FROM,    /* 403: From without a user */
+    /* METRICS_CALL_REFUSED_COUNT */
+    METRICS_CALL_REFUSED_COUNT
+};
+
+/** Why a request from UCM could not reach its client. */
+enum metrics_flow_failure {
+    METRICS_FLOW_GONE = 0, /* 430: the flow's connection closed */
+    METRICS_FLOW_FORGED,   /* 403: a flow token this pod did not mint */
+    /* METRICS_FLOW_FAILURE_COUNT */
+    METRICS_FLOW_FAILURE_COUNT
+};
+
+/** Which way a proxied request went. */
+enum metrics_direction {
+    METRICS_DIR_TO_UCM = 0,
+    METRICS_DIR_TO_CLIENT,
+    /* METRICS_DIR_COUNT */
+    METRICS_DIR_COUNT
+};
+
 enum metrics_redis_result {
     METRICS_REDIS_HIT = 0,
     METRICS_REDIS_MISS,
@@ -185,6 +215,9 @@ enum metrics_redis_result {
     X(DROP_REASON, "reason", METRICS_DROP_COUNT)                                                   \
     X(REDIS_RESULT, "result", METRICS_REDIS_COUNT)                                                 \
     X(AUTH_REFUSAL, "reason", METRICS_REFUSAL_COUNT)                                               \
+    X(CALL_REFUSED, "reason", METRICS_CALL_REFUSED_COUNT)                                          \
+    X(FLOW_FAILURE, "reason", METRICS_FLOW_FAILURE_COUNT)                                          \
+    X(DIRECTION, "direction", METRICS_DIR_COUNT)                                                   \
     X(DYN_NODE, "node", 1)                                                                         \
     X(DYN_STATE, "state", 1)
 
@@ -233,6 +266,16 @@ enum metrics_type {
       "Bearer tokens refused without a verification (source over its budget) and client "          \
       "connections closed after too many rejected tokens.",                                        \
       AUTH_REFUSAL, NONE, NONE)                                                                    \
+    X(CALLS_FORWARDED, "sipedge_calls_forwarded_total", METRICS_COUNTER,                           \
+      "Requests other than REGISTER proxied, by method and direction (to_ucm: from a client).",    \
+      METHOD, DIRECTION, NONE)                                                                     \
+    X(CALLS_REFUSED, "sipedge_calls_refused_total", METRICS_COUNTER,                               \
+      "Client requests other than REGISTER refused by the connection binding (unbound, expired: "  \
+      "407; wrong_user, bad_from: 403).",                                                          \
+      CALL_REFUSED, NONE, NONE)                                                                    \
+    X(FLOW_FAILURES, "sipedge_flow_failures_total", METRICS_COUNTER,                               \
+      "Requests from UCM that could not reach their client (gone: 430 Flow Failed; forged: 403).", \
+      FLOW_FAILURE, NONE, NONE)                                                                    \
     X(AUTH_L1_BYTES, "sipedge_auth_l1_token_bytes", METRICS_GAUGE,                                 \
       "Bytes of valid-token copies held by the L1 caches (bounded by auth.cache.l1_max_bytes "     \
       "per worker).",                                                                              \

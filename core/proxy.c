@@ -18,72 +18,7 @@
 #include "core/sip_build.h"
 #include "core/sip_check.h"
 #include "core/sip_parse.h"
-
-#define PROXY_BRANCH_PREFIX "z9hG4bK-se"
-#define PROXY_MAX_HEADERS   128
-#define PROXY_RESP_MAX      (16u * 1024u) /* our responses: copied Vias + a few headers */
-#define PROXY_IOV_MAX       (PROXY_MAX_HEADERS + 8)
-#define PROXY_NIL           UINT32_MAX
-#define PROXY_VIA_MAX       (CFG_VIA_HOST_MAX + 64)
-#define CFG_VIA_HOST_MAX    256
-
-/**
- * A transaction slot. Free slots are on a LIFO list (hot slots get reused, so the memory touched
- * stays small); live ones are on a FIFO ordered by Timer F deadline (every transaction gets the
- * same timeout, so arrival order is deadline order: O(1) insert, remove and expiry).
- *
- * | state     | req holds                        | leaves by                              |
- * |-----------|----------------------------------|----------------------------------------|
- * | FREE      | nothing                          | proxy_on_client_request (alloc)        |
- * | AUTH_WAIT | the whole request (parked)       | auth callback → FORWARDED or answered  |
- * | FORWARDED | the request (for a 408/503 later)| final response, Timer F                |
- */
-enum txn_state {
-    TXN_FREE = 0,
-    TXN_AUTH_WAIT,
-    TXN_FORWARDED,
-    /* TXN_STATE_COUNT */
-    TXN_STATE_COUNT
-};
-
-struct txn {
-    uint32_t slot;
-    uint32_t gen; /* bumped when freed: a late response or callback for an old use is stale */
-    uint32_t client_id;
-    uint8_t state;
-    uint32_t prev, next; /* FIFO (live) or free list (next only) */
-    int64_t deadline;    /* Timer F, monotonic ms */
-    int64_t started;     /* the request arrived (monotonic ms) */
-    int64_t forwarded;   /* it last went to UCM */
-    char *req;           /* copy of the request (malloc; kept small: see txn_keep) */
-    uint32_t req_len;
-    uint32_t up_conn; /* FORWARDED: the upstream connection it went out on */
-};
-
-struct proxy {
-    struct proxy_cfg cfg;
-    struct proxy_env env;
-    struct auth_worker *aw;
-    struct metrics_shard *shard;
-    struct metrics_shard *own_shard; /* when the caller gave none (tests) */
-    struct proxy_stats stats;
-    char *realm, *server, *via_host, *scope, *authz;
-    char nonce[9]; /* per-process random: our branches are not guessable nor another edge's */
-    char via[PROXY_VIA_MAX]; /* "SIP/2.0/TLS host:port;branch=z9hG4bK-se<nonce>" */
-    size_t via_len;
-    char path[PROXY_VIA_MAX]; /* "<sip:host:port;transport=tls;lr>" or empty */
-    size_t path_len;
-    uint64_t tag_seq;
-    int64_t last_mismatch_log;
-    int64_t last_503_log;
-    bool resending; /* inside proxy_on_upstream_gone() */
-    uint32_t cap, mask;
-    uint32_t free_head;
-    uint32_t fifo_head, fifo_tail;
-    char resp[PROXY_RESP_MAX];
-    struct sip_header hdrs[PROXY_MAX_HEADERS];
-    struct txn txns[];
-};
+#include "core/proxy_priv.h"
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -131,11 +66,24 @@ static char *dup_or_null(const char *s)
     return s == NULL ? NULL : strdup(s);
 }
 
-static enum metrics_method metrics_method_of(enum sip_method m)
+enum metrics_method proxy_metrics_method(enum sip_method m)
 {
-    return m == SIP_METHOD_REGISTER  ? METRICS_METHOD_REGISTER
-           : m == SIP_METHOD_OPTIONS ? METRICS_METHOD_OPTIONS
-                                     : METRICS_METHOD_OTHER;
+    switch (m) {
+    case SIP_METHOD_REGISTER:
+        return METRICS_METHOD_REGISTER;
+    case SIP_METHOD_OPTIONS:
+        return METRICS_METHOD_OPTIONS;
+    case SIP_METHOD_INVITE:
+        return METRICS_METHOD_INVITE;
+    case SIP_METHOD_ACK:
+        return METRICS_METHOD_ACK;
+    case SIP_METHOD_BYE:
+        return METRICS_METHOD_BYE;
+    case SIP_METHOD_CANCEL:
+        return METRICS_METHOD_CANCEL;
+    default:
+        return METRICS_METHOD_OTHER;
+    }
 }
 
 /* True when `hay` contains `needle` (ASCII, case-insensitive). */
@@ -148,12 +96,12 @@ static bool contains_ci(struct slice hay, const char *needle)
     return false;
 }
 
-static struct proxy *proxy_of(struct txn *t)
+static struct proxy *proxy_of(struct reg_txn *t)
 {
     return (struct proxy *)((char *)(t - t->slot) - offsetof(struct proxy, txns));
 }
 
-static void fifo_push(struct proxy *p, struct txn *t)
+static void fifo_push(struct proxy *p, struct reg_txn *t)
 {
     t->next = PROXY_NIL;
     t->prev = p->fifo_tail;
@@ -164,7 +112,7 @@ static void fifo_push(struct proxy *p, struct txn *t)
     p->fifo_tail = t->slot;
 }
 
-static void fifo_remove(struct proxy *p, struct txn *t)
+static void fifo_remove(struct proxy *p, struct reg_txn *t)
 {
     if (t->prev != PROXY_NIL)
         p->txns[t->prev].next = t->next;
@@ -177,11 +125,11 @@ static void fifo_remove(struct proxy *p, struct txn *t)
     t->prev = t->next = PROXY_NIL;
 }
 
-static struct txn *txn_alloc(struct proxy *p, uint32_t client_id, int64_t now)
+static struct reg_txn *reg_alloc(struct proxy *p, uint32_t client_id, int64_t now)
 {
     if (p->free_head == PROXY_NIL)
         return NULL;
-    struct txn *t = &p->txns[p->free_head];
+    struct reg_txn *t = &p->txns[p->free_head];
     p->free_head = t->next;
     t->client_id = client_id;
     t->started = now;
@@ -192,13 +140,13 @@ static struct txn *txn_alloc(struct proxy *p, uint32_t client_id, int64_t now)
     return t;
 }
 
-static void txn_free(struct proxy *p, struct txn *t)
+static void reg_free(struct proxy *p, struct reg_txn *t)
 {
     fifo_remove(p, t);
     free(t->req);
     t->req = NULL;
     t->req_len = 0;
-    t->state = TXN_FREE;
+    t->state = REG_FREE;
     t->gen++;
     t->next = p->free_head;
     p->free_head = t->slot;
@@ -207,7 +155,7 @@ static void txn_free(struct proxy *p, struct txn *t)
 }
 
 /* Copies the request so that it can be parked or answered later (408, 503). */
-static int txn_keep(struct txn *t, const struct sip_msg *msg, bool with_body)
+static int reg_keep(struct reg_txn *t, const struct sip_msg *msg, bool with_body)
 {
     const char *base = msg->method_text.base;
     size_t len = msg->header_len + (with_body ? msg->body.len : 0);
@@ -223,7 +171,7 @@ static int txn_keep(struct txn *t, const struct sip_msg *msg, bool with_body)
 
 /* Re-indexes a kept request copy (it was scanned once already, so this cannot fail unless the
  * copy holds the headers only: then the Content-Length is ignored by passing the limit). */
-static bool txn_rescan(struct proxy *p, struct txn *t, struct sip_msg *msg)
+static bool reg_rescan(struct proxy *p, struct reg_txn *t, struct sip_msg *msg)
 {
     sip_msg_init(msg, p->hdrs, PROXY_MAX_HEADERS);
     msg->limits.max_size = (size_t)t->req_len + 65536;
@@ -234,9 +182,9 @@ static bool txn_rescan(struct proxy *p, struct txn *t, struct sip_msg *msg)
 
 /* ---- responses made by the edge ------------------------------------------------------------ */
 
-static void count_response(struct proxy *p, enum sip_method m, int status, bool upstream)
+void proxy_count_response(struct proxy *p, enum sip_method m, int status, bool upstream)
 {
-    metrics_inc(p->shard, METRIC_SIP_RESPONSES, metrics_method_of(m), metrics_code_of(status),
+    metrics_inc(p->shard, METRIC_SIP_RESPONSES, proxy_metrics_method(m), metrics_code_of(status),
                 upstream ? METRICS_SOURCE_UPSTREAM : METRICS_SOURCE_EDGE);
     if (status >= 100 && status < 700) {
         if (upstream)
@@ -248,15 +196,15 @@ static void count_response(struct proxy *p, enum sip_method m, int status, bool 
 
 /* sipedge_register_duration_seconds: a REGISTER that had a transaction (it went to UCM or waited
  * on Redis), from its arrival to its final response queued. */
-static void observe_register(struct proxy *p, const struct txn *t, int64_t now)
+static void observe_register(struct proxy *p, const struct reg_txn *t, int64_t now)
 {
     int64_t us = (now - t->started) * 1000;
     metrics_observe_us(p->shard, us > 0 ? (uint64_t)us : 0, METRIC_REGISTER_DURATION);
 }
 
 /* Builds and sends a response to `req` from client `cid`. `extra` lines without CRLF. */
-static void respond(struct proxy *p, uint32_t cid, const struct sip_msg *req, int status,
-                    const char *reason, const struct slice *extra, size_t n_extra)
+ssize_t proxy_build_response(struct proxy *p, const struct sip_msg *req, int status,
+                             const char *reason, const struct slice *extra, size_t n_extra)
 {
     struct slice lines[8];
     size_t n = 0;
@@ -266,26 +214,35 @@ static void respond(struct proxy *p, uint32_t cid, const struct sip_msg *req, in
     for (size_t i = 0; i < n_extra && n < 8; i++)
         lines[n++] = extra[i];
     char tag[32];
-    int tl = snprintf(tag, sizeof(tag), "se%s%" PRIx64, p->nonce, ++p->tag_seq);
+    int tl = status == 100 ? 0 /* a 100 is hop by hop: no To tag (RFC 3261 §8.2.6.2) */
+                           : snprintf(tag, sizeof(tag), "se%s%" PRIx64, p->nonce, ++p->tag_seq);
     ssize_t len =
         sip_build_response(req, status, slice_make(reason, strlen(reason)),
                            slice_make(tag, (size_t)tl), lines, n, p->resp, sizeof(p->resp));
-    if (len < 0) {
+    if (len < 0)
         log_event(LOG_WARN, "response_build_failed", LOG_I("status", status), LOG_I("error", len));
+    return len;
+}
+
+/* Builds and sends a response to `req` from client `cid`. `extra` lines without CRLF. */
+void proxy_respond(struct proxy *p, uint32_t cid, const struct sip_msg *req, int status,
+                   const char *reason, const struct slice *extra, size_t n_extra)
+{
+    ssize_t len = proxy_build_response(p, req, status, reason, extra, n_extra);
+    if (len < 0)
         return;
-    }
     struct slice iov = slice_make(p->resp, (size_t)len);
     if (p->env.client_send(p->env.ctx, cid, &iov, 1) == -ENOTCONN) {
         p->stats.drop_client_gone++;
         metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_CLIENT_GONE);
         return;
     }
-    count_response(p, req->method, status, false);
+    proxy_count_response(p, req->method, status, false);
 }
 
 /* 407 (or 403 insufficient_scope) with a Bearer challenge; `error` NULL for the first one. */
-static void challenge(struct proxy *p, uint32_t cid, const struct sip_msg *req, int status,
-                      const char *error)
+void proxy_challenge(struct proxy *p, uint32_t cid, const struct sip_msg *req, int status,
+                     const char *error)
 {
     char line[1024];
     int n = snprintf(line, sizeof(line), "Proxy-Authenticate: Bearer realm=\"%s\"", p->realm);
@@ -298,8 +255,8 @@ static void challenge(struct proxy *p, uint32_t cid, const struct sip_msg *req, 
     if (n >= (int)sizeof(line))
         n = (int)sizeof(line) - 1;
     struct slice extra = slice_make(line, (size_t)n);
-    respond(p, cid, req, status, status == 407 ? "Proxy Authentication Required" : "Forbidden",
-            &extra, 1);
+    proxy_respond(p, cid, req, status,
+                  status == 407 ? "Proxy Authentication Required" : "Forbidden", &extra, 1);
 }
 
 static void respond_503_after(struct proxy *p, uint32_t cid, const struct sip_msg *req,
@@ -308,10 +265,10 @@ static void respond_503_after(struct proxy *p, uint32_t cid, const struct sip_ms
     char line[64];
     int n = snprintf(line, sizeof(line), "Retry-After: %u", retry_after_s);
     struct slice extra = slice_make(line, (size_t)n);
-    respond(p, cid, req, 503, "Service Unavailable", &extra, 1);
+    proxy_respond(p, cid, req, 503, "Service Unavailable", &extra, 1);
 }
 
-static void respond_503(struct proxy *p, uint32_t cid, const struct sip_msg *req)
+void proxy_respond_503(struct proxy *p, uint32_t cid, const struct sip_msg *req)
 {
     respond_503_after(p, cid, req, p->cfg.retry_after_s);
 }
@@ -352,10 +309,12 @@ static enum metrics_auth_result auth_metric(enum jwt_reason r)
     }
 }
 
-/* The address-of-record user of a REGISTER: the user part of the To URI. */
+/* The identity a request claims: the To user of a REGISTER (its address-of-record), the From
+ * user of anything else. */
 static int aor_user(const struct sip_msg *msg, struct slice *user)
 {
-    const struct sip_header *to = sip_first(msg, SIP_HDR_TO);
+    const struct sip_header *to =
+        sip_first(msg, msg->method == SIP_METHOD_REGISTER ? SIP_HDR_TO : SIP_HDR_FROM);
     struct sip_name_addr na;
     if (to == NULL || sip_parse_name_addr(to->value, &na) < 0 || !na.uri.has_user)
         return -EINVAL;
@@ -364,7 +323,7 @@ static int aor_user(const struct sip_msg *msg, struct slice *user)
 }
 
 /* Sends `req` (from client `cid`) upstream in transaction `t`. Answers 483/400/503 itself. */
-static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, int64_t now)
+static void forward(struct proxy *p, struct reg_txn *t, const struct sip_msg *req, int64_t now)
 {
     /* Our Via is the precomputed prefix plus ".<worker>.<slot>.<gen>" in hex: no printf here. */
     char via[PROXY_VIA_MAX + 32], scratch[768];
@@ -376,11 +335,27 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
     vl += put_hex(via + vl, t->slot);
     via[vl++] = '.';
     vl += put_hex(via + vl, t->gen);
+    memcpy(via + vl, ";alias", 6); /* RFC 5923: UCM may send to the Path over this connection */
+    vl += 6;
+    /* The Path names this client's connection (RFC 5626 flow token): UCM's requests for it find
+     * their way back to it (docs/internals/calls.md). */
+    char path[PROXY_VIA_MAX + 64];
+    size_t path_len = 0;
+    if (p->cfg.add_path) {
+        struct flow f = flow_of_conn(p->cfg.worker, t->client_id);
+        ssize_t pl = route_build_path(&p->addrs[1], &p->keys->cur, &f, path, sizeof(path));
+        if (pl < 0) {
+            proxy_respond(p, t->client_id, req, 500, "Server Internal Error", NULL, 0);
+            reg_free(p, t);
+            return;
+        }
+        path_len = (size_t)pl;
+    }
     /* Stripping means the token never reaches UCM, in whichever header the client sent it. */
     static const uint16_t drop_auth[] = {SIP_HDR_PROXY_AUTHORIZATION, SIP_HDR_AUTHORIZATION};
     struct sip_rewrite rw = {
         .via = slice_make(via, vl),
-        .path = slice_make(p->path, p->path_len),
+        .path = slice_make(path, path_len),
         .max_forwards = true,
         .drop = p->cfg.forward_auth ? NULL : drop_auth,
         .n_drop = p->cfg.forward_auth ? 0 : 2,
@@ -388,22 +363,22 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
     struct slice iov[PROXY_IOV_MAX];
     ssize_t n = sip_rewrite_request(req, &rw, iov, PROXY_IOV_MAX, scratch, sizeof(scratch));
     if (n == -ELOOP) {
-        respond(p, t->client_id, req, 483, "Too Many Hops", NULL, 0);
-        txn_free(p, t);
+        proxy_respond(p, t->client_id, req, 483, "Too Many Hops", NULL, 0);
+        reg_free(p, t);
         return;
     }
     if (n < 0) {
-        respond(p, t->client_id, req, 400,
-                n == -EBADMSG ? "Bad Max-Forwards" : "Bad Request (cannot forward)", NULL, 0);
-        txn_free(p, t);
+        proxy_respond(p, t->client_id, req, 400,
+                      n == -EBADMSG ? "Bad Max-Forwards" : "Bad Request (cannot forward)", NULL, 0);
+        reg_free(p, t);
         return;
     }
     /* Keep the request for a 408 or 503 made later, and to send it again if its connection
      * dies (before sending: the iov borrows `req`, which may be t->req itself when it was
      * parked or is being sent again; then it is kept already). */
-    if (t->req == NULL && txn_keep(t, req, true) < 0) {
-        respond_503(p, t->client_id, req);
-        txn_free(p, t);
+    if (t->req == NULL && reg_keep(t, req, true) < 0) {
+        proxy_respond_503(p, t->client_id, req);
+        reg_free(p, t);
         return;
     }
     struct proxy_sent sent = {0};
@@ -415,11 +390,11 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
             log_event(LOG_WARN, "upstream_unavailable", LOG_S("error", strerror(-r)),
                       LOG_U("worker", p->cfg.worker), LOG_U("count", p->stats.no_upstream));
         }
-        respond_503(p, t->client_id, req);
-        txn_free(p, t);
+        proxy_respond_503(p, t->client_id, req);
+        reg_free(p, t);
         return;
     }
-    t->state = TXN_FORWARDED;
+    t->state = REG_FORWARDED;
     t->deadline = now + p->cfg.timer_f_ms;
     t->up_conn = sent.conn_id;
     t->forwarded = now;
@@ -429,7 +404,7 @@ static void forward(struct proxy *p, struct txn *t, const struct sip_msg *req, i
 }
 
 /* The decision once the token's fate is known. `t` is the transaction if one was parked. */
-static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, struct txn *t,
+static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, struct reg_txn *t,
                    enum auth_status st, const struct jwt_result *res, enum metrics_auth_layer layer,
                    int64_t now)
 {
@@ -437,32 +412,32 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
         metrics_inc(p->shard, METRIC_AUTH_REFUSED, METRICS_REFUSED_SOURCE_BUDGET);
         respond_503_after(p, cid, req, PROXY_THROTTLE_RETRY_S);
         if (t != NULL)
-            txn_free(p, t);
+            reg_free(p, t);
         return;
     }
     if (st == AUTH_CANCELLED || res == NULL) {
-        respond_503(p, cid, req);
+        proxy_respond_503(p, cid, req);
         if (t != NULL)
-            txn_free(p, t);
+            reg_free(p, t);
         return;
     }
     if (st != AUTH_OK) {
         metrics_inc(p->shard, METRIC_AUTH_RESULTS, auth_metric(res->reason), layer);
         if (res->reason == JWT_E_INSUFFICIENT_SCOPE)
-            challenge(p, cid, req, 403, "insufficient_scope");
+            proxy_challenge(p, cid, req, 403, "insufficient_scope");
         else
-            challenge(p, cid, req, 407, "invalid_token");
+            proxy_challenge(p, cid, req, 407, "invalid_token");
         if (t != NULL)
-            txn_free(p, t);
+            reg_free(p, t);
         if (p->env.client_token_failed != NULL) /* last: it may close the client */
             p->env.client_token_failed(p->env.ctx, cid);
         return;
     }
     struct slice user;
     if (aor_user(req, &user) < 0) {
-        respond(p, cid, req, 400, "Bad To", NULL, 0);
+        proxy_respond(p, cid, req, 400, "Bad To", NULL, 0);
         if (t != NULL)
-            txn_free(p, t);
+            reg_free(p, t);
         return;
     }
     /* The user part of a SIP URI compares case-sensitively (RFC 3261 19.1.4); a signature-only
@@ -470,19 +445,30 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
     if (!res->signature_only && !slice_eq(user, slice_make(res->user, res->user_len))) {
         p->stats.identity_mismatch++;
         metrics_inc(p->shard, METRIC_AUTH_RESULTS, METRICS_AUTH_IDENTITY_MISMATCH, layer);
-        respond(p, cid, req, 403, "Forbidden", NULL, 0);
+        proxy_respond(p, cid, req, 403, "Forbidden", NULL, 0);
         if (t != NULL)
-            txn_free(p, t);
+            reg_free(p, t);
         return;
     }
     metrics_inc(p->shard, METRIC_AUTH_RESULTS, METRICS_AUTH_OK, layer);
+    if (req->method != SIP_METHOD_REGISTER) { /* a request with its own token (RFC 8898) */
+        calls_forward_verified(p, cid, req, now);
+        if (t != NULL)
+            reg_free(p, t);
+        return;
+    }
     if (t == NULL) {
-        t = txn_alloc(p, cid, now);
+        t = reg_alloc(p, cid, now);
         if (t == NULL) {
-            respond_503(p, cid, req);
+            proxy_respond_503(p, cid, req);
             return;
         }
     }
+    /* What this REGISTER's 2xx binds the connection to (core/policy.h). */
+    t->dereg = policy_is_deregister(req);
+    t->bind_len = user.len <= POLICY_USER_MAX ? (uint8_t)user.len : 0;
+    memcpy(t->bind_user, user.base, t->bind_len);
+    t->bind_exp = res->exp > 0 ? res->exp : auth_now_ms() / 1000 + 3600;
     forward(p, t, req, now);
 }
 
@@ -500,19 +486,20 @@ static enum metrics_auth_layer layer_of(const struct proxy *p)
 
 static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result *res)
 {
-    struct txn *t = arg;
+    struct reg_txn *t = arg;
     struct proxy *p = proxy_of(t);
     struct sip_msg msg;
     int64_t now = t->started; /* callbacks carry no clock: Timer F restarts from here */
-    if (t->state != TXN_AUTH_WAIT || !txn_rescan(p, t, &msg)) {
-        if (t->state == TXN_AUTH_WAIT)
-            txn_free(p, t);
+    if (t->state != REG_AUTH_WAIT || !reg_rescan(p, t, &msg)) {
+        if (t->state == REG_AUTH_WAIT)
+            reg_free(p, t);
         return;
     }
     decide(p, t->client_id, &msg, t, st, res, layer_of(p), now);
 }
 
-/* A REGISTER that passed sip_check_request() with Bearer credentials `cred` (SIP_CHECK_AUTH). */
+/* A request with Bearer credentials `cred`: a REGISTER (SIP_CHECK_AUTH), or another method
+ * carrying its own token. */
 static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg *req,
                             const struct sip_cred *cred, int64_t now)
 {
@@ -524,12 +511,12 @@ static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg 
         return;
     }
     /* The transaction exists before the check so that a parked request has its slot. */
-    struct txn *t = txn_alloc(p, cid, now);
+    struct reg_txn *t = reg_alloc(p, cid, now);
     if (t == NULL) {
-        respond_503(p, cid, req);
+        proxy_respond_503(p, cid, req);
         return;
     }
-    t->state = TXN_AUTH_WAIT;
+    t->state = REG_AUTH_WAIT;
     uint8_t src[BUDGET_ADDR_LEN];
     bool have_src = p->env.client_source != NULL && p->env.client_source(p->env.ctx, cid, src);
     enum auth_status st =
@@ -537,10 +524,10 @@ static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg 
                         auth_now_ms(), on_auth_done, t, &res);
     if (st == AUTH_PENDING) {
         p->stats.auth_pending++;
-        if (txn_keep(t, req, true) < 0) {
+        if (reg_keep(t, req, true) < 0) {
             auth_cancel(p->aw, t);
-            respond_503(p, cid, req);
-            txn_free(p, t);
+            proxy_respond_503(p, cid, req);
+            reg_free(p, t);
         }
         return;
     }
@@ -555,16 +542,19 @@ static void act(struct proxy *p, uint32_t cid, const struct sip_msg *msg,
 {
     switch (v->action) {
     case SIP_CHECK_ANSWER:
-        respond(p, cid, msg, v->status, v->reason, v->extra, v->n_extra);
+        proxy_respond(p, cid, msg, v->status, v->reason, v->extra, v->n_extra);
         return;
     case SIP_CHECK_CHALLENGE:
         metrics_inc(p->shard, METRIC_AUTH_RESULTS,
                     v->error == NULL ? METRICS_AUTH_NO_CREDENTIALS : METRICS_AUTH_MALFORMED,
                     METRICS_LAYER_VERIFY);
-        challenge(p, cid, msg, 407, v->error);
+        proxy_challenge(p, cid, msg, 407, v->error);
         return;
     case SIP_CHECK_AUTH:
         handle_register(p, cid, msg, &v->cred, now);
+        return;
+    case SIP_CHECK_FORWARD:
+        calls_client_request(p, cid, msg, v, now);
         return;
     default: /* DROP: an ACK is never answered (RFC 3261 17.2.3); CLOSE is the glue's */
         return;
@@ -576,12 +566,18 @@ void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct s
 {
     enum sip_method m = msg->method;
     p->stats.requests[m]++;
-    metrics_inc(p->shard, METRIC_SIP_REQUESTS, metrics_method_of(m));
+    metrics_inc(p->shard, METRIC_SIP_REQUESTS, proxy_metrics_method(m));
     /* Every check (one identity per request first: a second To is never looked at nor
      * forwarded, issue 10) is in core/sip_check.c, shared with sipedge-scan. */
     struct sip_verdict v;
     sip_check_request(msg, slice_make(p->realm, strlen(p->realm)), &v);
     act(p, client_id, msg, &v, now_ms);
+}
+
+void proxy_verify_request(struct proxy *p, uint32_t cid, const struct sip_msg *req,
+                          const struct sip_cred *cred, int64_t now)
+{
+    handle_register(p, cid, req, cred, now);
 }
 
 bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct sip_msg *msg)
@@ -591,18 +587,33 @@ bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct s
          * the books must see one request for the response it gets. */
         enum sip_method m = msg->method < SIP_METHOD_COUNT ? msg->method : SIP_METHOD_UNKNOWN;
         p->stats.requests[m]++;
-        metrics_inc(p->shard, METRIC_SIP_REQUESTS, metrics_method_of(m));
+        metrics_inc(p->shard, METRIC_SIP_REQUESTS, proxy_metrics_method(m));
     }
     struct sip_verdict v;
     sip_check_garbage(msg, &v);
     if (v.action != SIP_CHECK_ANSWER)
         return false;
-    respond(p, client_id, msg, v.status, v.reason, v.extra, v.n_extra);
+    proxy_respond(p, client_id, msg, v.status, v.reason, v.extra, v.n_extra);
     return true;
 }
 
+/* A 2xx to a token-verified REGISTER: its connection is now bound to that identity, or unbound
+ * by a de-REGISTER (core/policy.h). */
+static void bind_client(struct proxy *p, const struct reg_txn *t)
+{
+    if (p->env.client_binding == NULL || t->bind_len == 0)
+        return;
+    struct policy_binding *b = p->env.client_binding(p->env.ctx, t->client_id);
+    if (b == NULL)
+        return;
+    if (t->dereg)
+        policy_unbind(b);
+    else
+        policy_bind(b, slice_make(t->bind_user, t->bind_len), t->bind_exp);
+}
+
 /* Decodes our branch "z9hG4bK-se<nonce>.<worker>.<slot>.<gen>". */
-static struct txn *txn_of_branch(struct proxy *p, struct slice branch, bool *ours)
+static struct reg_txn *reg_of_branch(struct proxy *p, struct slice branch, bool *ours)
 {
     const size_t pre = sizeof(PROXY_BRANCH_PREFIX) - 1;
     *ours = false;
@@ -617,27 +628,29 @@ static struct txn *txn_of_branch(struct proxy *p, struct slice branch, bool *our
     *ours = true;
     if (slot >= p->cap)
         return NULL;
-    struct txn *t = &p->txns[slot];
-    if (t->gen != gen || t->state != TXN_FORWARDED)
+    struct reg_txn *t = &p->txns[slot];
+    if (t->gen != gen || t->state != REG_FORWARDED)
         return NULL;
     return t;
 }
 
-void proxy_on_upstream_message(struct proxy *p, const struct sip_msg *msg, int64_t now_ms)
+void proxy_on_upstream_message(struct proxy *p, uint32_t conn_id, int node,
+                               const struct sip_msg *msg, int64_t now_ms)
 {
-    if (msg->is_request) { /* UCM-initiated requests come with calls, later */
-        p->stats.drop_unexpected++;
-        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_UNEXPECTED);
+    if (msg->is_request) { /* UCM → client: core/calls.c */
+        calls_ucm_request(p, conn_id, node, msg, now_ms);
         return;
     }
+    if (calls_response(p, false, p->cfg.worker, conn_id, msg, now_ms))
+        return;
     struct slice iov[4];
     struct slice top;
     ssize_t n = sip_pop_via(msg, iov, 4, &top);
     struct sip_via via;
     bool ours = false;
-    struct txn *t = NULL;
+    struct reg_txn *t = NULL;
     if (n > 0 && sip_parse_via(top, &via) == 0)
-        t = txn_of_branch(p, via.branch, &ours);
+        t = reg_of_branch(p, via.branch, &ours);
     if (!ours) {
         p->stats.drop_via_not_ours++;
         metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_VIA_NOT_OURS);
@@ -670,12 +683,38 @@ void proxy_on_upstream_message(struct proxy *p, const struct sip_msg *msg, int64
         p->stats.drop_client_gone++;
         metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_CLIENT_GONE);
     } else {
-        count_response(p, SIP_METHOD_REGISTER, msg->status, true);
+        proxy_count_response(p, SIP_METHOD_REGISTER, msg->status, true);
+        if (msg->status < 300)
+            bind_client(p, t);
         int64_t us = (now_ms - t->forwarded) * 1000;
         metrics_observe_us(p->shard, us > 0 ? (uint64_t)us : 0, METRIC_UPSTREAM_DURATION);
         observe_register(p, t, now_ms);
     }
-    txn_free(p, t);
+    reg_free(p, t);
+}
+
+void proxy_on_client_response(struct proxy *p, uint32_t client_id, const struct sip_msg *msg,
+                              int64_t now_ms)
+{
+    if (!calls_response(p, true, p->cfg.worker, client_id, msg, now_ms)) {
+        p->stats.drop_via_not_ours++;
+        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_VIA_NOT_OURS);
+    }
+}
+
+void proxy_on_posted_response(struct proxy *p, unsigned from_worker, uint32_t client_id,
+                              const struct sip_msg *msg, int64_t now_ms)
+{
+    if (!calls_response(p, true, from_worker, client_id, msg, now_ms)) {
+        p->stats.drop_via_not_ours++;
+        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_VIA_NOT_OURS);
+    }
+}
+
+void proxy_on_flow_failed(struct proxy *p, uint64_t txn_id, int64_t now_ms)
+{
+    if (p->tb != NULL)
+        calls_flow_failed(p, txn_id, now_ms);
 }
 
 void proxy_on_client_gone(struct proxy *p, uint32_t client_id)
@@ -693,13 +732,13 @@ void proxy_on_upstream_gone(struct proxy *p, uint32_t conn_id, int64_t now_ms)
      * that finds no node answers 503 and frees the slot, so walk with the next one in hand. */
     uint32_t end = p->fifo_tail;
     for (uint32_t i = p->fifo_head, next; i != PROXY_NIL; i = next) {
-        struct txn *t = &p->txns[i];
+        struct reg_txn *t = &p->txns[i];
         next = i == end ? PROXY_NIL : t->next;
-        if (t->state != TXN_FORWARDED || t->up_conn != conn_id)
+        if (t->state != REG_FORWARDED || t->up_conn != conn_id)
             continue;
         struct sip_msg msg;
-        if (!txn_rescan(p, t, &msg)) { /* cannot happen: it was forwarded from this copy */
-            txn_free(p, t);
+        if (!reg_rescan(p, t, &msg)) { /* cannot happen: it was forwarded from this copy */
+            reg_free(p, t);
             continue;
         }
         int64_t deadline = t->deadline;
@@ -717,21 +756,61 @@ void proxy_on_upstream_gone(struct proxy *p, uint32_t conn_id, int64_t now_ms)
 
 int64_t proxy_tick(struct proxy *p, int64_t now_ms)
 {
+    int64_t calls_next = calls_tick(p, now_ms);
     while (p->fifo_head != PROXY_NIL) {
-        struct txn *t = &p->txns[p->fifo_head];
+        struct reg_txn *t = &p->txns[p->fifo_head];
         if (t->deadline > now_ms)
-            return t->deadline;
-        if (t->state == TXN_AUTH_WAIT && p->aw != NULL)
+            return t->deadline < calls_next ? t->deadline : calls_next;
+        if (t->state == REG_AUTH_WAIT && p->aw != NULL)
             auth_cancel(p->aw, t);
         struct sip_msg msg;
-        if (t->req != NULL && txn_rescan(p, t, &msg)) {
+        if (t->req != NULL && reg_rescan(p, t, &msg)) {
             p->stats.timer_f++;
-            respond(p, t->client_id, &msg, 408, "Request Timeout", NULL, 0);
+            proxy_respond(p, t->client_id, &msg, 408, "Request Timeout", NULL, 0);
             observe_register(p, t, now_ms);
         }
-        txn_free(p, t);
+        reg_free(p, t);
     }
-    return INT64_MAX;
+    return calls_next;
+}
+
+/* The edge's two addresses (client side: via_host:via_port; UCM side: ucm_host:ucm_port), the
+ * Via prefixes towards each, the flow keys, and what "ours" means for routing. */
+static int proxy_init_addrs(struct proxy *p)
+{
+    const struct proxy_cfg *cfg = &p->cfg;
+    const char *host = p->via_host;
+    if (host == NULL)
+        return -ENOMEM;
+    p->ucm_host = strdup(cfg->ucm_host ? cfg->ucm_host : host);
+    if (p->ucm_host == NULL || strlen(host) >= CFG_VIA_HOST_MAX ||
+        strlen(p->ucm_host) >= CFG_VIA_HOST_MAX)
+        return -EINVAL;
+    uint16_t uport = cfg->ucm_port ? cfg->ucm_port : cfg->via_port;
+    char port[8] = "", uport_s[8] = "";
+    if (cfg->via_port)
+        snprintf(port, sizeof(port), ":%u", (unsigned)cfg->via_port);
+    if (uport)
+        snprintf(uport_s, sizeof(uport_s), ":%u", (unsigned)uport);
+    /* The REGISTER's Via names the address UCM reaches the edge by, as its Path does. */
+    p->via_len = (size_t)snprintf(p->via, sizeof(p->via),
+                                  "SIP/2.0/TLS %s%s;branch=" PROXY_BRANCH_PREFIX "%s", p->ucm_host,
+                                  uport_s, p->nonce);
+    p->via_cli_len =
+        (size_t)snprintf(p->via_cli, sizeof(p->via_cli), "SIP/2.0/TLS %s%s;branch=", host, port);
+    p->via_ucm_len = (size_t)snprintf(p->via_ucm, sizeof(p->via_ucm),
+                                      "SIP/2.0/TLS %s%s;alias;branch=", p->ucm_host, uport_s);
+    p->addrs[0] = (struct route_addr){slice_make(host, strlen(host)), cfg->via_port};
+    p->addrs[1] = (struct route_addr){slice_make(p->ucm_host, strlen(p->ucm_host)), uport};
+    if (cfg->flow_keys != NULL) {
+        p->keys = cfg->flow_keys;
+    } else {
+        if (flow_keys_init(&p->own_keys) < 0)
+            return -EIO;
+        p->keys = &p->own_keys;
+    }
+    p->self = (struct route_self){p->addrs, 2, p->keys};
+    return 0;
 }
 
 const struct proxy_stats *proxy_stats(const struct proxy *p)
@@ -745,7 +824,7 @@ struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env
     uint32_t cap = 1;
     while (cap < cfg->max_transactions && cap < (1u << 22))
         cap <<= 1;
-    struct proxy *p = calloc(1, sizeof(*p) + (size_t)cap * sizeof(struct txn));
+    struct proxy *p = calloc(1, sizeof(*p) + (size_t)cap * sizeof(struct reg_txn));
     if (p == NULL)
         return NULL;
     p->cfg = *cfg;
@@ -778,20 +857,10 @@ struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env
         return NULL;
     }
     snprintf(p->nonce, sizeof(p->nonce), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-    char port[8] = "";
-    if (cfg->via_port)
-        snprintf(port, sizeof(port), ":%u", (unsigned)cfg->via_port);
-    const char *host = cfg->via_host ? cfg->via_host : "localhost";
-    if (strlen(host) >= CFG_VIA_HOST_MAX) {
+    if (proxy_init_addrs(p) < 0) {
         proxy_free(p);
         return NULL;
     }
-    p->via_len =
-        (size_t)snprintf(p->via, sizeof(p->via),
-                         "SIP/2.0/TLS %s%s;branch=" PROXY_BRANCH_PREFIX "%s", host, port, p->nonce);
-    if (cfg->add_path)
-        p->path_len =
-            (size_t)snprintf(p->path, sizeof(p->path), "<sip:%s%s;transport=tls;lr>", host, port);
     p->fifo_head = p->fifo_tail = PROXY_NIL;
     p->last_mismatch_log = INT64_MIN / 2; /* the first one is logged, however early */
     p->last_503_log = INT64_MIN / 2;
@@ -802,7 +871,7 @@ struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env
         p->txns[i].next = i + 1 < cap ? i + 1 : PROXY_NIL;
     }
     p->free_head = 0;
-    if (p->realm == NULL || p->server == NULL || p->via_host == NULL) {
+    if (p->realm == NULL || p->server == NULL || p->via_host == NULL || calls_init(p) < 0) {
         proxy_free(p);
         return NULL;
     }
@@ -814,14 +883,16 @@ void proxy_free(struct proxy *p)
     if (p == NULL)
         return;
     while (p->fifo_head != PROXY_NIL) {
-        struct txn *t = &p->txns[p->fifo_head];
-        if (t->state == TXN_AUTH_WAIT && p->aw != NULL)
+        struct reg_txn *t = &p->txns[p->fifo_head];
+        if (t->state == REG_AUTH_WAIT && p->aw != NULL)
             auth_cancel(p->aw, t);
         struct sip_msg msg;
-        if (t->req != NULL && txn_rescan(p, t, &msg))
-            respond_503(p, t->client_id, &msg);
-        txn_free(p, t);
+        if (t->req != NULL && reg_rescan(p, t, &msg))
+            proxy_respond_503(p, t->client_id, &msg);
+        reg_free(p, t);
     }
+    calls_free(p);
+    free(p->ucm_host);
     free(p->realm);
     free(p->server);
     free(p->via_host);

@@ -9,20 +9,23 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/flow.h"
 #include "core/sip.h"
 #include "core/slice.h"
 
 struct auth_worker;
+struct policy_binding;
 
 /** Retry-After of the 503 for a source over its verification budget (buckets refill each second).
  */
 #define PROXY_THROTTLE_RETRY_S 1
 struct metrics_shard;
 
-/** Where the glue's pool put a request (filled by `upstream_send`). */
+/** Where the glue's pool put a request (filled by `upstream_send` / `upstream_pick`). */
 struct proxy_sent {
     uint32_t conn_id; /* the upstream connection: proxy_on_upstream_gone() names it */
     bool failover;    /* sent past the preferred node because that one is not up */
+    int node;         /* upstream_pick: the node index */
 };
 
 /** What the proxy needs from the worker that owns the sockets. All called on the worker thread. */
@@ -50,6 +53,32 @@ struct proxy_env {
      * the glue counts and may close the connection once the answer is out.
      */
     void (*client_token_failed)(void *ctx, uint32_t client_id);
+
+    /* ---- calls (issue 9). Optional: without them only REGISTER and OPTIONS are served and
+     * every other request is answered 501 (the REGISTER unit tests run so). ---- */
+    /** The binding record of client `client_id` (core/policy.h), NULL when it is gone. */
+    struct policy_binding *(*client_binding)(void *ctx, uint32_t client_id);
+    /** Choose an upstream connection: node `node` only (>= 0) or by policy (-1); fills `sent`
+     *  (conn_id, node, failover) and returns the node, or -EHOSTUNREACH / another -errno. */
+    int (*upstream_pick)(void *ctx, int node, struct proxy_sent *sent);
+    /** Queue one whole message on UCM-side connection `conn_id` of this worker (a pooled
+     *  upstream connection or one UCM opened to the UCM listener). -ENOTCONN when gone. */
+    int (*peer_send)(void *ctx, uint32_t conn_id, const struct slice *iov, size_t n);
+    /**
+     * Deliver one whole request to the client connection flow `f` names, on whichever worker
+     * owns it. Returns 0 when sent (this worker) or handed over (another worker: if that one
+     * finds the connection gone it calls proxy_on_flow_failed(`txn_id`) here later; 0 means no
+     * callback), -ENOTCONN when the connection is gone (this worker), -ESRCH for a worker index
+     * that does not exist.
+     */
+    int (*flow_send)(void *ctx, const struct flow *f, uint64_t txn_id, const struct slice *iov,
+                     size_t n);
+    /** Hand a client's response (whole message) for a transaction of worker `worker` to that
+     *  worker, which calls proxy_on_posted_response() with `client_id` (this worker's index
+     *  and the client's connection id, to check the response came from the flow it was sent
+     *  to). */
+    void (*response_post)(void *ctx, unsigned worker, uint32_t client_id, const struct slice *iov,
+                          size_t n);
 };
 
 /** Per-worker settings (copied by proxy_new; strings are copied too). */
@@ -66,6 +95,14 @@ struct proxy_cfg {
     uint32_t max_transactions;          /* transaction slots of this worker (power of two, 65536) */
     const char *challenge_scope;        /* adds scope="…" to the challenge when not NULL */
     const char *challenge_authz_server; /* adds authz_server="…" when not NULL */
+    /* calls (issue 9) */
+    const char *ucm_host;              /* host UCM reaches the edge by (Path, Via to UCM, the
+                                          UCM-side Record-Route); NULL: via_host */
+    uint16_t ucm_port;                 /* its port (0: via_port) */
+    const struct flow_keys *flow_keys; /* the pod's flow secrets (borrowed); NULL: own random */
+    uint32_t t1_ms;                    /* RFC 3261 T1 (500): timers B, F, H, L, CANCEL = 64*T1 */
+    uint32_t timer_c_ms;               /* INVITE after a provisional (180000) */
+    int64_t leeway_s;                  /* token exp leeway for bound connections (60) */
 };
 
 /** Counters of one worker (monotonic; any thread may read them, torn reads are acceptable). */
@@ -81,6 +118,13 @@ struct proxy_stats {
     uint64_t auth_pending;      /* checks parked on Redis */
     uint64_t identity_mismatch; /* valid token, other user: 403 */
     uint64_t transactions_open; /* gauge */
+    /* calls */
+    uint64_t calls_forwarded[2]; /* requests proxied: [0] client → UCM, [1] UCM → client */
+    uint64_t policy_refused[5];  /* by enum policy_verdict (unbound, expired, wrong user...) */
+    uint64_t flow_failed;        /* 430s: the flow's connection is gone */
+    uint64_t flow_forged;        /* 403s: a forged or malformed flow token */
+    uint64_t cancel_no_match;    /* 481s */
+    uint64_t calls_open;         /* gauge: call transactions open */
 };
 
 struct proxy;
@@ -114,8 +158,27 @@ void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct s
  */
 bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct sip_msg *msg);
 
-/** One complete message from UCM (response: routed back by our Via; request: 501/ignored). */
-void proxy_on_upstream_message(struct proxy *p, const struct sip_msg *msg, int64_t now_ms);
+/**
+ * One complete message from UCM on connection `conn_id` (a pooled upstream connection or one
+ * from the UCM listener) of node `node` (-1: unknown). A response is routed back by our Via; a
+ * request is proxied to the client its Route's flow token names (docs/internals/calls.md):
+ * 430 when that connection is gone, 403 for a forged token, 404 without a flow.
+ */
+void proxy_on_upstream_message(struct proxy *p, uint32_t conn_id, int node,
+                               const struct sip_msg *msg, int64_t now_ms);
+
+/** A response from client `client_id` (to a request UCM sent it through the edge). */
+void proxy_on_client_response(struct proxy *p, uint32_t client_id, const struct sip_msg *msg,
+                              int64_t now_ms);
+
+/** A client's response another worker handed over (env.response_post): `from_worker` and
+ *  `client_id` name the connection it came from. */
+void proxy_on_posted_response(struct proxy *p, unsigned from_worker, uint32_t client_id,
+                              const struct sip_msg *msg, int64_t now_ms);
+
+/** The request of transaction `txn_id` could not be delivered by another worker (the flow's
+ *  connection is gone): it is answered 430 Flow Failed. */
+void proxy_on_flow_failed(struct proxy *p, uint64_t txn_id, int64_t now_ms);
 
 /** Client `client_id` closed: its pending auth checks are cancelled, its transactions orphaned
  * (their responses will be dropped and counted). */

@@ -156,6 +156,16 @@ static bool check_headers(const struct sip_msg *msg, struct sip_verdict *v)
     return true;
 }
 
+/* An OPTIONS the edge answers itself: one with no Route whose Request-URI names no user (a
+ * keep-alive or capability query to the server it is connected to). One with a user part
+ * (sip:bob@...) or a Route is for someone behind the edge and is proxied. */
+static bool options_is_local(const struct sip_msg *msg)
+{
+    struct sip_uri uri;
+    return sip_first(msg, SIP_HDR_ROUTE) == NULL && sip_parse_uri(msg->uri, &uri) == 0 &&
+           !uri.has_user;
+}
+
 /* The Request-URI (RFC 3261 §16.3 step 2, §8.2.2.1) and Max-Forwards (§16.3 step 3). */
 static bool check_uri_and_hops(const struct sip_msg *msg, struct sip_verdict *v)
 {
@@ -204,12 +214,10 @@ void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip
     else if (m != SIP_METHOD_ACK && m != SIP_METHOD_CANCEL &&
              check_option_tags(msg, SIP_HDR_PROXY_REQUIRE, v))
         ;
-    else if (m == SIP_METHOD_ACK) /* valid, but nothing to forward it to yet (issue 9) */
-        v->action = SIP_CHECK_DROP;
-    else if (m == SIP_METHOD_OPTIONS) {
+    else if (m == SIP_METHOD_OPTIONS && options_is_local(msg)) {
         if (!check_option_tags(msg, SIP_HDR_REQUIRE, v)) {
             answer(v, 200, "OK");
-            v->extra[0] = SLICE_LIT("Allow: REGISTER, OPTIONS");
+            v->extra[0] = SLICE_LIT("Allow: " SIP_CHECK_ALLOW);
             v->extra[1] = SLICE_LIT("Supported: " SIP_CHECK_SUPPORTED);
             v->n_extra = 2;
         }
@@ -226,9 +234,54 @@ void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip
             v->error = r == -SIP_CRED_NONE || r == -SIP_CRED_NOT_BEARER ? NULL : "invalid_token";
         }
     } else {
-        answer(v, 501, "Not Implemented");
+        /* Every other method, known or not, is proxied (RFC 3261 §16): who may send it is the
+         * connection's binding (core/policy.h), or Bearer credentials of its own (RFC 8898). */
+        v->action = SIP_CHECK_FORWARD;
+        int r = m == SIP_METHOD_ACK || m == SIP_METHOD_CANCEL
+                    ? -SIP_CRED_NONE
+                    : sip_find_bearer(msg, realm, &v->cred);
+        if (r == -SIP_CRED_CONFLICT) {
+            answer(v, 400, sip_perr_reason(-r));
+        } else if (r == 0) {
+            v->has_cred = true;
+        } else if (r != -SIP_CRED_NONE && r != -SIP_CRED_NOT_BEARER) {
+            v->action = SIP_CHECK_CHALLENGE; /* a Bearer that cannot be a valid token */
+            v->status = 407;
+            v->error = "invalid_token";
+        }
     }
-    if (m == SIP_METHOD_ACK) { /* never answered (RFC 3261 17.2.3), valid or not */
+    if (m == SIP_METHOD_ACK && v->action != SIP_CHECK_FORWARD) {
+        /* never answered (RFC 3261 17.2.3), valid or not: a bad one is dropped */
+        memset(v, 0, offsetof(struct sip_verdict, cred));
+        v->action = SIP_CHECK_DROP;
+    }
+}
+
+void sip_check_ucm_request(const struct sip_msg *msg, struct sip_verdict *v)
+{
+    memset(v, 0, offsetof(struct sip_verdict, cred));
+    v->buf[0] = '\0';
+    enum sip_method m = msg->method;
+    if (!msg->is_request) {
+        v->action = SIP_CHECK_DROP;
+        return;
+    }
+    enum sip_hdr dup = sip_check_single(msg);
+    if (dup != SIP_HDR_OTHER)
+        answer_hdr(v, 400, "Duplicate", dup);
+    else if (!check_headers(msg, v) || !check_uri_and_hops(msg, v))
+        ;
+    else if (m != SIP_METHOD_ACK && m != SIP_METHOD_CANCEL &&
+             check_option_tags(msg, SIP_HDR_PROXY_REQUIRE, v))
+        ;
+    else if (m == SIP_METHOD_OPTIONS && options_is_local(msg)) {
+        answer(v, 200, "OK"); /* UCM's keep-alive towards the edge */
+        v->extra[0] = SLICE_LIT("Allow: " SIP_CHECK_ALLOW);
+        v->extra[1] = SLICE_LIT("Supported: " SIP_CHECK_SUPPORTED);
+        v->n_extra = 2;
+    } else
+        v->action = SIP_CHECK_FORWARD;
+    if (m == SIP_METHOD_ACK && v->action != SIP_CHECK_FORWARD) {
         memset(v, 0, offsetof(struct sip_verdict, cred));
         v->action = SIP_CHECK_DROP;
     }
@@ -273,7 +326,7 @@ void sip_check_garbage(const struct sip_msg *msg, struct sip_verdict *v)
 
 const char *sip_check_action_name(enum sip_check_action a)
 {
-    static const char *const names[SIP_CHECK_ACTION_COUNT] = {"answer", "challenge", "auth", "drop",
-                                                              "close"};
+    static const char *const names[SIP_CHECK_ACTION_COUNT] = {"answer", "challenge", "auth",
+                                                              "drop",   "close",     "forward"};
     return (unsigned)a < SIP_CHECK_ACTION_COUNT ? names[a] : "";
 }

@@ -27,6 +27,8 @@ enum sip_check_action {
     SIP_CHECK_AUTH,       /* a REGISTER with Bearer credentials: check the token, then forward */
     SIP_CHECK_DROP,       /* no answer and nothing forwarded (an ACK; a response) */
     SIP_CHECK_CLOSE,      /* scan error with nothing to answer to: close without a word */
+    SIP_CHECK_FORWARD,    /* proxy it (any method but REGISTER and a local OPTIONS): binding,
+                             routing and transactions decide (core/calls.c) */
     /* SIP_CHECK_ACTION_COUNT */
     SIP_CHECK_ACTION_COUNT
 };
@@ -42,7 +44,8 @@ struct sip_verdict {
     const char *error;                       /* CHALLENGE: NULL (no credentials) or error= */
     struct slice extra[SIP_CHECK_EXTRA_MAX]; /* header lines without CRLF ("Unsupported: x") */
     size_t n_extra;
-    struct sip_cred cred; /* AUTH: the Bearer credentials found (borrow msg's buffer) */
+    bool has_cred;        /* FORWARD: the request carries Bearer credentials of its own */
+    struct sip_cred cred; /* AUTH, FORWARD with has_cred: the Bearer credentials (borrow msg) */
     char buf[320];        /* storage for reason and extra */
 };
 
@@ -53,18 +56,34 @@ struct sip_verdict {
  */
 #define SIP_CHECK_SUPPORTED "path"
 
+/** The methods the edge handles (its own OPTIONS answer's Allow): it proxies the rest too. */
+#define SIP_CHECK_ALLOW                                                                            \
+    "INVITE, ACK, BYE, CANCEL, OPTIONS, REGISTER, UPDATE, PRACK, INFO, REFER, NOTIFY, SUBSCRIBE, " \
+    "MESSAGE, PUBLISH"
+
 /**
  * Decide what the edge does with request `msg` (a complete message from sip_scan()), in the
  * order of RFC 3261 §16.3 then §8.2: header cardinality (400 Duplicate X), the headers every
  * response needs (400 Missing X), CSeq, top Via, From, To (400 Bad X), the Request-URI (400 Bad
  * Request-URI; 416 for a scheme other than sip/sips, tel also allowed for methods the edge
  * forwards other than REGISTER), Max-Forwards (400; 483 at 0 for a request the edge forwards),
- * Proxy-Require (420; not for ACK, CANCEL), then by method: OPTIONS is answered by the edge
- * (Require: 420; else 200 with Allow and Supported), REGISTER needs Bearer credentials for
- * `realm` (CHALLENGE without, AUTH with), any other method 501 (issue 9). An ACK is never
- * answered (DROP). Reads `msg` and its buffer only; fills `v`. Pure and reentrant.
+ * Proxy-Require (420; not for ACK, CANCEL), then by method: an OPTIONS without Route whose
+ * Request-URI has no user part is answered by the edge (Require: 420; else 200 with Allow and
+ * Supported), REGISTER needs Bearer credentials for `realm` (CHALLENGE without, AUTH with), any
+ * other method is FORWARD (`has_cred` when it carries a Bearer for `realm` of its own: it is
+ * verified like a REGISTER's; a malformed one is CHALLENGE invalid_token; two different ones
+ * 400). An ACK is never answered: one that fails a check is DROP. Reads `msg` and its buffer
+ * only; fills `v`. Pure and reentrant.
  */
 void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip_verdict *v);
+
+/**
+ * The checks of sip_check_request() for a request UCM sends towards a client: cardinality,
+ * headers, Request-URI, Max-Forwards, Proxy-Require; OPTIONS without Route and user part is
+ * answered 200 (UCM's keep-alive); anything else is FORWARD (no credentials: UCM is trusted by
+ * its mutual TLS). Pure and reentrant.
+ */
+void sip_check_ucm_request(const struct sip_msg *msg, struct sip_verdict *v);
 
 /**
  * Decide what the edge does with bytes sip_scan() rejected (`msg->err`): a request whose Via,

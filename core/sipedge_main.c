@@ -347,6 +347,10 @@ int main(int argc, char **argv)
     build_policy(e);
     if (load_hmac_key(e) < 0)
         return 1;
+    if (flow_keys_init(&e->flow_keys) < 0) {
+        log_event(LOG_ERROR, "startup_failed", LOG_S("error", "no entropy for the flow key"));
+        return 1;
+    }
     if (load_tls(e, &e->server_tls, &e->client_tls) < 0)
         return 1;
     struct keys_set *ks = NULL;

@@ -3,6 +3,7 @@
 // with keep-alives), the REGISTER proxy, the auth worker's Redis sockets polled by the ring, and
 // the upstream zone whose plaintext is framed here and routed back through the proxy.
 #include "core/worker.h"
+#include "core/worker_priv.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -25,86 +26,7 @@
 #include "net/upstream.h"
 #include "tls/tls.h"
 
-#define WORKER_MAX_HEADERS 128
-#define WORKER_READ_CHUNK  (16u * 1024u) /* one TLS record of plaintext per read */
-#define WORKER_MAX_UPCONNS (UPSTREAM_MAX_NODES * 16)
-#define PING_BRANCH        "z9hG4bK-sepng"
-
-#define WORKER_STOP_POLL_MS 10 /* the drain's end: how often the flush is checked */
-
-/**
- * A client connection's upper-layer state (conn_user). Idle, it holds the TLS object and this
- * struct only: `in` is allocated while a partial message waits and freed once consumed.
- *
- * | flag      | meaning                                                                  |
- * |-----------|--------------------------------------------------------------------------|
- * | busy      | on_data is running for it: a close then only marks `dead`                |
- * | dead      | on_close ran: free when `busy` ends                                      |
- */
-struct client {
-    struct worker *w;
-    struct conn *conn;
-    uint32_t id;
-    struct tls_conn *tls; /* NULL on plain TCP */
-    char *in;             /* partial message carried over between reads */
-    uint32_t in_len;
-    uint32_t scanned;     /* sip_scan_resume() hint for `in` */
-    uint64_t last_active; /* loop ms of the last message */
-    uint64_t msg_start;   /* loop ms of the first byte of the unfinished message, 0: none */
-    bool completed;       /* on_data consumed a whole message (or keep-alive) */
-    struct loop_timer timer;
-    struct client *prev, *next;   /* the worker's list: the drain's end walks it */
-    uint8_t src[BUDGET_ADDR_LEN]; /* peer address: the key of its verification budget */
-    uint32_t failed_tokens;       /* rejected tokens on this connection */
-    bool established;
-    bool busy, dead;
-    bool drained; /* closing once its answers are out: read nothing more */
-};
-
-/** Partial message of an upstream connection (few per worker: pool_size * nodes). */
-struct upbuf {
-    uint32_t conn_id; /* 0: free slot */
-    char *in;
-    uint32_t len, scanned;
-};
-
-struct worker {
-    struct edge *e;
-    struct loop *loop;
-    unsigned idx;
-    struct metrics_shard *shard;
-    struct proxy *proxy;
-    struct upstream *up;
-    struct auth_worker *auth;
-    struct auth_jwt_verifier verifier;
-    struct tls_ctx *server_tls;
-    uint64_t tls_gen;
-
-    struct loop_timer tick_timer;   /* the earliest of proxy and auth deadlines */
-    struct loop_timer status_timer; /* copies the upstream snapshot for the admin thread */
-    struct loop_poll polls[2];      /* auth's Redis sockets */
-    int poll_fd[2];
-    short poll_ev[2];
-
-    struct upbuf upbufs[WORKER_MAX_UPCONNS];
-    uint64_t ping_seq;
-    uint64_t redis_seen[METRICS_REDIS_COUNT]; /* auth counters already added to the metrics */
-    enum upstream_state node_state[UPSTREAM_MAX_NODES];
-
-    struct client *clients; /* every open client connection */
-    atomic_uint n_clients;  /* their count, for the drain loop on the main thread */
-    struct loop_timer stop_timer;
-    uint64_t stop_deadline;
-    void (*stopped)(void *arg);
-    void *stopped_arg;
-
-    size_t max_msg;
-    char *scratch; /* max_msg + WORKER_READ_CHUNK: one message plus one record */
-    struct sip_header hdrs[WORKER_MAX_HEADERS];
-};
-
 static void client_timer_cb(struct loop *loop, struct loop_timer *t);
-static void worker_schedule(struct worker *w);
 static void worker_sync_redis_metrics(struct worker *w);
 static void client_free(struct client *cl);
 
@@ -139,7 +61,7 @@ static int client_write(struct client *cl, const struct slice *iov, size_t n)
     return client_flush(cl);
 }
 
-static int env_client_send(void *ctx, uint32_t client_id, const struct slice *iov, size_t n)
+int worker_client_send(void *ctx, uint32_t client_id, const struct slice *iov, size_t n)
 {
     struct worker *w = ctx;
     struct conn *c = conn_get(w->loop, client_id);
@@ -162,7 +84,7 @@ static int env_client_send(void *ctx, uint32_t client_id, const struct slice *io
     return r;
 }
 
-static struct client *client_of(struct worker *w, uint32_t client_id)
+struct client *worker_client_of(struct worker *w, uint32_t client_id)
 {
     struct conn *c = conn_get(w->loop, client_id);
     struct client *cl = c != NULL ? conn_user(c) : NULL;
@@ -171,7 +93,7 @@ static struct client *client_of(struct worker *w, uint32_t client_id)
 
 static bool env_client_source(void *ctx, uint32_t client_id, uint8_t *addr)
 {
-    struct client *cl = client_of(ctx, client_id);
+    struct client *cl = worker_client_of(ctx, client_id);
     if (cl == NULL)
         return false;
     memcpy(addr, cl->src, BUDGET_ADDR_LEN);
@@ -183,7 +105,7 @@ static bool env_client_source(void *ctx, uint32_t client_id, uint8_t *addr)
 static void env_client_token_failed(void *ctx, uint32_t client_id)
 {
     struct worker *w = ctx;
-    struct client *cl = client_of(w, client_id);
+    struct client *cl = worker_client_of(w, client_id);
     uint32_t max = w->e->cfg.auth.max_failed_tokens_per_conn;
     if (cl == NULL || cl->drained || max == 0 || ++cl->failed_tokens < max)
         return;
@@ -369,8 +291,8 @@ static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t 
         cl->last_active = loop_now_ms(w->loop);
         if (msg.is_request)
             proxy_on_client_request(w->proxy, cl->id, &msg, (int64_t)loop_now_ms(w->loop));
-        else
-            metrics_inc(w->shard, METRIC_SIP_DROPPED, METRICS_DROP_UNEXPECTED);
+        else /* an answer to a request UCM sent this client through the edge */
+            proxy_on_client_response(w->proxy, cl->id, &msg, (int64_t)loop_now_ms(w->loop));
         off += (size_t)r;
         hint = 0;
         cl->scanned = 0;
@@ -698,7 +620,8 @@ static void up_on_data(void *ctx, unsigned node, uint32_t conn_id, const char *p
             if (!msg.is_request && is_ping_answer(&msg))
                 upstream_alive(w->up, conn_id);
             else
-                proxy_on_upstream_message(w->proxy, &msg, (int64_t)loop_now_ms(w->loop));
+                proxy_on_upstream_message(w->proxy, conn_id, (int)node, &msg,
+                                          (int64_t)loop_now_ms(w->loop));
             off += (size_t)r;
         }
         memmove(buf, buf + off, have - off);
@@ -856,7 +779,7 @@ static void worker_tick_cb(struct loop *loop, struct loop_timer *t)
 }
 
 /* Runs due proxy and auth deadlines and arms the tick timer for the next one. */
-static void worker_schedule(struct worker *w)
+void worker_schedule(struct worker *w)
 {
     if (w->proxy == NULL)
         return; /* stopping */
@@ -1010,15 +933,23 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .timer_f_ms = c->sip.timer_f_ms,
         .retry_after_s = c->sip.retry_after_s,
         .max_transactions = 65536,
+        .flow_keys = &e->flow_keys,
+        .t1_ms = c->sip.timer_t1_ms,
+        .leeway_s = c->auth.leeway_s,
         .challenge_scope = c->sip.challenge.scope[0] ? c->sip.challenge.scope : NULL,
         .challenge_authz_server =
             c->sip.challenge.authz_server[0] ? c->sip.challenge.authz_server : NULL,
     };
     struct proxy_env env = {.ctx = w,
-                            .client_send = env_client_send,
+                            .client_send = worker_client_send,
                             .upstream_send = env_upstream_send,
                             .client_source = env_client_source,
-                            .client_token_failed = env_client_token_failed};
+                            .client_token_failed = env_client_token_failed,
+                            .client_binding = worker_env_client_binding,
+                            .upstream_pick = worker_env_upstream_pick,
+                            .peer_send = worker_env_peer_send,
+                            .flow_send = worker_env_flow_send,
+                            .response_post = worker_env_response_post};
     w->proxy = proxy_new(&pc, &env, w->auth, w->shard);
     if (w->proxy == NULL) {
         tls_ctx_unref(client_tls);

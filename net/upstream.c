@@ -757,6 +757,30 @@ int upstream_send_pick(struct upstream *u, const struct iovec *iov, int n,
     return err;
 }
 
+int upstream_pick(struct upstream *u, int node, struct upstream_pick *pick)
+{
+    if (node >= (int)u->n_nodes)
+        return -EINVAL;
+    size_t high = u->loop->cfg.out_high;
+    unsigned start = node >= 0 ? (unsigned)node : u->round_robin ? u->rr_next % u->n_nodes : 0;
+    unsigned span = node >= 0 ? 1 : u->n_nodes;
+    for (int pass = 0; pass < 2; pass++) {
+        for (unsigned j = 0; j < span; j++) {
+            unsigned i = (start + j) % u->n_nodes;
+            size_t q;
+            struct up_slot *s = node_best(&u->nodes[i], &q);
+            if (!s || (pass == 0 && q >= high))
+                continue;
+            if (u->round_robin && node < 0)
+                u->rr_next = i + 1;
+            pick->conn_id = s->conn_id;
+            pick->failover = i != start && node_state(&u->nodes[start]) != UPSTREAM_UP;
+            return (int)i;
+        }
+    }
+    return -EHOSTUNREACH;
+}
+
 /* The slot owning the live conn `conn_id`, or NULL. */
 static struct up_slot *slot_by_id(struct upstream *u, uint32_t conn_id)
 {
@@ -770,6 +794,16 @@ static struct up_slot *slot_by_id(struct upstream *u, uint32_t conn_id)
         if (s->node == &u->nodes[i])
             return s;
     return NULL;
+}
+
+bool upstream_owns(const struct upstream *u, uint32_t conn_id, unsigned *node)
+{
+    struct up_slot *s = slot_by_id((struct upstream *)u, conn_id);
+    if (s == NULL)
+        return false;
+    if (node != NULL)
+        *node = (unsigned)(s->node - u->nodes);
+    return true;
 }
 
 int upstream_send_on(struct upstream *u, uint32_t conn_id, const struct iovec *iov, int n)

@@ -114,6 +114,18 @@ int upstream_send_pick(struct upstream *u, const struct iovec *iov, int n,
                        struct upstream_pick *pick);
 
 /**
+ * Choose where a message would go without sending it (the caller needs the node before building
+ * the message: the node is written in its Record-Route), then send with upstream_send_on().
+ * `node` >= 0: only that node (an in-dialog request goes back to the node of its dialog); -1: the
+ * policy of upstream_send(). Returns the node index with `pick` set, -EHOSTUNREACH when no
+ * established connection is there, -EINVAL for a node out of range.
+ */
+int upstream_pick(struct upstream *u, int node, struct upstream_pick *pick);
+
+/** Whether `conn_id` is one of this pool's live connections (its node in `*node`). */
+bool upstream_owns(const struct upstream *u, uint32_t conn_id, unsigned *node);
+
+/**
  * The end of a drain: every established connection queues our close_notify and closes once its
  * output is flushed; connecting ones close now; nothing reconnects and no callback runs from
  * now on. upstream_free() is still needed (and may follow at once). Loop thread.

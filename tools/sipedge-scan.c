@@ -267,7 +267,7 @@ static char *read_file(const char *path, size_t *len)
 }
 
 /* "FILE: verdict: <what the edge does>", from the one decision the edge makes. */
-static void print_verdict(const char *path, const struct sip_verdict *v, bool closes)
+static void print_verdict(const char *path, const struct sip_verdict *v, bool closes, bool ack)
 {
     printf("%s: verdict: ", path);
     switch (v->action) {
@@ -278,6 +278,15 @@ static void print_verdict(const char *path, const struct sip_verdict *v, bool cl
         break;
     case SIP_CHECK_CHALLENGE:
         printf("%d challenge%s%s", v->status, v->error ? " " : "", v->error ? v->error : "");
+        break;
+    case SIP_CHECK_FORWARD:
+        /* what a fresh connection gets: proxied only once bound by a REGISTER (core/policy.h) */
+        if (ack)
+            printf("forward [an ACK: routed once the connection is bound, never answered]");
+        else if (v->has_cred)
+            printf("auth [its own Bearer is verified, then it is forwarded]");
+        else
+            printf("407 challenge [unbound connection; forwarded once bound]");
         break;
     default:
         printf("%s", sip_check_action_name(v->action));
@@ -316,7 +325,7 @@ static int scan_file(const char *path)
             if (verdict_mode) {
                 struct sip_verdict v;
                 sip_check_garbage(&msg, &v);
-                print_verdict(path, &v, true);
+                print_verdict(path, &v, true, false);
             }
             printf("%s: error: %s at %zu\n", path, sip_err_reason(msg.err), off + msg.err_pos);
             rc = 1;
@@ -325,7 +334,7 @@ static int scan_file(const char *path)
         if (verdict_mode) {
             struct sip_verdict v;
             sip_check_request(&msg, slice_make(realm, strlen(realm)), &v);
-            print_verdict(path, &v, false);
+            print_verdict(path, &v, false, msg.method == SIP_METHOD_ACK);
             off += (size_t)n;
             count++;
             continue;

@@ -22,7 +22,8 @@ rec="$REC"
 registers=$(grep -c '"method":"REGISTER"' "$rec" || true)
 check "UCM received exactly $n REGISTERs (the 407s never reach it)" test "$registers" -eq "$n"
 check "UCM saw our Via on top" grep -q 'SIP/2.0/TLS edge.example.test:'"$EDGE_PORT"';branch=z9hG4bK-se' "$rec"
-check "UCM saw our Path" grep -q 'Path: <sip:edge.example.test:'"$EDGE_PORT"';transport=tls;lr>' "$rec"
+check "UCM saw our Path (a flow token names the client's connection)" \
+    grep -qE 'Path: <sip:[A-Za-z0-9_-]{32}@edge.example.test:'"$EDGE_PORT"';transport=tls;lr;ob>' "$rec"
 check "UCM saw Max-Forwards 69" grep -q 'Max-Forwards: 69' "$rec"
 check "UCM got the token (forwarded unchanged by default)" grep -q 'Proxy-Authorization: Bearer token=' "$rec"
 check "metrics: $n 407s made by the edge" \

@@ -37,7 +37,7 @@ static void render(void)
 /* The block of metric `name`: from its HELP line to the next HELP (or the end). */
 static char *block(const char *name)
 {
-    static char out[16384];
+    static char out[65536];
     char head[128];
     snprintf(head, sizeof(head), "# HELP %s ", name);
     const char *s = strstr(text, head);
@@ -63,7 +63,11 @@ Test(metrics, renders_a_labelled_counter_summed_over_workers_byte_for_byte)
                      "# TYPE sipedge_sip_requests_total counter\n"
                      "sipedge_sip_requests_total{method=\"REGISTER\"} 2\n"
                      "sipedge_sip_requests_total{method=\"OPTIONS\"} 5\n"
-                     "sipedge_sip_requests_total{method=\"other\"} 0\n");
+                     "sipedge_sip_requests_total{method=\"other\"} 0\n"
+                     "sipedge_sip_requests_total{method=\"INVITE\"} 0\n"
+                     "sipedge_sip_requests_total{method=\"ACK\"} 0\n"
+                     "sipedge_sip_requests_total{method=\"BYE\"} 0\n"
+                     "sipedge_sip_requests_total{method=\"CANCEL\"} 0\n");
 }
 
 Test(metrics, renders_an_unlabelled_counter_and_a_gauge)

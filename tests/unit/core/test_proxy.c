@@ -12,6 +12,7 @@
 #include "core/log.h"
 #include "core/proxy.h"
 #include "core/sip.h"
+#include "core/sip_check.h"
 #include "core/sip_parse.h"
 
 #define MAX_SENT 16
@@ -246,9 +247,16 @@ Test(proxy, forwards_a_valid_register_with_via_max_forwards_and_path)
     /* branch = z9hG4bK-se<8 hex nonce>.<worker 1>.<slot 0>.<generation 0> */
     const char *b = strstr(f, "branch=z9hG4bK-se") + strlen("branch=z9hG4bK-se");
     cr_assert_eq(strspn(b, "0123456789abcdef"), 8);
-    cr_assert(strncmp(b + 8, ".1.0.0\r\n", 8) == 0, "%.20s", b);
+    cr_assert(strncmp(b + 8, ".1.0.0;alias\r\n", 14) == 0, "%.20s", b);
     cr_assert_not_null(strstr(f, "Max-Forwards: 69\r\n"));
-    cr_assert_not_null(strstr(f, "Path: <sip:edge.example.test:5061;transport=tls;lr>\r\n"));
+    /* Path: <sip:FLOW@edge.example.test:5061;transport=tls;lr;ob>, FLOW a 32-character token */
+    const char *path = strstr(f, "Path: <sip:");
+    cr_assert_not_null(path);
+    path += strlen("Path: <sip:");
+    cr_assert_eq(strspn(path, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"),
+                 FLOW_TOKEN_LEN);
+    static const char rest[] = "@edge.example.test:5061;transport=tls;lr;ob>\r\n";
+    cr_assert(strncmp(path + FLOW_TOKEN_LEN, rest, sizeof(rest) - 1) == 0, "%.80s", path);
     cr_assert_not_null(strstr(f, "Proxy-Authorization: Bearer token=\"ok.alice\"\r\n"));
     cr_assert_eq(proxy_stats(p)->transactions_open, 1);
 }
@@ -272,7 +280,7 @@ static void answer_from_ucm(const char *status_line, const char *extra)
              status_line, ours, extra);
     struct sip_msg msg;
     scan(text, &msg);
-    proxy_on_upstream_message(p, &msg, 1200);
+    proxy_on_upstream_message(p, 1, 0, &msg, 1200);
 }
 
 Test(proxy, relays_the_ucm_answer_without_our_via)
@@ -346,7 +354,7 @@ Test(proxy, drops_an_answer_whose_top_via_is_not_ours)
          "From: <sip:a@x>;tag=1\nTo: <sip:a@x>\nCall-ID: c\nCSeq: 1 REGISTER\n"
          "Content-Length: 0\n\n",
          &msg);
-    proxy_on_upstream_message(p, &msg, 1000);
+    proxy_on_upstream_message(p, 1, 0, &msg, 1000);
     cr_assert_eq(n_client, 0);
     cr_assert_eq(proxy_stats(p)->drop_via_not_ours, 1);
 }
@@ -479,7 +487,7 @@ Test(proxy, answers_options_200_and_other_methods_501_and_never_an_ack)
     proxy_on_client_request(p, 3, &msg, 0);
     cr_assert_eq(n_client, 2);
     cr_assert(starts(to_client[0].text, "SIP/2.0 200 OK\r\n"));
-    cr_assert_not_null(strstr(to_client[0].text, "Allow: REGISTER, OPTIONS\r\n"));
+    cr_assert_not_null(strstr(to_client[0].text, "Allow: " SIP_CHECK_ALLOW "\r\n"));
     cr_assert(starts(to_client[1].text, "SIP/2.0 501 Not Implemented\r\n"));
 }
 

@@ -191,10 +191,10 @@ Test(sip_check, answers_416_for_a_scheme_the_edge_cannot_serve)
          NULL},
         {"REGISTER tel:+15551234 SIP/2.0\n" HDRS("REGISTER") END, SIP_CHECK_ANSWER, 416, NULL,
          NULL},
-        /* a call to a tel: URI is UCM's to route: the scheme passes (501 until issue 9) */
-        {"INVITE tel:+15551234 SIP/2.0\n" HDRS("INVITE") END, SIP_CHECK_ANSWER, 501, NULL, NULL},
+        /* a call to a tel: URI is UCM's to route: the scheme passes and it is proxied */
+        {"INVITE tel:+15551234 SIP/2.0\n" HDRS("INVITE") END, SIP_CHECK_FORWARD, 0, NULL, NULL},
         {"OPTIONS sips:edge.example SIP/2.0\n" HDRS("OPTIONS") END, SIP_CHECK_ANSWER, 200, "OK",
-         "Allow: REGISTER, OPTIONS"},
+         "Allow: " SIP_CHECK_ALLOW},
     };
     check_rows(rows, sizeof(rows) / sizeof(rows[0]));
 }
@@ -215,8 +215,8 @@ Test(sip_check, answers_420_with_unsupported_for_unknown_option_tags)
         /* Require of a forwarded request is for UCM; CANCEL and ACK ignore both (§8.2.2.3) */
         {"REGISTER sip:x SIP/2.0\n" HDRS("REGISTER") "Require: gruu\n" END, SIP_CHECK_CHALLENGE,
          407, NULL, NULL},
-        {"CANCEL sip:bob@x SIP/2.0\n" HDRS("CANCEL") "Proxy-Require: foo\n" END, SIP_CHECK_ANSWER,
-         501, NULL, NULL},
+        {"CANCEL sip:bob@x SIP/2.0\n" HDRS("CANCEL") "Proxy-Require: foo\n" END, SIP_CHECK_FORWARD,
+         0, NULL, NULL},
         {"REGISTER sip:x SIP/2.0\n" HDRS("REGISTER") "Proxy-Require: path\n" END,
          SIP_CHECK_CHALLENGE, 407, NULL, NULL},
     };
@@ -281,9 +281,73 @@ Test(sip_check, counts_hops_for_forwarded_requests_and_decides_by_method)
         {"ACK sip:bob@x SIP/2.0\n" HDRS("ACK") "To: <sip:m@x>\n" END, SIP_CHECK_DROP, 0, NULL,
          NULL},
         {"SIP/2.0 200 OK\n" HDRS("INVITE") END, SIP_CHECK_DROP, 0, NULL, NULL},
-        {"FOO sip:bob@x SIP/2.0\n" HDRS("FOO") END, SIP_CHECK_ANSWER, 501, "Not Implemented", NULL},
+        /* RFC 3261 §16: a proxy forwards methods it does not know */
+        {"FOO sip:bob@x SIP/2.0\n" HDRS("FOO") END, SIP_CHECK_FORWARD, 0, NULL, NULL},
+        {"ACK sip:bob@x SIP/2.0\n" HDRS("ACK") END, SIP_CHECK_FORWARD, 0, NULL, NULL},
+        {"BYE sip:bob@x SIP/2.0\n" HDRS("BYE") END, SIP_CHECK_FORWARD, 0, NULL, NULL},
+        /* OPTIONS for someone behind the edge (a user part, or a Route) is proxied too */
+        {"OPTIONS sip:bob@x SIP/2.0\n" HDRS("OPTIONS") END, SIP_CHECK_FORWARD, 0, NULL, NULL},
+        {"OPTIONS sip:x SIP/2.0\n" HDRS("OPTIONS") "Route: <sip:ucm;lr>\n" END, SIP_CHECK_FORWARD,
+         0, NULL, NULL},
+        /* a Bearer that cannot be a valid token, on any method */
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS(
+             "INVITE") "Proxy-Authorization: Bearer a, realm=\"o\"\n" END,
+         SIP_CHECK_CHALLENGE, 407, NULL, NULL},
     };
     check_rows(rows, sizeof(rows) / sizeof(rows[0]));
+}
+
+Test(sip_check, a_request_with_its_own_bearer_is_forwarded_after_its_check)
+{
+    struct sip_msg msg;
+    struct sip_verdict v;
+    scan("MESSAGE sip:bob@x SIP/2.0\n" HDRS("MESSAGE") "Proxy-Authorization: Bearer abc.def\n" END,
+         &msg);
+    sip_check_request(&msg, SLICE_LIT("ccmsipline"), &v);
+    cr_assert_eq(v.action, SIP_CHECK_FORWARD);
+    cr_assert(v.has_cred);
+    cr_assert(slice_eq(v.cred.token, SLICE_LIT("abc.def")));
+    scan("MESSAGE sip:bob@x SIP/2.0\n" HDRS("MESSAGE") END, &msg);
+    sip_check_request(&msg, SLICE_LIT("ccmsipline"), &v);
+    cr_assert_eq(v.action, SIP_CHECK_FORWARD);
+    cr_assert(!v.has_cred);
+    scan("MESSAGE sip:bob@x SIP/2.0\n" HDRS("MESSAGE") "Proxy-Authorization: Bearer abc\n"
+                                                       "Authorization: Bearer xyz\n" END,
+         &msg);
+    sip_check_request(&msg, SLICE_LIT("ccmsipline"), &v);
+    cr_assert_eq(v.action, SIP_CHECK_ANSWER);
+    cr_assert_eq(v.status, 400);
+}
+
+Test(sip_check, requests_from_ucm_are_checked_then_forwarded_or_answered)
+{
+    static const struct {
+        const char *text;
+        enum sip_check_action action;
+        int status;
+    } rows[] = {
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS("INVITE") END, SIP_CHECK_FORWARD, 0},
+        {"NOTIFY sip:bob@x SIP/2.0\n" HDRS("NOTIFY") END, SIP_CHECK_FORWARD, 0},
+        {"OPTIONS sip:edge SIP/2.0\n" HDRS("OPTIONS") END, SIP_CHECK_ANSWER, 200},
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS("INVITE") "To: <sip:eve@x>\n" END, SIP_CHECK_ANSWER,
+         400},
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS("INVITE") "Max-Forwards: 0\n" END, SIP_CHECK_ANSWER,
+         483},
+        {"ACK sip:bob@x SIP/2.0\n" HDRS("ACK") "To: <sip:eve@x>\n" END, SIP_CHECK_DROP, 0},
+        {"ACK sip:bob@x SIP/2.0\n" HDRS("ACK") END, SIP_CHECK_FORWARD, 0},
+        /* no token needed from UCM (its mutual TLS vouches for it), and none is looked at */
+        {"INVITE sip:bob@x SIP/2.0\n" HDRS(
+             "INVITE") "Proxy-Authorization: Bearer a, realm=\"o\"\n" END,
+         SIP_CHECK_FORWARD, 0},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        struct sip_msg msg;
+        struct sip_verdict v;
+        scan(rows[i].text, &msg);
+        sip_check_ucm_request(&msg, &v);
+        cr_assert_eq(v.action, rows[i].action, "row %zu: %s", i, sip_check_action_name(v.action));
+        cr_assert_eq(v.status, rows[i].status, "row %zu: %d", i, v.status);
+    }
 }
 
 /* ---- sip_check_garbage(): what a rejected message gets ------------------------------------- */

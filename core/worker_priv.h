@@ -1,0 +1,118 @@
+// SPDX-License-Identifier: MIT
+// A worker's state, shared by core/worker.c (connections, framing, upstream, timers) and
+// core/worker_calls.c (the proxy's call glue: bindings, flows across workers).
+#ifndef SIPEDGE_CORE_WORKER_PRIV_H
+#define SIPEDGE_CORE_WORKER_PRIV_H
+
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "auth/auth.h"
+#include "auth/budget.h"
+#include "core/metrics.h"
+#include "core/policy.h"
+#include "core/proxy.h"
+#include "core/sip.h"
+#include "net/loop.h"
+#include "net/upstream.h"
+
+struct edge;
+struct conn;
+struct tls_conn;
+struct tls_ctx;
+
+#define WORKER_MAX_HEADERS 128
+#define WORKER_READ_CHUNK  (16u * 1024u) /* one TLS record of plaintext per read */
+#define WORKER_MAX_UPCONNS (UPSTREAM_MAX_NODES * 16)
+#define PING_BRANCH        "z9hG4bK-sepng"
+
+#define WORKER_STOP_POLL_MS 10 /* the drain's end: how often the flush is checked */
+
+/**
+ * A client connection's upper-layer state (conn_user). Idle, it holds the TLS object and this
+ * struct only: `in` is allocated while a partial message waits and freed once consumed.
+ *
+ * | flag      | meaning                                                                  |
+ * |-----------|--------------------------------------------------------------------------|
+ * | busy      | on_data is running for it: a close then only marks `dead`                |
+ * | dead      | on_close ran: free when `busy` ends                                      |
+ */
+struct client {
+    struct worker *w;
+    struct conn *conn;
+    uint32_t id;
+    struct tls_conn *tls; /* NULL on plain TCP */
+    char *in;             /* partial message carried over between reads */
+    uint32_t in_len;
+    uint32_t scanned;     /* sip_scan_resume() hint for `in` */
+    uint64_t last_active; /* loop ms of the last message */
+    uint64_t msg_start;   /* loop ms of the first byte of the unfinished message, 0: none */
+    bool completed;       /* on_data consumed a whole message (or keep-alive) */
+    struct loop_timer timer;
+    struct client *prev, *next;   /* the worker's list: the drain's end walks it */
+    uint8_t src[BUDGET_ADDR_LEN]; /* peer address: the key of its verification budget */
+    uint32_t failed_tokens;       /* rejected tokens on this connection */
+    bool established;
+    bool busy, dead;
+    bool drained;               /* closing once its answers are out: read nothing more */
+    struct policy_binding bind; /* who may send calls on it (core/policy.h) */
+};
+
+/** Partial message of an upstream connection (few per worker: pool_size * nodes). */
+struct upbuf {
+    uint32_t conn_id; /* 0: free slot */
+    char *in;
+    uint32_t len, scanned;
+};
+
+struct worker {
+    struct edge *e;
+    struct loop *loop;
+    unsigned idx;
+    struct metrics_shard *shard;
+    struct proxy *proxy;
+    struct upstream *up;
+    struct auth_worker *auth;
+    struct auth_jwt_verifier verifier;
+    struct tls_ctx *server_tls;
+    uint64_t tls_gen;
+
+    struct loop_timer tick_timer;   /* the earliest of proxy and auth deadlines */
+    struct loop_timer status_timer; /* copies the upstream snapshot for the admin thread */
+    struct loop_poll polls[2];      /* auth's Redis sockets */
+    int poll_fd[2];
+    short poll_ev[2];
+
+    struct upbuf upbufs[WORKER_MAX_UPCONNS];
+    uint64_t ping_seq;
+    uint64_t redis_seen[METRICS_REDIS_COUNT]; /* auth counters already added to the metrics */
+    enum upstream_state node_state[UPSTREAM_MAX_NODES];
+
+    struct client *clients; /* every open client connection */
+    atomic_uint n_clients;  /* their count, for the drain loop on the main thread */
+    struct loop_timer stop_timer;
+    uint64_t stop_deadline;
+    void (*stopped)(void *arg);
+    void *stopped_arg;
+
+    size_t max_msg;
+    char *scratch; /* max_msg + WORKER_READ_CHUNK: one message plus one record */
+    struct sip_header hdrs[WORKER_MAX_HEADERS];
+};
+
+/* ---- worker.c ---- */
+void worker_schedule(struct worker *w);
+int worker_client_send(void *ctx, uint32_t client_id, const struct slice *iov, size_t n);
+struct client *worker_client_of(struct worker *w, uint32_t client_id);
+
+/* ---- worker_calls.c: struct proxy_env's call hooks ---- */
+struct policy_binding *worker_env_client_binding(void *ctx, uint32_t client_id);
+int worker_env_upstream_pick(void *ctx, int node, struct proxy_sent *sent);
+int worker_env_peer_send(void *ctx, uint32_t conn_id, const struct slice *iov, size_t n);
+int worker_env_flow_send(void *ctx, const struct flow *f, uint64_t txn_id, const struct slice *iov,
+                         size_t n);
+void worker_env_response_post(void *ctx, unsigned worker, uint32_t client_id,
+                              const struct slice *iov, size_t n);
+
+#endif
