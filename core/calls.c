@@ -23,7 +23,8 @@
 #define CALLS_UCM_ID    UINT32_MAX   /* the txn table's sender id of every UCM-side request */
 #define CALLS_IOV_MAX   (PROXY_IOV_MAX + 2 * ROUTE_MAX_VALUES + 8)
 #define CALLS_EDITS_MAX (2 * ROUTE_MAX_VALUES + 2)
-#define CALLS_HOP_MAX   8192 /* a CANCEL or ACK the edge builds */
+#define CALLS_HOP_MAX   8192       /* a CANCEL or ACK the edge builds */
+#define CALLS_NO_TXN    UINT64_MAX /* a stateless forward (a 2xx ACK): no transaction id */
 
 /* ---- small helpers ------------------------------------------------------------------------ */
 
@@ -165,7 +166,7 @@ static void send_hop(struct proxy *p, const struct call_slot *s, enum sip_method
         return;
     }
     struct slice iov = slice_make(buf, (size_t)n);
-    to_next(p, s, 0, &iov, 1); /* a gone hop: the transaction ends by its timer */
+    to_next(p, s, CALLS_NO_TXN, &iov, 1); /* a gone hop: the transaction ends by its timer */
 }
 
 /* Carries out the actions of one step of transaction `id` (slot `s`, sender `client_id`).
@@ -252,16 +253,17 @@ static bool creates_dialog(const struct sip_msg *req)
     return to != NULL && sip_parse_name_addr(to->value, &na) == 0 && !na.has_tag;
 }
 
-/* Our Via value for transaction `id` (or the stateless ACK of `client_branch`) into `out`. */
+/* Our Via value for transaction `id` (CALLS_NO_TXN: the stateless ACK of `client_branch`). */
 static ssize_t our_via(struct proxy *p, bool to_client, uint64_t id, struct slice client_branch,
                        char *out, size_t cap)
+
 {
     const char *pre = to_client ? p->via_cli : p->via_ucm;
     size_t n = to_client ? p->via_cli_len : p->via_ucm_len;
     if (n + TXN_OUR_BRANCH_MAX + TXN_BRANCH_MAX + 16 > cap || client_branch.len > TXN_BRANCH_MAX)
         return -ENOSPC;
     memcpy(out, pre, n);
-    if (id != 0) {
+    if (id != CALLS_NO_TXN) {
         ssize_t b = txn_branch(p->tb, id, out + n, cap - n);
         if (b < 0)
             return b;
@@ -396,7 +398,7 @@ static void forward(struct proxy *p, struct hop *h, const struct sip_msg *req,
                     int64_t now)
 {
     bool stateful = req->method != SIP_METHOD_ACK;
-    uint64_t id = 0;
+    uint64_t id = CALLS_NO_TXN;
     struct txn_out o = {0};
     if (stateful && open_txn(p, h, req, branch, sent_by, now, &id, &o) < 0)
         return;

@@ -67,9 +67,9 @@ struct proxy_env {
     /**
      * Deliver one whole request to the client connection flow `f` names, on whichever worker
      * owns it. Returns 0 when sent (this worker) or handed over (another worker: if that one
-     * finds the connection gone it calls proxy_on_flow_failed(`txn_id`) here later; 0 means no
-     * callback), -ENOTCONN when the connection is gone (this worker), -ESRCH for a worker index
-     * that does not exist.
+     * finds the connection gone it calls proxy_on_flow_failed(`txn_id`) here later; UINT64_MAX
+     * means no callback), -ENOTCONN when the connection is gone (this worker), -ESRCH for a worker
+     * index that does not exist.
      */
     int (*flow_send)(void *ctx, const struct flow *f, uint64_t txn_id, const struct slice *iov,
                      size_t n);

@@ -125,7 +125,7 @@ static void on_post(struct loop *loop, void *arg)
     case POST_DELIVER: {
         struct slice iov = slice_make(m->bytes, m->len);
         int r = worker_client_send(w, m->conn, &iov, 1);
-        if (r < 0 && m->txn_id != 0) {
+        if (r < 0 && m->txn_id != UINT64_MAX) {
             struct post *back = post_new(POST_FLOW_FAILED, w->idx, m->conn, m->txn_id, NULL, 0);
             if (back != NULL)
                 post_to(w, m->origin, back);
@@ -166,7 +166,7 @@ void worker_env_response_post(void *ctx, unsigned worker, uint32_t client_id,
                               const struct slice *iov, size_t n)
 {
     struct worker *w = ctx;
-    struct post *m = post_new(POST_RESPONSE, w->idx, client_id, 0, iov, n);
+    struct post *m = post_new(POST_RESPONSE, w->idx, client_id, UINT64_MAX, iov, n);
     if (m != NULL)
         post_to(w, worker, m);
 }
