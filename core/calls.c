@@ -33,8 +33,18 @@ static struct call_slot *slot_of(struct proxy *p, uint64_t id)
     return &p->calls[(uint32_t)id];
 }
 
+/* The sender of slot `s` has its final answer: the transaction no longer holds up a drain. */
+static void mark_answered(struct proxy *p, struct call_slot *s)
+{
+    if (!s->answered) {
+        s->answered = true;
+        p->stats.calls_pending--;
+    }
+}
+
 static void slot_clear(struct proxy *p, struct call_slot *s)
 {
+    mark_answered(p, s);
     free(s->req);
     free(s->fwd);
     memset(s, 0, sizeof(*s));
@@ -133,9 +143,10 @@ static int to_next(struct proxy *p, const struct call_slot *s, uint64_t id, cons
 }
 
 /* The edge's own final answer to the sender of transaction slot `s`. */
-static void answer_sender(struct proxy *p, const struct call_slot *s, uint32_t client_id,
-                          int status, const char *reason)
+static void answer_sender(struct proxy *p, struct call_slot *s, uint32_t client_id, int status,
+                          const char *reason)
 {
+    mark_answered(p, s);
     struct sip_msg m;
     if (!rescan(p, s->req, s->req_len, &m))
         return;
@@ -176,6 +187,8 @@ static void apply(struct proxy *p, uint64_t id, struct call_slot *s, uint32_t cl
                   unsigned actions, const struct slice *relay, size_t n_relay,
                   const struct sip_msg *resp)
 {
+    if ((actions & TXN_A_RELAY) && relay != NULL && resp != NULL && resp->status >= 200)
+        mark_answered(p, s);
     if ((actions & TXN_A_RELAY) && relay != NULL) {
         if (to_sender(p, s, client_id, relay, n_relay) < 0) {
             p->stats.drop_client_gone++;
@@ -339,6 +352,7 @@ static int keep(struct proxy *p, uint64_t id, const struct hop *h, const struct 
     memset(s, 0, sizeof(*s));
     s->id = id;
     p->stats.calls_open++;
+    p->stats.calls_pending++;
     metrics_gauge_add(p->shard, 1, METRIC_TRANSACTIONS_OPEN);
     s->to_client = h->from_ucm;
     s->sender = h->from_ucm ? h->conn : 0;

@@ -125,6 +125,7 @@ struct proxy_stats {
     uint64_t flow_forged;        /* 403s: a forged or malformed flow token */
     uint64_t cancel_no_match;    /* 481s */
     uint64_t calls_open;         /* gauge: call transactions open */
+    uint64_t calls_pending;      /* gauge: ... whose sender has no final answer yet */
 };
 
 struct proxy;

@@ -113,6 +113,7 @@ struct call_slot {
     uint32_t next_conn; /* client → UCM: the upstream connection it went out on */
     struct flow flow;   /* UCM → client: the client connection it went to */
     bool to_client;     /* direction: UCM → client */
+    bool answered;      /* the sender has its final answer (relayed or the edge's own) */
     int node;           /* the UCM node (client → UCM: where it went; else where it came from) */
     int64_t started;
 };

@@ -1086,5 +1086,8 @@ unsigned worker_clients_open(const struct worker *w)
 
 uint64_t worker_transactions_open(const struct worker *w)
 {
-    return w->proxy == NULL ? 0 : proxy_stats(w->proxy)->transactions_open;
+    if (w->proxy == NULL)
+        return 0;
+    const struct proxy_stats *st = proxy_stats(w->proxy);
+    return st->transactions_open + st->calls_pending;
 }

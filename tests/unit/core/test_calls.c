@@ -354,6 +354,7 @@ Test(calls, an_invite_gets_100_our_via_and_double_record_route_then_relays_respo
     cr_assert(starts(to_client[2].text, "SIP/2.0 200 OK\r\n"));
     cr_assert_eq(n_ucm, 1, "no ACK from the edge for a 2xx");
     cr_assert_eq(proxy_stats(p)->calls_open, 1, "Accepted (Timer L) absorbs 2xx retransmissions");
+    cr_assert_eq(proxy_stats(p)->calls_pending, 0, "answered: it does not hold a drain up");
     proxy_tick(p, 2100 + 32001);
     cr_assert_eq(proxy_stats(p)->calls_open, 0);
 }
@@ -426,7 +427,10 @@ Test(calls, no_answer_from_ucm_is_a_408_from_the_edge)
     register_client(3, "alice", 200, false);
     n_client = 0;
     invite_from(3, "alice", "");
+    cr_assert_eq(proxy_stats(p)->calls_pending, 1);
     proxy_tick(p, 2000 + 32001); /* Timer B */
+    cr_assert_eq(proxy_stats(p)->calls_pending, 0);
+    cr_assert_eq(proxy_stats(p)->calls_open, 0);
     cr_assert_eq(n_client, 2);
     cr_assert(starts(to_client[1].text, "SIP/2.0 408 Request Timeout\r\n"));
     cr_assert_not_null(strstr(to_client[1].text, "branch=z9hG4bKinv3"));
