@@ -492,8 +492,8 @@ void calls_forward_verified(struct proxy *p, uint32_t cid, const struct sip_msg 
 {
     struct hop h = {.from_ucm = false, .conn = cid, .in_node = -1};
     struct sip_via via;
-    if (sip_parse_via(req->via_first, &via) < 0) { /* sip_check_request() checked it */
-        refuse(p, &h, req, 400, "Bad Via");
+    if (sip_parse_via(req->via_first, &via) < 0 || via.branch.len == 0) {
+        refuse(p, &h, req, 400, "Bad Via"); /* sip_check_request() and the caller checked it */
         return;
     }
     struct slice sent_by = sent_by_of(&via, req->via_first);
@@ -542,6 +542,10 @@ void calls_client_request(struct proxy *p, uint32_t cid, const struct sip_msg *r
     struct sip_via via;
     if (sip_parse_via(req->via_first, &via) < 0) {
         refuse(p, &h, req, 400, "Bad Via");
+        return;
+    }
+    if (via.branch.len == 0) { /* RFC 2543 matching is not supported (docs/internals/calls.md) */
+        refuse(p, &h, req, 400, "Via Without Branch");
         return;
     }
     struct slice sent_by = sent_by_of(&via, req->via_first);
@@ -600,6 +604,10 @@ void calls_ucm_request(struct proxy *p, uint32_t conn_id, int node, const struct
     struct sip_via via;
     if (sip_parse_via(req->via_first, &via) < 0) {
         refuse(p, &h, req, 400, "Bad Via");
+        return;
+    }
+    if (via.branch.len == 0) { /* RFC 2543 matching is not supported (docs/internals/calls.md) */
+        refuse(p, &h, req, 400, "Via Without Branch");
         return;
     }
     struct slice sent_by = sent_by_of(&via, req->via_first);
