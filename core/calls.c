@@ -234,6 +234,13 @@ static void step(struct proxy *p, uint64_t id, enum txn_event ev, int64_t now,
 
 /* ---- forwarding --------------------------------------------------------------------------- */
 
+struct flow client_flow(struct proxy *p, uint32_t cid)
+{
+    const struct policy_binding *b =
+        p->env.client_binding != NULL ? p->env.client_binding(p->env.ctx, cid) : NULL;
+    return flow_of_conn(p->cfg.worker, cid, b != NULL ? b->flow_tag : 0);
+}
+
 /* Where a forwarded request comes from and goes. */
 struct hop {
     bool from_ucm;
@@ -305,7 +312,7 @@ static ssize_t build_forward(struct proxy *p, const struct hop *h, const struct 
             .client_side = p->addrs[0],
             .ucm_side = p->addrs[1],
             .key = &p->keys->cur,
-            .flow = h->from_ucm ? h->flow : flow_of_conn(p->cfg.worker, h->conn),
+            .flow = h->from_ucm ? h->flow : client_flow(p, h->conn),
             .node = h->from_ucm ? (h->in_node >= 0 ? (uint32_t)h->in_node : UINT32_MAX)
                                 : (uint32_t)h->up.node,
             .toward_ucm = !h->from_ucm,
@@ -639,8 +646,10 @@ void calls_ucm_request(struct proxy *p, uint32_t conn_id, int node, const struct
     }
     h.flow = d.flow;
     /* A dead connection on this worker is known now: 430 without a transaction. */
-    if (d.flow.worker == p->cfg.worker &&
-        p->env.client_binding(p->env.ctx, flow_conn_id(&d.flow)) == NULL) {
+    const struct policy_binding *fb = d.flow.worker == p->cfg.worker
+                                          ? p->env.client_binding(p->env.ctx, flow_conn_id(&d.flow))
+                                          : NULL;
+    if (d.flow.worker == p->cfg.worker && (fb == NULL || fb->flow_tag != d.flow.gen)) {
         p->stats.flow_failed++;
         metrics_inc(p->shard, METRIC_FLOW_FAILURES, METRICS_FLOW_GONE);
         refuse(p, &h, req, 430, "Flow Failed");

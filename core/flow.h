@@ -39,21 +39,23 @@ struct flow {
     uint32_t gen;    /* generation of the slot when the token was minted */
 };
 
-/** Bits of a connection id (net/conn.h) that hold its slot; the rest is its generation. */
-#define FLOW_CONN_SLOT_BITS 20
-
-/** The flow of connection `conn_id` (net/conn.h: slot | generation << 20) on worker `worker`. */
-static inline struct flow flow_of_conn(unsigned worker, uint32_t conn_id)
+/**
+ * The flow of connection `conn_id` on worker `worker`. The edge puts the whole connection id
+ * (net/conn.h: slot | generation << 20, checked by conn_get()) in `slot`, and in `gen` a random
+ * 32-bit tag drawn when the connection was accepted: the 12-bit generation of a connection id
+ * wraps after 4096 reuses of a slot, the tag makes a stale flow that names a newer connection a
+ * 2^-32 event (the glue compares it before it delivers).
+ */
+static inline struct flow flow_of_conn(unsigned worker, uint32_t conn_id, uint32_t tag)
 {
-    struct flow f = {(uint16_t)worker, conn_id & ((1u << FLOW_CONN_SLOT_BITS) - 1),
-                     conn_id >> FLOW_CONN_SLOT_BITS};
+    struct flow f = {(uint16_t)worker, conn_id, tag};
     return f;
 }
 
-/** The connection id a flow names (its generation check is conn_get()'s). */
+/** The connection id a flow names. */
 static inline uint32_t flow_conn_id(const struct flow *f)
 {
-    return f->slot | f->gen << FLOW_CONN_SLOT_BITS;
+    return f->slot;
 }
 
 /** One HMAC secret. */

@@ -19,7 +19,8 @@ struct policy_binding {
     bool bound;
     uint8_t user_len;
     char user[POLICY_USER_MAX];
-    int64_t exp_s; /* the binding token's exp (seconds since the epoch) */
+    int64_t exp_s;     /* the binding token's exp (seconds since the epoch) */
+    uint32_t flow_tag; /* the connection's random flow tag (core/flow.h), set by the glue */
 };
 
 enum policy_verdict {
@@ -38,7 +39,7 @@ const char *policy_verdict_name(enum policy_verdict v);
 /** Bind `b` to `user` with token expiry `exp_s`. Returns 0 or -ENAMETOOLONG (`b` unchanged). */
 int policy_bind(struct policy_binding *b, struct slice user, int64_t exp_s);
 
-/** Unbind (a de-REGISTER that succeeded). */
+/** Unbind (a de-REGISTER that succeeded); the flow tag stays. */
 void policy_unbind(struct policy_binding *b);
 
 /**

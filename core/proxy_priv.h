@@ -134,6 +134,8 @@ void proxy_verify_request(struct proxy *p, uint32_t cid, const struct sip_msg *r
 void proxy_count_response(struct proxy *p, enum sip_method m, int status, bool upstream);
 
 /* ---- calls.c ---- */
+/* The flow of client connection `cid` of this worker (with its tag). */
+struct flow client_flow(struct proxy *p, uint32_t cid);
 int calls_init(struct proxy *p);
 void calls_free(struct proxy *p);
 /* A FORWARD verdict of sip_check_request() from client `cid` (binding, matching, routing). */

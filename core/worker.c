@@ -15,6 +15,8 @@
 #include <string.h>
 
 #include "auth/auth.h"
+#include <openssl/rand.h>
+
 #include "auth/redis.h"
 #include "core/edge.h"
 #include "core/log.h"
@@ -65,7 +67,7 @@ int worker_client_send(void *ctx, uint32_t client_id, const struct slice *iov, s
 {
     struct worker *w = ctx;
     struct conn *c = conn_get(w->loop, client_id);
-    if (c == NULL || conn_user(c) == NULL)
+    if (c == NULL || conn_user(c) == NULL || conn_is_outbound(c))
         return -ENOTCONN;
     struct client *cl = conn_user(c);
     /* A send over the output cap closes the conn inside client_write() and on_close frees a
@@ -87,6 +89,8 @@ int worker_client_send(void *ctx, uint32_t client_id, const struct slice *iov, s
 struct client *worker_client_of(struct worker *w, uint32_t client_id)
 {
     struct conn *c = conn_get(w->loop, client_id);
+    if (c != NULL && conn_is_outbound(c)) /* an upstream connection: not a struct client */
+        return NULL;
     struct client *cl = c != NULL ? conn_user(c) : NULL;
     return cl != NULL && !cl->dead ? cl : NULL;
 }
@@ -390,6 +394,11 @@ static void client_on_open(struct conn *c)
     cl->conn = c;
     cl->id = conn_id(c);
     cl->last_active = loop_now_ms(w->loop);
+    /* splitmix64: the connection's flow tag (core/flow.h), seeded per worker from RAND_bytes */
+    uint64_t z = (w->flow_rng += 0x9e3779b97f4a7c15u);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9u;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
+    cl->bind.flow_tag = (uint32_t)(z ^ (z >> 31));
     budget_addr_of_fd(conn_fd(c), cl->src); /* unknown: all zeros, one shared bucket */
     if (w->server_tls != NULL) {
         cl->tls = tls_conn_new_server(w->server_tls);
@@ -921,6 +930,8 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         goto fail;
     }
 
+    if (RAND_bytes((unsigned char *)&w->flow_rng, sizeof(w->flow_rng)) != 1)
+        goto fail;
     /* proxy */
     struct proxy_cfg pc = {
         .worker = idx,

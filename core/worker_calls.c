@@ -26,6 +26,7 @@ struct post {
     unsigned origin; /* the sending worker */
     uint32_t conn;
     uint64_t txn_id;
+    uint32_t tag; /* POST_DELIVER: the flow's tag (core/flow.h) */
     size_t len;
     char bytes[];
 };
@@ -80,6 +81,7 @@ static struct post *post_new(enum post_kind kind, unsigned origin, uint32_t conn
     m->origin = origin;
     m->conn = conn;
     m->txn_id = txn_id;
+    m->tag = 0;
     m->len = 0;
     for (size_t i = 0; i < n; i++) {
         memcpy(m->bytes + m->len, iov[i].base, iov[i].len);
@@ -124,7 +126,9 @@ static void on_post(struct loop *loop, void *arg)
     switch (m->kind) {
     case POST_DELIVER: {
         struct slice iov = slice_make(m->bytes, m->len);
-        int r = worker_client_send(w, m->conn, &iov, 1);
+        struct client *cl = worker_client_of(w, m->conn);
+        int r = cl != NULL && cl->bind.flow_tag == m->tag ? worker_client_send(w, m->conn, &iov, 1)
+                                                          : -ENOTCONN;
         if (r < 0 && m->txn_id != UINT64_MAX) {
             struct post *back = post_new(POST_FLOW_FAILED, w->idx, m->conn, m->txn_id, NULL, 0);
             if (back != NULL)
@@ -149,7 +153,8 @@ int worker_env_flow_send(void *ctx, const struct flow *f, uint64_t txn_id, const
     struct worker *w = ctx;
     uint32_t conn = flow_conn_id(f);
     if (f->worker == w->idx) {
-        if (worker_client_of(w, conn) == NULL)
+        struct client *cl = worker_client_of(w, conn);
+        if (cl == NULL || cl->bind.flow_tag != f->gen)
             return -ENOTCONN;
         int r = worker_client_send(w, conn, iov, n);
         return r < 0 ? -ENOTCONN : 0;
@@ -159,6 +164,7 @@ int worker_env_flow_send(void *ctx, const struct flow *f, uint64_t txn_id, const
     struct post *m = post_new(POST_DELIVER, w->idx, conn, txn_id, iov, n);
     if (m == NULL)
         return -ENOMEM;
+    m->tag = f->gen;
     return post_to(w, f->worker, m);
 }
 

@@ -86,6 +86,7 @@ struct worker {
 
     struct upbuf upbufs[WORKER_MAX_UPCONNS];
     uint64_t ping_seq;
+    uint64_t flow_rng;                        /* the state of the connections' flow tags */
     uint64_t redis_seen[METRICS_REDIS_COUNT]; /* auth counters already added to the metrics */
     enum upstream_state node_state[UPSTREAM_MAX_NODES];
 

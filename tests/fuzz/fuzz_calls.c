@@ -89,7 +89,10 @@ static int f_flow_send(void *ctx, const struct flow *f, uint64_t txn_id, const s
         handed_txn = txn_id;
         return 0;
     }
-    return f_client_send(ctx, flow_conn_id(f), iov, n) < 0 ? -ENOTCONN : 0;
+    uint32_t id = flow_conn_id(f);
+    if (id == 0 || id > 3 || bindings[id].flow_tag != f->gen)
+        return -ENOTCONN;
+    return f_client_send(ctx, id, iov, n) < 0 ? -ENOTCONN : 0;
 }
 
 static void f_response_post(void *ctx, unsigned worker, uint32_t client_id, const struct slice *iov,

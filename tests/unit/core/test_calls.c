@@ -98,7 +98,10 @@ static int f_flow_send(void *ctx, const struct flow *f, uint64_t txn_id, const s
         flow_txn = txn_id;
         return 0;
     }
-    return f_client_send(ctx, flow_conn_id(f), iov, n) < 0 ? -ENOTCONN : 0;
+    uint32_t id = flow_conn_id(f);
+    if (id >= 16 || bindings[id].flow_tag != f->gen)
+        return -ENOTCONN;
+    return f_client_send(ctx, id, iov, n) < 0 ? -ENOTCONN : 0;
 }
 
 static void f_response_post(void *ctx, unsigned worker, uint32_t client_id, const struct slice *iov,
@@ -129,8 +132,10 @@ static void setup(void)
     posted_worker = -1;
     flow_txn = UINT64_MAX;
     memset(bindings, 0, sizeof(bindings));
-    for (int i = 0; i < 16; i++)
+    for (int i = 0; i < 16; i++) {
         client_alive[i] = true;
+        bindings[i].flow_tag = 0x5eed0000u + (uint32_t)i;
+    }
     cr_assert_eq(flow_keys_init(&keys), 0);
     struct auth_config ac = {.verify = f_verify};
     aw = auth_worker_new(&ac, auth_now_ms());
@@ -516,6 +521,17 @@ Test(calls, a_gone_flow_is_430_and_a_forged_one_403)
     cr_assert_eq(proxy_stats(p)->flow_forged, 1);
 }
 
+Test(calls, a_stale_flow_naming_a_newer_connection_in_the_same_slot_is_430)
+{
+    char path[512];
+    snprintf(path, sizeof(path), "%s", register_client(6, "bob", 200, false));
+    bindings[6].flow_tag ^= 1; /* the slot now holds another connection (another random tag) */
+    n_ucm = n_client = 0;
+    ucm_invite(path, "bob", 101);
+    cr_assert_eq(n_client, 0, "never delivered to the newer connection");
+    cr_assert(starts(to_ucm[0].text, "SIP/2.0 430 Flow Failed\r\n"), "%s", to_ucm[0].text);
+}
+
 Test(calls, a_flow_on_another_worker_is_handed_over_and_its_failure_is_430)
 {
     struct flow other = {.worker = 0, .slot = 9, .gen = 2};
@@ -555,7 +571,7 @@ Test(calls, a_clients_answer_for_another_workers_transaction_is_handed_over)
 Test(calls, in_dialog_requests_follow_the_route_set_to_the_dialogs_node)
 {
     register_client(3, "alice", 200, false);
-    struct flow mine = flow_of_conn(WORKER, 3);
+    struct flow mine = flow_of_conn(WORKER, 3, bindings[3].flow_tag);
     char tok[FLOW_TOKEN_LEN + 1];
     cr_assert_eq(flow_encode(&keys.cur, &mine, tok, sizeof(tok)), FLOW_TOKEN_LEN);
     tok[FLOW_TOKEN_LEN] = 0;
