@@ -743,6 +743,20 @@ bool calls_response(struct proxy *p, bool from_client, unsigned from_worker, uin
 
 /* ---- timers, life cycle ------------------------------------------------------------------- */
 
+void calls_upstream_gone(struct proxy *p, uint32_t conn_id, int64_t now)
+{
+    if (p->tb == NULL)
+        return;
+    /* A rare event: a walk of the slots. A request still waiting for its final answer on that
+     * connection cannot get it there any more: 503 now (RFC 3261 §16.7 step 10: a transport
+     * failure is a 503), not Timer B or F's 408 half a minute later. */
+    for (uint32_t i = 0; i < p->calls_cap; i++) {
+        struct call_slot *s = &p->calls[i];
+        if (s->req != NULL && !s->to_client && !s->answered && s->next_conn == conn_id)
+            step(p, s->id, TXN_EV_SEND_FAILED, now, NULL, 0, NULL, 0);
+    }
+}
+
 int64_t calls_tick(struct proxy *p, int64_t now)
 {
     if (p->tb == NULL)

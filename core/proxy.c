@@ -727,6 +727,7 @@ void proxy_on_client_gone(struct proxy *p, uint32_t client_id)
 
 void proxy_on_upstream_gone(struct proxy *p, uint32_t conn_id, int64_t now_ms)
 {
+    calls_upstream_gone(p, conn_id, now_ms);
     /* Resent ones keep their place: forward() would restart Timer F, the FIFO must stay in
      * deadline order, and the client's own timer runs from its first send anyway. A resend
      * that finds no node answers 503 and frees the slot, so walk with the next one in hand. */

@@ -152,5 +152,7 @@ bool calls_response(struct proxy *p, bool from_client, unsigned from_worker, uin
                     const struct sip_msg *resp, int64_t now);
 void calls_flow_failed(struct proxy *p, uint64_t txn_id, int64_t now);
 int64_t calls_tick(struct proxy *p, int64_t now);
+/* Upstream connection `conn_id` closed: its unanswered call transactions get 503. */
+void calls_upstream_gone(struct proxy *p, uint32_t conn_id, int64_t now);
 
 #endif

@@ -427,6 +427,21 @@ Test(calls, cancel_is_answered_hop_by_hop_and_sent_on_the_invites_branch)
     cr_assert(starts(to_client[n_client - 1].text, "SIP/2.0 481 "));
 }
 
+Test(calls, a_lost_upstream_connection_is_a_503_at_once)
+{
+    register_client(3, "alice", 200, false);
+    n_client = 0;
+    invite_from(3, "alice", "");
+    ucm_answers("SIP/2.0 180 Ringing", "");
+    proxy_on_upstream_gone(p, 101, 2200); /* another connection: nothing */
+    cr_assert_eq(n_client, 2);
+    proxy_on_upstream_gone(p, 100, 2200);
+    cr_assert_eq(n_client, 3);
+    cr_assert(starts(to_client[2].text, "SIP/2.0 503 Service Unavailable\r\n"), "%s",
+              to_client[2].text);
+    cr_assert_eq(proxy_stats(p)->calls_open, 0);
+}
+
 Test(calls, no_answer_from_ucm_is_a_408_from_the_edge)
 {
     register_client(3, "alice", 200, false);
