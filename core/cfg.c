@@ -162,6 +162,8 @@ static const struct cfg_list keys_list = {key_fields,
       "RFC 3261 T1")                                                                               \
     X(SIP_TIMER_F_MS, "sip.timer_f_ms", T_U32, sip.timer_f_ms, "0", 0, 600000, 0, NULL,            \
       "no final answer from UCM within this -> 408 (0: 64*T1)")                                    \
+    X(SIP_TIMER_C_MS, "sip.timer_c_ms", T_U32, sip.timer_c_ms, "180000", 1000, 3600000, 0, NULL,   \
+      "INVITE proxy Timer C: no final answer within this after a provisional -> CANCEL + 408")     \
     X(SIP_RETRY_AFTER_S, "sip.retry_after_s", T_U32, sip.retry_after_s, "30", 1, 86400, 0, NULL,   \
       "Retry-After of the 503 sent when no UCM node is reachable")                                 \
     X(SIP_CHALLENGE_SCOPE, "sip.challenge.scope", T_STR, sip.challenge.scope, "", 0, 0, 0, NULL,   \

@@ -140,6 +140,7 @@ struct cfg_sip {
     bool forward_authorization;   /* false: strip Proxy-Authorization before forwarding */
     uint32_t timer_t1_ms;
     uint32_t timer_f_ms; /* 64*T1 when not set */
+    uint32_t timer_c_ms; /* INVITE Timer C (RFC 3261 §16.6 step 11: more than 3 minutes) */
     uint32_t retry_after_s;
     struct cfg_challenge challenge;
 };

@@ -946,6 +946,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .max_transactions = 65536,
         .flow_keys = &e->flow_keys,
         .t1_ms = c->sip.timer_t1_ms,
+        .timer_c_ms = c->sip.timer_c_ms,
         .leeway_s = c->auth.leeway_s,
         .challenge_scope = c->sip.challenge.scope[0] ? c->sip.challenge.scope : NULL,
         .challenge_authz_server =
