@@ -3,7 +3,7 @@
 # e2e 6: what the edge answers itself. Max-Forwards 0 -> 483; a malformed REGISTER (bad CSeq, bad
 # Max-Forwards, no Call-ID) -> 400 whose reason names the fault; a header line without a colon ->
 # 400 and the connection closed; random bytes -> the connection closed; all while 30 other
-# clients register through the same edge and each gets its 200. OPTIONS -> 200, INVITE -> 501,
+# clients register through the same edge and each gets its 200. OPTIONS -> 200, INVITE -> 407,
 # a CRLFCRLF ping -> a CRLF pong. UCM sees only the valid REGISTERs. SIPp through stunnel, plus
 # sipedge-tlsclient (bench/) for the bytes SIPp cannot send.
 source "$(dirname "$0")/lib.sh"
@@ -86,7 +86,8 @@ check "Max-Forwards 0: 483 Too Many Hops" expect_status mf0 483 '^SIP/2.0 483 To
 check "Max-Forwards not a number: 400 Bad Max-Forwards" \
     expect_status mfbad 400 '^SIP/2.0 400 Bad Max-Forwards' abc
 check "OPTIONS to the edge: 200 with Allow" sipp_expect options "$SRC/tests/e2e/sipp/options.xml"
-check "INVITE: 501 Not Implemented" sipp_expect invite "$SRC/tests/e2e/sipp/invite_501.xml"
+check "INVITE on a connection no REGISTER bound: 407 with the Bearer challenge" \
+    sipp_expect invite "$SRC/tests/e2e/sipp/invite_407.xml"
 check "UCM received none of these" test "$(ucm_registers)" -eq "$before"
 check "UCM received no OPTIONS nor INVITE from a client" \
     bash -c "! grep -qE '\"method\":\"(INVITE|ACK)\"|probe@example.test' '$REC'"
@@ -119,6 +120,6 @@ edge_made() { metric "sipedge_sip_responses_total\\{method=\"$1\",code=\"$2\",so
 check "metrics: the edge made one 483" test "$(edge_made REGISTER 483)" -eq 1
 check "metrics: the edge made four 400s (no colon, Max-Forwards, CSeq, Call-ID)" \
     test "$(edge_made REGISTER 400)" -eq 4
-check "metrics: the edge made one 501" test "$(edge_made other 501)" -eq 1
+check "metrics: the edge made one 407 to an INVITE" test "$(edge_made INVITE 407)" -eq 1
 check "metrics: the edge made one 200 to OPTIONS" test "$(edge_made OPTIONS 200)" -eq 1
 e2e_done

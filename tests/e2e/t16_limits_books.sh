@@ -58,9 +58,9 @@ check "redis: and came from Redis: a hit ($(redis_result hit))" test "$(redis_re
 
 # --- dropped: a response from a client is not expected ----------------------------------------
 (printf 'SIP/2.0 200 OK\r\nVia: SIP/2.0/TLS 127.0.0.1:5060;branch=z9hG4bKx\r\nFrom: <sip:a@example.test>;tag=1\r\nTo: <sip:a@example.test>;tag=2\r\nCall-ID: stray@test\r\nCSeq: 1 REGISTER\r\nContent-Length: 0\r\n\r\n' >&"$a") 2>/dev/null || true
-for _ in $(seq 1 20); do [ "$(m 'sipedge_sip_dropped_total\{reason="unexpected"')" -ge 1 ] && break; sleep 0.1; done
-check "a stray response is dropped and counted" \
-    test "$(m 'sipedge_sip_dropped_total\{reason="unexpected"')" -eq 1
+for _ in $(seq 1 20); do [ "$(m 'sipedge_sip_dropped_total\{reason="via_not_ours"')" -ge 1 ] && break; sleep 0.1; done
+check "a stray response (its top Via is not the edge's) is dropped and counted" \
+    test "$(m 'sipedge_sip_dropped_total\{reason="via_not_ours"')" -eq 1
 
 # --- books: a request refused for its size ------------------------------------------------------
 raw_open
