@@ -234,6 +234,24 @@ static void step(struct proxy *p, uint64_t id, enum txn_event ev, int64_t now,
 
 /* ---- forwarding --------------------------------------------------------------------------- */
 
+_Static_assert(sizeof(((struct policy_binding *)0)->flow_token) == FLOW_TOKEN_LEN, "flow token");
+
+const char *client_token(struct proxy *p, uint32_t cid, char *tmp)
+{
+    struct policy_binding *b =
+        p->env.client_binding != NULL ? p->env.client_binding(p->env.ctx, cid) : NULL;
+    if (b != NULL && b->has_flow_token)
+        return b->flow_token; /* minted once per connection: one HMAC saved per REGISTER */
+    struct flow f = flow_of_conn(p->cfg.worker, cid, b != NULL ? b->flow_tag : 0);
+    if (flow_encode(&p->keys->cur, &f, tmp, FLOW_TOKEN_LEN) < 0)
+        return NULL;
+    if (b != NULL) {
+        memcpy(b->flow_token, tmp, FLOW_TOKEN_LEN);
+        b->has_flow_token = true;
+    }
+    return tmp;
+}
+
 struct flow client_flow(struct proxy *p, uint32_t cid)
 {
     const struct policy_binding *b =
@@ -307,6 +325,7 @@ static ssize_t build_forward(struct proxy *p, const struct hop *h, const struct 
         return -1;
     }
     struct slice rr = {0};
+    char tok[FLOW_TOKEN_LEN];
     if (creates_dialog(req)) {
         struct route_rr spec = {
             .client_side = p->addrs[0],
@@ -316,6 +335,7 @@ static ssize_t build_forward(struct proxy *p, const struct hop *h, const struct 
             .node = h->from_ucm ? (h->in_node >= 0 ? (uint32_t)h->in_node : UINT32_MAX)
                                 : (uint32_t)h->up.node,
             .toward_ucm = !h->from_ucm,
+            .token = h->from_ucm ? NULL : client_token(p, h->conn, tok),
         };
         ssize_t n = route_build_rr(&spec, p->rr, sizeof(p->rr));
         if (n < 0) {

@@ -27,9 +27,9 @@ int policy_bind(struct policy_binding *b, struct slice user, int64_t exp_s)
 
 void policy_unbind(struct policy_binding *b)
 {
-    uint32_t tag = b->flow_tag;
-    memset(b, 0, sizeof(*b));
-    b->flow_tag = tag;
+    b->bound = false;
+    b->user_len = 0;
+    b->exp_s = 0; /* the flow tag and token stay: they name the connection, not the user */
 }
 
 enum policy_verdict policy_check(const struct policy_binding *b, const struct sip_msg *req,

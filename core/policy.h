@@ -19,8 +19,10 @@ struct policy_binding {
     bool bound;
     uint8_t user_len;
     char user[POLICY_USER_MAX];
-    int64_t exp_s;     /* the binding token's exp (seconds since the epoch) */
-    uint32_t flow_tag; /* the connection's random flow tag (core/flow.h), set by the glue */
+    int64_t exp_s;       /* the binding token's exp (seconds since the epoch) */
+    uint32_t flow_tag;   /* the connection's random flow tag (core/flow.h), set by the glue */
+    bool has_flow_token; /* flow_token holds this connection's flow token (minted once) */
+    char flow_token[32]; /* FLOW_TOKEN_LEN characters, no NUL */
 };
 
 enum policy_verdict {

@@ -342,8 +342,10 @@ static void forward(struct proxy *p, struct reg_txn *t, const struct sip_msg *re
     char path[PROXY_VIA_MAX + 64];
     size_t path_len = 0;
     if (p->cfg.add_path) {
-        struct flow f = client_flow(p, t->client_id);
-        ssize_t pl = route_build_path(&p->addrs[1], &p->keys->cur, &f, path, sizeof(path));
+        char tmp[FLOW_TOKEN_LEN];
+        const char *tok = client_token(p, t->client_id, tmp);
+        ssize_t pl =
+            tok == NULL ? -EIO : route_build_path_token(&p->addrs[1], tok, path, sizeof(path));
         if (pl < 0) {
             proxy_respond(p, t->client_id, req, 500, "Server Internal Error", NULL, 0);
             reg_free(p, t);

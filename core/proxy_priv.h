@@ -136,6 +136,9 @@ void proxy_count_response(struct proxy *p, enum sip_method m, int status, bool u
 /* ---- calls.c ---- */
 /* The flow of client connection `cid` of this worker (with its tag). */
 struct flow client_flow(struct proxy *p, uint32_t cid);
+/* Its flow token (FLOW_TOKEN_LEN characters, cached in its binding record; `tmp` holds it when
+ * there is no record); NULL when the HMAC failed. */
+const char *client_token(struct proxy *p, uint32_t cid, char *tmp);
 int calls_init(struct proxy *p);
 void calls_free(struct proxy *p);
 /* A FORWARD verdict of sip_check_request() from client `cid` (binding, matching, routing). */

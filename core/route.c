@@ -357,12 +357,15 @@ static void put_hostport(struct writer *w, const struct route_addr *a)
 }
 
 /* "<sip:TOKEN@host:port;transport=tls;lr" (no closing '>'); 0 or -EIO. */
+/* `pre`: the token already encoded (FLOW_TOKEN_LEN characters), or NULL to encode `f`. */
 static int put_flow_uri(struct writer *w, const struct route_addr *a, const struct flow_key *key,
-                        const struct flow *f)
+                        const struct flow *f, const char *pre)
 {
     char tok[FLOW_TOKEN_LEN];
 
-    if (flow_encode(key, f, tok, sizeof(tok)) < 0)
+    if (pre != NULL)
+        memcpy(tok, pre, sizeof(tok));
+    else if (flow_encode(key, f, tok, sizeof(tok)) < 0)
         return -EIO;
     PUT_LIT(w, "<sip:");
     put(w, tok, sizeof(tok));
@@ -383,7 +386,7 @@ ssize_t route_build_rr(const struct route_rr *rr, char *buf, size_t cap)
         if (i == 1)
             PUT_LIT(&w, ", ");
         if ((i == 0) != rr->toward_ucm) { /* the client-side entry */
-            if (put_flow_uri(&w, &rr->client_side, rr->key, &rr->flow) < 0)
+            if (put_flow_uri(&w, &rr->client_side, rr->key, &rr->flow, rr->token) < 0)
                 return -EIO;
             PUT_LIT(&w, ">");
         } else {
@@ -398,6 +401,18 @@ ssize_t route_build_rr(const struct route_rr *rr, char *buf, size_t cap)
     return w.over ? -ENOSPC : (ssize_t)(w.p - buf);
 }
 
+ssize_t route_build_path_token(const struct route_addr *addr, const char *token, char *buf,
+                               size_t cap)
+{
+    struct writer w = {buf, buf + cap, false};
+
+    if (!host_ok(addr->host))
+        return -EINVAL;
+    put_flow_uri(&w, addr, NULL, NULL, token);
+    PUT_LIT(&w, ";ob>");
+    return w.over ? -ENOSPC : (ssize_t)(w.p - buf);
+}
+
 ssize_t route_build_path(const struct route_addr *addr, const struct flow_key *key,
                          const struct flow *f, char *buf, size_t cap)
 {
@@ -405,7 +420,7 @@ ssize_t route_build_path(const struct route_addr *addr, const struct flow_key *k
 
     if (!host_ok(addr->host))
         return -EINVAL;
-    if (put_flow_uri(&w, addr, key, f) < 0)
+    if (put_flow_uri(&w, addr, key, f, NULL) < 0)
         return -EIO;
     PUT_LIT(&w, ";ob>");
     return w.over ? -ENOSPC : (ssize_t)(w.p - buf);

@@ -139,8 +139,9 @@ struct route_rr {
     const struct flow_key *key;    /* mints the client-side token */
     struct flow flow;              /* the client connection of the dialog */
     uint32_t node;                 /* the UCM node of the dialog */
-    bool toward_ucm; /* the request goes client → UCM: the UCM-side entry comes first (the UAS
-                        reads the set top-down, the UAC bottom-up) */
+    bool toward_ucm;   /* the request goes client → UCM: the UCM-side entry comes first (the UAS
+                          reads the set top-down, the UAC bottom-up) */
+    const char *token; /* optional: `flow` already encoded under `key` (FLOW_TOKEN_LEN chars) */
 };
 
 /**
@@ -156,5 +157,9 @@ ssize_t route_build_rr(const struct route_rr *rr, char *buf, size_t cap);
  */
 ssize_t route_build_path(const struct route_addr *addr, const struct flow_key *key,
                          const struct flow *f, char *buf, size_t cap);
+
+/** route_build_path() with the token already encoded (FLOW_TOKEN_LEN characters). */
+ssize_t route_build_path_token(const struct route_addr *addr, const char *token, char *buf,
+                               size_t cap);
 
 #endif

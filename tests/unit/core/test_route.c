@@ -343,8 +343,13 @@ Test(route, apply_rejects_edits_out_of_order_or_outside_and_reports_space)
 
 Test(route, builds_double_record_route_in_both_orders_byte_for_byte)
 {
-    struct route_rr rr = {
-        {{"edge.example.com", 16}, 5061}, {{"10.0.0.1", 8}, 5062}, &keys.cur, the_flow, 3, true};
+    struct route_rr rr = {{{"edge.example.com", 16}, 5061},
+                          {{"10.0.0.1", 8}, 5062},
+                          &keys.cur,
+                          the_flow,
+                          3,
+                          true,
+                          NULL};
     char got[512], want[512];
     ssize_t n = route_build_rr(&rr, got, sizeof(got));
     snprintf(want, sizeof(want),
@@ -373,8 +378,13 @@ Test(route, built_entries_route_back_to_the_flow_and_node)
 {
     /* What the edge writes must be what it recognises: the client's route set is the RR list
      * reversed, so its in-dialog request carries the client-side entry first. */
-    struct route_rr rr = {
-        {{"edge.example.com", 16}, 5061}, {{"10.0.0.1", 8}, 5062}, &keys.cur, the_flow, 9, true};
+    struct route_rr rr = {{{"edge.example.com", 16}, 5061},
+                          {{"10.0.0.1", 8}, 5062},
+                          &keys.cur,
+                          the_flow,
+                          9,
+                          true,
+                          NULL};
     char line[512], hdrs[1024];
     ssize_t n = route_build_rr(&rr, line, sizeof(line));
     cr_assert_gt(n, 0);
@@ -404,4 +414,27 @@ Test(route, builds_the_path_value)
     struct sip_uri u;
     cr_assert_eq(sip_parse_uri(slice_make(got + 1, (size_t)n - 2), &u), 0, "a valid URI");
     cr_assert(u.lr);
+}
+
+Test(route, a_token_minted_once_gives_the_same_path_and_record_route)
+{
+    struct flow_keys keys;
+    cr_assert_eq(flow_keys_init(&keys), 0);
+    struct flow f = {.worker = 1, .slot = 77, .gen = 0xabcdef01u};
+    struct route_addr a = {{"edge.example.com", 16}, 5061};
+    char tok[FLOW_TOKEN_LEN], p1[256], p2[256];
+    cr_assert_eq(flow_encode(&keys.cur, &f, tok, sizeof(tok)), FLOW_TOKEN_LEN);
+    ssize_t n1 = route_build_path(&a, &keys.cur, &f, p1, sizeof(p1));
+    ssize_t n2 = route_build_path_token(&a, tok, p2, sizeof(p2));
+    cr_assert_gt(n1, 0);
+    cr_assert_eq(n1, n2);
+    cr_assert(memcmp(p1, p2, (size_t)n1) == 0);
+    struct route_rr rr = {a, {{"10.0.0.1", 8}, 5062}, &keys.cur, f, 2, true, NULL};
+    n1 = route_build_rr(&rr, p1, sizeof(p1));
+    rr.token = tok;
+    n2 = route_build_rr(&rr, p2, sizeof(p2));
+    cr_assert_gt(n1, 0);
+    cr_assert_eq(n1, n2);
+    cr_assert(memcmp(p1, p2, (size_t)n1) == 0);
+    cr_assert_eq(route_build_path_token(&a, tok, p2, 20), -ENOSPC);
 }
