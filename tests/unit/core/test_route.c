@@ -418,23 +418,23 @@ Test(route, builds_the_path_value)
 
 Test(route, a_token_minted_once_gives_the_same_path_and_record_route)
 {
-    struct flow_keys keys;
-    cr_assert_eq(flow_keys_init(&keys), 0);
+    struct flow_keys k2;
+    cr_assert_eq(flow_keys_init(&k2), 0);
     struct flow f = {.worker = 1, .slot = 77, .gen = 0xabcdef01u};
     struct route_addr a = {{"edge.example.com", 16}, 5061};
-    char tok[FLOW_TOKEN_LEN], p1[256], p2[256];
-    cr_assert_eq(flow_encode(&keys.cur, &f, tok, sizeof(tok)), FLOW_TOKEN_LEN);
-    ssize_t n1 = route_build_path(&a, &keys.cur, &f, p1, sizeof(p1));
-    ssize_t n2 = route_build_path_token(&a, tok, p2, sizeof(p2));
+    char t2[FLOW_TOKEN_LEN], p1[256], p2[256];
+    cr_assert_eq(flow_encode(&k2.cur, &f, t2, sizeof(t2)), FLOW_TOKEN_LEN);
+    ssize_t n1 = route_build_path(&a, &k2.cur, &f, p1, sizeof(p1));
+    ssize_t n2 = route_build_path_token(&a, t2, p2, sizeof(p2));
     cr_assert_gt(n1, 0);
     cr_assert_eq(n1, n2);
     cr_assert(memcmp(p1, p2, (size_t)n1) == 0);
-    struct route_rr rr = {a, {{"10.0.0.1", 8}, 5062}, &keys.cur, f, 2, true, NULL};
+    struct route_rr rr = {a, {{"10.0.0.1", 8}, 5062}, &k2.cur, f, 2, true, NULL};
     n1 = route_build_rr(&rr, p1, sizeof(p1));
-    rr.token = tok;
+    rr.token = t2;
     n2 = route_build_rr(&rr, p2, sizeof(p2));
     cr_assert_gt(n1, 0);
     cr_assert_eq(n1, n2);
     cr_assert(memcmp(p1, p2, (size_t)n1) == 0);
-    cr_assert_eq(route_build_path_token(&a, tok, p2, 20), -ENOSPC);
+    cr_assert_eq(route_build_path_token(&a, t2, p2, 20), -ENOSPC);
 }
