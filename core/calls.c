@@ -464,9 +464,11 @@ static void forward(struct proxy *p, struct hop *h, const struct sip_msg *req,
     }
     int r = h->from_ucm ? p->env.flow_send(p->env.ctx, &h->flow, id, iov, (size_t)n)
                         : p->env.peer_send(p->env.ctx, h->up.conn_id, iov, (size_t)n);
-    p->stats.calls_forwarded[h->from_ucm ? 1 : 0]++;
-    metrics_inc(p->shard, METRIC_CALLS_FORWARDED, proxy_metrics_method(req->method),
-                h->from_ucm ? METRICS_DIR_TO_CLIENT : METRICS_DIR_TO_UCM);
+    if (r >= 0) {
+        p->stats.calls_forwarded[h->from_ucm ? 1 : 0]++;
+        metrics_inc(p->shard, METRIC_CALLS_FORWARDED, proxy_metrics_method(req->method),
+                    h->from_ucm ? METRICS_DIR_TO_CLIENT : METRICS_DIR_TO_UCM);
+    }
     if (r >= 0 || !stateful)
         return;
     if (h->from_ucm) { /* the flow's connection is gone (RFC 5626 §5.3) */
@@ -594,10 +596,10 @@ void calls_client_request(struct proxy *p, uint32_t cid, const struct sip_msg *r
     enum policy_verdict pv =
         policy_check(b, req, auth_now_ms() / 1000, p->cfg.leeway_s ? p->cfg.leeway_s : 60);
     if (pv != POLICY_OK) {
+        if (m == SIP_METHOD_ACK) /* the ACK of a refused request (or a stray one): dropped */
+            return;
         p->stats.policy_refused[pv]++;
         metrics_inc(p->shard, METRIC_CALLS_REFUSED, (enum metrics_call_refused)(pv - 1));
-        if (m == SIP_METHOD_ACK)
-            return;
         if (pv == POLICY_UNBOUND)
             proxy_challenge(p, cid, req, 407, NULL);
         else if (pv == POLICY_EXPIRED)
@@ -670,6 +672,8 @@ void calls_ucm_request(struct proxy *p, uint32_t conn_id, int node, const struct
                                           ? p->env.client_binding(p->env.ctx, flow_conn_id(&d.flow))
                                           : NULL;
     if (d.flow.worker == p->cfg.worker && (fb == NULL || fb->flow_tag != d.flow.gen)) {
+        if (m == SIP_METHOD_ACK) /* e.g. UCM's ACK of our 430: nothing to count nor answer */
+            return;
         p->stats.flow_failed++;
         metrics_inc(p->shard, METRIC_FLOW_FAILURES, METRICS_FLOW_GONE);
         refuse(p, &h, req, 430, "Flow Failed");
@@ -723,6 +727,11 @@ bool calls_response(struct proxy *p, bool from_client, unsigned from_worker, uin
         return false;
     if (p->tb == NULL)
         return false;
+    if (resp->via_count < 2) { /* RFC 3261 §16.7 step 3: no Via left, nobody to relay it to */
+        p->stats.drop_unexpected++;
+        metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_UNEXPECTED);
+        return true;
+    }
     int w = branch_worker(via.branch);
     if (w >= 0 && (unsigned)w != p->cfg.worker) {
         /* a client's answer to a request another worker sent it: that worker has the txn */

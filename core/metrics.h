@@ -255,8 +255,10 @@ enum metrics_type {
     X(SIP_REQUESTS, "sipedge_sip_requests_total", METRICS_COUNTER,                                 \
       "SIP requests received from clients.", METHOD, NONE, NONE)                                   \
     X(SIP_RESPONSES, "sipedge_sip_responses_total", METRICS_COUNTER,                               \
-      "Final SIP responses sent to clients, made by the edge or relayed from upstream.", METHOD,   \
-      CODE, SOURCE)                                                                                \
+      "Final SIP responses the edge sent: its own (source edge) or relayed (source upstream: "     \
+      "from "                                                                                      \
+      "UCM to a client, or from a client to UCM for a request UCM sent it).",                      \
+      METHOD, CODE, SOURCE)                                                                        \
     X(SIP_DROPPED, "sipedge_sip_dropped_total", METRICS_COUNTER,                                   \
       "SIP messages dropped by design.", DROP_REASON, NONE, NONE)                                  \
     X(AUTH_RESULTS, "sipedge_auth_results_total", METRICS_COUNTER,                                 \

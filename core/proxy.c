@@ -184,6 +184,8 @@ static bool reg_rescan(struct proxy *p, struct reg_txn *t, struct sip_msg *msg)
 
 void proxy_count_response(struct proxy *p, enum sip_method m, int status, bool upstream)
 {
+    if (status < 200) /* finals only: a 100 Trying or a relayed 180 is not an answer */
+        return;
     metrics_inc(p->shard, METRIC_SIP_RESPONSES, proxy_metrics_method(m), metrics_code_of(status),
                 upstream ? METRICS_SOURCE_UPSTREAM : METRICS_SOURCE_EDGE);
     if (status >= 100 && status < 700) {

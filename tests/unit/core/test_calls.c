@@ -511,6 +511,17 @@ Test(calls, ucm_reaches_a_client_by_the_flow_in_its_path)
     scan_in(1, resp, &msg);
     proxy_on_client_response(p, 7, &msg, 3100); /* not the flow it went to: dropped */
     cr_assert_eq(n_ucm, 1);
+    /* a response holding only our Via has nobody to go to (RFC 3261 §16.7 step 3) */
+    char lone[2048];
+    snprintf(lone, sizeof(lone),
+             "SIP/2.0 180 Ringing\nVia: %s\nFrom: <sip:carol@example.test>;tag=c1\n"
+             "To: <sip:bob@example.test>;tag=bb\nCall-ID: in-1\nCSeq: 7 INVITE\n"
+             "Content-Length: 0\n\n",
+             via0);
+    struct sip_msg lmsg;
+    scan_in(3, lone, &lmsg);
+    proxy_on_client_response(p, 6, &lmsg, 3100);
+    cr_assert_eq(n_ucm, 1);
     proxy_on_client_response(p, 6, &msg, 3100);
     cr_assert_eq(n_ucm, 2);
     cr_assert_eq(to_ucm[1].id, 101);
