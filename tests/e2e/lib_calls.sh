@@ -8,7 +8,7 @@
 # the incoming INVITE (or NOTIFY) as part of its one call. See tests/e2e/sipp/call_*.xml.
 
 SIPP_DIR="$SRC/tests/e2e/sipp"
-declare -A UA_PID=()
+declare -A UA_PID=() UA_STOPPED=()
 
 # ua_csv USER: $T/USER.csv with the user, a token for it (mint) and an instance number.
 ua_csv() {
@@ -26,7 +26,7 @@ ua_start() {
     [ -f "$T/$u.csv" ] || ua_csv "$u"
     : >"$T/sipp-$name.log"
     sipp -sf "$SIPP_DIR/$sc" -inf "$T/$u.csv" -t tn -max_socket 64 -m 1 -l 1 -cid_str "$key" \
-        -timeout "${UA_TIMEOUT:-20}s" -timeout_error -nostdin \
+        -timeout "${UA_TIMEOUT:-20}s" -timeout_error -nostdin -default_behaviors all,-bye \
         -trace_err -error_file "$T/sipp-$name.err" -trace_logs -log_file "$T/sipp-$name.log" \
         -trace_msg -message_file "$T/sipp-$name.msg" "$@" "127.0.0.1:$port" \
         >"$T/sipp-$name.out" 2>&1 &
@@ -47,11 +47,12 @@ ua_wait_registered() {
     return 1
 }
 
-# ua_wait NAME: SIPp's exit status (0: its call passed its scenario); SIPp's own -timeout bounds
-# the wait. On failure, prints SIPp's errors.
+# ua_wait NAME: SIPp's exit status (0: its call passed its scenario; a UA ended by ua_stop
+# fails); SIPp's own -timeout bounds the wait. On failure, prints SIPp's errors.
 ua_wait() {
     local rc=0
     wait "${UA_PID[$1]}" || rc=$?
+    [ -z "${UA_STOPPED[$1]:-}" ] || rc=143
     if [ "$rc" -ne 0 ]; then
         e2e_log "UA $1 ($rc):"
         grep -v '^$' "$T/sipp-$1.err" 2>/dev/null | tail -n 8 >&2 || true
@@ -64,3 +65,27 @@ ua_run() {
     ua_start "$@"
     ua_wait "$1"
 }
+
+# ua_stop NAME: end a UA that waits for a call that will not come (by its PID).
+ua_stop() {
+    UA_STOPPED[$1]=1
+    kill "${UA_PID[$1]}" 2>/dev/null || true
+}
+
+# ua_pair CASE PORT UAS_SCENARIO UAC_SCENARIO: callee bob-CASE registers (and stays), then
+# alice-CASE calls it; both SIPp scenarios must pass (one check each). -cid_str is CASE. A caller
+# that fails ends the callee at once (it would wait for its recv timeout otherwise).
+ua_pair() {
+    local c=$1 port=$2 uas=$3 uac=$4 rc=0
+    ua_start "b-$c" "$port" "$uas" "bob-$c" "$c"
+    ua_wait_registered "b-$c" || { check "$c: callee bob-$c registers" false; ua_stop "b-$c"; return 0; }
+    ua_run "a-$c" "$port" "$uac" "alice-$c" "$c" -key callee "bob-$c" || rc=$?
+    check "$c: caller's scenario ($uac) passes" test "$rc" -eq 0
+    [ "$rc" -eq 0 ] || ua_stop "b-$c"
+    check "$c: callee's scenario ($uas) passes" ua_wait "b-$c"
+}
+
+# kam_saw CASE REGEX: Kamailio logged, for a message of that case (Call-ID CASE), a line
+# matching REGEX (ERE). kam_count CASE REGEX: how many.
+kam_saw() { grep -E "\{[0-9]+ [0-9]+ [A-Z]+ $1\} .*$2" "$KAM_LOG" >/dev/null; }
+kam_count() { grep -cE "\{[0-9]+ [0-9]+ [A-Z]+ $1\} .*$2" "$KAM_LOG" || true; }

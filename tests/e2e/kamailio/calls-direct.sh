@@ -18,28 +18,17 @@ STUNNEL_TARGET=$KAM_PORT STUNNEL_CA="$PKI/ucm-ca.crt" STUNNEL_HOST=ucm1.example.
 key = $PKI/client.key" start_stunnel
 P=$STUNNEL_PORT
 
-# pair CASE UAS_SCENARIO UAC_SCENARIO: callee bob-CASE registers, then alice-CASE calls it.
-pair() {
-    local c=$1
-    ua_start "b-$c" "$P" "$2" "bob-$c" "$c"
-    ua_wait_registered "b-$c" || return 1
-    check "$c: caller's scenario ($3) passes" ua_run "a-$c" "$P" "$3" "alice-$c" "$c" -key callee "bob-$c"
-    check "$c: callee's scenario ($2) passes" ua_wait "b-$c"
-}
-# kam_saw CASE REGEX: Kamailio logged a line of that case (Call-ID CASE) matching REGEX.
-kam_saw() { grep -E "\{[0-9]+ [0-9]+ [A-Z]+ $1\} .*$2" "$KAM_LOG" >/dev/null; }
-
-pair call call_uas.xml call_uac.xml
+ua_pair call "$P" call_uas.xml call_uac.xml
 for m in ACK INVITE BYE; do
     check "call: Kamailio routed the in-dialog $m by its Record-Route (Route to itself)" \
         kam_saw call "kam-req: $m ruri=\[sip:bob-call@[^]]*alias=[^]]*\] route=\[<sip:127.0.0.1:$KAM_PORT;transport=tls;lr=on>\]"
 done
-pair busy call_uas_busy.xml call_uac_busy.xml
+ua_pair busy "$P" call_uas_busy.xml call_uac_busy.xml
 check "busy: Kamailio got the 486" kam_saw busy 'kam-reply: 486 Busy Here'
-pair cancel call_uas_cancel.xml call_uac_cancel.xml
+ua_pair cancel "$P" call_uas_cancel.xml call_uac_cancel.xml
 check "cancel: Kamailio relayed the CANCEL" kam_saw cancel 'kam-req: CANCEL '
 check "cancel: Kamailio got the 487" kam_saw cancel 'kam-reply: 487 '
-pair flow call_uas_430.xml call_uac_gone.xml
+ua_pair flow "$P" call_uas_430.xml call_uac_gone.xml
 check "flow: Kamailio logged the 430 it got" kam_saw flow 'kam-reply: 430 Flow Failed'
 
 # MWI: carol registers directly and sends bob-mwi a NOTIFY; Kamailio relays it to bob-mwi.
