@@ -7,6 +7,7 @@
 # - A calls B: INVITE, 180, 200, ACK, re-INVITE, ACK, BYE; each in-dialog request crosses the
 #   edge on both legs (Kamailio sees the edge's UCM-side Record-Route entry, se-node=, in its
 #   Route, after its own entry), and B is reached through the Path the edge put in its REGISTER.
+#   Another call where B hangs up: its BYE reaches A by the edge's client-side Record-Route.
 # - CANCEL before the answer (200 to the CANCEL, then 487); 486 Busy Here.
 # - A message-waiting NOTIFY from UCM's side: a UA registered directly at Kamailio (its own
 #   stunnel, the edge's client certificate) sends it to B; Kamailio relays it to the edge's Path.
@@ -15,7 +16,8 @@
 # - The edge's own refusals: a Route with a forged flow token gets 403; an INVITE on a connection
 #   that never registered gets 407; on a bound connection, an INVITE from another user gets 403;
 #   none of them reaches Kamailio.
-# - The edge's metrics count what it carried.
+# - The edge's metrics count what it carried, by method (sipedge_sip_requests_total,
+#   sipedge_sip_responses_total).
 # The edge's config: sip.edge_host 127.0.0.1, so its Path and Via name 127.0.0.1:<client port>,
 # which Kamailio reaches without DNS, and on the edge's own pooled connection when the edge's Via
 # carries ";alias" (tcp_accept_aliases, RFC 5923).
@@ -60,6 +62,14 @@ for m in 'ACK:1' 'ACK:2' 'INVITE:2' 'BYE:3'; do
 done
 check "call: the BYE's 200 came back through the edge" \
     kam_saw call "kam-reply: 200 OK cseq=\[3 BYE\].*peer_cn=\[edge.example.test\]"
+
+# The callee hangs up: its BYE goes UCM -> client on the caller's leg, by the edge's client-side
+# Record-Route entry.
+ua_pair hangup "$P" call_uas_hangup.xml call_uac_hungup.xml
+check "hangup: B's BYE crossed the edge to Kamailio (Route = Kamailio's entry, then A's leg's UCM-side entry)" \
+    kam_saw hangup "kam-req: BYE ruri=\[sip:alice-hangup@[^]]*\] route=\[$kam_self, *<sip:[^>]*;se-node=[^>]*>.*peer_cn=\[edge.example.test\]"
+check "hangup: Kamailio sent it to the edge, and A's 200 came back through it" \
+    kam_saw hangup "kam-reply: 200 OK cseq=\[1 BYE\].*peer_cn=\[edge.example.test\]"
 
 # 2. CANCEL before the answer; 3. busy.
 ua_pair cancel "$P" call_uas_cancel.xml call_uac_cancel.xml
@@ -107,19 +117,26 @@ check "wrongfrom: a bound connection's INVITE from another user gets 403" \
     -key callee bob-call -key other mallory
 check "wrongfrom: ... and never reached Kamailio" test "$(kam_count wrongfrom 'kam-req: ')" -eq 0
 
-# 7. The edge's books. Client INVITEs: call 2 (with the re-INVITE), cancel, busy, gone,
-# unbound, wrongfrom. Counted under method="INVITE" if the edge has that label, else "other".
-m=other
-curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | grep -q 'sipedge_sip_requests_total{method="INVITE"' && m=INVITE
-e2e_log "metrics: client INVITEs counted under method=\"$m\""
-check "metrics: the 7 client INVITEs are counted" \
-    test "$(metric "sipedge_sip_requests_total\\{method=\"$m\"")" -ge 7
-check "metrics: 200s from upstream relayed for non-REGISTER requests (INVITE, re-INVITE, BYE)" \
-    test "$(metric 'sipedge_sip_responses_total\{method="(INVITE|BYE|other)",code="200",source="upstream"')" -ge 3
-check "metrics: the edge's 407 to the unbound INVITE" \
-    test "$(metric 'sipedge_sip_responses_total\{method="(INVITE|other)",code="407",source="edge"')" -ge 1
-check "metrics: the edge's 403s (other From, forged flow token)" \
-    test "$(metric 'sipedge_sip_responses_total\{method="(INVITE|BYE|other)",code="403",source="edge"')" -ge 2
+# 7. The edge's books (docs/metrics.md). Requests from clients: INVITE 8 (call 2 with the
+# re-INVITE, hangup, cancel, busy, gone, unbound, wrongfrom), BYE 3 (call, hangup from B,
+# forged), CANCEL 1. Relayed answers (source upstream) to the callers' INVITEs and BYEs: 200 to 3
+# INVITEs and 2 BYEs, the 486, 487 and 480 (4xx); the edge's own: 407 and 403 to INVITEs, 403 to
+# the forged BYE, 200 to the CANCEL. The responses counter also counts what the edge relays
+# towards UCM (the callees' answers) and its own answers to UCM's requests (CANCEL, 430): "at
+# least" for those, exact for the edge's refusals of client requests.
+curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$T/metrics.txt" || true
+req() { metric "sipedge_sip_requests_total\\{method=\"$1\"\\}"; }
+rsp() { metric "sipedge_sip_responses_total\\{method=\"$1\",code=\"$2\",source=\"$3\"\\}"; }
+check "metrics: 8 INVITEs, 3 BYEs, 1 CANCEL from clients (got $(req INVITE), $(req BYE), $(req CANCEL))" \
+    test "$(req INVITE) $(req BYE) $(req CANCEL)" = "8 3 1"
+check "metrics: relayed 200s, at least 3 to INVITEs and 2 to BYEs (got $(rsp INVITE 200 upstream), $(rsp BYE 200 upstream))" \
+    test "$(rsp INVITE 200 upstream)" -ge 3 -a "$(rsp BYE 200 upstream)" -ge 2
+check "metrics: relayed 4xx to INVITEs (486, 487, 480), at least 3 (got $(rsp INVITE 4xx upstream))" \
+    test "$(rsp INVITE 4xx upstream)" -ge 3
+check "metrics: the edge's 407 and 403 to INVITEs, 403 to the forged BYE (got $(rsp INVITE 407 edge) $(rsp INVITE 403 edge) $(rsp BYE 403 edge))" \
+    test "$(rsp INVITE 407 edge) $(rsp INVITE 403 edge) $(rsp BYE 403 edge)" = "1 1 1"
+check "metrics: the edge's 200 to the caller's CANCEL (got $(rsp CANCEL 200 edge))" \
+    test "$(rsp CANCEL 200 edge)" -ge 1
 
 check "no token in the edge's or Kamailio's log" bash -c "! grep -q 'eyJ' '$T/edge.log' '$KAM_LOG'"
 check "Kamailio reported no internal error (CRITICAL/ALERT)" \

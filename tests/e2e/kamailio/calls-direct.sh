@@ -23,6 +23,9 @@ for m in ACK INVITE BYE; do
     check "call: Kamailio routed the in-dialog $m by its Record-Route (Route to itself)" \
         kam_saw call "kam-req: $m ruri=\[sip:bob-call@[^]]*alias=[^]]*\] route=\[<sip:127.0.0.1:$KAM_PORT;transport=tls;lr=on>\]"
 done
+ua_pair hangup "$P" call_uas_hangup.xml call_uac_hungup.xml
+check "hangup: Kamailio routed the callee's BYE by the caller's Record-Route" \
+    kam_saw hangup "kam-req: BYE ruri=\[sip:alice-hangup@[^]]*alias=[^]]*\] route=\[<sip:127.0.0.1:$KAM_PORT;transport=tls;lr=on>\]"
 ua_pair busy "$P" call_uas_busy.xml call_uac_busy.xml
 check "busy: Kamailio got the 486" kam_saw busy 'kam-reply: 486 Busy Here'
 ua_pair cancel "$P" call_uas_cancel.xml call_uac_cancel.xml
