@@ -93,11 +93,23 @@ fi
 check "mwi: Kamailio sent the NOTIFY through the edge's Path" \
     kam_saw mwi "kam-branch: NOTIFY to \[sip:bob-mwi@[^]]*\] du=\[sip:[^@]+@127\.0\.0\.1:$EDGE_PORT;"
 
+# UCM's requests went on the edge's own pooled connections (its Via's alias, RFC 5923): every
+# answer Kamailio got from the edge came from a pooled connection's port, none from a connection
+# Kamailio opened itself to the edge's client port.
+check "Kamailio reused the edge's pooled connections for requests to the clients" \
+    bash -c "grep -q 'kam-reply: .*peer_cn=\[edge.example.test\]' '$KAM_LOG' &&
+        ! grep -q 'kam-reply: .* from=\[127.0.0.1:$EDGE_PORT\]' '$KAM_LOG'"
+
 # 5. A line whose connection just closed: the edge answers 430 Flow Failed.
 ua_csv bob-gone
 ua_run r-gone "$P" register_bearer.xml bob-gone gone
-check "gone: B registered (and left)" test "$(grep -c 'kam-register: aor=\[sip:bob-gone@' "$KAM_LOG" || true)" -ge 1
-sleep 0.3
+check "gone: B registered (and left)" \
+    test "$(grep -c 'kam-register: aor=\[sip:bob-gone@' "$KAM_LOG" || true)" -ge 1
+for _ in $(seq 1 50); do # every UA so far has ended: wait (5 s at most) for the edge to see it
+    [ "$(metric '^sipedge_client_connections')" -eq 0 ] && break
+    sleep 0.1
+done
+check "gone: the edge saw B's connection close" test "$(metric '^sipedge_client_connections')" -eq 0
 check "gone: the caller gets 480 (Kamailio's answer to the 430)" \
     ua_run a-gone "$P" call_uac_gone.xml alice-gone gone -key callee bob-gone
 check "gone: Kamailio logged the edge's 430 Flow Failed" \
