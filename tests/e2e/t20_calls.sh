@@ -13,9 +13,9 @@
 #   stunnel, the edge's client certificate) sends it to B; Kamailio relays it to the edge's Path.
 # - B registers then leaves: a call to B gets 430 Flow Failed from the edge (Kamailio logs it and
 #   answers the caller 480).
-# - The edge's own refusals: a Route with a forged flow token gets 403; an INVITE on a connection
-#   that never registered gets 407; on a bound connection, an INVITE from another user gets 403;
-#   none of them reaches Kamailio.
+# - The edge's own refusals: a Route with a forged flow token gets 403, from a client (it never
+#   reaches Kamailio) and from UCM's side; an INVITE on a connection that never registered gets
+#   407; on a bound connection, an INVITE from another user gets 403; neither reaches Kamailio.
 # - The edge's metrics count what it carried, by method (sipedge_sip_requests_total,
 #   sipedge_sip_responses_total).
 # The edge's config: sip.edge_host 127.0.0.1, so its Path and Via name 127.0.0.1:<client port>,
@@ -121,6 +121,14 @@ check "forged: a Route with a forged flow token gets 403" \
     ua_run a-forged "$P" call_uac_forged_route.xml alice-forged forged -key callee bob-call \
     -key route "$forged"
 check "forged: ... and never reached Kamailio" test "$(kam_count forged 'kam-req: ')" -eq 0
+# ... and from UCM's side: an in-dialog-looking BYE from the UCM-side peer whose Route, after
+# Kamailio's own entry, names the edge with a forged flow token: Kamailio relays it on the
+# edge's pooled connection, the edge answers 403.
+check "forged-ucm: a UCM-side request with a forged flow token gets 403 from the edge" \
+    ua_run c-forged "$PK" call_uac_forged_route.xml carol-forged forged-ucm -key callee bob-call \
+    -key route "<sip:127.0.0.1:$KAM_PORT;transport=tls;lr>, $forged"
+check "forged-ucm: ... relayed by Kamailio from the edge" \
+    kam_saw forged-ucm 'kam-reply: 403 [A-Za-z ]*cseq=\[7 BYE\].*peer_cn=\[edge.example.test\]'
 check "unbound: an INVITE before any REGISTER gets 407 with the Bearer challenge" \
     ua_run a-unbound "$P" call_uac_unbound.xml alice-unbound unbound -key callee bob-call
 check "unbound: ... and never reached Kamailio" test "$(kam_count unbound 'kam-req: ')" -eq 0
@@ -132,10 +140,10 @@ check "wrongfrom: ... and never reached Kamailio" test "$(kam_count wrongfrom 'k
 # 7. The edge's books (docs/metrics.md). Requests from clients: INVITE 8 (call 2 with the
 # re-INVITE, hangup, cancel, busy, gone, unbound, wrongfrom), BYE 3 (call, hangup from B,
 # forged), CANCEL 1. Relayed answers (source upstream) to the callers' INVITEs and BYEs: 200 to 3
-# INVITEs and 2 BYEs, the 486, 487 and 480 (4xx); the edge's own: 407 and 403 to INVITEs, 403 to
-# the forged BYE, 200 to the CANCEL. The responses counter also counts what the edge relays
-# towards UCM (the callees' answers) and its own answers to UCM's requests (CANCEL, 430): "at
-# least" for those, exact for the edge's refusals of client requests.
+# INVITEs and 2 BYEs, the 486, 487 and 480 (4xx); the edge's own: 407 and 403 to INVITEs
+# (exact), 403 to the forged BYE, 200 to the CANCEL. The responses counter also counts what the
+# edge relays towards UCM (the callees' answers) and its own answers to UCM's requests (CANCEL,
+# 430, the forged BYE's 403): "at least" for those.
 curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$T/metrics.txt" || true
 req() { metric "sipedge_sip_requests_total\\{method=\"$1\"\\}"; }
 rsp() { metric "sipedge_sip_responses_total\\{method=\"$1\",code=\"$2\",source=\"$3\"\\}"; }
@@ -145,10 +153,28 @@ check "metrics: relayed 200s, at least 3 to INVITEs and 2 to BYEs (got $(rsp INV
     test "$(rsp INVITE 200 upstream)" -ge 3 -a "$(rsp BYE 200 upstream)" -ge 2
 check "metrics: relayed 4xx to INVITEs (486, 487, 480), at least 3 (got $(rsp INVITE 4xx upstream))" \
     test "$(rsp INVITE 4xx upstream)" -ge 3
-check "metrics: the edge's 407 and 403 to INVITEs, 403 to the forged BYE (got $(rsp INVITE 407 edge) $(rsp INVITE 403 edge) $(rsp BYE 403 edge))" \
-    test "$(rsp INVITE 407 edge) $(rsp INVITE 403 edge) $(rsp BYE 403 edge)" = "1 1 1"
+check "metrics: the edge's 407 and 403 to INVITEs (got $(rsp INVITE 407 edge) $(rsp INVITE 403 edge))" \
+    test "$(rsp INVITE 407 edge) $(rsp INVITE 403 edge)" = "1 1"
+check "metrics: the edge's 403 to the forged BYEs (got $(rsp BYE 403 edge))" \
+    test "$(rsp BYE 403 edge)" -ge 1
 check "metrics: the edge's 200 to the caller's CANCEL (got $(rsp CANCEL 200 edge))" \
     test "$(rsp CANCEL 200 edge)" -ge 1
+
+# What the edge carried and refused, by its call counters: proxied requests (exact for those
+# from clients; at least for those to clients, where the INVITE that got the 430 was counted
+# too), refusals by the binding (the ACK of a refused INVITE counted too) and UCM's requests
+# that found no client.
+fwd() { metric "sipedge_calls_forwarded_total\\{method=\"$1\",direction=\"$2\"\\}"; }
+check "metrics: forwarded to UCM: 6 INVITEs, 3 ACKs, 2 BYEs (got $(fwd INVITE to_ucm) $(fwd ACK to_ucm) $(fwd BYE to_ucm))" \
+    test "$(fwd INVITE to_ucm) $(fwd ACK to_ucm) $(fwd BYE to_ucm)" = "6 3 2"
+check "metrics: forwarded to clients: at least 5 INVITEs, 2 BYEs, the NOTIFY (other)" \
+    test "$(fwd INVITE to_client)" -ge 5 -a "$(fwd BYE to_client)" -ge 2 -a "$(fwd other to_client)" -ge 1
+check "metrics: refused by the binding: unbound and wrong_user" \
+    test "$(metric 'sipedge_calls_refused_total\{reason="unbound"')" -ge 1 -a \
+    "$(metric 'sipedge_calls_refused_total\{reason="wrong_user"')" -ge 1
+check "metrics: UCM's requests without a client: gone (430; Kamailio's ACK of it may count too), 1 forged (403)" \
+    test "$(metric 'sipedge_flow_failures_total\{reason="gone"')" -ge 1 -a \
+    "$(metric 'sipedge_flow_failures_total\{reason="forged"')" -eq 1
 
 check "no token in the edge's or Kamailio's log" bash -c "! grep -q 'eyJ' '$T/edge.log' '$KAM_LOG'"
 check "Kamailio reported no internal error (CRITICAL/ALERT)" \
