@@ -92,18 +92,22 @@ start_ucmsim() {
     wait_port "$port"
 }
 
-# start_kamailio PORT: Debian's Kamailio as the registrar on tls:127.0.0.1:PORT only, configured by
-# tests/e2e/kamailio/registrar.cfg + tls.cfg: UCM's certificate, a client certificate required and
-# verified against the edge CA, Path stored with each contact, what it received logged. Runs in the
-# foreground with its runtime dir, pid file and log ($KAM_LOG) under $T; KAM_CTL is its control
-# socket (kamcmd -s "$KAM_CTL" ul.dump). stop_kamailio (also run at exit) stops it and its children.
+# start_kamailio PORT [CFG]: Debian's Kamailio on tls:127.0.0.1:PORT only, configured by
+# tests/e2e/kamailio/CFG (default registrar.cfg, the registrar of t08; ucm.cfg is the call-routing
+# UCM of t20) + its TLS profile (CFG's name with -tls.cfg when that file exists, else tls.cfg):
+# UCM's certificate, a client certificate required and verified against the edge CA, Path stored
+# with each contact, what it received logged. Runs in the foreground with its runtime dir, pid
+# file and log ($KAM_LOG) under $T; KAM_CTL is its control socket (kamcmd -s "$KAM_CTL" ul.dump).
+# stop_kamailio (also run at exit) stops it and its children.
 start_kamailio() {
-    local port=$1 run="$T/kamailio"
+    local port=$1 cfg=${2:-registrar.cfg} run="$T/kamailio" tls
+    tls="$SRC/tests/e2e/kamailio/${cfg%.cfg}-tls.cfg"
+    [ -f "$tls" ] || tls="$SRC/tests/e2e/kamailio/tls.cfg"
     mkdir -p "$run"
-    sed "s#@PKI@#$PKI#g" "$SRC/tests/e2e/kamailio/tls.cfg" >"$run/tls.cfg"
+    sed "s#@PKI@#$PKI#g" "$tls" >"$run/tls.cfg"
     KAM_CTL="unix:$run/kamailio_ctl"
     KAM_LOG="$T/kamailio.log"
-    kamailio -DD -E -f "$SRC/tests/e2e/kamailio/registrar.cfg" -A "KAM_PORT=$port" \
+    kamailio -DD -E -f "$SRC/tests/e2e/kamailio/$cfg" -A "KAM_PORT=$port" \
         -A "KAM_TLS_CFG=\"$run/tls.cfg\"" -A "KAM_CTL=\"$KAM_CTL\"" -Y "$run" -P "$run/kamailio.pid" \
         -m 64 -M 8 >"$T/kamailio.out" 2>"$KAM_LOG" &
     KAM_PID=$!
@@ -133,7 +137,8 @@ stop_kamailio() {
 
 # write_edge_config FILE: from variables EDGE_PORT ADMIN_PORT NODES (lines "host port name"),
 # REDIS_PORT (empty: no Redis), UP_CERT UP_KEY UP_CA (default our client cert and UCM's CA),
-# HANDSHAKE_TIMEOUT_MS (client TLS handshake limit, default 3000), EXTRA (raw YAML appended).
+# HANDSHAKE_TIMEOUT_MS (client TLS handshake limit, default 3000), EDGE_HOST (sip.edge_host, the
+# host in the edge's Via and Path; default edge.example.test), EXTRA (raw YAML appended).
 write_edge_config() {
     local f=$1 h p n
     {
@@ -144,7 +149,7 @@ write_edge_config() {
         echo "  tls: {cert: $PKI/server.crt, key: $PKI/server.key}"
         echo "  limits: {handshake_timeout_ms: ${HANDSHAKE_TIMEOUT_MS:-3000}, idle_timeout_ms: 60000}"
         echo "sip:"
-        echo "  edge_host: edge.example.test"
+        echo "  edge_host: ${EDGE_HOST:-edge.example.test}"
         echo "  timer_f_ms: ${TIMER_F_MS:-4000}"
         echo "  retry_after_s: 7"
         echo "upstream:"
@@ -195,22 +200,29 @@ wait_ready() {
 }
 
 # start_stunnel: TLS client in front of SIPp: 127.0.0.1:$STUNNEL_PORT (TCP) -> edge (TLS).
+# Another server: STUNNEL_TARGET (port), STUNNEL_CA (CA file), STUNNEL_HOST (name checked in its
+# certificate); STUNNEL_EXTRA: raw lines added to the service (e.g. cert = / key = ).
 start_stunnel() {
     STUNNEL_PORT=$(free_port)
-    cat >"$T/stunnel.conf" <<EOF
+    local conf="$T/stunnel.conf" log="$T/stunnel.log"
+    if [ -f "$conf" ]; then
+        conf="$T/stunnel-$STUNNEL_PORT.conf"
+        log="$T/stunnel-$STUNNEL_PORT.log"
+    fi
+    cat >"$conf" <<EOF
 foreground = quiet
 pid =
-output = $T/stunnel.log
+output = $log
 [sip]
 client = yes
 accept = 127.0.0.1:$STUNNEL_PORT
-connect = 127.0.0.1:$EDGE_PORT
-CAfile = $PKI/ca.crt
+connect = 127.0.0.1:${STUNNEL_TARGET:-$EDGE_PORT}
+CAfile = ${STUNNEL_CA:-$PKI/ca.crt}
 verifyChain = yes
-checkHost = localhost
+checkHost = ${STUNNEL_HOST:-localhost}
 ${STUNNEL_EXTRA:-}
 EOF
-    stunnel "$T/stunnel.conf" &
+    stunnel "$conf" &
     E2E_PIDS+=($!)
     wait_port "$STUNNEL_PORT"
 }
