@@ -21,6 +21,7 @@ struct txn_table {
     uint64_t k0, k1; /* SipHash key */
     char nonce[8];   /* hex: our branches are not guessable */
     struct txn_timers timers;
+    uint32_t qhead[TXN_TIMER_COUNT], qtail[TXN_TIMER_COUNT]; /* FIFO per timer kind */
 };
 
 /* ---- the table as data -------------------------------------------------------------------- */
@@ -168,6 +169,8 @@ struct txn_table *txn_table_new(uint32_t cap, unsigned worker, const struct txn_
     }
     for (uint32_t i = 0; i < nb; i++)
         tb->buckets[i] = NIL;
+    for (int k = 0; k < TXN_TIMER_COUNT; k++)
+        tb->qhead[k] = tb->qtail[k] = NIL;
     for (uint32_t i = 0; i < cap; i++)
         tb->slots[i].next = i + 1 < cap ? i + 1 : NIL;
     tb->free_head = 0;
@@ -202,8 +205,40 @@ const struct txn *txn_get(const struct txn_table *tb, uint64_t id)
     return t->state != TXN_FREE && t->gen == (uint32_t)(id >> 32) ? t : NULL;
 }
 
+/* Takes slot `s` off the queue of its armed timer (none: no-op). */
+static void dequeue(struct txn_table *tb, uint32_t s)
+{
+    struct txn *t = &tb->slots[s];
+    unsigned k = t->timer;
+    if (k == TXN_TIMER_NONE || k >= TXN_TIMER_KEEP)
+        return;
+    if (t->tprev != NIL)
+        tb->slots[t->tprev].tnext = t->tnext;
+    else
+        tb->qhead[k] = t->tnext;
+    if (t->tnext != NIL)
+        tb->slots[t->tnext].tprev = t->tprev;
+    else
+        tb->qtail[k] = t->tprev;
+    t->tprev = t->tnext = NIL;
+}
+
+/* Appends slot `s` to the queue of timer `k` (its deadline is the latest of that kind). */
+static void enqueue(struct txn_table *tb, uint32_t s, unsigned k)
+{
+    struct txn *t = &tb->slots[s];
+    t->tnext = NIL;
+    t->tprev = tb->qtail[k];
+    if (tb->qtail[k] != NIL)
+        tb->slots[tb->qtail[k]].tnext = s;
+    else
+        tb->qhead[k] = s;
+    tb->qtail[k] = s;
+}
+
 static void unlink_slot(struct txn_table *tb, uint32_t slot)
 {
+    dequeue(tb, slot);
     struct txn *t = &tb->slots[slot];
     uint32_t *pp = &tb->buckets[bucket_of(tb, t->client_id, slice_make(t->branch, t->branch_len))];
 
@@ -230,6 +265,8 @@ static void arm(struct txn_table *tb, struct txn *t, enum txn_timer timer, int64
     };
     if (timer == TXN_TIMER_KEEP)
         return;
+    uint32_t slot = (uint32_t)(t - tb->slots);
+    dequeue(tb, slot);
     t->timer = (uint8_t)timer;
     if (timer == TXN_TIMER_NONE) {
         t->deadline_ms = INT64_MAX;
@@ -238,6 +275,7 @@ static void arm(struct txn_table *tb, struct txn *t, enum txn_timer timer, int64
     uint32_t ms;
     memcpy(&ms, (const char *)&tb->timers + off[timer], sizeof(ms));
     t->deadline_ms = now + ms;
+    enqueue(tb, slot, timer);
 }
 
 /* ---- matching -------------------------------------------------------------------------------- */
@@ -312,6 +350,8 @@ int txn_step(struct txn_table *tb, uint64_t id, enum txn_event ev, int64_t now_m
     out->from = (enum txn_state)t->state;
     if (r == 0) {
         *out = (struct txn_out){out->from, out->from, TXN_A_ABSORB, false};
+        if (ev == TXN_EV_TIMEOUT) /* a timer no row handles must not fire again and again */
+            arm(tb, t, TXN_TIMER_NONE, now_ms);
         return 0;
     }
     const struct txn_row *row = &rows[r - 1];
@@ -420,14 +460,12 @@ size_t txn_expired(const struct txn_table *tb, int64_t now_ms, uint64_t *ids, si
     size_t n = 0;
     int64_t next = INT64_MAX;
 
-    for (uint32_t i = 0; i < tb->cap && n < cap; i++) {
-        const struct txn *t = &tb->slots[i];
-        if (t->state == TXN_FREE || t->timer == TXN_TIMER_NONE)
-            continue;
-        if (t->deadline_ms <= now_ms)
-            ids[n++] = id_of(tb, i);
-        else if (t->deadline_ms < next)
-            next = t->deadline_ms;
+    for (unsigned k = TXN_TIMER_NONE + 1; k < TXN_TIMER_KEEP; k++) {
+        uint32_t s = tb->qhead[k];
+        for (; s != NIL && n < cap && tb->slots[s].deadline_ms <= now_ms; s = tb->slots[s].tnext)
+            ids[n++] = id_of(tb, s);
+        if (s != NIL && tb->slots[s].deadline_ms < next)
+            next = tb->slots[s].deadline_ms;
     }
     *next_ms = next;
     return n;

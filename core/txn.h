@@ -193,15 +193,16 @@ struct txn_timers {
 
 /** One transaction. Read-only for callers (txn_get()); `user` is theirs. */
 struct txn {
-    uint32_t gen;        /* bumped when freed */
-    uint8_t state;       /* enum txn_state */
-    uint8_t kind;        /* enum txn_kind */
-    uint8_t timer;       /* enum txn_timer armed (TXN_TIMER_NONE: none) */
-    uint8_t method;      /* enum sip_method that opened it */
-    int64_t deadline_ms; /* when `timer` runs out (monotonic ms) */
-    uint32_t client_id;  /* the sender's connection (the caller's id, opaque here) */
-    uint32_t next;       /* hash chain or free list */
-    uint64_t user;       /* the caller's */
+    uint32_t gen;          /* bumped when freed */
+    uint8_t state;         /* enum txn_state */
+    uint8_t kind;          /* enum txn_kind */
+    uint8_t timer;         /* enum txn_timer armed (TXN_TIMER_NONE: none) */
+    uint8_t method;        /* enum sip_method that opened it */
+    int64_t deadline_ms;   /* when `timer` runs out (monotonic ms) */
+    uint32_t client_id;    /* the sender's connection (the caller's id, opaque here) */
+    uint32_t next;         /* hash chain or free list */
+    uint32_t tprev, tnext; /* the queue of its armed timer (one FIFO per timer kind) */
+    uint64_t user;         /* the caller's */
     uint8_t branch_len, sent_by_len;
     char branch[TXN_BRANCH_MAX];
     char sent_by[TXN_SENT_BY_MAX];
@@ -289,9 +290,10 @@ enum txn_req_match txn_match_request(const struct txn_table *tb, uint32_t client
 
 /**
  * Ids of transactions whose timer ran out by `now_ms` into `ids[0..cap)` (at most `cap`; call
- * again if it returns `cap`). The caller steps each with TXN_EV_TIMEOUT. `*next_ms` gets the
- * earliest deadline still ahead (INT64_MAX if none). A linear scan of the table: a timer wheel
- * replaces it when the table is wired into the worker.
+ * again if it returns `cap`). The caller steps each with TXN_EV_TIMEOUT (which disarms or moves
+ * its timer). `*next_ms` gets the earliest deadline still ahead (INT64_MAX if none). Every timer
+ * of one kind has the same duration, so each kind is a FIFO in deadline order (arming appends,
+ * re-arming moves to the tail): the cost is O(expired + timer kinds), not a walk of the table.
  */
 size_t txn_expired(const struct txn_table *tb, int64_t now_ms, uint64_t *ids, size_t cap,
                    int64_t *next_ms);

@@ -419,3 +419,75 @@ Test(txn, status_to_event_and_names)
     cr_assert_str_eq(txn_timer_name(TXN_TIMER_C), "timer_c");
     cr_assert_str_eq(txn_event_name(TXN_EV_COUNT), "unknown");
 }
+
+/* Many transactions with every timer kind, re-armed Timer C included: txn_expired() returns
+ * exactly the live ones whose deadline passed (a brute-force walk of the ids says which), in
+ * batches when `cap` is small, and nothing is returned twice once stepped. */
+Test(txn, expiry_by_timer_queues_matches_a_brute_force_walk)
+{
+    enum { N = 3000 };
+    static uint64_t ids[N];
+    struct txn_table *big = txn_table_new(N, 1, &timers);
+    cr_assert_not_null(big);
+    int64_t now = 0;
+    for (int i = 0; i < N; i++) {
+        char br[32];
+        snprintf(br, sizeof(br), "z9hG4bKq%d", i);
+        struct txn_out o;
+        now += i % 3;
+        enum sip_method m = i % 2 ? SIP_METHOD_INVITE : SIP_METHOD_BYE;
+        cr_assert_eq(
+            txn_open(big, m, 1, slice_make(br, strlen(br)), SLICE_LIT("h"), now, &ids[i], &o), 0);
+        if (m == SIP_METHOD_INVITE && i % 5 == 1) /* Timer C, then re-armed later */
+            txn_step(big, ids[i], TXN_EV_1XX, now, &o);
+        if (m == SIP_METHOD_INVITE && i % 7 == 3) /* Timer L */
+            txn_step(big, ids[i], TXN_EV_2XX, now, &o);
+        if (m == SIP_METHOD_INVITE && i % 11 == 5) /* Timer H */
+            txn_step(big, ids[i], TXN_EV_FINAL, now, &o);
+        if (i % 13 == 0 && i > 0 && txn_get(big, ids[i - 13]) != NULL &&
+            txn_get(big, ids[i - 13])->timer == TXN_TIMER_C)
+            txn_step(big, ids[i - 13], TXN_EV_1XX, now, &o); /* C moves to the queue's tail */
+    }
+    size_t fired = 0;
+    for (int64_t t = 0; t <= now + 200000; t += 250) {
+        /* brute force: which live transactions are due now */
+        size_t due = 0;
+        for (int i = 0; i < N; i++) {
+            const struct txn *x = txn_get(big, ids[i]);
+            if (x != NULL && x->timer != TXN_TIMER_NONE && x->deadline_ms <= t)
+                due++;
+        }
+        size_t got = 0;
+        for (;;) {
+            uint64_t batch[7];
+            int64_t next;
+            size_t n = txn_expired(big, t, batch, 7, &next);
+            for (size_t k = 0; k < n; k++) {
+                const struct txn *x = txn_get(big, batch[k]);
+                cr_assert_not_null(x);
+                cr_assert_leq(x->deadline_ms, t);
+                struct txn_out o;
+                cr_assert_eq(txn_step(big, batch[k], TXN_EV_TIMEOUT, t, &o), 0);
+                cr_assert(o.listed, "a timer fired in a state without a timeout row");
+            }
+            got += n;
+            if (n < 7) {
+                cr_assert_gt(next, t, "what is left is in the future");
+                break;
+            }
+        }
+        /* a TIMEOUT may arm the next timer (Timed-Out waits CANCEL): those count later */
+        cr_assert_geq(got, due > 0 ? 1 : 0);
+        cr_assert_leq(got, due + (size_t)N);
+        fired += got;
+        for (int i = 0; i < N; i++) { /* nothing due is left behind */
+            const struct txn *x = txn_get(big, ids[i]);
+            cr_assert(x == NULL || x->timer == TXN_TIMER_NONE || x->deadline_ms > t,
+                      "slot %d due at %lld left at %lld", i, (long long)x->deadline_ms,
+                      (long long)t);
+        }
+    }
+    cr_assert_eq(txn_count(big), 0, "every transaction ended by its timers");
+    cr_assert_geq(fired, N);
+    txn_table_free(big);
+}
