@@ -17,6 +17,7 @@ struct txn_table {
     struct txn *slots;
     uint32_t *buckets; /* head of each hash chain (slot index or NIL) */
     uint32_t cap, mask, free_head, count;
+    uint32_t fresh; /* slots below it have been used; above it, never touched (no RSS) */
     unsigned worker;
     uint64_t k0, k1; /* SipHash key */
     char nonce[8];   /* hex: our branches are not guessable */
@@ -171,9 +172,8 @@ struct txn_table *txn_table_new(uint32_t cap, unsigned worker, const struct txn_
         tb->buckets[i] = NIL;
     for (int k = 0; k < TXN_TIMER_COUNT; k++)
         tb->qhead[k] = tb->qtail[k] = NIL;
-    for (uint32_t i = 0; i < cap; i++)
-        tb->slots[i].next = i + 1 < cap ? i + 1 : NIL;
-    tb->free_head = 0;
+    tb->free_head = NIL; /* freed slots; never-used ones come from `fresh`, untouched till then */
+    tb->fresh = 0;
     return tb;
 }
 
@@ -310,12 +310,14 @@ int txn_open(struct txn_table *tb, enum sip_method method, uint32_t client_id, s
         return -ENAMETOOLONG;
     if (find(tb, client_id, branch, sent_by, method) != NIL)
         return -EEXIST;
-    if (tb->free_head == NIL)
+    if (tb->free_head == NIL && tb->fresh == tb->cap)
         return -ENOSPC;
 
-    uint32_t slot = tb->free_head, b = bucket_of(tb, client_id, branch);
+    uint32_t slot = tb->free_head != NIL ? tb->free_head : tb->fresh++;
+    uint32_t b = bucket_of(tb, client_id, branch);
     struct txn *t = &tb->slots[slot];
-    tb->free_head = t->next;
+    if (slot == tb->free_head)
+        tb->free_head = t->next;
     t->kind = method == SIP_METHOD_INVITE ? TXN_KIND_INVITE : TXN_KIND_NON_INVITE;
     t->state = t->kind == TXN_KIND_INVITE ? TXN_CALLING : TXN_TRYING;
     t->method = (uint8_t)method;
