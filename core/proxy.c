@@ -127,11 +127,18 @@ static void fifo_remove(struct proxy *p, struct reg_txn *t)
 
 static struct reg_txn *reg_alloc(struct proxy *p, uint32_t client_id, int64_t now)
 {
-    if (p->free_head == PROXY_NIL)
+    struct reg_txn *t;
+    if (p->free_head != PROXY_NIL) {
+        t = &p->txns[p->free_head];
+        p->free_head = t->next;
+    } else if (p->fresh < p->cap) { /* a never-used slot: first touched now */
+        t = &p->txns[p->fresh];
+        t->slot = p->fresh++;
+    } else {
         return NULL;
-    struct reg_txn *t = &p->txns[p->free_head];
-    p->free_head = t->next;
+    }
     t->client_id = client_id;
+    t->bind_exp = 0;
     t->started = now;
     t->deadline = now + p->cfg.timer_f_ms;
     fifo_push(p, t);
@@ -469,9 +476,8 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
         }
     }
     /* What this REGISTER's 2xx binds the connection to (core/policy.h). */
-    t->dereg = policy_is_deregister(req);
-    t->bind_len = user.len <= POLICY_USER_MAX ? (uint8_t)user.len : 0;
-    memcpy(t->bind_user, user.base, t->bind_len);
+    /* The 2xx binds the connection to the To user (the token's identity, checked equal above;
+     * for a signature-only token the user UCM itself checks): read again from the kept copy. */
     t->bind_exp = res->exp > 0 ? res->exp : auth_now_ms() / 1000 + 3600;
     forward(p, t, req, now);
 }
@@ -603,17 +609,19 @@ bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct s
 
 /* A 2xx to a token-verified REGISTER: its connection is now bound to that identity, or unbound
  * by a de-REGISTER (core/policy.h). */
-static void bind_client(struct proxy *p, const struct reg_txn *t)
+static void bind_client(struct proxy *p, struct reg_txn *t)
 {
-    if (p->env.client_binding == NULL || t->bind_len == 0)
+    if (p->env.client_binding == NULL || t->bind_exp == 0)
         return;
     struct policy_binding *b = p->env.client_binding(p->env.ctx, t->client_id);
-    if (b == NULL)
+    struct sip_msg reg;
+    struct slice user;
+    if (b == NULL || !reg_rescan(p, t, &reg) || aor_user(&reg, &user) < 0)
         return;
-    if (t->dereg)
+    if (policy_is_deregister(&reg))
         policy_unbind(b);
     else
-        policy_bind(b, slice_make(t->bind_user, t->bind_len), t->bind_exp);
+        policy_bind(b, user, t->bind_exp);
 }
 
 /* Decodes our branch "z9hG4bK-se<nonce>.<worker>.<slot>.<gen>". */
@@ -869,13 +877,10 @@ struct proxy *proxy_new(const struct proxy_cfg *cfg, const struct proxy_env *env
     p->fifo_head = p->fifo_tail = PROXY_NIL;
     p->last_mismatch_log = INT64_MIN / 2; /* the first one is logged, however early */
     p->last_503_log = INT64_MIN / 2;
-    /* Free list in slot order: the first slots get used first and stay hot. */
-    for (uint32_t i = 0; i < cap; i++) {
-        p->txns[i].slot = i;
-        p->txns[i].prev = PROXY_NIL;
-        p->txns[i].next = i + 1 < cap ? i + 1 : PROXY_NIL;
-    }
-    p->free_head = 0;
+    /* Slots are taken in order and touched only then (no resident table at start); freed ones go
+     * on a LIFO list, so the hot ones get reused. */
+    p->free_head = PROXY_NIL;
+    p->fresh = 0;
     if (p->realm == NULL || p->server == NULL || p->via_host == NULL || calls_init(p) < 0) {
         proxy_free(p);
         return NULL;

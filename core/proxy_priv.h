@@ -56,10 +56,7 @@ struct reg_txn {
     char *req;           /* copy of the request (malloc; kept small: see reg_keep) */
     uint32_t req_len;
     /* a token-verified REGISTER: the binding its 2xx makes (core/policy.h) */
-    bool dereg;
-    uint8_t bind_len;
-    char bind_user[POLICY_USER_MAX];
-    int64_t bind_exp;
+    int64_t bind_exp; /* its token's exp (0: nothing to bind); the user is the kept To's */
     uint32_t up_conn; /* FORWARDED: the upstream connection it went out on */
 };
 
@@ -82,6 +79,7 @@ struct proxy {
     bool resending; /* inside proxy_on_upstream_gone() */
     uint32_t cap, mask;
     uint32_t free_head;
+    uint32_t fresh; /* slots from here on were never used (untouched memory) */
     uint32_t fifo_head, fifo_tail;
     char resp[PROXY_RESP_MAX];
     /* calls (core/calls.c) */
