@@ -532,6 +532,32 @@ static bool on_ack(struct proxy *p, const struct hop *h, struct slice branch, st
     return r == TXN_REQ_RETRANSMIT;
 }
 
+/* The top Via (400 without a branch: RFC 2543 matching is not supported), then what the
+ * transaction table already knows: a CANCEL (always dealt with here: its INVITE was allowed,
+ * no binding check of its own), a non-2xx ACK, a retransmission. True when `req` is dealt with;
+ * false with `via` and `sent_by` set when it goes on to routing. */
+static bool match_first(struct proxy *p, const struct hop *h, const struct sip_msg *req,
+                        struct sip_via *via, struct slice *sent_by, int64_t now)
+{
+    enum sip_method m = req->method;
+    memset(via, 0, sizeof(*via));
+    bool parsed = sip_parse_via(req->via_first, via) == 0;
+    if (!parsed || via->branch.len == 0) {
+        refuse(p, h, req, 400, parsed ? "Via Without Branch" : "Bad Via");
+        return true;
+    }
+    *sent_by = sent_by_of(via, req->via_first);
+    if (m == SIP_METHOD_CANCEL) {
+        on_cancel(p, h, req, via->branch, *sent_by, now);
+        return true;
+    }
+    if (m == SIP_METHOD_ACK)
+        return on_ack(p, h, via->branch, *sent_by, now);
+    uint64_t id;
+    return txn_match_request(p->tb, h->from_ucm ? CALLS_UCM_ID : h->conn, m, via->branch, *sent_by,
+                             &id) == TXN_REQ_RETRANSMIT;
+}
+
 /* ---- client → UCM ------------------------------------------------------------------------- */
 
 void calls_forward_verified(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
@@ -586,24 +612,8 @@ void calls_client_request(struct proxy *p, uint32_t cid, const struct sip_msg *r
     }
     struct hop h = {.from_ucm = false, .conn = cid, .in_node = -1};
     struct sip_via via;
-    if (sip_parse_via(req->via_first, &via) < 0) {
-        refuse(p, &h, req, 400, "Bad Via");
-        return;
-    }
-    if (via.branch.len == 0) { /* RFC 2543 matching is not supported (docs/internals/calls.md) */
-        refuse(p, &h, req, 400, "Via Without Branch");
-        return;
-    }
-    struct slice sent_by = sent_by_of(&via, req->via_first);
-    if (m == SIP_METHOD_CANCEL) { /* its INVITE was allowed: no binding check of its own */
-        on_cancel(p, &h, req, via.branch, sent_by, now);
-        return;
-    }
-    if (m == SIP_METHOD_ACK && on_ack(p, &h, via.branch, sent_by, now))
-        return;
-    uint64_t id;
-    if (m != SIP_METHOD_ACK &&
-        txn_match_request(p->tb, cid, m, via.branch, sent_by, &id) == TXN_REQ_RETRANSMIT)
+    struct slice sent_by;
+    if (match_first(p, &h, req, &via, &sent_by, now))
         return;
     if (v->has_cred) { /* RFC 8898: a request may carry its own token; verified like a REGISTER */
         proxy_verify_request(p, cid, req, &v->cred, now);
@@ -648,24 +658,8 @@ void calls_ucm_request(struct proxy *p, uint32_t conn_id, int node, const struct
         return;
     }
     struct sip_via via;
-    if (sip_parse_via(req->via_first, &via) < 0) {
-        refuse(p, &h, req, 400, "Bad Via");
-        return;
-    }
-    if (via.branch.len == 0) { /* RFC 2543 matching is not supported (docs/internals/calls.md) */
-        refuse(p, &h, req, 400, "Via Without Branch");
-        return;
-    }
-    struct slice sent_by = sent_by_of(&via, req->via_first);
-    if (m == SIP_METHOD_CANCEL) {
-        on_cancel(p, &h, req, via.branch, sent_by, now);
-        return;
-    }
-    if (m == SIP_METHOD_ACK && on_ack(p, &h, via.branch, sent_by, now))
-        return;
-    uint64_t id;
-    if (m != SIP_METHOD_ACK &&
-        txn_match_request(p->tb, CALLS_UCM_ID, m, via.branch, sent_by, &id) == TXN_REQ_RETRANSMIT)
+    struct slice sent_by;
+    if (match_first(p, &h, req, &via, &sent_by, now))
         return;
     struct route_decision d;
     enum route_verdict rv = route_decide(&p->self, req, &d);

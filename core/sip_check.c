@@ -197,7 +197,34 @@ static bool check_uri_and_hops(const struct sip_msg *msg, struct sip_verdict *v)
     return true;
 }
 
-void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip_verdict *v)
+/* The credentials of a REGISTER (`register_`) or of a request to forward (FORWARD, with its own
+ * Bearer when it carries one, RFC 8898). */
+static void check_credentials(const struct sip_msg *msg, struct slice realm, bool register_,
+                              struct sip_verdict *v)
+{
+    enum sip_method m = msg->method;
+    int r = !register_ && (m == SIP_METHOD_ACK || m == SIP_METHOD_CANCEL)
+                ? -SIP_CRED_NONE
+                : sip_find_bearer(msg, realm, &v->cred);
+    if (r == -SIP_CRED_CONFLICT) {
+        answer(v, 400, sip_perr_reason(-r));
+    } else if (r == 0) {
+        v->action = register_ ? SIP_CHECK_AUTH : SIP_CHECK_FORWARD;
+        v->has_cred = !register_;
+    } else if (!register_ && (r == -SIP_CRED_NONE || r == -SIP_CRED_NOT_BEARER)) {
+        v->action = SIP_CHECK_FORWARD; /* the connection's binding decides (core/policy.h) */
+    } else {
+        v->action = SIP_CHECK_CHALLENGE;
+        v->status = 407;
+        /* a malformed Bearer, or one for another realm, is an invalid token */
+        v->error = r == -SIP_CRED_NONE || r == -SIP_CRED_NOT_BEARER ? NULL : "invalid_token";
+    }
+}
+
+/* The checks of a request from a client, or (`from_ucm`) from UCM: no credentials there, its
+ * mutual TLS vouches for it. */
+static void check_request(const struct sip_msg *msg, struct slice realm, bool from_ucm,
+                          struct sip_verdict *v)
 {
     memset(v, 0, offsetof(struct sip_verdict, cred));
     v->buf[0] = '\0';
@@ -221,34 +248,11 @@ void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip
             v->extra[1] = SLICE_LIT("Supported: " SIP_CHECK_SUPPORTED);
             v->n_extra = 2;
         }
-    } else if (m == SIP_METHOD_REGISTER) {
-        int r = sip_find_bearer(msg, realm, &v->cred);
-        if (r == 0) {
-            v->action = SIP_CHECK_AUTH;
-        } else if (r == -SIP_CRED_CONFLICT) {
-            answer(v, 400, sip_perr_reason(-r));
-        } else {
-            v->action = SIP_CHECK_CHALLENGE;
-            v->status = 407;
-            /* a malformed Bearer, or one for another realm, is an invalid token */
-            v->error = r == -SIP_CRED_NONE || r == -SIP_CRED_NOT_BEARER ? NULL : "invalid_token";
-        }
-    } else {
-        /* Every other method, known or not, is proxied (RFC 3261 §16): who may send it is the
-         * connection's binding (core/policy.h), or Bearer credentials of its own (RFC 8898). */
+    } else if (from_ucm) {
         v->action = SIP_CHECK_FORWARD;
-        int r = m == SIP_METHOD_ACK || m == SIP_METHOD_CANCEL
-                    ? -SIP_CRED_NONE
-                    : sip_find_bearer(msg, realm, &v->cred);
-        if (r == -SIP_CRED_CONFLICT) {
-            answer(v, 400, sip_perr_reason(-r));
-        } else if (r == 0) {
-            v->has_cred = true;
-        } else if (r != -SIP_CRED_NONE && r != -SIP_CRED_NOT_BEARER) {
-            v->action = SIP_CHECK_CHALLENGE; /* a Bearer that cannot be a valid token */
-            v->status = 407;
-            v->error = "invalid_token";
-        }
+    } else {
+        /* REGISTER needs a token; every other method, known or not, is proxied (RFC 3261 §16) */
+        check_credentials(msg, realm, m == SIP_METHOD_REGISTER, v);
     }
     if (m == SIP_METHOD_ACK && v->action != SIP_CHECK_FORWARD) {
         /* never answered (RFC 3261 17.2.3), valid or not: a bad one is dropped */
@@ -257,34 +261,14 @@ void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip
     }
 }
 
+void sip_check_request(const struct sip_msg *msg, struct slice realm, struct sip_verdict *v)
+{
+    check_request(msg, realm, false, v);
+}
+
 void sip_check_ucm_request(const struct sip_msg *msg, struct sip_verdict *v)
 {
-    memset(v, 0, offsetof(struct sip_verdict, cred));
-    v->buf[0] = '\0';
-    enum sip_method m = msg->method;
-    if (!msg->is_request) {
-        v->action = SIP_CHECK_DROP;
-        return;
-    }
-    enum sip_hdr dup = sip_check_single(msg);
-    if (dup != SIP_HDR_OTHER)
-        answer_hdr(v, 400, "Duplicate", dup);
-    else if (!check_headers(msg, v) || !check_uri_and_hops(msg, v))
-        ;
-    else if (m != SIP_METHOD_ACK && m != SIP_METHOD_CANCEL &&
-             check_option_tags(msg, SIP_HDR_PROXY_REQUIRE, v))
-        ;
-    else if (m == SIP_METHOD_OPTIONS && options_is_local(msg)) {
-        answer(v, 200, "OK"); /* UCM's keep-alive towards the edge */
-        v->extra[0] = SLICE_LIT("Allow: " SIP_CHECK_ALLOW);
-        v->extra[1] = SLICE_LIT("Supported: " SIP_CHECK_SUPPORTED);
-        v->n_extra = 2;
-    } else
-        v->action = SIP_CHECK_FORWARD;
-    if (m == SIP_METHOD_ACK && v->action != SIP_CHECK_FORWARD) {
-        memset(v, 0, offsetof(struct sip_verdict, cred));
-        v->action = SIP_CHECK_DROP;
-    }
+    check_request(msg, SLICE_LIT(""), true, v);
 }
 
 /* "SIP/<digits>.<digits>" in any case of "SIP": a version, if not ours (RFC 3261 §21.5.6). */

@@ -14,14 +14,10 @@
 #include "core/proxy.h"
 #include "core/route.h"
 #include "core/sip.h"
+#include "sent.h"
 
 #define MAX_SENT 32
 #define WORKER   1
-
-struct sent {
-    uint32_t id;
-    char text[8192];
-};
 
 static struct sent to_client[MAX_SENT], to_ucm[MAX_SENT], posted[MAX_SENT];
 static int n_client, n_ucm, n_posted;
@@ -32,18 +28,6 @@ static uint64_t flow_txn; /* the txn id of the last flow_send to another worker 
 static struct flow_keys keys;
 static struct proxy *p;
 static struct auth_worker *aw;
-
-static void join(struct sent *s, uint32_t id, const struct slice *iov, size_t n)
-{
-    size_t off = 0;
-    s->id = id;
-    for (size_t i = 0; i < n; i++) {
-        cr_assert_lt(off + iov[i].len, sizeof(s->text));
-        memcpy(s->text + off, iov[i].base, iov[i].len);
-        off += iov[i].len;
-    }
-    s->text[off] = 0;
-}
 
 static int f_client_send(void *ctx, uint32_t id, const struct slice *iov, size_t n)
 {

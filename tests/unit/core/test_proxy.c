@@ -12,32 +12,16 @@
 #include "core/log.h"
 #include "core/proxy.h"
 #include "core/sip.h"
+#include "sent.h"
 #include "core/sip_check.h"
 #include "core/sip_parse.h"
 
 #define MAX_SENT 16
 
-struct sent {
-    uint32_t id;
-    char text[8192];
-};
-
 static struct sent to_client[MAX_SENT], to_upstream[MAX_SENT];
 static int n_client, n_upstream;
 static int upstream_result;               /* what upstream_send returns */
 static uint32_t gone_client = UINT32_MAX; /* client_send says -ENOTCONN for this id */
-
-static void join(struct sent *s, uint32_t id, const struct slice *iov, size_t n)
-{
-    size_t off = 0;
-    s->id = id;
-    for (size_t i = 0; i < n; i++) {
-        cr_assert_lt(off + iov[i].len, sizeof(s->text));
-        memcpy(s->text + off, iov[i].base, iov[i].len);
-        off += iov[i].len;
-    }
-    s->text[off] = 0;
-}
 
 static int fake_client_send(void *ctx, uint32_t id, const struct slice *iov, size_t n)
 {
