@@ -39,6 +39,10 @@ static void mark_answered(struct proxy *p, struct call_slot *s)
     if (!s->answered) {
         s->answered = true;
         p->stats.calls_pending--;
+        struct policy_binding *b =
+            s->to_client ? NULL : p->env.client_binding(p->env.ctx, s->sender);
+        if (b != NULL && b->flow_tag == s->sender_tag && b->open_txns > 0)
+            b->open_txns--;
     }
 }
 
@@ -399,7 +403,12 @@ static int keep(struct proxy *p, uint64_t id, const struct hop *h, const struct 
     p->stats.calls_pending++;
     metrics_gauge_add(p->shard, 1, METRIC_TRANSACTIONS_OPEN);
     s->to_client = h->from_ucm;
-    s->sender = h->from_ucm ? h->conn : 0;
+    s->sender = h->conn;
+    struct policy_binding *b = h->from_ucm ? NULL : p->env.client_binding(p->env.ctx, h->conn);
+    if (b != NULL) {
+        s->sender_tag = b->flow_tag;
+        b->open_txns++;
+    }
     s->next_conn = h->from_ucm ? 0 : h->up.conn_id;
     s->flow = h->flow;
     s->node = h->from_ucm ? h->in_node : h->up.node;
@@ -437,6 +446,21 @@ static int open_txn(struct proxy *p, const struct hop *h, const struct sip_msg *
     return r;
 }
 
+/* A client connection with max_txn_per_conn requests still unanswered: this one gets 503 with
+ * Retry-After (one authenticated client cannot take the worker's whole table). */
+static bool over_limit(struct proxy *p, const struct hop *h, const struct sip_msg *req)
+{
+    const struct policy_binding *b = p->env.client_binding(p->env.ctx, h->conn);
+    uint32_t max = p->cfg.max_txn_per_conn ? p->cfg.max_txn_per_conn : 256;
+    if (b == NULL || b->open_txns < max)
+        return false;
+    p->stats.txn_limit++;
+    metrics_inc(p->shard, METRIC_CALLS_REFUSED, METRICS_CALL_LIMIT);
+    struct slice extra = SLICE_LIT("Retry-After: 1");
+    proxy_respond(p, h->conn, req, 503, "Too Many Transactions On This Connection", &extra, 1);
+    return true;
+}
+
 /* Ends transaction `id` just opened (Calling / Trying) without a word: the caller answers.
  * `kept`: its slot holds copies (keep() ran). */
 static void drop_txn(struct proxy *p, uint64_t id, bool kept, int64_t now)
@@ -458,6 +482,8 @@ static void forward(struct proxy *p, struct hop *h, const struct sip_msg *req,
     bool stateful = req->method != SIP_METHOD_ACK;
     uint64_t id = CALLS_NO_TXN;
     struct txn_out o = {0};
+    if (stateful && !h->from_ucm && over_limit(p, h, req))
+        return;
     if (stateful && open_txn(p, h, req, branch, sent_by, now, &id, &o) < 0)
         return;
     char via[PROXY_VIA_MAX + 300], scratch[1024];

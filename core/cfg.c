@@ -144,6 +144,9 @@ static const struct cfg_list keys_list = {key_fields,
       listen.limits.message_timeout_ms, "10000", 100, 600000, 0, NULL,                             \
       "a message must be complete this long after its first byte (slowloris), else the "           \
       "connection is cut")                                                                         \
+    X(LIMITS_MAX_TRANSACTIONS_PER_CONN, "listen.limits.max_transactions_per_conn", T_U32,          \
+      listen.limits.max_transactions_per_conn, "256", 1, 65536, 0, NULL,                           \
+      "requests other than REGISTER one client connection may have open at once (more: 503)")      \
     X(LISTEN_DRAIN_TIMEOUT_MS, "listen.drain_timeout_ms", T_U32, listen.drain_timeout_ms, "10000", \
       0, 600000, 0, NULL,                                                                          \
       "SIGTERM: keep serving open connections this long (less once every client left), then "      \

@@ -98,16 +98,17 @@ struct cfg_strlist {
 };
 
 struct cfg_limits {
-    uint32_t max_message;          /* bytes of one SIP message, headers + body */
-    uint32_t max_headers;          /* header fields per message */
-    uint32_t max_line;             /* bytes of one header line (after unfolding) */
-    uint32_t max_token;            /* bytes of a bearer token */
-    uint32_t max_conns_per_ip;     /* 0 = unlimited */
-    uint32_t max_conns_per_worker; /* client connections per worker */
-    uint32_t handshake_timeout_ms; /* TLS handshake must end within */
-    uint32_t idle_timeout_ms;      /* close a client connection silent this long */
-    uint32_t out_queue_max;        /* bytes queued towards one peer before it is cut off */
-    uint32_t message_timeout_ms;   /* first byte of a message -> complete, else cut */
+    uint32_t max_message;               /* bytes of one SIP message, headers + body */
+    uint32_t max_headers;               /* header fields per message */
+    uint32_t max_line;                  /* bytes of one header line (after unfolding) */
+    uint32_t max_token;                 /* bytes of a bearer token */
+    uint32_t max_conns_per_ip;          /* 0 = unlimited */
+    uint32_t max_conns_per_worker;      /* client connections per worker */
+    uint32_t handshake_timeout_ms;      /* TLS handshake must end within */
+    uint32_t idle_timeout_ms;           /* close a client connection silent this long */
+    uint32_t out_queue_max;             /* bytes queued towards one peer before it is cut off */
+    uint32_t message_timeout_ms;        /* first byte of a message -> complete, else cut */
+    uint32_t max_transactions_per_conn; /* open call transactions of one client connection */
 };
 
 struct cfg_listen_tls {

@@ -12,7 +12,8 @@
 
 static const char *const method_v[] = {"REGISTER", "OPTIONS", "other", "INVITE",
                                        "ACK",      "BYE",     "CANCEL"};
-static const char *const call_refused_v[] = {"unbound", "expired", "wrong_user", "bad_from"};
+static const char *const call_refused_v[] = {"unbound", "expired", "wrong_user", "bad_from",
+                                             "limit"};
 static const char *const flow_failure_v[] = {"gone", "forged"};
 static const char *const direction_v[] = {"to_ucm", "to_client"};
 _Static_assert(sizeof(call_refused_v) / sizeof(*call_refused_v) == METRICS_CALL_REFUSED_COUNT,

@@ -167,6 +167,7 @@ enum metrics_call_refused {
     METRICS_CALL_EXPIRED,     /* 407: the binding token expired */
     METRICS_CALL_WRONG_USER,  /* 403: From is another user */
     METRICS_CALL_BAD_FROM,    /* 403: From without a user */
+    METRICS_CALL_LIMIT,       /* 503: the connection has max_transactions_per_conn open */
     /* METRICS_CALL_REFUSED_COUNT */
     METRICS_CALL_REFUSED_COUNT
 };
@@ -273,7 +274,7 @@ enum metrics_type {
       METHOD, DIRECTION, NONE)                                                                     \
     X(CALLS_REFUSED, "sipedge_calls_refused_total", METRICS_COUNTER,                               \
       "Client requests other than REGISTER refused by the connection binding (unbound, expired: "  \
-      "407; wrong_user, bad_from: 403).",                                                          \
+      "407; wrong_user, bad_from: 403) or its limit of open transactions (limit: 503).",           \
       CALL_REFUSED, NONE, NONE)                                                                    \
     X(FLOW_FAILURES, "sipedge_flow_failures_total", METRICS_COUNTER,                               \
       "Requests from UCM that could not reach their client (gone: 430 Flow Failed; forged: 403).", \

@@ -29,7 +29,7 @@ void policy_unbind(struct policy_binding *b)
 {
     b->bound = false;
     b->user_len = 0;
-    b->exp_s = 0; /* the flow tag and token stay: they name the connection, not the user */
+    b->exp_s = 0; /* the flow tag, token and open count stay: they are the connection's */
 }
 
 enum policy_verdict policy_check(const struct policy_binding *b, const struct sip_msg *req,

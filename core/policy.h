@@ -22,6 +22,7 @@ struct policy_binding {
     int64_t exp_s;       /* the binding token's exp (seconds since the epoch) */
     uint32_t flow_tag;   /* the connection's random flow tag (core/flow.h), set by the glue */
     bool has_flow_token; /* flow_token holds this connection's flow token (minted once) */
+    uint32_t open_txns;  /* its call transactions still waiting for a final answer */
     char flow_token[32]; /* FLOW_TOKEN_LEN characters, no NUL */
 };
 

@@ -103,6 +103,7 @@ struct proxy_cfg {
     uint32_t t1_ms;                    /* RFC 3261 T1 (500): timers B, F, H, L, CANCEL = 64*T1 */
     uint32_t timer_c_ms;               /* INVITE after a provisional (180000) */
     int64_t leeway_s;                  /* token exp leeway for bound connections (60) */
+    uint32_t max_txn_per_conn;         /* open call transactions per client connection (256) */
 };
 
 /** Counters of one worker (monotonic; any thread may read them, torn reads are acceptable). */
@@ -124,6 +125,7 @@ struct proxy_stats {
     uint64_t flow_failed;        /* 430s: the flow's connection is gone */
     uint64_t flow_forged;        /* 403s: a forged or malformed flow token */
     uint64_t cancel_no_match;    /* 481s */
+    uint64_t txn_limit;          /* 503s: a connection at max_txn_per_conn */
     uint64_t calls_open;         /* gauge: call transactions open */
     uint64_t calls_pending;      /* gauge: ... whose sender has no final answer yet */
 };

@@ -107,12 +107,14 @@ struct call_slot {
     uint32_t req_len;
     char *fwd; /* an INVITE as forwarded, headers only: its CANCEL and ACK */
     uint32_t fwd_len;
-    uint32_t sender;    /* UCM → client: the UCM-side connection it came on */
-    uint32_t next_conn; /* client → UCM: the upstream connection it went out on */
-    struct flow flow;   /* UCM → client: the client connection it went to */
-    bool to_client;     /* direction: UCM → client */
-    bool answered;      /* the sender has its final answer (relayed or the edge's own) */
-    int node;           /* the UCM node (client → UCM: where it went; else where it came from) */
+    uint32_t sender;     /* the sender's connection: UCM-side (to_client) or the client's */
+    uint32_t next_conn;  /* client → UCM: the upstream connection it went out on */
+    struct flow flow;    /* UCM → client: the client connection it went to */
+    bool to_client;      /* direction: UCM → client */
+    bool answered;       /* the sender has its final answer (relayed or the edge's own) */
+    uint32_t sender_tag; /* client → UCM: the sender's flow tag (its open count is decremented
+                            only on the same connection) */
+    int node;            /* the UCM node (client → UCM: where it went; else where it came from) */
     int64_t started;
 };
 

@@ -947,6 +947,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .flow_keys = &e->flow_keys,
         .t1_ms = c->sip.timer_t1_ms,
         .timer_c_ms = c->sip.timer_c_ms,
+        .max_txn_per_conn = c->listen.limits.max_transactions_per_conn,
         .leeway_s = c->auth.leeway_s,
         .challenge_scope = c->sip.challenge.scope[0] ? c->sip.challenge.scope : NULL,
         .challenge_authz_server =

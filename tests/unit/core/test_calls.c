@@ -138,6 +138,7 @@ static void setup(void)
         .flow_keys = &keys,
         .t1_ms = 500,
         .timer_c_ms = 180000,
+        .max_txn_per_conn = 2,
     };
     struct proxy_env env = {.client_send = f_client_send,
                             .upstream_send = f_upstream_send,
@@ -409,6 +410,36 @@ Test(calls, cancel_is_answered_hop_by_hop_and_sent_on_the_invites_branch)
             &msg);
     proxy_on_client_request(p, 3, &msg, 2300);
     cr_assert(starts(to_client[n_client - 1].text, "SIP/2.0 481 "));
+}
+
+Test(calls, one_connection_has_at_most_max_txn_per_conn_requests_unanswered)
+{
+    register_client(3, "alice", 200, false);
+    n_client = n_ucm = 0;
+    char text[1024];
+    struct sip_msg msg;
+    for (int i = 0; i < 3; i++) {
+        snprintf(text, sizeof(text),
+                 "MESSAGE sip:bob@example.test SIP/2.0\n"
+                 "Via: SIP/2.0/TLS 192.0.2.3:5000;branch=z9hG4bKm%d\n"
+                 "From: <sip:alice@example.test>;tag=a1\nTo: <sip:bob@example.test>\n"
+                 "Call-ID: m%d\nCSeq: 1 MESSAGE\nContent-Length: 0\n\n",
+                 i, i);
+        scan_in(0, text, &msg);
+        proxy_on_client_request(p, 3, &msg, 2000);
+    }
+    cr_assert_eq(n_ucm, 2);
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 503 Too Many Transactions On This Connection\r\n"),
+              "%s", to_client[0].text);
+    cr_assert_not_null(strstr(to_client[0].text, "Retry-After: 1\r\n"));
+    cr_assert_eq(proxy_stats(p)->txn_limit, 1);
+    ucm_answers("SIP/2.0 200 OK", ""); /* one answered: room for one more */
+    scan_in(0, text, &msg);
+    proxy_on_client_request(p, 3, &msg, 2100);
+    cr_assert_eq(n_ucm, 3);
+    /* another connection has its own count */
+    register_client(4, "bob", 200, false);
 }
 
 Test(calls, a_lost_upstream_connection_is_a_503_at_once)
