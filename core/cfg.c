@@ -151,6 +151,20 @@ static const struct cfg_list keys_list = {key_fields,
       0, 600000, 0, NULL,                                                                          \
       "SIGTERM: keep serving open connections this long (less once every client left), then "      \
       "answer what is open with 503 and close")                                                    \
+    X(UCM_LISTEN_PORT, "ucm_listen.port", T_U32, ucm_listen.port, "0", 0, 65535, 0, NULL,          \
+      "mutual-TLS port UCM connects to for its requests to clients (0: off; UCM then reuses the "  \
+      "edge's own connections, RFC 5923)")                                                         \
+    X(UCM_LISTEN_ADDRESS, "ucm_listen.address", T_STR, ucm_listen.address, "", 0, 0, 0, NULL,      \
+      "bind address of the UCM port (empty: listen.address)")                                      \
+    X(UCM_LISTEN_HOST, "ucm_listen.host", T_STR, ucm_listen.host, "", 0, 0, 0, NULL,               \
+      "host UCM reaches the edge by, in our Path, Record-Route and Via towards UCM (empty: "       \
+      "sip.edge_host)")                                                                            \
+    X(UCM_LISTEN_TLS_CA, "ucm_listen.tls.ca", T_FILE, ucm_listen.ca, "", 0, 0, 0, NULL,            \
+      "CA bundle UCM certificates must chain to; required with ucm_listen.port")                   \
+    X(UCM_LISTEN_NODE_NAMES, "ucm_listen.node_names", T_STRLIST, ucm_listen.node_names, "", 0, 0,  \
+      0, NULL,                                                                                     \
+      "names a UCM certificate must carry one of (SAN DNS name, or CN without DNS SAN; no "        \
+      "wildcards); required with ucm_listen.port")                                                 \
     X(SIP_REALM, "sip.realm", T_STR, sip.realm, "ccmsipline", 0, 0, F_REQ, NULL,                   \
       "realm of the Bearer challenge")                                                             \
     X(SIP_SERVER_HEADER, "sip.server_header", T_STR, sip.server_header,                            \
@@ -1198,6 +1212,19 @@ int cfg_check(const struct cfg *c, char *err, size_t errlen)
     if (c->listen.tls.verify_client && !c->listen.tls.client_ca[0])
         return check_fail(c, err, errlen, CFG_K_LISTEN_TLS_VERIFY_CLIENT,
                           "needs listen.tls.client_ca");
+    if (c->ucm_listen.port) {
+        if (c->listen.plain_tcp)
+            return check_fail(c, err, errlen, CFG_K_UCM_LISTEN_PORT,
+                              "needs TLS towards clients (listen.plain_tcp is true)");
+        if (!c->ucm_listen.ca[0])
+            return check_fail(c, err, errlen, CFG_K_UCM_LISTEN_TLS_CA,
+                              "required with ucm_listen.port: UCM's certificate must be verified");
+        if (!c->ucm_listen.node_names.count)
+            return check_fail(c, err, errlen, CFG_K_UCM_LISTEN_NODE_NAMES,
+                              "required with ucm_listen.port: the names UCM nodes may present");
+        if (c->ucm_listen.port == c->listen.port)
+            return check_fail(c, err, errlen, CFG_K_UCM_LISTEN_PORT, "the same as listen.port");
+    }
     if (!c->upstream.node_count)
         return check_fail(c, err, errlen, CFG_K_UPSTREAM_NODES, "at least one node required");
     if (!c->upstream.tls.cert[0])

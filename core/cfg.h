@@ -128,6 +128,15 @@ struct cfg_listen {
     uint32_t drain_timeout_ms; /* SIGTERM: serve open connections at most this long */
 };
 
+/** The mutual-TLS listener UCM opens connections to (issue 9). */
+struct cfg_ucm_listen {
+    uint32_t port;                 /* 0: off */
+    char address[CFG_HOST_MAX];    /* bind address ("": listen.address) */
+    char host[CFG_HOST_MAX];       /* host UCM reaches the edge by ("": sip.edge_host) */
+    char ca[CFG_PATH_MAX];         /* UCM CA bundle */
+    struct cfg_strlist node_names; /* a UCM certificate must carry one (SAN DNS, or CN) */
+};
+
 struct cfg_challenge {
     char scope[CFG_STR_MAX];        /* RFC 8898 scope="..." in the challenge ("" = omitted) */
     char authz_server[CFG_STR_MAX]; /* RFC 8898 authz_server="https://..." ("" = omitted) */
@@ -237,6 +246,7 @@ struct cfg_origin {
 struct cfg {
     uint32_t workers; /* 0 in the file = online CPUs; resolved by cfg_load() */
     struct cfg_listen listen;
+    struct cfg_ucm_listen ucm_listen;
     struct cfg_sip sip;
     struct cfg_upstream upstream;
     struct cfg_auth auth;

@@ -366,6 +366,37 @@ Test(cfg, check_requires_listener_certificate_unless_plain_tcp)
     cr_assert(strstr(err, "listen.tls.cert: required (unless listen.plain_tcp"), "%s", err);
 }
 
+Test(cfg, check_requires_the_ucm_listeners_ca_and_node_names)
+{
+    static const char base[] = "upstream:\n  nodes: [ucm1]\n"
+                               "  tls: {cert: cert.pem, key: key.pem, ca: ca.pem}\n"
+                               "auth: {jwks: jwt.pem}\n"
+                               "listen: {port: 5061, tls: {cert: c.pem, key: k.pem}}\n";
+    char y[1024];
+    write_file("c.pem", "x\n");
+    write_file("k.pem", "x\n");
+    snprintf(y, sizeof(y), "%sucm_listen:\n  port: 5062\n", base);
+    cr_assert_eq(load_text(y), 0, "%s", err);
+    cr_assert_eq(cfg_check(&c, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "ucm_listen.tls.ca: required with ucm_listen.port"), "%s", err);
+    write_file("ucm-ca.pem", "x\n");
+    snprintf(y, sizeof(y), "%sucm_listen:\n  port: 5062\n  tls: {ca: ucm-ca.pem}\n", base);
+    cr_assert_eq(load_text(y), 0, "%s", err);
+    cr_assert_eq(cfg_check(&c, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "ucm_listen.node_names: required with ucm_listen.port"), "%s", err);
+    snprintf(y, sizeof(y),
+             "%sucm_listen:\n  port: 5061\n  tls: {ca: ucm-ca.pem}\n  node_names: [ucm1]\n", base);
+    cr_assert_eq(load_text(y), 0, "%s", err);
+    cr_assert_eq(cfg_check(&c, err, sizeof(err)), -EINVAL);
+    cr_assert(strstr(err, "ucm_listen.port: the same as listen.port"), "%s", err);
+    snprintf(y, sizeof(y),
+             "%sucm_listen:\n  port: 5062\n  tls: {ca: ucm-ca.pem}\n  node_names: [ucm1, ucm2]\n",
+             base);
+    cr_assert_eq(load_text(y), 0, "%s", err);
+    cr_assert_eq(cfg_check(&c, err, sizeof(err)), 0, "%s", err);
+    cr_assert_eq(c.ucm_listen.node_names.count, 2);
+}
+
 Test(cfg, check_main_prints_ok_or_the_error)
 {
     char p[512];
