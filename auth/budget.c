@@ -2,6 +2,7 @@
 // Per-source token buckets in a bounded 4-way set-associative table (see auth/budget.h).
 #include "auth/budget.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdlib.h>
@@ -113,6 +114,27 @@ size_t budget_count(const struct budget *b)
 size_t budget_capacity(const struct budget *b)
 {
     return b->nslots;
+}
+
+int budget_addr_parse(const char *text, uint8_t out[BUDGET_ADDR_LEN])
+{
+    struct in_addr a4;
+    memset(out, 0, BUDGET_ADDR_LEN);
+    if (inet_pton(AF_INET, text, &a4) == 1) {
+        out[10] = out[11] = 0xff;
+        memcpy(out + 12, &a4, 4);
+        return 0;
+    }
+    return inet_pton(AF_INET6, text, out) == 1 ? 0 : -EINVAL;
+}
+
+void budget_addr_format(const uint8_t addr[BUDGET_ADDR_LEN], char *buf, size_t cap)
+{
+    static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    if (memcmp(addr, v4mapped, 12) == 0)
+        inet_ntop(AF_INET, addr + 12, buf, (socklen_t)cap);
+    else
+        inet_ntop(AF_INET6, addr, buf, (socklen_t)cap);
 }
 
 int budget_addr_of_fd(int fd, uint8_t out[BUDGET_ADDR_LEN])

@@ -47,4 +47,10 @@ size_t budget_capacity(const struct budget *b);
  */
 int budget_addr_of_fd(int fd, uint8_t out[BUDGET_ADDR_LEN]);
 
+/** The same 16 bytes from an IPv4 or IPv6 literal. Returns 0 or -EINVAL. */
+int budget_addr_parse(const char *text, uint8_t out[BUDGET_ADDR_LEN]);
+
+/** An address as text (IPv4 for a v4-mapped one) into `buf` (at least 46 bytes). */
+void budget_addr_format(const uint8_t addr[BUDGET_ADDR_LEN], char *buf, size_t cap);
+
 #endif

@@ -32,7 +32,7 @@ static int64_t now_ms(void)
 static void usage(void)
 {
     fputs("usage: sipedge-tlsclient --connect HOST:PORT [--ca PEM] [--name HOST] [--timeout-ms N]\n"
-          "                         STEP...\n"
+          "                         [--cert PEM --key PEM] STEP...\n"
           "steps, run in order; what is read goes to stdout:\n"
           "  send:FILE   write the bytes of FILE\n"
           "  read:N      read exactly N bytes\n"
@@ -148,7 +148,7 @@ static int step_read(SSL *ssl, int fd, long n, int64_t deadline)
 
 int main(int argc, char **argv)
 {
-    const char *addr = NULL, *ca = NULL, *name = NULL;
+    const char *addr = NULL, *ca = NULL, *name = NULL, *cert = NULL, *key = NULL;
     long timeout_ms = 10000;
     int i = 1;
     for (; i + 1 < argc && strncmp(argv[i], "--", 2) == 0; i += 2) {
@@ -158,6 +158,10 @@ int main(int argc, char **argv)
             ca = argv[i + 1];
         else if (strcmp(argv[i], "--name") == 0)
             name = argv[i + 1];
+        else if (strcmp(argv[i], "--cert") == 0)
+            cert = argv[i + 1];
+        else if (strcmp(argv[i], "--key") == 0)
+            key = argv[i + 1];
         else if (strcmp(argv[i], "--timeout-ms") == 0)
             timeout_ms = strtol(argv[i + 1], NULL, 10);
         else
@@ -174,6 +178,9 @@ int main(int argc, char **argv)
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
     SSL *ssl = ctx == NULL ? NULL : SSL_new(ctx);
     if (ssl == NULL || (ca != NULL && SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1))
+        goto tls_error;
+    if (cert != NULL && (SSL_use_certificate_chain_file(ssl, cert) != 1 ||
+                         SSL_use_PrivateKey_file(ssl, key ? key : cert, SSL_FILETYPE_PEM) != 1))
         goto tls_error;
     if (ca != NULL)
         SSL_set_verify(ssl, SSL_VERIFY_PEER, NULL);

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #include "auth/jwt.h"
 #include "core/cfg.h"
@@ -39,7 +40,8 @@ struct edge {
     pthread_mutex_t mu;         /* guards the pointers below and `nodes` */
     struct tls_ctx *server_tls; /* NULL with listen.plain_tcp */
     struct tls_ctx *client_tls;
-    uint64_t tls_gen; /* bumped on reload: workers pick the new contexts up */
+    struct tls_ctx *ucm_tls; /* the UCM listener's (ucm_listen.port), NULL when off */
+    uint64_t tls_gen;        /* bumped on reload: workers pick the new contexts up */
     struct keys_store *keys;
     struct edge_node_view nodes[EDGE_MAX_WORKERS][UPSTREAM_MAX_NODES];
 
@@ -57,5 +59,11 @@ struct edge {
 /** The contexts to use for new connections, each with a reference the caller drops
  * (tls_ctx_unref). Any thread. */
 void edge_tls_get(struct edge *e, struct tls_ctx **server, struct tls_ctx **client, uint64_t *gen);
+
+/** The UCM listener's context with a reference (NULL when off). Any thread. */
+struct tls_ctx *edge_ucm_tls_get(struct edge *e);
+
+/** Parse `address` (an IPv4 or IPv6 literal) and `port` into `ss`; its length, or 0. */
+socklen_t edge_sockaddr(const char *address, uint32_t port, struct sockaddr_storage *ss);
 
 #endif

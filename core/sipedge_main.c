@@ -35,6 +35,59 @@ void edge_tls_get(struct edge *e, struct tls_ctx **server, struct tls_ctx **clie
     pthread_mutex_unlock(&e->mu);
 }
 
+struct tls_ctx *edge_ucm_tls_get(struct edge *e)
+{
+    pthread_mutex_lock(&e->mu);
+    struct tls_ctx *t = e->ucm_tls != NULL ? tls_ctx_ref(e->ucm_tls) : NULL;
+    pthread_mutex_unlock(&e->mu);
+    return t;
+}
+
+socklen_t edge_sockaddr(const char *address, uint32_t port, struct sockaddr_storage *ss)
+{
+    struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+    memset(ss, 0, sizeof(*ss));
+    if (inet_pton(AF_INET, address, &s4->sin_addr) == 1) {
+        s4->sin_family = AF_INET;
+        s4->sin_port = htons((uint16_t)port);
+        return sizeof(*s4);
+    }
+    if (inet_pton(AF_INET6, address, &s6->sin6_addr) == 1) {
+        s6->sin6_family = AF_INET6;
+        s6->sin6_port = htons((uint16_t)port);
+        return sizeof(*s6);
+    }
+    return 0;
+}
+
+/* The UCM listener's context: our server certificate, UCM's CA, its node names (issue 9). */
+static int load_ucm_tls(struct edge *e, struct tls_ctx **out)
+{
+    const struct cfg *c = &e->cfg;
+    *out = NULL;
+    if (!c->ucm_listen.port)
+        return 0;
+    const char *names[CFG_MAX_SCOPES];
+    for (uint32_t i = 0; i < c->ucm_listen.node_names.count; i++)
+        names[i] = c->ucm_listen.node_names.v[i];
+    struct tls_server_opts so = {
+        .cert_file = c->listen.tls.cert,
+        .key_file = c->listen.tls.key,
+        .client_ca_file = c->ucm_listen.ca,
+        .require_client_cert = true,
+        .peer_names = names,
+        .n_peer_names = c->ucm_listen.node_names.count,
+        .openssl_records = c->listen.tls.openssl_records,
+    };
+    char err[512];
+    if (tls_server_ctx_new(&so, out, err, sizeof(err)) < 0) {
+        log_event(LOG_ERROR, "tls_ucm_listen_config", LOG_S("error", err));
+        return -1;
+    }
+    return 0;
+}
+
 static void usage(FILE *f)
 {
     fprintf(f, "usage: sipedge CONFIG.yaml          run the edge\n"
@@ -292,18 +345,20 @@ static void post_all(struct edge *e, void (*fn)(struct loop *, void *), void *ar
 static void reload(struct edge *e)
 {
     log_event(LOG_INFO, "reload_start");
-    struct tls_ctx *server = NULL, *client = NULL;
+    struct tls_ctx *server = NULL, *client = NULL, *ucm = NULL;
     struct keys_set *ks = NULL;
-    if (load_tls(e, &server, &client) < 0 || load_keys(e, &ks) < 0) {
+    if (load_tls(e, &server, &client) < 0 || load_ucm_tls(e, &ucm) < 0 || load_keys(e, &ks) < 0) {
         log_event(LOG_ERROR, "reload_failed", LOG_S("kept", "previous certificates and keys"));
         tls_ctx_unref(server);
         tls_ctx_unref(client);
+        tls_ctx_unref(ucm);
         return;
     }
     keys_store_swap(e->keys, ks);
     pthread_mutex_lock(&e->mu);
     tls_ctx_swap(&e->server_tls, server);
     tls_ctx_swap(&e->client_tls, client);
+    tls_ctx_swap(&e->ucm_tls, ucm);
     e->tls_gen++;
     pthread_mutex_unlock(&e->mu);
     post_all(e, worker_reload_cb, NULL);
@@ -351,7 +406,7 @@ int main(int argc, char **argv)
         log_event(LOG_ERROR, "startup_failed", LOG_S("error", "no entropy for the flow key"));
         return 1;
     }
-    if (load_tls(e, &e->server_tls, &e->client_tls) < 0)
+    if (load_tls(e, &e->server_tls, &e->client_tls) < 0 || load_ucm_tls(e, &e->ucm_tls) < 0)
         return 1;
     struct keys_set *ks = NULL;
     if (load_keys(e, &ks) < 0)
@@ -389,19 +444,9 @@ int main(int argc, char **argv)
         loop_post(loop_group_loop(e->group, i), worker_start_cb, ws);
     }
 
-    struct sockaddr_storage ss = {0};
-    socklen_t sl;
-    struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;
-    struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
-    if (inet_pton(AF_INET, e->cfg.listen.address, &s4->sin_addr) == 1) {
-        s4->sin_family = AF_INET;
-        s4->sin_port = htons((uint16_t)e->cfg.listen.port);
-        sl = sizeof(*s4);
-    } else if (inet_pton(AF_INET6, e->cfg.listen.address, &s6->sin6_addr) == 1) {
-        s6->sin6_family = AF_INET6;
-        s6->sin6_port = htons((uint16_t)e->cfg.listen.port);
-        sl = sizeof(*s6);
-    } else {
+    struct sockaddr_storage ss;
+    socklen_t sl = edge_sockaddr(e->cfg.listen.address, e->cfg.listen.port, &ss);
+    if (sl == 0) {
         log_event(LOG_ERROR, "listen_address", LOG_S("address", e->cfg.listen.address),
                   LOG_S("error", "not an IPv4 or IPv6 literal"));
         return 1;
@@ -413,6 +458,19 @@ int main(int argc, char **argv)
         return 1;
     }
     e->port = (uint16_t)port;
+    if (e->cfg.ucm_listen.port) { /* UCM's own connections for its requests (issue 9) */
+        const char *ua =
+            e->cfg.ucm_listen.address[0] ? e->cfg.ucm_listen.address : e->cfg.listen.address;
+        sl = edge_sockaddr(ua, e->cfg.ucm_listen.port, &ss);
+        int up = sl == 0
+                     ? -EINVAL
+                     : loop_group_listen(e->group, (struct sockaddr *)&ss, sl, &worker_ucm_ops, e);
+        if (up < 0) {
+            log_event(LOG_ERROR, "listen_failed", LOG_S("address", ua),
+                      LOG_U("port", e->cfg.ucm_listen.port), LOG_S("error", strerror(-up)));
+            return 1;
+        }
+    }
 
     sigset_t set;
     sigemptyset(&set);
@@ -467,6 +525,7 @@ int main(int argc, char **argv)
     keys_store_free(e->keys);
     tls_ctx_unref(e->server_tls);
     tls_ctx_unref(e->client_tls);
+    tls_ctx_unref(e->ucm_tls);
     close(sfd);
     log_event(LOG_INFO, "stopped");
     return 0;

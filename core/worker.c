@@ -217,7 +217,13 @@ static void client_tls_failed(struct client *cl)
     tls_conn_diag(cl->tls, &d);
     metrics_inc(cl->w->shard, METRIC_TLS_HANDSHAKE_FAILURES, METRICS_SIDE_CLIENT,
                 tls_metric_cause(d.cause));
-    if (log_enabled(LOG_DEBUG)) {
+    if (cl->ucm_peer) { /* a refused UCM peer is an operator's business: always say why */
+        char line[1024], peer[64];
+        tls_diag_format(&d, "ucm peer", line, sizeof(line));
+        budget_addr_format(cl->src, peer, sizeof(peer));
+        log_event(LOG_WARN, "ucm_peer_refused", LOG_S("peer", peer),
+                  LOG_S("cause", tls_cause_name(d.cause)), LOG_S("diag", line));
+    } else if (log_enabled(LOG_DEBUG)) {
         char line[1024];
         tls_diag_format(&d, "client", line, sizeof(line));
         log_event(LOG_DEBUG, "client_tls_failed", LOG_S("diag", line));
@@ -293,7 +299,10 @@ static size_t client_process(struct client *cl, char *buf, size_t len, uint32_t 
             return len;
         }
         cl->last_active = loop_now_ms(w->loop);
-        if (msg.is_request)
+        if (cl->ucm_peer) /* UCM's requests to clients and its answers, on its own connection */
+            proxy_on_upstream_message(w->proxy, cl->id, cl->node, &msg,
+                                      (int64_t)loop_now_ms(w->loop));
+        else if (msg.is_request)
             proxy_on_client_request(w->proxy, cl->id, &msg, (int64_t)loop_now_ms(w->loop));
         else /* an answer to a request UCM sent this client through the edge */
             proxy_on_client_response(w->proxy, cl->id, &msg, (int64_t)loop_now_ms(w->loop));
@@ -379,12 +388,25 @@ static void client_free(struct client *cl)
     free(cl);
 }
 
-static void client_on_open(struct conn *c)
+/* The upstream node whose address a UCM peer connects from (-1: none): its dialogs' in-dialog
+ * requests from clients go back to that node (se-node). */
+static int ucm_node_of(struct worker *w, const uint8_t *src)
+{
+    const struct cfg_upstream *u = &w->e->cfg.upstream;
+    for (uint32_t i = 0; i < u->node_count; i++) {
+        uint8_t a[BUDGET_ADDR_LEN];
+        if (budget_addr_parse(u->nodes[i].host, a) == 0 && memcmp(a, src, sizeof(a)) == 0)
+            return (int)i;
+    }
+    return -1;
+}
+
+static void client_open(struct conn *c, bool ucm)
 {
     struct edge *e = conn_user(c);
     struct worker *w = loop_user(conn_loop(c));
     struct client *cl = calloc(1, sizeof(*cl));
-    if (w == NULL || cl == NULL || atomic_load(&e->draining)) {
+    if (w == NULL || cl == NULL || atomic_load(&e->draining) || (ucm && w->ucm_tls == NULL)) {
         free(cl);
         conn_set_user(c, NULL);
         conn_close(c, CONN_CLOSE_LOCAL);
@@ -400,8 +422,11 @@ static void client_on_open(struct conn *c)
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebu;
     cl->bind.flow_tag = (uint32_t)(z ^ (z >> 31));
     budget_addr_of_fd(conn_fd(c), cl->src); /* unknown: all zeros, one shared bucket */
-    if (w->server_tls != NULL) {
-        cl->tls = tls_conn_new_server(w->server_tls);
+    cl->ucm_peer = ucm;
+    cl->node = ucm ? ucm_node_of(w, cl->src) : -1;
+    struct tls_ctx *ctx = ucm ? w->ucm_tls : w->server_tls;
+    if (ctx != NULL) {
+        cl->tls = tls_conn_new_server(ctx);
         if (cl->tls == NULL) {
             free(cl);
             conn_set_user(c, NULL);
@@ -417,7 +442,8 @@ static void client_on_open(struct conn *c)
     if (w->clients != NULL)
         w->clients->prev = cl;
     w->clients = cl;
-    atomic_fetch_add_explicit(&w->n_clients, 1, memory_order_relaxed);
+    if (!ucm) /* the drain waits for clients, not for UCM's connections */
+        atomic_fetch_add_explicit(&w->n_clients, 1, memory_order_relaxed);
     metrics_inc(w->shard, METRIC_CONNECTIONS_ACCEPTED);
     metrics_gauge_add(w->shard, 1, METRIC_CONNECTIONS_OPEN);
     uint32_t t = cl->established ? w->e->cfg.listen.limits.idle_timeout_ms
@@ -450,6 +476,12 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
                                                           : METRICS_RECORDS_OPENSSL);
                 cl->last_active = loop_now_ms(w->loop);
                 conn_set_open(c);
+                if (cl->ucm_peer) {
+                    char peer[64];
+                    budget_addr_format(cl->src, peer, sizeof(peer));
+                    log_event(LOG_INFO, "ucm_peer_admitted", LOG_S("peer", peer),
+                              LOG_I("node", cl->node), LOG_U("conn", cl->id));
+                }
                 loop_timer_arm(w->loop, &cl->timer,
                                cl->last_active + w->e->cfg.listen.limits.idle_timeout_ms,
                                client_timer_cb);
@@ -501,7 +533,8 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
         w->clients = cl->next;
     if (cl->next != NULL)
         cl->next->prev = cl->prev;
-    atomic_fetch_sub_explicit(&w->n_clients, 1, memory_order_relaxed);
+    if (!cl->ucm_peer)
+        atomic_fetch_sub_explicit(&w->n_clients, 1, memory_order_relaxed);
     if (w->proxy != NULL)
         proxy_on_client_gone(w->proxy, cl->id);
     metrics_gauge_add(w->shard, -1, METRIC_CONNECTIONS_OPEN);
@@ -553,8 +586,26 @@ static void client_timer_cb(struct loop *loop, struct loop_timer *t)
         conn_drain(cl->conn);
 }
 
+static void client_on_open(struct conn *c)
+{
+    client_open(c, false);
+}
+
+static void ucm_on_open(struct conn *c)
+{
+    client_open(c, true);
+}
+
 const struct conn_ops worker_client_ops = {
     .on_open = client_on_open,
+    .on_data = client_on_data,
+    .on_close = client_on_close,
+};
+
+/* The same connection machinery (TLS, framing, bounds), UCM's messages go to the proxy's
+ * upstream entry point. */
+const struct conn_ops worker_ucm_ops = {
+    .on_open = ucm_on_open,
     .on_data = client_on_data,
     .on_close = client_on_close,
 };
@@ -896,6 +947,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
 
     struct tls_ctx *client_tls = NULL;
     edge_tls_get(e, &w->server_tls, &client_tls, &w->tls_gen);
+    w->ucm_tls = edge_ucm_tls_get(e);
 
     /* auth */
     w->verifier.store = e->keys;
@@ -948,6 +1000,9 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .t1_ms = c->sip.timer_t1_ms,
         .timer_c_ms = c->sip.timer_c_ms,
         .max_txn_per_conn = c->listen.limits.max_transactions_per_conn,
+        /* UCM reaches the edge at its listener when there is one (Path, Via, Record-Route) */
+        .ucm_host = c->ucm_listen.port && c->ucm_listen.host[0] ? c->ucm_listen.host : NULL,
+        .ucm_port = (uint16_t)c->ucm_listen.port,
         .leeway_s = c->auth.leeway_s,
         .challenge_scope = c->sip.challenge.scope[0] ? c->sip.challenge.scope : NULL,
         .challenge_authz_server =
@@ -1014,6 +1069,7 @@ void worker_free(struct worker *w)
     auth_worker_free(w->auth);
     auth_jwt_verifier_deinit(&w->verifier);
     tls_ctx_unref(w->server_tls);
+    tls_ctx_unref(w->ucm_tls);
     for (size_t i = 0; i < WORKER_MAX_UPCONNS; i++)
         free(w->upbufs[i].in);
     if (loop_user(w->loop) == w)
@@ -1030,6 +1086,7 @@ void worker_reload(struct worker *w)
     if (gen != w->tls_gen) {
         tls_ctx_swap(&w->server_tls, server);
         server = NULL;
+        tls_ctx_swap(&w->ucm_tls, edge_ucm_tls_get(w->e));
         upstream_set_tls(w->up, client);
         w->tls_gen = gen;
     }

@@ -14,6 +14,9 @@ struct conn_ops;
 /** The callbacks of client connections; pass to loop_listen() with the edge as `arg`. */
 extern const struct conn_ops worker_client_ops;
 
+/** The callbacks of the UCM listener's connections (ucm_listen.port; the edge as `arg`). */
+extern const struct conn_ops worker_ucm_ops;
+
 /**
  * Builds worker `idx` on `loop`: proxy, auth worker (connects to Redis when configured), upstream
  * zone (starts connecting). Must run on the loop's thread (post it with loop_post()). Returns NULL

@@ -34,7 +34,7 @@ struct post {
 struct policy_binding *worker_env_client_binding(void *ctx, uint32_t client_id)
 {
     struct client *cl = worker_client_of(ctx, client_id);
-    return cl != NULL ? &cl->bind : NULL;
+    return cl != NULL && !cl->ucm_peer ? &cl->bind : NULL; /* a flow never names UCM */
 }
 
 int worker_env_upstream_pick(void *ctx, int node, struct proxy_sent *sent)
@@ -59,7 +59,10 @@ int worker_env_peer_send(void *ctx, uint32_t conn_id, const struct slice *iov, s
         int r = upstream_send_on(w->up, conn_id, (const struct iovec *)iov, (int)n);
         return r == -ENOBUFS ? -ENOBUFS : r < 0 ? -ENOTCONN : r;
     }
-    return -ENOTCONN;
+    struct client *cl = worker_client_of(w, conn_id); /* a connection UCM opened to us */
+    if (cl == NULL || !cl->ucm_peer)
+        return -ENOTCONN;
+    return worker_client_send(w, conn_id, iov, n) < 0 ? -ENOTCONN : 0;
 }
 
 static struct loop *worker_loop_of(struct worker *w, unsigned idx)
@@ -127,8 +130,9 @@ static void on_post(struct loop *loop, void *arg)
     case POST_DELIVER: {
         struct slice iov = slice_make(m->bytes, m->len);
         struct client *cl = worker_client_of(w, m->conn);
-        int r = cl != NULL && cl->bind.flow_tag == m->tag ? worker_client_send(w, m->conn, &iov, 1)
-                                                          : -ENOTCONN;
+        int r = cl != NULL && !cl->ucm_peer && cl->bind.flow_tag == m->tag
+                    ? worker_client_send(w, m->conn, &iov, 1)
+                    : -ENOTCONN;
         if (r < 0 && m->txn_id != UINT64_MAX) {
             struct post *back = post_new(POST_FLOW_FAILED, w->idx, m->conn, m->txn_id, NULL, 0);
             if (back != NULL)
@@ -154,7 +158,7 @@ int worker_env_flow_send(void *ctx, const struct flow *f, uint64_t txn_id, const
     uint32_t conn = flow_conn_id(f);
     if (f->worker == w->idx) {
         struct client *cl = worker_client_of(w, conn);
-        if (cl == NULL || cl->bind.flow_tag != f->gen)
+        if (cl == NULL || cl->ucm_peer || cl->bind.flow_tag != f->gen)
             return -ENOTCONN;
         int r = worker_client_send(w, conn, iov, n);
         return r < 0 ? -ENOTCONN : 0;

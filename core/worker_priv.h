@@ -57,6 +57,8 @@ struct client {
     bool busy, dead;
     bool drained;               /* closing once its answers are out: read nothing more */
     struct policy_binding bind; /* who may send calls on it (core/policy.h) */
+    bool ucm_peer;              /* a UCM node on the UCM listener: its messages are UCM's */
+    int node;                   /* ucm_peer: the upstream node at its address, -1: none */
 };
 
 /** Partial message of an upstream connection (few per worker: pool_size * nodes). */
@@ -76,6 +78,7 @@ struct worker {
     struct auth_worker *auth;
     struct auth_jwt_verifier verifier;
     struct tls_ctx *server_tls;
+    struct tls_ctx *ucm_tls; /* the UCM listener's, NULL when off */
     uint64_t tls_gen;
 
     struct loop_timer tick_timer;   /* the earliest of proxy and auth deadlines */

@@ -12,7 +12,8 @@
 #   server-rsa.crt server-rsa.key the same names with an RSA-2048 key (benchmarks)
 #   client.crt client.key         edge → UCM client cert: CN=SAN=$EDGE_CLIENT_NAME (clientAuth)
 #   ucm-ca.crt ucm-ca.key         "UCM Tomcat" CA: signs the UCM certificates
-#   ucm.crt ucm.key               UCM server cert: SAN DNS:<UCM_NAME...>, DNS:localhost, IP:127.0.0.1
+#   ucm.crt ucm.key               UCM cert (server and client use, as CUCM's CallManager cert):
+#                                 SAN DNS:<UCM_NAME...>, DNS:localhost, IP:127.0.0.1
 #   untrusted-ca.crt untrusted-ca.key   a CA nobody trusts
 #   untrusted.crt untrusted.key   cert from it (server+client use) with every name above
 #   expired.crt expired.key       from ucm-ca, UCM's names, valid only in January 2020
@@ -34,7 +35,7 @@ mkdir -p "$dir"
 exec 9>"$dir/.lock"
 flock 9
 
-stamp="v2 ${ucm_names[*]} | $edge_name | $client_name"
+stamp="v3 ${ucm_names[*]} | $edge_name | $client_name"
 if [ -f "$dir/.stamp" ] && [ "$(cat "$dir/.stamp")" = "$stamp" ]; then
     exit 0
 fi
@@ -83,7 +84,7 @@ ca untrusted-ca "untrusted test CA"
 leaf server ca "$edge_name" serverAuth "$server_san"
 leaf server-rsa ca "$edge_name" serverAuth "$server_san" rsa
 leaf client ca "$client_name" clientAuth "$client_san"
-leaf ucm ucm-ca "${ucm_names[0]}" serverAuth "$ucm_san"
+leaf ucm ucm-ca "${ucm_names[0]}" "serverAuth,clientAuth" "$ucm_san"
 leaf untrusted untrusted-ca "$client_name" "serverAuth,clientAuth" \
     "$ucm_san,DNS:$edge_name$([ "$client_name" = "$edge_name" ] || echo ",DNS:$client_name")"
 

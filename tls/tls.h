@@ -125,9 +125,17 @@ struct tls_server_opts {
     const char
         *client_ca_file;      /**< PEM CA bundle to verify client certificates; NULL: none asked */
     bool require_client_cert; /**< with `client_ca_file`: fail the handshake without one */
-    const char *ciphers;      /**< TLS 1.2 cipher list; NULL: ECDHE with AES-GCM/CHACHA20 */
-    const char *ciphersuites; /**< TLS 1.3 suites; NULL: OpenSSL's default */
-    uint16_t max_version;     /**< 0: up to TLS 1.3; 0x0303: TLS 1.2 only (tests, old peers) */
+    /**
+     * With `client_ca_file`: the client certificate must also carry one of these names (a SAN
+     * DNS name, or the CN when it has no DNS SAN; no wildcards), checked by OpenSSL during the
+     * handshake (X509_VERIFY_PARAM hosts): another name fails it with a certificate alert and
+     * the diagnosis TLS_CAUSE_PEER_HOSTNAME_MISMATCH. NULL/0: any name (the UCM listener sets it).
+     */
+    const char *const *peer_names;
+    size_t n_peer_names;
+    const char *ciphers;         /**< TLS 1.2 cipher list; NULL: ECDHE with AES-GCM/CHACHA20 */
+    const char *ciphersuites;    /**< TLS 1.3 suites; NULL: OpenSSL's default */
+    uint16_t max_version;        /**< 0: up to TLS 1.3; 0x0303: TLS 1.2 only (tests, old peers) */
     uint32_t session_cache_size; /**< server session cache entries; 0: 4096 */
     uint32_t session_timeout_s;  /**< session / ticket lifetime; 0: 7200 s */
     uint32_t ticket_rotate_s;    /**< ticket key rotation period; 0: 3600 s (previous key kept) */

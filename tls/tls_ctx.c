@@ -112,6 +112,24 @@ static int load_ca(SSL_CTX *sc, const char *ca, char *err, size_t errlen)
     return 0;
 }
 
+/* The names a client certificate must carry one of (OpenSSL checks them as "hosts"). */
+static int set_peer_names(SSL_CTX *sc, const char *const *names, size_t n, char *err, size_t errlen)
+{
+    if (n == 0)
+        return 0;
+    X509_VERIFY_PARAM *vp = SSL_CTX_get0_param(sc);
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_WILDCARDS);
+    for (size_t i = 0; i < n; i++) {
+        int ok = i == 0 ? X509_VERIFY_PARAM_set1_host(vp, names[i], 0)
+                        : X509_VERIFY_PARAM_add1_host(vp, names[i], 0);
+        if (ok != 1) {
+            set_err(err, errlen, "bad peer name", names[i]);
+            return -EINVAL;
+        }
+    }
+    return 0;
+}
+
 static struct tls_ctx *wrap(SSL_CTX *sc, enum tls_side side)
 {
     struct tls_ctx *ctx = calloc(1, sizeof(*ctx));
@@ -147,6 +165,7 @@ int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, ch
             if (o->require_client_cert)
                 mode |= SSL_VERIFY_FAIL_IF_NO_PEER_CERT;
             SSL_CTX_set_verify(sc, mode, NULL);
+            rc = set_peer_names(sc, o->peer_names, o->n_peer_names, err, errlen);
         }
     }
     if (rc == 0) {

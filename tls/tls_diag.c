@@ -83,7 +83,8 @@ static const char *const cause_fixes[TLS_CAUSE_COUNT][TLS_SIDE_COUNT] = {
          "UCM presents a self-signed Tomcat certificate: add that certificate to the upstream "
          "ca_file bundle, or have UCM use a CA-signed one"},
     [TLS_CAUSE_PEER_HOSTNAME_MISMATCH] =
-        {"we do not check client names: this should not happen",
+        {"the client certificate carries none of the names it must (ucm_listen.node_names for "
+         "the UCM listener): add its SAN name there, or reissue it with a listed name",
          "set the node's expected name to one of the certificate's SAN names shown here, or "
          "reissue UCM's Tomcat certificate with the expected name in its SAN"},
     [TLS_CAUSE_PEER_EXPIRED] =
