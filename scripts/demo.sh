@@ -68,4 +68,29 @@ grep -E "Successful call|Failed call|Response Time" "$T/sipp.out" | sed 's/^/  s
 echo
 echo "One of the forwarded REGISTERs as UCM received it (token elided):"
 grep -m1 '"method":"REGISTER"' "$T/ucm-ucm1.jsonl" | sed -e 's/,"raw":.*$/}/'
+
+# == A call through the edge, both legs (issue 9). sipedge-ucmsim is a registrar only, so a
+# UCM that routes calls is stood in by Kamailio (tests/e2e/kamailio/ucm.cfg) behind a second edge.
+if command -v kamailio >/dev/null && command -v sipp >/dev/null; then
+    echo
+    echo "== a call through the edge: alice calls bob, each a client registered through the edge"
+    source tests/e2e/lib_calls.sh
+    stop_edge >/dev/null
+    KAM_PORT=$(free_port)
+    start_kamailio "$KAM_PORT" ucm.cfg
+    NODES="127.0.0.1 $KAM_PORT ucm1.example.test" EDGE_HOST=127.0.0.1 EDGE_PORT='' ADMIN_PORT=''
+    start_edge
+    wait_ready 10
+    start_stunnel
+    ua_pair demo "$STUNNEL_PORT" call_uas.xml call_uac.xml
+    echo "  the call as the UCM stand-in saw it (every message crossed the edge):"
+    grep -E "\{[0-9]+ [0-9]+ [A-Z]+ demo\} .*kam-(req|reply): " "$KAM_LOG" |
+        sed -E 's/^.*kam-(req|reply): ([^ ]+ [^ ]+).*$/    \1 \2/' | head -14
+    printf '  requests the edge proxied, client -> UCM / UCM -> client: %s / %s\n' \
+        "$(m 'sipedge_calls_forwarded_total\{.*direction="to_ucm"')" \
+        "$(m 'sipedge_calls_forwarded_total\{.*direction="to_client"')"
+    [ "${E2E_FAILS:-0}" -eq 0 ] || status=1
+else
+    echo "demo: kamailio or sipp missing: no call shown"
+fi
 exit "$status"
