@@ -689,6 +689,8 @@ void calls_ucm_request(struct proxy *p, uint32_t conn_id, int node, const struct
         return;
     struct route_decision d;
     enum route_verdict rv = route_decide(&p->self, req, &d);
+    if (rv == ROUTE_FORGED && m == SIP_METHOD_ACK) /* UCM's ACK of our 403: never answered */
+        return;
     if (rv == ROUTE_FORGED) {
         p->stats.flow_forged++;
         metrics_inc(p->shard, METRIC_FLOW_FAILURES, METRICS_FLOW_FORGED);

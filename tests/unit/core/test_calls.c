@@ -562,6 +562,29 @@ Test(calls, a_gone_flow_is_430_and_a_forged_one_403)
     cr_assert_eq(proxy_stats(p)->flow_forged, 1);
 }
 
+Test(calls, ucms_ack_of_the_403_to_a_forged_token_is_neither_answered_nor_counted)
+{
+    static const char forged[] =
+        "<sip:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA@edge-int.example.test:5062;transport=tls;lr>";
+    n_ucm = 0;
+    ucm_invite(forged, "bob", 101);
+    cr_assert_eq(n_ucm, 1);
+    cr_assert(starts(to_ucm[0].text, "SIP/2.0 403 "), "%s", to_ucm[0].text);
+    char text[2048];
+    snprintf(text, sizeof(text),
+             "ACK sip:bob@192.0.2.3:5000;transport=tls SIP/2.0\n"
+             "Via: SIP/2.0/TLS ucm1.example.test:5091;branch=z9hG4bKucm1\n"
+             "Route: %s\nMax-Forwards: 69\n"
+             "From: <sip:carol@example.test>;tag=c1\nTo: <sip:bob@example.test>;tag=e1\n"
+             "Call-ID: in-1\nCSeq: 7 ACK\nContent-Length: 0\n\n",
+             forged);
+    struct sip_msg msg;
+    scan_in(2, text, &msg);
+    proxy_on_upstream_message(p, 101, 0, &msg, 3001);
+    cr_assert_eq(n_ucm, 1, "an ACK is never answered");
+    cr_assert_eq(proxy_stats(p)->flow_forged, 1, "the ACK is no second forged request");
+}
+
 Test(calls, a_stale_flow_naming_a_newer_connection_in_the_same_slot_is_430)
 {
     char path[512];
