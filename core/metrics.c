@@ -16,6 +16,9 @@ static const char *const call_refused_v[] = {"unbound", "expired", "wrong_user",
                                              "limit"};
 static const char *const flow_failure_v[] = {"gone", "forged"};
 static const char *const direction_v[] = {"to_ucm", "to_client"};
+static const char *const ucm_refused_v[] = {"no_certificate", "untrusted", "name_not_allowed"};
+_Static_assert(sizeof(ucm_refused_v) / sizeof(*ucm_refused_v) == METRICS_UCM_REFUSED_COUNT,
+               "ucm refusal causes");
 _Static_assert(sizeof(call_refused_v) / sizeof(*call_refused_v) == METRICS_CALL_REFUSED_COUNT,
                "call refusal names");
 _Static_assert(sizeof(flow_failure_v) / sizeof(*flow_failure_v) == METRICS_FLOW_FAILURE_COUNT,
@@ -108,6 +111,7 @@ static const struct labelset labelsets[METRICS_LS_COUNT] = {
     [METRICS_LS_AUTH_REFUSAL] = {"reason", refusal_v},
     [METRICS_LS_CALL_REFUSED] = {"reason", call_refused_v},
     [METRICS_LS_FLOW_FAILURE] = {"reason", flow_failure_v},
+    [METRICS_LS_UCM_REFUSED] = {"cause", ucm_refused_v},
     [METRICS_LS_DIRECTION] = {"direction", direction_v},
     [METRICS_LS_DYN_NODE] = {"node", NULL},
     [METRICS_LS_DYN_STATE] = {"state", NULL},

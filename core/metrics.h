@@ -180,6 +180,15 @@ enum metrics_flow_failure {
     METRICS_FLOW_FAILURE_COUNT
 };
 
+/** Why a connection to the UCM listener was refused (its TLS handshake failed on the peer). */
+enum metrics_ucm_refused {
+    METRICS_UCM_NO_CERTIFICATE = 0, /* no client certificate */
+    METRICS_UCM_UNTRUSTED,          /* not chained to ucm_listen.tls.ca (or expired) */
+    METRICS_UCM_NAME_NOT_ALLOWED,   /* chained, but carries no name of ucm_listen.node_names */
+    /* METRICS_UCM_REFUSED_COUNT */
+    METRICS_UCM_REFUSED_COUNT
+};
+
 /** Which way a proxied request went. */
 enum metrics_direction {
     METRICS_DIR_TO_UCM = 0,
@@ -218,6 +227,7 @@ enum metrics_redis_result {
     X(AUTH_REFUSAL, "reason", METRICS_REFUSAL_COUNT)                                               \
     X(CALL_REFUSED, "reason", METRICS_CALL_REFUSED_COUNT)                                          \
     X(FLOW_FAILURE, "reason", METRICS_FLOW_FAILURE_COUNT)                                          \
+    X(UCM_REFUSED, "cause", METRICS_UCM_REFUSED_COUNT)                                             \
     X(DIRECTION, "direction", METRICS_DIR_COUNT)                                                   \
     X(DYN_NODE, "node", 1)                                                                         \
     X(DYN_STATE, "state", 1)
@@ -279,6 +289,9 @@ enum metrics_type {
     X(FLOW_FAILURES, "sipedge_flow_failures_total", METRICS_COUNTER,                               \
       "Requests from UCM that could not reach their client (gone: 430 Flow Failed; forged: 403).", \
       FLOW_FAILURE, NONE, NONE)                                                                    \
+    X(UCM_PEERS_REFUSED, "sipedge_ucm_peers_refused_total", METRICS_COUNTER,                       \
+      "Connections to the UCM listener refused in the handshake, by cause.", UCM_REFUSED, NONE,    \
+      NONE)                                                                                        \
     X(AUTH_L1_BYTES, "sipedge_auth_l1_token_bytes", METRICS_GAUGE,                                 \
       "Bytes of valid-token copies held by the L1 caches (bounded by auth.cache.l1_max_bytes "     \
       "per worker).",                                                                              \

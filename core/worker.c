@@ -211,12 +211,38 @@ static enum metrics_tls_cause tls_metric_cause(enum tls_cause c)
     }
 }
 
+/* sipedge_ucm_peers_refused_total: the UCM listener's handshake failures that are refusals of
+ * the peer (no certificate, not chained to ucm_listen.tls.ca, no name of ucm_listen.node_names);
+ * a timeout or garbage is only a TLS handshake failure. */
+static void ucm_refused_count(struct worker *w, enum tls_cause c)
+{
+    switch (c) {
+    case TLS_CAUSE_PEER_NO_CERTIFICATE:
+        metrics_inc(w->shard, METRIC_UCM_PEERS_REFUSED, METRICS_UCM_NO_CERTIFICATE);
+        break;
+    case TLS_CAUSE_PEER_UNTRUSTED_ISSUER:
+    case TLS_CAUSE_PEER_SELF_SIGNED:
+    case TLS_CAUSE_PEER_EXPIRED:
+    case TLS_CAUSE_PEER_NOT_YET_VALID:
+    case TLS_CAUSE_PEER_VERIFY_OTHER:
+        metrics_inc(w->shard, METRIC_UCM_PEERS_REFUSED, METRICS_UCM_UNTRUSTED);
+        break;
+    case TLS_CAUSE_PEER_HOSTNAME_MISMATCH:
+        metrics_inc(w->shard, METRIC_UCM_PEERS_REFUSED, METRICS_UCM_NAME_NOT_ALLOWED);
+        break;
+    default:
+        break;
+    }
+}
+
 static void client_tls_failed(struct client *cl)
 {
     struct tls_diag d;
     tls_conn_diag(cl->tls, &d);
     metrics_inc(cl->w->shard, METRIC_TLS_HANDSHAKE_FAILURES, METRICS_SIDE_CLIENT,
                 tls_metric_cause(d.cause));
+    if (cl->ucm_peer)
+        ucm_refused_count(cl->w, d.cause);
     if (cl->ucm_peer) { /* a refused UCM peer is an operator's business: always say why */
         char line[1024], peer[64];
         tls_diag_format(&d, "ucm peer", line, sizeof(line));

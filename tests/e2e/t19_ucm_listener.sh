@@ -114,6 +114,9 @@ check "the client port does not take UCM's role: an INVITE there is challenged" 
         grep -q '^SIP/2.0 407 ' <<<\"\$tls_out\""
 check "metrics: UCM listener handshakes refused are counted" \
     test "$(metric 'sipedge_tls_handshake_failures_total\{side="client"')" -ge 3
+refused() { metric "sipedge_ucm_peers_refused_total\\{cause=\"$1\"\\}"; }
+check "metrics: one refusal per cause (no_certificate untrusted name_not_allowed: got $(refused no_certificate) $(refused untrusted) $(refused name_not_allowed))" \
+    test "$(refused no_certificate) $(refused untrusted) $(refused name_not_allowed)" = "1 1 1"
 check "metrics: one INVITE forwarded to a client" \
     test "$(metric 'sipedge_calls_forwarded_total\{method="INVITE",direction="to_client"')" -eq 1
 check "metrics: one forged flow" test "$(metric 'sipedge_flow_failures_total\{reason="forged"')" -eq 1
