@@ -506,3 +506,48 @@ Test(tls, keeps_resuming_connection_after_connection)
         tls_ctx_unref(c);
     }
 }
+
+/* A server context asking for a client certificate from ca.crt carrying one of `names`. */
+static struct tls_ctx *named_server_ctx(const char *const *names, size_t n, uint16_t maxv)
+{
+    char err[256] = "";
+    struct tls_server_opts o = {.cert_file = f("ucm.crt"),
+                                .key_file = f("ucm.key"),
+                                .client_ca_file = f("ca.crt"),
+                                .require_client_cert = true,
+                                .peer_names = names,
+                                .n_peer_names = n,
+                                .max_version = maxv};
+    struct tls_ctx *ctx = NULL;
+    cr_assert_eq(tls_server_ctx_new(&o, &ctx, err, sizeof(err)), 0, "%s", err);
+    return ctx;
+}
+
+Test(tls, admits_a_client_certificate_only_with_one_of_the_listed_names)
+{
+    /* the client certificate: CN = SAN DNS = edge.example.test (make-pki.sh) */
+    static const char *const listed[] = {"ucm9.example.test", "edge.example.test"};
+    static const char *const unlisted[] = {"ucm1.example.test", "example.test"};
+    static const char *const wildcard[] = {"*.example.test"};
+    for (int v = 0; v < 2; v++) {
+        struct tls_ctx *ok = named_server_ctx(listed, 2, v ? TLS12 : 0);
+        struct pair p = connect_pair(ok, cctx, &peer, 0);
+        cr_assert_eq(p.rc_s, 0, "the second listed name admits");
+        cr_assert_eq(p.rc_c, 0);
+        free_pair(&p);
+        tls_ctx_unref(ok);
+
+        struct tls_ctx *no = named_server_ctx(unlisted, 2, v ? TLS12 : 0);
+        p = connect_pair(no, cctx, &peer, 0);
+        cr_assert_eq(p.rc_s, -EPROTO, "no listed name: refused");
+        expect_diag(p.s, TLS_CAUSE_PEER_HOSTNAME_MISMATCH, "edge.example.test");
+        free_pair(&p);
+        tls_ctx_unref(no);
+
+        struct tls_ctx *wc = named_server_ctx(wildcard, 1, v ? TLS12 : 0);
+        p = connect_pair(wc, cctx, &peer, 0);
+        cr_assert_eq(p.rc_s, -EPROTO, "a listed name is a name, never a pattern");
+        free_pair(&p);
+        tls_ctx_unref(wc);
+    }
+}
