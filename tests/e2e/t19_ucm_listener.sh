@@ -5,7 +5,9 @@
 # certificate with another name fail the handshake, each logged as ucm_peer_refused with its
 # cause. An admitted UCM connection gets the edge's own OPTIONS answer, reaches a client
 # registered through the edge by the flow token of its Path (the client receives the INVITE, the
-# 100 Trying comes back on that UCM connection), and a forged token gets 403 there. The Path and
+# 100 Trying comes back on that UCM connection), and a forged token gets 403 there; a SIPp line
+# that answers 486 has its answer come back on UCM's connection (tests/e2e/ucm_peer.py). The
+# refusals are counted by cause (sipedge_ucm_peers_refused_total). The Path and
 # the Via towards UCM name the listener's host:port.
 source "$(dirname "$0")/lib.sh"
 e2e_init t19_ucm_listener
@@ -120,6 +122,25 @@ check "metrics: one refusal per cause (no_certificate untrusted name_not_allowed
 check "metrics: one INVITE forwarded to a client" \
     test "$(metric 'sipedge_calls_forwarded_total\{method="INVITE",direction="to_client"')" -eq 1
 check "metrics: one forged flow" test "$(metric 'sipedge_flow_failures_total\{reason="forged"')" -eq 1
+
+# A line that answers: SIPp (call_uas_busy.xml) registers through stunnel and the edge; UCM's
+# INVITE by its Path on a UCM listener connection (tests/e2e/ucm_peer.py) reaches it, and the
+# line's 486 comes back on that same connection (after the edge's 100), then UCM's ACK.
+source "$SRC/tests/e2e/lib_calls.sh"
+start_stunnel
+ua_start b-busy "$STUNNEL_PORT" call_uas_busy.xml bob-busy busy
+if ua_wait_registered b-busy; then
+    bpath=$(grep '"call_id":"reg-bob-busy' "$REC" | tail -n 1 | sed -E 's/.*"path":\["([^"]*)"\].*/\1/')
+    out=$(timeout 15 python3 "$SRC/tests/e2e/ucm_peer.py" "$UL_PORT" "$PKI/ca.crt" "$PKI/ucm.crt" \
+        "$PKI/ucm.key" invite "$bpath" bob-busy busy || true)
+    check "UCM's INVITE to an answering line: 100, then the line's 486 on UCM's connection (got '${out//$'\n'/ | }')" \
+        test "$(tr '\n' '|' <<<"$out")" = "SIP/2.0 100 Trying|SIP/2.0 486 Busy Here|"
+    [ "${out##*$'\n'}" = "SIP/2.0 486 Busy Here" ] || ua_stop b-busy
+    check "... the line got the INVITE, answered 486 and got the ACK (its scenario passes)" ua_wait b-busy
+else
+    check "bob-busy registers through the edge" false
+    ua_stop b-busy
+fi
 
 # --check-config names the missing key.
 sed -e '/^ucm_listen:/d' "$T/edge.yaml" >"$T/bad.yaml"
