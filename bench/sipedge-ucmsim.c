@@ -89,6 +89,13 @@ struct sim_opts {
     X(REGISTER, "register")                                                                        \
     X(OPTIONS, "options")                                                                          \
     X(OTHER_METHOD, "other_method")                                                                \
+    X(INVITE, "invite")                                                                            \
+    X(ACK, "ack")                                                                                  \
+    X(BYE, "bye")                                                                                  \
+    X(CANCEL, "cancel")                                                                            \
+    X(ANSWER_180, "answer_180")                                                                    \
+    X(ANSWER_486, "answer_486")                                                                    \
+    X(ANSWER_487, "answer_487")                                                                    \
     X(RESPONSES_IN, "responses_received")                                                          \
     X(KEEPALIVE, "keepalive")                                                                      \
     X(ANSWER_200, "answer_200")                                                                    \
@@ -995,11 +1002,19 @@ static void on_timer(struct worker *w)
     timer_arm(w);
 }
 
+#include "bench/ucmsim_calls.h"
+
 /** Handle one framed request. 0, or <0 when the connection must close. */
 static int handle_request(struct worker *w, struct conn *c, const struct sip_msg *m,
                           struct slice raw)
 {
     w->ctr[SIM_C_REQUESTS]++;
+    if (call_handles(m) && w->o->apply != SIM_APPLY_ALL) {
+        if (w->record_fd >= 0)
+            record_request(w, c, m, raw, m->method == SIP_METHOD_ACK ? ANSWER_NONE : ANSWER_OK,
+                           false);
+        return call_answer(w, c, m);
+    }
     w->ctr[m->method == SIP_METHOD_REGISTER  ? SIM_C_REGISTER
            : m->method == SIP_METHOD_OPTIONS ? SIM_C_OPTIONS
                                              : SIM_C_OTHER_METHOD]++;

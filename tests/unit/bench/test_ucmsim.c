@@ -388,6 +388,87 @@ Test(ucmsim, answers_options_200_and_other_methods_501)
     sim_stop(&s);
 }
 
+static void send_call_req(struct cli *c, const char *method, const char *user, unsigned cseq,
+                          const char *to_tag)
+{
+    char req[2048];
+    snprintf(req, sizeof req,
+             "%s sip:%s@ucm.example.test SIP/2.0\r\n"
+             "Via: SIP/2.0/TLS edge.example.test:5061;branch=z9hG4bKe%s%u\r\n"
+             "Via: SIP/2.0/TLS 192.0.2.10:51234;branch=z9hG4bKj%s%u\r\n"
+             "Record-Route: <sip:edge.example.test:5061;transport=tls;lr;se-node=1>\r\n"
+             "Record-Route: <sip:TOK@edge.example.test:5061;transport=tls;lr>\r\n"
+             "From: <sip:alice@example.test>;tag=af\r\n"
+             "To: <sip:%s@example.test>%s%s\r\n"
+             "Call-ID: call-1\r\nCSeq: %u %s\r\nContact: <sip:alice@192.0.2.10:51234>\r\n"
+             "Content-Length: 0\r\n\r\n",
+             method, user, method, cseq, method, cseq, user, to_tag ? ";tag=" : "",
+             to_tag ? to_tag : "", cseq, strcmp(method, "ACK") == 0 ? "ACK" : method);
+    cli_send(c, req);
+}
+
+Test(ucmsim, answers_a_call_180_200_with_record_route_then_bye_200)
+{
+    struct sim s;
+    sim_start(&s, NULL);
+    struct cli c;
+    cr_assert_eq(cli_connect(&c, s.port, "edge", 0), 1);
+    send_call_req(&c, "INVITE", "bob", 1, NULL);
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 180);
+    char tag180[256];
+    snprintf(tag180, sizeof tag180, "%s", hdr(&c, SIP_HDR_TO));
+    cr_assert_not_null(strstr(tag180, ";tag="));
+    cr_assert_str_eq(hdr(&c, SIP_HDR_RECORD_ROUTE),
+                     "<sip:edge.example.test:5061;transport=tls;lr;se-node=1>");
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 200);
+    cr_assert_str_eq(hdr(&c, SIP_HDR_TO), tag180, "the 200 keeps the 180's To tag");
+    cr_assert_str_eq(hdr(&c, SIP_HDR_CSEQ), "1 INVITE");
+    cr_assert_eq(c.msg.via_count, 2);
+    unsigned rr = 0;
+    for (size_t i = 0; i < c.msg.header_count; i++)
+        rr += c.msg.headers[i].id == SIP_HDR_RECORD_ROUTE;
+    cr_assert_eq(rr, 2, "both Record-Route entries copied");
+    cr_assert_str_eq(hdr(&c, SIP_HDR_CONTENT_TYPE), "application/sdp");
+    cr_assert_not_null(strstr(c.resp, "\r\n\r\nv=0\r\n"));
+    cr_assert_str_not_empty(hdr(&c, SIP_HDR_CONTACT));
+    const char *tag = strstr(tag180, ";tag=") + 5;
+    send_call_req(&c, "ACK", "bob", 1, tag);
+    send_call_req(&c, "BYE", "bob", 2, tag);
+    cr_assert(cli_recv(&c), "the ACK gets no answer, the BYE its 200");
+    cr_assert_eq(c.msg.status, 200);
+    cr_assert_str_eq(hdr(&c, SIP_HDR_CSEQ), "2 BYE");
+    cli_close(&c);
+    char *out = sim_stop(&s);
+    cr_assert_not_null(strstr(out, " invite=1 "), "%s", out);
+    cr_assert_not_null(strstr(out, " ack=1 "), "%s", out);
+    cr_assert_not_null(strstr(out, " bye=1 "), "%s", out);
+}
+
+Test(ucmsim, answers_busy_486_and_cancel_200_then_487)
+{
+    struct sim s;
+    sim_start(&s, NULL);
+    struct cli c;
+    cr_assert_eq(cli_connect(&c, s.port, "edge", 0), 1);
+    send_call_req(&c, "INVITE", "busy1", 1, NULL);
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 486);
+    send_call_req(&c, "INVITE", "ring1", 3, NULL);
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 180);
+    send_call_req(&c, "CANCEL", "ring1", 3, NULL);
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 200);
+    cr_assert_str_eq(hdr(&c, SIP_HDR_CSEQ), "3 CANCEL");
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 487);
+    cr_assert_str_eq(hdr(&c, SIP_HDR_CSEQ), "3 INVITE");
+    cli_close(&c);
+    sim_stop(&s);
+}
+
 Test(ucmsim, answers_a_double_crlf_keepalive_with_one_crlf)
 {
     struct sim s;
