@@ -70,6 +70,8 @@ struct bench_opts {
     unsigned timeout_ms, lifetime_s;
     uint16_t tls_max; /* 0: up to TLS 1.3; 0x0303: TLS 1.2 only */
     bool resume, direct, json, quiet;
+    bool calls;          /* --calls: a measured unit is a call, requests on a client answered */
+    const char *call_to; /* --call-to USER: every call to this user (default: the next user) */
     int edge_pid, ucm_pid;
     int edge_pids[BENCH_MAX_PIDS]; /* --edge-pid A,B,...: an edge made of several processes */
     unsigned n_edge_pids;
@@ -97,6 +99,8 @@ struct stats {
     struct bench_hist chal;  /* REGISTER without credentials -> 407 */
     struct bench_hist hs;    /* connect start -> TLS established */
     struct bench_hist setup; /* connect start -> registered (200) */
+    struct bench_hist call;  /* --calls: INVITE sent -> 200 to the BYE (req: INVITE -> 200) */
+    uint64_t call_ringing, uas_invite, uas_ack, uas_bye, uas_notify, uas_other;
     uint64_t sent, ok, done;
     uint64_t setup_ok, handshakes, resumed;
     uint64_t errors[ERR_COUNT];
@@ -152,6 +156,8 @@ struct client {
     uint32_t in_len, scanned;
     uint32_t id; /* conn id */
     uint32_t idx, user, cseq;
+    uint32_t call_seq; /* --calls: calls made on this client */
+    bool call_bye;     /* --calls: the call's BYE is in flight */
     uint16_t lport;
     uint8_t st;
     bool measured;    /* the request in flight belongs to the measured phase */
@@ -504,6 +510,7 @@ static void client_start(struct client *cl);
 static void client_timeout_cb(struct loop *loop, struct loop_timer *timer);
 static void client_retry_cb(struct loop *loop, struct loop_timer *timer);
 static void client_ready(struct client *cl);
+static int call_send_invite(struct client *cl);
 
 static struct client *client_of_timer(struct loop_timer *t)
 {
@@ -617,7 +624,7 @@ static void client_request(struct client *cl, uint64_t intended)
     t->st.sent++;
     if (t->st.first_us == 0)
         t->st.first_us = now;
-    if (client_send_register(cl, true) < 0)
+    if ((t->b->o.calls ? call_send_invite(cl) : client_send_register(cl, true)) < 0)
         client_fail(cl, ERR_CLOSED); /* on_close settles `outstanding` */
 }
 
@@ -647,11 +654,21 @@ static void storm_next(struct gthread *t);
 static void thread_check_done(struct gthread *t);
 static void thread_setup_step(struct gthread *t);
 
+#include "bench/bench_calls.h"
+
 /* A complete answer on `cl`. */
 static void client_answer(struct client *cl, const struct sip_msg *m)
 {
     struct gthread *t = cl->t;
     const struct bench_opts *o = &t->b->o;
+    if (o->calls && m->is_request) {
+        call_uas(cl, m);
+        return;
+    }
+    if (o->calls && cl->st == CS_BUSY) {
+        call_on_response(cl, m);
+        return;
+    }
     if (m->is_request || m->status < 200 || cseq_number(m) != cl->cseq)
         return; /* provisional, stale or a request: nothing to do */
     uint64_t now = now_us();
@@ -1198,6 +1215,13 @@ static void merge_stats(struct stats *d, const struct stats *s)
     bench_hist_merge(&d->chal, &s->chal);
     bench_hist_merge(&d->hs, &s->hs);
     bench_hist_merge(&d->setup, &s->setup);
+    bench_hist_merge(&d->call, &s->call);
+    d->call_ringing += s->call_ringing;
+    d->uas_invite += s->uas_invite;
+    d->uas_ack += s->uas_ack;
+    d->uas_bye += s->uas_bye;
+    d->uas_notify += s->uas_notify;
+    d->uas_other += s->uas_other;
     d->sent += s->sent;
     d->ok += s->ok;
     d->done += s->done;
@@ -1299,7 +1323,16 @@ static void report(const struct bench *b, const struct result *r)
             if (s->status[i])
                 printf(" %d=%" PRIu64, i, s->status[i]);
         printf("\n");
-        print_hist_human("REGISTER+token", &s->req);
+        if (o->calls) {
+            print_hist_human("call set-up INVITE->200", &s->req);
+            print_hist_human("call INVITE->BYE 200", &s->call);
+            printf("  calls: 180 seen %" PRIu64 "; as callee: INVITE %" PRIu64 " ACK %" PRIu64
+                   " BYE %" PRIu64 " NOTIFY %" PRIu64 " other %" PRIu64 "\n",
+                   s->call_ringing, s->uas_invite, s->uas_ack, s->uas_bye, s->uas_notify,
+                   s->uas_other);
+        } else {
+            print_hist_human("REGISTER+token", &s->req);
+        }
         print_hist_human("REGISTER->407", &s->chal);
         print_hist_human("connect->TLS up", &s->hs);
         print_hist_human("connect->registered", &s->setup);
@@ -1352,8 +1385,14 @@ static void report(const struct bench *b, const struct result *r)
             fprintf(f, "%s\"%d\":%" PRIu64, first ? "" : ",", i, s->status[i]);
             first = false;
         }
-    fprintf(f, "},\"latency_us\":{");
-    print_hist_json(f, "register", &s->req);
+    fprintf(f,
+            "},\"calls\":%s,\"uas\":{\"invite\":%" PRIu64 ",\"ack\":%" PRIu64 ",\"bye\":%" PRIu64
+            ",\"notify\":%" PRIu64 ",\"other\":%" PRIu64 "},\"latency_us\":{",
+            o->calls ? "true" : "false", s->uas_invite, s->uas_ack, s->uas_bye, s->uas_notify,
+            s->uas_other);
+    print_hist_json(f, o->calls ? "call_setup" : "register", &s->req);
+    fputc(',', f);
+    print_hist_json(f, "call", &s->call);
     fputc(',', f);
     print_hist_json(f, "challenge", &s->chal);
     fputc(',', f);
@@ -1387,6 +1426,9 @@ static void usage(void)
         "         --concurrency N           closed loop, N connections each one in flight\n"
         "         --storm N [--resume]      N new TLS connections + first REGISTER, then close\n"
         "         --idle N --hold S         N registered connections held S seconds\n"
+        "  --calls: with --rate/--concurrency a unit is a call (INVITE 180 200 ACK BYE 200) to\n"
+        "           the next user's AoR (--call-to USER: to USER); with any mode requests to a\n"
+        "           client (UCM calling it: INVITE, BYE, NOTIFY...) are answered and counted\n"
         "  tokens: --users U (default: conns)  --fresh-tokens F (0..1)  --fresh-pool N\n"
         "          --lifetime S  --user-prefix P\n"
         "  bounds: --duration S (5)  --max-requests N  --timeout-ms MS (5000)\n"
@@ -1414,6 +1456,8 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
     enum {
         O_HOST = 256,
+        O_CALLS,
+        O_CALL_TO,
         O_PORT,
         O_CA,
         O_SNI,
@@ -1486,6 +1530,8 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         {"quiet", 0, 0, O_QUIET},
         {"tls-max", 1, 0, O_TLS_MAX},
         {"hs256-secret", 1, 0, O_HS},
+        {"calls", 0, 0, O_CALLS},
+        {"call-to", 1, 0, O_CALL_TO},
         {"help", 0, 0, O_HELP},
         {0},
     };
@@ -1590,6 +1636,12 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             break;
         case O_DIRECT:
             o->direct = true;
+            break;
+        case O_CALLS:
+            o->calls = true;
+            break;
+        case O_CALL_TO:
+            o->call_to = optarg;
             break;
         case O_THREADS:
             o->threads = (unsigned)parse_num(optarg, "--threads", 1, BENCH_MAX_THREADS);
