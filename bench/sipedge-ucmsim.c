@@ -1715,8 +1715,10 @@ int main(int argc, char **argv)
             sim_log("ucmsim: cannot listen on %s:%u: %s", o.addr, port, strerror(-fd));
             return 1;
         }
-        if (port == 0) /* the other threads join the port the first one got */
+        if (port == 0) { /* the other threads join the port the first one got */
             port = (unsigned)bound_port(fd);
+            o.port = port; /* the Contact of the call answers names it */
+        }
         int r = worker_init(w, &o, ctx, fd, record_fd);
         if (r < 0) {
             sim_log("ucmsim: worker set-up: %s", strerror(-r));

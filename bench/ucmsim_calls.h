@@ -98,7 +98,7 @@ static void call_build(struct worker *w, const struct sip_msg *m, const struct c
         }
     }
     if (r->dialog)
-        text_fmt(t, "Contact: <sip:ucm@%s;transport=tls>\r\n", w->o->addr);
+        text_fmt(t, "Contact: <sip:ucm@%s:%u;transport=tls>\r\n", w->o->addr, w->o->port);
     text_str(t, "Server: sipedge-ucmsim\r\n");
     if (r->sdp)
         text_fmt(t, "Content-Type: application/sdp\r\nContent-Length: %zu\r\n\r\n%s",

@@ -9,7 +9,8 @@ KAMEDGE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 # kamedge_start RUN PKI EDGE_PORT UCM_PORT SECRET_FILE: sets KAMEDGE_PID, KAMEDGE_LOG,
 # KAMEDGE_CTL. Tuning from the environment: KAMEDGE_CHILDREN (TLS workers, default 2),
-# KAMEDGE_SHM (shared memory MB, default 1024), KAMEDGE_ALLOC (shm allocator, default tlsf).
+# KAMEDGE_SHM (shared memory MB, default 1024), KAMEDGE_ALLOC (shm allocator, default tlsf),
+# KAMEDGE_CFG (the script in this directory, default edge.cfg; calls-edge.cfg for calls).
 # The secret file holds the HS256 secret (1-256 characters of [A-Za-z0-9_-], no newline).
 kamedge_start() {
     local run=$1 pki=$2 port=$3 ucm=$4 secret
@@ -24,7 +25,7 @@ kamedge_start() {
         umask 077
         sed -e "s#@EDGE_PORT@#$port#g" -e "s#@UCM_PORT@#$ucm#g" -e "s#@RUN@#$run#g" \
             -e "s#@JWT_SECRET@#$secret#g" -e "s#@TCP_CHILDREN@#${KAMEDGE_CHILDREN:-2}#g" \
-            "$KAMEDGE_DIR/edge.cfg" >"$run/edge.cfg"
+            "$KAMEDGE_DIR/${KAMEDGE_CFG:-edge.cfg}" >"$run/edge.cfg"
     )
     KAMEDGE_CTL="unix:$run/kamailio_ctl"
     KAMEDGE_LOG="$run/kamailio.log"
