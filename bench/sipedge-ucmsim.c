@@ -28,6 +28,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
 
+#include "bench/bench_hist.h"
 #include "core/sip.h"
 #include "core/sip_build.h"
 #include "core/sip_parse.h"
@@ -73,6 +74,9 @@ struct sim_opts {
     const char *record, *port_file, *pid_file;
     bool record_raw;
     unsigned sockbuf; /* SO_SNDBUF/SO_RCVBUF of accepted sockets, 0 = the kernel's autotuning */
+    unsigned call_out_rate, notify_rate; /* UCM -> client INVITEs / NOTIFYs per second */
+    uint64_t out_count;                  /* at most this many of them (0 = no limit) */
+    unsigned out_hold_ms, out_timeout_ms;
 };
 
 /* ---- counters ----------------------------------------------------------------------------- */
@@ -96,6 +100,19 @@ struct sim_opts {
     X(ANSWER_180, "answer_180")                                                                    \
     X(ANSWER_486, "answer_486")                                                                    \
     X(ANSWER_487, "answer_487")                                                                    \
+    X(OUT_INVITE, "out_invite")                                                                    \
+    X(OUT_180, "out_180")                                                                          \
+    X(OUT_200, "out_200")                                                                          \
+    X(OUT_BYE, "out_bye")                                                                          \
+    X(OUT_OK, "out_ok")                                                                            \
+    X(OUT_FAIL, "out_fail")                                                                        \
+    X(OUT_TIMEOUT, "out_timeout")                                                                  \
+    X(OUT_NO_TARGET, "out_no_target")                                                              \
+    X(OUT_OVERLOAD, "out_overload")                                                                \
+    X(OUT_NO_ROOM, "out_no_room")                                                                  \
+    X(NOTIFY_SENT, "notify_sent")                                                                  \
+    X(NOTIFY_OK, "notify_ok")                                                                      \
+    X(NOTIFY_FAIL, "notify_fail")                                                                  \
     X(RESPONSES_IN, "responses_received")                                                          \
     X(KEEPALIVE, "keepalive")                                                                      \
     X(ANSWER_200, "answer_200")                                                                    \
@@ -166,6 +183,8 @@ struct delayed {
     size_t len;
 };
 
+struct out_state;
+
 struct worker {
     unsigned id;
     pthread_t thread;
@@ -184,6 +203,7 @@ struct worker {
     int record_fd;
     char *rec; /* record lines of this batch, written before any answer goes out */
     size_t rec_len, rec_cap;
+    struct out_state *out; /* --call-out / --notify, else NULL */
 };
 
 /* Process-wide: the fail-after budget (one atomic decrement per request only when configured). */
@@ -192,6 +212,7 @@ static atomic_uint_fast64_t sim_answered;
 #define TAG_LISTEN UINT32_MAX
 #define TAG_STOP   (UINT32_MAX - 1)
 #define TAG_TIMER  (UINT32_MAX - 2)
+#define TAG_OUT    (UINT32_MAX - 3)
 
 static void sim_log(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void sim_log(const char *fmt, ...)
@@ -1003,6 +1024,7 @@ static void on_timer(struct worker *w)
 }
 
 #include "bench/ucmsim_calls.h"
+#include "bench/ucmsim_out.h"
 
 /** Handle one framed request. 0, or <0 when the connection must close. */
 static int handle_request(struct worker *w, struct conn *c, const struct sip_msg *m,
@@ -1020,6 +1042,8 @@ static int handle_request(struct worker *w, struct conn *c, const struct sip_msg
                                              : SIM_C_OTHER_METHOD]++;
     bool delay;
     enum answer a = decide(w, m, &delay);
+    if (w->out && a == ANSWER_OK && m->method == SIP_METHOD_REGISTER)
+        out_register(w, c, m);
     if (w->record_fd >= 0)
         record_request(w, c, m, raw, a, delay);
     if (a == ANSWER_NONE)
@@ -1100,8 +1124,11 @@ static int process_input(struct worker *w, struct conn *c)
         c->scan_last = 0;
         if (m.is_request)
             rc = handle_request(w, c, &m, slice_make(p, (size_t)n));
-        else
+        else {
             w->ctr[SIM_C_RESPONSES_IN]++;
+            if (w->out)
+                out_response(w, c, &m);
+        }
         off += (size_t)n;
         if (rc < 0)
             break;
@@ -1296,6 +1323,10 @@ static void *worker_run(void *arg)
                 on_timer(w);
                 continue;
             }
+            if (slot == TAG_OUT) {
+                out_tick(w);
+                continue;
+            }
             struct conn *c = slot < w->slot_count ? w->conns[slot] : NULL;
             if (!c || c->gen != gen)
                 continue; /* closed earlier in this batch */
@@ -1382,11 +1413,12 @@ static int worker_init(struct worker *w, const struct sim_opts *o, SSL_CTX *ctx,
     epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->stopfd, &e);
     e.data.u64 = TAG_TIMER;
     epoll_ctl(w->epfd, EPOLL_CTL_ADD, w->timerfd, &e);
-    return 0;
+    return out_init(w);
 }
 
 static void worker_deinit(struct worker *w)
 {
+    out_deinit(w);
     for (size_t i = 0; w->conns && i < w->slot_count; i++)
         if (w->conns[i])
             conn_free(w, w->conns[i]);
@@ -1452,7 +1484,13 @@ static void usage(FILE *f)
                "  --record FILE          append one JSON line per received request\n"
                "  --record-raw           include the raw request in each JSON line\n"
                "  --port-file FILE       write the bound port; --pid-file FILE: the pid\n"
-               "  --sockbuf BYTES        SO_SNDBUF/SO_RCVBUF of accepted sockets (tests)\n");
+               "  --sockbuf BYTES        SO_SNDBUF/SO_RCVBUF of accepted sockets (tests)\n"
+               "  --call-out RATE        INVITE registered clients (Route: Path, on their\n"
+               "                         connection) RATE/s: 180/200 -> ACK, BYE after the hold\n"
+               "  --notify RATE          NOTIFY (Event: message-summary) them RATE/s\n"
+               "  --out-count N          at most N INVITEs + NOTIFYs in all (default: no limit)\n"
+               "  --out-hold-ms MS       call hold before the BYE (default 0)\n"
+               "  --out-timeout-ms MS    an unanswered INVITE/BYE/NOTIFY fails (default 5000)\n");
 }
 
 static int parse_uint(const char *s, unsigned long long max, unsigned long long *out)
@@ -1493,6 +1531,11 @@ static int parse_opts(int argc, char **argv, struct sim_opts *o)
         O_PORT_FILE,
         O_PID_FILE,
         O_SOCKBUF,
+        O_CALL_OUT,
+        O_NOTIFY,
+        O_OUT_COUNT,
+        O_OUT_HOLD,
+        O_OUT_TIMEOUT,
         O_HELP,
     };
     static const struct option lo[] = {
@@ -1520,6 +1563,11 @@ static int parse_opts(int argc, char **argv, struct sim_opts *o)
         {"port-file", required_argument, NULL, O_PORT_FILE},
         {"pid-file", required_argument, NULL, O_PID_FILE},
         {"sockbuf", required_argument, NULL, O_SOCKBUF},
+        {"call-out", required_argument, NULL, O_CALL_OUT},
+        {"notify", required_argument, NULL, O_NOTIFY},
+        {"out-count", required_argument, NULL, O_OUT_COUNT},
+        {"out-hold-ms", required_argument, NULL, O_OUT_HOLD},
+        {"out-timeout-ms", required_argument, NULL, O_OUT_TIMEOUT},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -1532,6 +1580,7 @@ static int parse_opts(int argc, char **argv, struct sim_opts *o)
         .max_expires = 120,
         .node = "ucmsim",
         .delay_every = 1,
+        .out_timeout_ms = 5000,
     };
     int ch;
     unsigned long long v;
@@ -1652,6 +1701,22 @@ static int parse_opts(int argc, char **argv, struct sim_opts *o)
                 goto bad;
             o->sockbuf = (unsigned)v;
             break;
+        case O_CALL_OUT:
+        case O_NOTIFY:
+        case O_OUT_HOLD:
+        case O_OUT_TIMEOUT:
+            if (parse_uint(optarg, 10000000, &v) < 0)
+                goto bad;
+            *(ch == O_CALL_OUT   ? &o->call_out_rate
+              : ch == O_NOTIFY   ? &o->notify_rate
+              : ch == O_OUT_HOLD ? &o->out_hold_ms
+                                 : &o->out_timeout_ms) = (unsigned)v;
+            break;
+        case O_OUT_COUNT:
+            if (parse_uint(optarg, UINT64_MAX, &v) < 0)
+                goto bad;
+            o->out_count = v;
+            break;
         case O_HELP:
         case 'h':
             usage(stdout);
@@ -1705,6 +1770,8 @@ int main(int argc, char **argv)
     }
 
     static struct worker workers[SIM_MAX_THREADS];
+    static struct bench_hist out_setup; /* --call-out: INVITE -> 200, all threads */
+    bench_hist_reset(&out_setup);
     unsigned port = o.port;
     for (unsigned i = 0; i < o.threads; i++) {
         struct worker *w = &workers[i];
@@ -1754,11 +1821,18 @@ int main(int argc, char **argv)
         pthread_join(workers[i].thread, NULL);
         for (int k = 0; k < SIM_C_COUNT; k++)
             total[k] += workers[i].ctr[k];
+        if (workers[i].out)
+            bench_hist_merge(&out_setup, &workers[i].out->setup);
         worker_deinit(&workers[i]);
     }
     printf("ucmsim counters");
     for (int k = 0; k < SIM_C_COUNT; k++)
         printf(" %s=%" PRIu64, sim_ctr_names[k], total[k]);
+    if (o.call_out_rate)
+        printf(" out_setup_n=%" PRIu64 " out_setup_p50_us=%" PRIu64 " out_setup_p90_us=%" PRIu64
+               " out_setup_p99_us=%" PRIu64,
+               out_setup.count, bench_hist_pct(&out_setup, 50), bench_hist_pct(&out_setup, 90),
+               bench_hist_pct(&out_setup, 99));
     printf("\n");
     fflush(stdout);
     if (record_fd >= 0)

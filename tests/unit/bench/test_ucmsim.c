@@ -24,6 +24,7 @@
 #include <openssl/ssl.h>
 
 #include "core/sip.h"
+#include "core/sip_build.h"
 
 #define PKI_DIR SIPEDGE_BINARY_DIR "/test-ucmsim/pki"
 #define SIM_BIN SIPEDGE_BINARY_DIR "/sipedge-ucmsim"
@@ -467,6 +468,93 @@ Test(ucmsim, answers_busy_486_and_cancel_200_then_487)
     cr_assert_str_eq(hdr(&c, SIP_HDR_CSEQ), "3 INVITE");
     cli_close(&c);
     sim_stop(&s);
+}
+
+/** Answers the last received request with `status`, `extra` header lines (NULL-ended). */
+static void cli_answer(struct cli *c, int status, const char *reason, const char *const *extra)
+{
+    struct slice x[8];
+    size_t n = 0;
+    for (; extra && extra[n] && n < 8; n++)
+        x[n] = slice_make(extra[n], strlen(extra[n]));
+    char out[8192];
+    ssize_t len = sip_build_response(&c->msg, status, slice_make(reason, strlen(reason)),
+                                     SLICE_LIT("cb1"), x, n, out, sizeof out - 1);
+    cr_assert_gt(len, 0);
+    out[len] = 0;
+    cli_send(c, out);
+}
+
+static const char *const PATH_REG = "Contact: <sip:alice@192.0.2.10:51234;transport=tls>\r\n"
+                                    "Path: <sip:TOK@edge.example.test:5061;transport=tls;lr;ob>\r\n"
+                                    "Expires: 3600\r\n";
+
+Test(ucmsim, call_out_invites_a_registered_client_by_its_path_then_acks_and_byes)
+{
+    struct sim s;
+    const char *const extra[] = {"--call-out",    "50", "--out-count", "1",
+                                 "--out-hold-ms", "10", NULL};
+    sim_start(&s, extra);
+    struct cli c;
+    cr_assert_eq(cli_connect(&c, s.port, "edge", 0), 1);
+    char req[2048];
+    make_register(req, sizeof req, "reg-co", 1, PATH_REG);
+    cli_send(&c, req);
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 200);
+    cr_assert(cli_recv(&c), "no INVITE from --call-out");
+    cr_assert(c.msg.is_request);
+    cr_assert_eq(c.msg.method, SIP_METHOD_INVITE);
+    cr_assert(c.msg.uri.len == strlen("sip:alice@192.0.2.10:51234;transport=tls") &&
+              memcmp(c.msg.uri.base, "sip:alice@192.0.2.10:51234;transport=tls", c.msg.uri.len) ==
+                  0);
+    cr_assert_str_eq(hdr(&c, SIP_HDR_ROUTE),
+                     "<sip:TOK@edge.example.test:5061;transport=tls;lr;ob>");
+    cr_assert_str_eq(hdr(&c, SIP_HDR_TO), "<sip:alice@example.test>");
+    const char *const rr[] = {
+        "Record-Route: <sip:edge.example.test:5061;transport=tls;lr;se-node=1>",
+        "Record-Route: <sip:TOK@edge.example.test:5061;transport=tls;lr>",
+        "Contact: <sip:alice@192.0.2.10:51234;transport=tls>", NULL};
+    cli_answer(&c, 180, "Ringing", rr);
+    cli_answer(&c, 200, "OK", rr);
+    cr_assert(cli_recv(&c), "no ACK");
+    cr_assert_eq(c.msg.method, SIP_METHOD_ACK);
+    cr_assert_str_eq(hdr(&c, SIP_HDR_ROUTE), "<sip:TOK@edge.example.test:5061;transport=tls;lr>",
+                     "the Route set is the Record-Route reversed");
+    cr_assert_not_null(strstr(hdr(&c, SIP_HDR_TO), "tag=cb1"));
+    cr_assert(cli_recv(&c), "no BYE");
+    cr_assert_eq(c.msg.method, SIP_METHOD_BYE);
+    cr_assert_str_eq(hdr(&c, SIP_HDR_CSEQ), "2 BYE");
+    cli_answer(&c, 200, "OK", NULL);
+    sleep_ms(100);
+    cli_close(&c);
+    char *out = sim_stop(&s);
+    cr_assert_not_null(strstr(out, " out_invite=1 out_180=1 out_200=1 out_bye=1 out_ok=1 "), "%s",
+                       out);
+    cr_assert_not_null(strstr(out, " out_setup_n=1 "), "%s", out);
+}
+
+Test(ucmsim, notify_mode_sends_message_summary_to_a_registered_client)
+{
+    struct sim s;
+    const char *const extra[] = {"--notify", "50", "--out-count", "1", NULL};
+    sim_start(&s, extra);
+    struct cli c;
+    cr_assert_eq(cli_connect(&c, s.port, "edge", 0), 1);
+    char req[2048];
+    make_register(req, sizeof req, "reg-n", 1, PATH_REG);
+    cli_send(&c, req);
+    cr_assert(cli_recv(&c));
+    cr_assert_eq(c.msg.status, 200);
+    cr_assert(cli_recv(&c), "no NOTIFY");
+    cr_assert_eq(c.msg.method, SIP_METHOD_NOTIFY);
+    cr_assert_str_eq(hdr(&c, SIP_HDR_EVENT), "message-summary");
+    cr_assert_not_null(strstr(c.resp, "Messages-Waiting: yes"));
+    cli_answer(&c, 200, "OK", NULL);
+    sleep_ms(100);
+    cli_close(&c);
+    char *out = sim_stop(&s);
+    cr_assert_not_null(strstr(out, " notify_sent=1 notify_ok=1 notify_fail=0"), "%s", out);
 }
 
 Test(ucmsim, answers_a_double_crlf_keepalive_with_one_crlf)
