@@ -184,5 +184,40 @@ for rate in $RATES; do
         echo "  $rate calls/s: ratio kamailio/sipedge: n/a (no sipedge calls completed)"
     fi
 done
-echo "UCM -> client calls (sipedge-ucmsim --call-out): not measured by this script yet."
+
+# ---- UCM -> client, direct: sipedge-ucmsim --call-out calls the registered bench clients -------
+# callout RATE: a second sipedge-ucmsim that INVITEs every registered client at RATE/s for
+# DURATION s (hold 0), the clients (sipedge-bench --idle --calls) answering 180/200; its counters
+# and set-up percentiles at exit.
+callout() {
+    local rate=$1 port pid out
+    port=$(free_port)
+    out=$T/callout-$rate.out
+    "$BIN/sipedge-ucmsim" --addr 127.0.0.1 --port "$port" --cert "$PKI/ucm.crt" \
+        --key "$PKI/ucm.key" --ca "$PKI/ca.crt" --allow edge.example.test --node ucm2 \
+        --call-out "$rate" --out-count "$((rate * DURATION))" >"$out" 2>"$T/callout.err" &
+    pid=$!
+    E2E_PIDS+=("$pid")
+    wait_port "$port"
+    "$BIN/sipedge-bench" --port "$port" --direct --key "$JWT_KEY" --kid es1 --ca "$PKI/ucm-ca.crt" \
+        --server-name ucm1.example.test --tls-cert "$PKI/client.crt" --tls-key "$PKI/client.key" \
+        --conns "$CONNS" --users "$CONNS" --user-prefix callee --calls --idle "$CONNS" \
+        --hold "$((DURATION + 1))" --quiet --json >"$T/callout-bench-$rate.json" 2>>"$T/bench.err" ||
+        true
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    awk -v r="$rate" -v d="$DURATION" '/ucmsim counters/ {
+        for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] }
+        printf "direct   %8s %9.0f %8s %8s %9s %9s  timeout=%s fail=%s no_target=%s\n", r,
+            v["out_ok"] / d, v["out_ok"], v["out_fail"] + v["out_timeout"], v["out_setup_p50_us"],
+            v["out_setup_p99_us"], v["out_timeout"], v["out_fail"], v["out_no_target"] }' "$out"
+}
+echo
+echo "== calls: UCM -> client (sipedge-ucmsim --call-out: INVITE 180 200 ACK BYE 200), $CONNS clients, ${DURATION}s, 1 run"
+printf '%-8s %8s %9s %8s %8s %9s %9s  %s\n' side offered calls/s ok failed p50_us p99_us causes
+for rate in $RATES; do
+    callout "$rate"
+done
+echo "sipedge, kamailio: UCM -> client through the edge is not driven by this script yet (the"
+echo "call-out ucmsim must be the edge's UCM); see docs/BENCHMARKS.md \"Calls\" for the manual run."
 echo "runs: $RESULTS"
