@@ -223,17 +223,26 @@ static void dequeue(struct txn_table *tb, uint32_t s)
     t->tprev = t->tnext = NIL;
 }
 
-/* Appends slot `s` to the queue of timer `k` (its deadline is the latest of that kind). */
+/* Links slot `s` (deadline set) into the queue of timer `k`: at the tail when the clock only goes
+ * forward (O(1)); a deadline earlier than the tail's (a clock that went back) walks back to its
+ * place, so each queue is always in deadline order. */
 static void enqueue(struct txn_table *tb, uint32_t s, unsigned k)
 {
     struct txn *t = &tb->slots[s];
-    t->tnext = NIL;
-    t->tprev = tb->qtail[k];
-    if (tb->qtail[k] != NIL)
-        tb->slots[tb->qtail[k]].tnext = s;
-    else
+    uint32_t after = tb->qtail[k];
+
+    while (after != NIL && tb->slots[after].deadline_ms > t->deadline_ms)
+        after = tb->slots[after].tprev;
+    t->tprev = after;
+    t->tnext = after == NIL ? tb->qhead[k] : tb->slots[after].tnext;
+    if (after == NIL)
         tb->qhead[k] = s;
-    tb->qtail[k] = s;
+    else
+        tb->slots[after].tnext = s;
+    if (t->tnext == NIL)
+        tb->qtail[k] = s;
+    else
+        tb->slots[t->tnext].tprev = s;
 }
 
 static void unlink_slot(struct txn_table *tb, uint32_t slot)
@@ -274,7 +283,7 @@ static void arm(struct txn_table *tb, struct txn *t, enum txn_timer timer, int64
     }
     uint32_t ms;
     memcpy(&ms, (const char *)&tb->timers + off[timer], sizeof(ms));
-    t->deadline_ms = now + ms;
+    t->deadline_ms = now > INT64_MAX - (int64_t)ms ? INT64_MAX : now + ms;
     enqueue(tb, slot, timer);
 }
 
@@ -367,6 +376,14 @@ int txn_step(struct txn_table *tb, uint64_t id, enum txn_event ev, int64_t now_m
     return 0;
 }
 
+int txn_abandon(struct txn_table *tb, uint64_t id)
+{
+    if (txn_get(tb, id) == NULL)
+        return -ESTALE;
+    unlink_slot(tb, (uint32_t)id);
+    return 0;
+}
+
 static size_t put_hex(char *p, uint64_t v)
 {
     char tmp[16];
@@ -456,19 +473,33 @@ enum txn_req_match txn_match_request(const struct txn_table *tb, uint32_t client
     return TXN_REQ_RETRANSMIT;
 }
 
+/* A merge of the queues' heads: each queue is in deadline order, so the due transactions are a
+ * prefix of each; they come out in deadline order across kinds (ties: B, C, F, H, L, CANCEL).
+ * Nothing is unlinked here: the caller's TXN_EV_TIMEOUT step frees or re-arms. */
 size_t txn_expired(const struct txn_table *tb, int64_t now_ms, uint64_t *ids, size_t cap,
                    int64_t *next_ms)
 {
+    uint32_t cur[TXN_TIMER_KEEP];
     size_t n = 0;
     int64_t next = INT64_MAX;
 
-    for (unsigned k = TXN_TIMER_NONE + 1; k < TXN_TIMER_KEEP; k++) {
-        uint32_t s = tb->qhead[k];
-        for (; s != NIL && n < cap && tb->slots[s].deadline_ms <= now_ms; s = tb->slots[s].tnext)
-            ids[n++] = id_of(tb, s);
-        if (s != NIL && tb->slots[s].deadline_ms < next)
-            next = tb->slots[s].deadline_ms;
+    for (unsigned k = TXN_TIMER_NONE + 1; k < TXN_TIMER_KEEP; k++)
+        cur[k] = tb->qhead[k];
+    while (n < cap) {
+        unsigned best = TXN_TIMER_NONE;
+        for (unsigned k = TXN_TIMER_NONE + 1; k < TXN_TIMER_KEEP; k++)
+            if (cur[k] != NIL && tb->slots[cur[k]].deadline_ms <= now_ms &&
+                (best == TXN_TIMER_NONE ||
+                 tb->slots[cur[k]].deadline_ms < tb->slots[cur[best]].deadline_ms))
+                best = k;
+        if (best == TXN_TIMER_NONE)
+            break;
+        ids[n++] = id_of(tb, cur[best]);
+        cur[best] = tb->slots[cur[best]].tnext;
     }
+    for (unsigned k = TXN_TIMER_NONE + 1; k < TXN_TIMER_KEEP; k++)
+        if (cur[k] != NIL && tb->slots[cur[k]].deadline_ms < next)
+            next = tb->slots[cur[k]].deadline_ms;
     *next_ms = next;
     return n;
 }

@@ -240,6 +240,13 @@ uint32_t txn_count(const struct txn_table *tb);
 int txn_open(struct txn_table *tb, enum sip_method method, uint32_t client_id, struct slice branch,
              struct slice sent_by, int64_t now_ms, uint64_t *id, struct txn_out *out);
 
+/**
+ * Free the live transaction `id` with no action and no answer: the caller answered the sender
+ * on its own (e.g. 430 Flow Failed) or the sender's connection is gone. Its timer is disarmed
+ * and `id` is stale from now on. Returns 0 or -ESTALE (`id` is not live).
+ */
+int txn_abandon(struct txn_table *tb, uint64_t id);
+
 /** The live transaction `id`, or NULL when freed or reused (stale). Valid until the next step. */
 const struct txn *txn_get(const struct txn_table *tb, uint64_t id);
 
@@ -289,11 +296,14 @@ enum txn_req_match txn_match_request(const struct txn_table *tb, uint32_t client
                                      struct slice sent_by, uint64_t *id);
 
 /**
- * Ids of transactions whose timer ran out by `now_ms` into `ids[0..cap)` (at most `cap`; call
- * again if it returns `cap`). The caller steps each with TXN_EV_TIMEOUT (which disarms or moves
- * its timer). `*next_ms` gets the earliest deadline still ahead (INT64_MAX if none). Every timer
- * of one kind has the same duration, so each kind is a FIFO in deadline order (arming appends,
- * re-arming moves to the tail): the cost is O(expired + timer kinds), not a walk of the table.
+ * Ids of transactions whose timer ran out by `now_ms` into `ids[0..cap)`, earliest deadline
+ * first across timer kinds (at most `cap`). Nothing is removed: the caller steps each with
+ * TXN_EV_TIMEOUT, which frees it or moves its timer, and calls again if it returned `cap` (an id
+ * not stepped comes back). `*next_ms` gets the earliest deadline of a timer not returned
+ * (INT64_MAX if none; <= now_ms when `cap` cut the due list short). Every timer of one kind has
+ * the same duration, so each kind is a FIFO in deadline order (arming appends, re-arming moves
+ * to the tail; a clock that goes back walks back from the tail): arming is O(1) and this call
+ * O(returned + timer kinds), not a walk of the table.
  */
 size_t txn_expired(const struct txn_table *tb, int64_t now_ms, uint64_t *ids, size_t cap,
                    int64_t *next_ms);

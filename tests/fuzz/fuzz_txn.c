@@ -2,7 +2,8 @@
 // libFuzzer target for core/txn.c: the input is a program of table operations (open, step,
 // match a request or a response, expire) on a small table; after each, the table's invariants
 // hold: the count equals the live slots, a freed id stays stale, every step lands on a state of
-// the table, and every listed step's outcome is its row's.
+// the table, and every listed step's outcome is its row's; expired ids come out due and in
+// deadline order (the clock sometimes goes back), and an abandoned id is stale.
 #include <assert.h>
 #include <errno.h>
 #include <stddef.h>
@@ -27,7 +28,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     assert(tb != NULL);
     for (size_t i = 0; i + 3 <= size; i += 3) {
-        uint8_t op = data[i] % 5, a = data[i + 1], b = data[i + 2];
+        uint8_t op = data[i] % 6, a = data[i + 1], b = data[i + 2];
         char br[16];
         struct slice branch = slice_make(br, (size_t)snprintf(br, sizeof(br), "z9hG4bK%u", a % 6));
         struct slice sent_by = (b & 1) ? SLICE_LIT("h:1") : SLICE_LIT("H:1");
@@ -35,6 +36,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         struct txn_out out;
         uint64_t id;
         now += b % 16;
+        if ((a & 0xc0) == 0xc0 && now >= (a & 15)) /* a clock that goes back */
+            now -= a & 15;
 
         if (op == 0) {
             int r = txn_open(tb, m, a % 2, branch, sent_by, now, &id, &out);
@@ -77,11 +80,24 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             uint64_t exp[CAP];
             int64_t next;
             size_t n = txn_expired(tb, now, exp, CAP, &next);
+            int64_t last = INT64_MIN;
             for (size_t k = 0; k < n; k++) {
                 assert(txn_get(tb, exp[k])->deadline_ms <= now);
+                assert(txn_get(tb, exp[k])->deadline_ms >= last);
+                last = txn_get(tb, exp[k])->deadline_ms;
+            }
+            for (size_t k = 0; k < n; k++) {
                 assert(txn_step(tb, exp[k], TXN_EV_TIMEOUT, now, &out) == 0);
             }
             assert(next > now);
+        } else if (op == 5 && n_ids > 0) {
+            size_t k = a % n_ids;
+            bool live = txn_get(tb, ids[k]) != NULL;
+            uint32_t before = txn_count(tb);
+            assert(txn_abandon(tb, ids[k]) == (live ? 0 : -ESTALE));
+            assert(txn_get(tb, ids[k]) == NULL && txn_count(tb) == before - live);
+            if (live && n_dead < MAX_IDS)
+                dead[n_dead++] = ids[k];
         }
         uint32_t live = 0;
         for (size_t k = 0; k < n_ids; k++)

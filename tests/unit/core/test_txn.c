@@ -491,3 +491,196 @@ Test(txn, expiry_by_timer_queues_matches_a_brute_force_walk)
     cr_assert_geq(fired, N);
     txn_table_free(big);
 }
+
+/* ---- the timer queues ------------------------------------------------------------------- */
+
+static void step_ok(uint64_t id, enum txn_event ev, int64_t now)
+{
+    struct txn_out out;
+    cr_assert_eq(txn_step(tb, id, ev, now, &out), 0);
+}
+
+Test(txn, expiry_comes_out_in_deadline_order_across_kinds)
+{
+    /* B 1000, C 2000, F 3000, H 4000, L 5000, CANCEL 6000 from different start times */
+    uint64_t l = open_txn(SIP_METHOD_INVITE, "z9hG4bK-l", 0);
+    step_ok(l, TXN_EV_2XX, 0);                                   /* L at 5000 */
+    uint64_t f = open_txn(SIP_METHOD_BYE, "z9hG4bK-f", 100);     /* F at 3100 */
+    uint64_t b = open_txn(SIP_METHOD_INVITE, "z9hG4bK-b", 3050); /* B at 4050 */
+    uint64_t c = open_txn(SIP_METHOD_INVITE, "z9hG4bK-c", 0);
+    step_ok(c, TXN_EV_1XX, 1000); /* C at 3000 */
+    uint64_t h = open_txn(SIP_METHOD_INVITE, "z9hG4bK-h", 0);
+    step_ok(h, TXN_EV_FINAL, 10); /* H at 4010 */
+    uint64_t x = open_txn(SIP_METHOD_INVITE, "z9hG4bK-x", 0);
+    step_ok(x, TXN_EV_100, 0);
+    step_ok(x, TXN_EV_CANCEL, 0); /* CANCEL at 6000 */
+    uint64_t ids[8], want_ids[] = {c, f, h, b, l, x};
+    int64_t next;
+    cr_assert_eq(txn_expired(tb, 2999, ids, 8, &next), 0u);
+    cr_assert_eq(next, 3000);
+    cr_assert_eq(txn_expired(tb, 6000, ids, 8, &next), 6u);
+    for (size_t i = 0; i < 6; i++)
+        cr_assert_eq(ids[i], want_ids[i], "position %zu", i);
+    cr_assert_eq(next, INT64_MAX);
+    cr_assert_eq(txn_expired(tb, 4010, ids, 8, &next), 3u);
+    cr_assert_eq(next, 4050);
+}
+
+Test(txn, timer_c_reset_moves_the_deadline_behind_later_ones)
+{
+    uint64_t a = open_txn(SIP_METHOD_INVITE, "z9hG4bK-a", 0), ids[4];
+    uint64_t b = open_txn(SIP_METHOD_INVITE, "z9hG4bK-b", 0);
+    int64_t next;
+    step_ok(a, TXN_EV_1XX, 100); /* C at 2100 */
+    step_ok(b, TXN_EV_1XX, 200); /* C at 2200 */
+    step_ok(a, TXN_EV_1XX, 300); /* 183: a's C moves to 2300, behind b */
+    step_ok(a, TXN_EV_100, 400); /* 100 does not reset */
+    cr_assert_eq(txn_get(tb, a)->deadline_ms, 2300);
+    cr_assert_eq(txn_expired(tb, 2299, ids, 4, &next), 1u);
+    cr_assert_eq(ids[0], b);
+    cr_assert_eq(next, 2300, "a's old deadline 2100 is gone");
+    cr_assert_eq(txn_expired(tb, 2300, ids, 4, &next), 2u);
+    cr_assert(ids[0] == b && ids[1] == a);
+}
+
+Test(txn, a_small_cap_returns_the_rest_on_the_next_call)
+{
+    uint64_t id[6], got[2], all[6];
+    char br[32];
+    int64_t next;
+    for (int i = 0; i < 6; i++) {
+        snprintf(br, sizeof(br), "z9hG4bK-%d", i);
+        id[i] = open_txn(SIP_METHOD_OPTIONS, br, i); /* F at 3000 + i */
+    }
+    cr_assert_eq(txn_expired(tb, 3004, got, 2, &next), 2u);
+    cr_assert(got[0] == id[0] && got[1] == id[1]);
+    cr_assert_leq(next, 3004, "more are due");
+    cr_assert_eq(txn_expired(tb, 3004, all, 2, &next), 2u, "nothing stepped: the same again");
+    cr_assert(all[0] == id[0] && all[1] == id[1]);
+    for (int round = 0; round < 2; round++) {
+        for (int k = 0; k < 2; k++)
+            step_ok(got[k], TXN_EV_TIMEOUT, 3004);
+        cr_assert_eq(txn_expired(tb, 3004, got, 2, &next), round == 0 ? 2u : 1u);
+        cr_assert_eq(got[0], id[2 + 2 * round]);
+        if (round == 0)
+            cr_assert_eq(got[1], id[3]);
+    }
+    cr_assert_eq(next, 3005);
+    step_ok(got[0], TXN_EV_TIMEOUT, 3004);
+    cr_assert_eq(txn_expired(tb, 3005, got, 2, &next), 1u);
+    cr_assert_eq(got[0], id[5]);
+}
+
+/* the reference: every live transaction's (deadline, id), by a scan over the ids opened */
+struct ref {
+    int64_t deadline;
+    uint64_t id;
+};
+
+static int ref_cmp(const void *a, const void *b)
+{
+    const struct ref *x = a, *y = b;
+    return x->deadline < y->deadline   ? -1
+           : x->deadline > y->deadline ? 1
+                                       : (x->id > y->id) - (x->id < y->id);
+}
+
+static int id_cmp(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+Test(txn, fifty_thousand_mixed_timers_expire_exactly_at_their_deadlines)
+{
+    enum { N = 50000, BATCH = 97 };
+    struct txn_table *big = txn_table_new(N, 1, &timers);
+    uint64_t *ids = malloc(N * sizeof(*ids)), *got = malloc(N * sizeof(*got));
+    struct ref *ref = malloc(N * sizeof(*ref));
+    struct txn_out out;
+    char br[32];
+    unsigned seed = 12345;
+    cr_assert(big && ids && got && ref);
+
+    /* open over 0..9999 ms, then step a random event at a later time: every timer kind */
+    for (int i = 0; i < N; i++) {
+        int64_t t0 = i / 5;
+        int n = snprintf(br, sizeof(br), "z9hG4bK-%d", i);
+        enum sip_method m = i % 4 == 3 ? SIP_METHOD_MESSAGE : SIP_METHOD_INVITE;
+        cr_assert_eq(
+            txn_open(big, m, 7, slice_make(br, (size_t)n), SLICE_LIT("h"), t0, &ids[i], &out), 0);
+        seed = seed * 1103515245u + 12345u;
+        static const enum txn_event evs[] = {TXN_EV_100,   TXN_EV_1XX,    TXN_EV_2XX,
+                                             TXN_EV_FINAL, TXN_EV_CANCEL, TXN_EV_1XX};
+        enum txn_event ev = evs[(seed >> 16) % 6];
+        if (ev != TXN_EV_CANCEL || i % 2 == 0) /* half the C timers get a 183 later: reset */
+            cr_assert_eq(txn_step(big, ids[i], ev, t0 + 1, &out), 0);
+        if (i % 7 == 0 && txn_get(big, ids[i]) && txn_get(big, ids[i])->timer == TXN_TIMER_C)
+            cr_assert_eq(txn_step(big, ids[i], TXN_EV_1XX, t0 + 2 + i % 11, &out), 0);
+    }
+    /* walk time in steps; at each, what comes out must be exactly the reference's due set */
+    for (int64_t now = 0; now <= 30000; now += 37) {
+        size_t nref = 0, ngot = 0, n;
+        int64_t next, ref_next;
+        for (int i = 0; i < N; i++) {
+            const struct txn *t = txn_get(big, ids[i]);
+            if (t != NULL && t->timer != TXN_TIMER_NONE && t->deadline_ms <= now)
+                ref[nref++] = (struct ref){t->deadline_ms, ids[i]};
+        }
+        do { /* small batches, stepping none until all are read: ids come back unless stepped */
+            n = txn_expired(big, now, got + ngot, BATCH, &next);
+            int64_t last = INT64_MIN;
+            for (size_t k = 0; k < n; k++) {
+                const struct txn *t = txn_get(big, got[ngot + k]);
+                cr_assert(t && t->deadline_ms <= now && t->deadline_ms >= last, "in order");
+                last = t->deadline_ms;
+                cr_assert_eq(txn_step(big, got[ngot + k], TXN_EV_TIMEOUT, now, &out), 0);
+            }
+            ngot += n;
+        } while (n == BATCH);
+        cr_assert_eq(ngot, nref, "at %ld: %zu due, %zu returned", (long)now, nref, ngot);
+        qsort(ref, nref, sizeof(*ref), ref_cmp);
+        uint64_t *rid = malloc((nref + 1) * sizeof(*rid));
+        for (size_t k = 0; k < nref; k++)
+            rid[k] = ref[k].id;
+        qsort(rid, nref, sizeof(*rid), id_cmp);
+        qsort(got, ngot, sizeof(*got), id_cmp);
+        cr_assert(memcmp(rid, got, nref * sizeof(*rid)) == 0, "at %ld: another set", (long)now);
+        free(rid);
+        ref_next = INT64_MAX; /* after the steps: Timer C's expiry armed CANCEL timers */
+        for (int i = 0; i < N; i++) {
+            const struct txn *t = txn_get(big, ids[i]);
+            if (t != NULL && t->timer != TXN_TIMER_NONE && t->deadline_ms < ref_next)
+                ref_next = t->deadline_ms;
+        }
+        cr_assert_eq(txn_expired(big, now, got, 1, &next), 0u);
+        cr_assert_eq(next, ref_next, "at %ld: next", (long)now);
+    }
+    cr_assert_eq(txn_count(big), 0);
+    free(ids), free(got), free(ref);
+    txn_table_free(big);
+}
+
+Test(txn, abandon_frees_without_action_and_the_id_goes_stale)
+{
+    uint64_t a = open_txn(SIP_METHOD_INVITE, "z9hG4bK-a", 0), ids[4];
+    uint64_t b = open_txn(SIP_METHOD_INVITE, "z9hG4bK-b", 10);
+    struct txn_out out;
+    int64_t next;
+    step_ok(a, TXN_EV_1XX, 0);
+    cr_assert_eq(txn_abandon(tb, a), 0);
+    cr_assert_null(txn_get(tb, a));
+    cr_assert_eq(txn_count(tb), 1);
+    cr_assert_eq(txn_abandon(tb, a), -ESTALE);
+    cr_assert_eq(txn_step(tb, a, TXN_EV_2XX, 1, &out), -ESTALE);
+    cr_assert_eq(txn_abandon(tb, (uint64_t)1 << 40 | 99), -ESTALE, "slot out of range");
+    uint64_t got;
+    cr_assert_eq(txn_match_request(tb, 42, SIP_METHOD_CANCEL, SLICE_LIT("z9hG4bK-a"),
+                                   SLICE_LIT("10.0.0.9:5061"), &got),
+                 TXN_REQ_CANCEL_NO_MATCH, "out of the index");
+    cr_assert_eq(txn_expired(tb, 100000, ids, 4, &next), 1u, "out of the timer queue");
+    cr_assert_eq(ids[0], b);
+    cr_assert_eq(txn_abandon(tb, b), 0);
+    cr_assert_eq(txn_expired(tb, 100000, ids, 4, &next), 0u);
+    cr_assert_eq(next, INT64_MAX);
+}
