@@ -237,8 +237,9 @@ callout_edge() {
     pid=$!
     E2E_PIDS+=("$pid")
     wait_port "$port"
-    EDGE_PORT='' ADMIN_PORT='' NODES="127.0.0.1 $port ucm2.example.test" KEEPALIVE_MS=30000 \
-        LOG_LEVEL=warn start_edge
+    # plain assignments: a prefix on a function call would be undone when it returns
+    EDGE_PORT='' ADMIN_PORT='' NODES="127.0.0.1 $port ucm2.example.test"
+    KEEPALIVE_MS=30000 LOG_LEVEL=warn start_edge
     wait_ready 10
     c0=$(cpu_ns "$EDGE_PID")
     "$BIN/sipedge-bench" --port "$EDGE_PORT" --key "$JWT_KEY" --kid es1 --ca "$PKI/ca.crt" \
