@@ -192,15 +192,14 @@ static void send_hop(struct proxy *p, const struct call_slot *s, enum sip_method
 }
 
 /* Carries out the actions of one step of transaction `id` (slot `s`, sender `client_id`).
- * `relay` is the response without our Via (TXN_A_RELAY), `resp` the response (TXN_A_SEND_ACK).
- * `mask` drops actions the caller does itself (a 430 instead of the 503). */
+ * `relay` is the response without our Via (TXN_A_RELAY), `resp` the response (TXN_A_SEND_ACK). */
 static void apply(struct proxy *p, uint64_t id, struct call_slot *s, uint32_t client_id,
                   unsigned actions, const struct slice *relay, size_t n_relay,
                   const struct sip_msg *resp)
 {
-    if ((actions & TXN_A_RELAY) && relay != NULL && resp != NULL && resp->status >= 200)
-        mark_answered(p, s);
     if ((actions & TXN_A_RELAY) && relay != NULL) {
+        if (resp != NULL && resp->status >= 200)
+            mark_answered(p, s);
         if (to_sender(p, s, client_id, relay, n_relay) < 0) {
             p->stats.drop_client_gone++;
             metrics_inc(p->shard, METRIC_SIP_DROPPED, METRICS_DROP_CLIENT_GONE);
@@ -228,7 +227,8 @@ static void apply(struct proxy *p, uint64_t id, struct call_slot *s, uint32_t cl
     }
 }
 
-/* Steps transaction `id` with `ev` and carries the actions out (less `mask`). */
+/* Steps transaction `id` with `ev` and carries the actions out, less `mask`: those the caller
+ * does itself (a 430 instead of the 503). */
 static void step(struct proxy *p, uint64_t id, enum txn_event ev, int64_t now,
                  const struct slice *relay, size_t n_relay, const struct sip_msg *resp,
                  unsigned mask)
@@ -315,7 +315,6 @@ static bool creates_dialog(const struct sip_msg *req)
 /* Our Via value for transaction `id` (CALLS_NO_TXN: the stateless ACK of `client_branch`). */
 static ssize_t our_via(struct proxy *p, bool to_client, uint64_t id, struct slice client_branch,
                        char *out, size_t cap)
-
 {
     const char *pre = to_client ? p->via_cli : p->via_ucm;
     size_t n = to_client ? p->via_cli_len : p->via_ucm_len;
@@ -586,15 +585,11 @@ static bool match_first(struct proxy *p, const struct hop *h, const struct sip_m
 
 /* ---- client → UCM ------------------------------------------------------------------------- */
 
-void calls_forward_verified(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
+/* A client's request that may go to UCM (bound, or its own token verified): routing, node. */
+static void to_ucm(struct proxy *p, uint32_t cid, const struct sip_msg *req, struct slice branch,
+                   struct slice sent_by, int64_t now)
 {
     struct hop h = {.from_ucm = false, .conn = cid, .in_node = -1};
-    struct sip_via via;
-    if (sip_parse_via(req->via_first, &via) < 0 || via.branch.len == 0) {
-        refuse(p, &h, req, 400, "Bad Via"); /* sip_check_request() and the caller checked it */
-        return;
-    }
-    struct slice sent_by = sent_by_of(&via, req->via_first);
     struct route_decision d;
     switch (route_decide(&p->self, req, &d)) {
     case ROUTE_FORGED:
@@ -624,7 +619,18 @@ void calls_forward_verified(struct proxy *p, uint32_t cid, const struct sip_msg 
     h.up.node = r;
     if (h.up.failover)
         metrics_inc(p->shard, METRIC_UPSTREAM_FAILOVERS);
-    forward(p, &h, req, &d, via.branch, sent_by, now);
+    forward(p, &h, req, &d, branch, sent_by, now);
+}
+
+void calls_forward_verified(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
+{
+    struct sip_via via;
+    if (sip_parse_via(req->via_first, &via) < 0 || via.branch.len == 0) { /* checked before */
+        struct hop h = {.from_ucm = false, .conn = cid, .in_node = -1};
+        refuse(p, &h, req, 400, "Bad Via");
+        return;
+    }
+    to_ucm(p, cid, req, via.branch, sent_by_of(&via, req->via_first), now);
 }
 
 void calls_client_request(struct proxy *p, uint32_t cid, const struct sip_msg *req,
@@ -661,7 +667,7 @@ void calls_client_request(struct proxy *p, uint32_t cid, const struct sip_msg *r
             proxy_respond(p, cid, req, 403, "From Is Not The Registered User", NULL, 0);
         return;
     }
-    calls_forward_verified(p, cid, req, now);
+    to_ucm(p, cid, req, via.branch, sent_by, now);
 }
 
 /* ---- UCM → client ------------------------------------------------------------------------- */

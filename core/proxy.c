@@ -475,7 +475,6 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
             return;
         }
     }
-    /* What this REGISTER's 2xx binds the connection to (core/policy.h). */
     /* The 2xx binds the connection to the To user (the token's identity, checked equal above;
      * for a signature-only token the user UCM itself checks): read again from the kept copy. */
     t->bind_exp = res->exp > 0 ? res->exp : auth_now_ms() / 1000 + 3600;
@@ -510,8 +509,8 @@ static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result
 
 /* A request with Bearer credentials `cred`: a REGISTER (SIP_CHECK_AUTH), or another method
  * carrying its own token. */
-static void handle_register(struct proxy *p, uint32_t cid, const struct sip_msg *req,
-                            const struct sip_cred *cred, int64_t now)
+void proxy_verify_request(struct proxy *p, uint32_t cid, const struct sip_msg *req,
+                          const struct sip_cred *cred, int64_t now)
 {
     struct jwt_result res;
     if (p->aw == NULL) {
@@ -561,7 +560,7 @@ static void act(struct proxy *p, uint32_t cid, const struct sip_msg *msg,
         proxy_challenge(p, cid, msg, 407, v->error);
         return;
     case SIP_CHECK_AUTH:
-        handle_register(p, cid, msg, &v->cred, now);
+        proxy_verify_request(p, cid, msg, &v->cred, now);
         return;
     case SIP_CHECK_FORWARD:
         calls_client_request(p, cid, msg, v, now);
@@ -582,12 +581,6 @@ void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct s
     struct sip_verdict v;
     sip_check_request(msg, slice_make(p->realm, strlen(p->realm)), &v);
     act(p, client_id, msg, &v, now_ms);
-}
-
-void proxy_verify_request(struct proxy *p, uint32_t cid, const struct sip_msg *req,
-                          const struct sip_cred *cred, int64_t now)
-{
-    handle_register(p, cid, req, cred, now);
 }
 
 bool proxy_on_client_garbage(struct proxy *p, uint32_t client_id, const struct sip_msg *msg)
