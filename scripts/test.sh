@@ -37,9 +37,16 @@ if [ "$secs" != 0 ]; then
     dict=(); [ -f "tests/fuzz/$t.dict" ] && dict=(-dict="tests/fuzz/$t.dict")
     [ -f tests/fuzz/sip.dict ] && [ ${#dict[@]} -eq 0 ] && dict=(-dict=tests/fuzz/sip.dict)
     echo "-- $t"
-    "$f" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+    log=build/fuzz/work/$t.log
+    if ! "$f" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
       "${dict[@]}" -artifact_prefix=build/fuzz/ "$work" ${corpus:+$( [ -d "$corpus" ] && echo "$corpus")} \
-      2>&1 | tail -n 12
+      >"$log" 2>&1; then
+      # the whole report: the failed check or sanitizer error, its stack and the input
+      sed -n '/^INFO: seed\|^#[0-9]*[[:space:]]*\(NEW\|REDUCE\|pulse\)/!p' "$log" | tail -n 80
+      echo "== fuzz target $t failed (reproduce: $f build/fuzz/crash-*)"
+      exit 1
+    fi
+    tail -n 12 "$log"
   done
 fi
 echo "== all tests passed"
