@@ -275,6 +275,10 @@ static const struct cfg_list keys_list = {key_fields,
       0, NULL, "verifications a source may spend at once")                                         \
     X(AUTH_SOURCE_TABLE, "auth.source_budget.sources", T_U32, auth.source_table, "4096", 4,        \
       1048576, 0, NULL, "source addresses tracked per worker (least recently used reused)")        \
+    X(RELOAD_WATCH_INTERVAL_MS, "reload.watch_interval_ms", T_U32, reload.watch_interval_ms,       \
+      "2000", 0, 3600000, 0, NULL,                                                                 \
+      "poll the certificate and key files this often and reload when they changed and held "       \
+      "still for one poll (Kubernetes Secret rotation; 0: only on SIGHUP; else at least 100)")     \
     X(ADMIN_ENABLED, "admin.enabled", T_BOOL, admin.enabled, "true", 0, 0, 0, NULL,                \
       "serve /healthz /readyz /metrics")                                                           \
     X(ADMIN_ADDRESS, "admin.address", T_STR, admin.address, "127.0.0.1", 0, 0, 0, NULL,            \
@@ -1275,6 +1279,9 @@ int cfg_check(const struct cfg *c, char *err, size_t errlen)
         strncmp(c->sip.challenge.authz_server, "https://", 8) != 0)
         return check_fail(c, err, errlen, CFG_K_SIP_CHALLENGE_AUTHZ_SERVER,
                           "must start with https://");
+    if (c->reload.watch_interval_ms && c->reload.watch_interval_ms < 100)
+        return check_fail(c, err, errlen, CFG_K_RELOAD_WATCH_INTERVAL_MS,
+                          "below 100 ms (0 turns the watch off)");
     if (c->admin.enabled && c->admin.port && c->admin.port == c->listen.port)
         return check_fail(c, err, errlen, CFG_K_ADMIN_PORT, "same as listen.port");
     return 0;

@@ -220,6 +220,10 @@ struct cfg_auth {
     uint32_t source_table; /* source addresses tracked per worker */
 };
 
+struct cfg_reload {
+    uint32_t watch_interval_ms; /* poll the files reload() reads (0: SIGHUP only) */
+};
+
 struct cfg_admin {
     bool enabled;
     char address[CFG_HOST_MAX];
@@ -250,6 +254,7 @@ struct cfg {
     struct cfg_sip sip;
     struct cfg_upstream upstream;
     struct cfg_auth auth;
+    struct cfg_reload reload;
     struct cfg_admin admin;
     struct cfg_log log;
     /* provenance, for messages */

@@ -54,6 +54,9 @@ struct edge {
     atomic_uint workers_ready;
     atomic_bool draining;
     atomic_bool keys_loaded;
+    /* the last reload (SIGHUP or file watch): its outcome, and when files were last loaded */
+    atomic_bool reload_ok;
+    atomic_int_least64_t loaded_at; /* unix seconds */
 };
 
 /** The contexts to use for new connections, each with a reference the caller drops

@@ -320,6 +320,13 @@ enum metrics_type {
       NONE, NONE, NONE)                                                                            \
     X(UPSTREAM_CONNECTIONS, "sipedge_upstream_connections", METRICS_GAUGE_FN,                      \
       "Upstream connections by node and state.", DYN_NODE, DYN_STATE, NONE)                        \
+    X(RELOAD_LAST_OK, "sipedge_reload_last_successful", METRICS_GAUGE_FN,                          \
+      "1 when the last reload of certificates and keys (SIGHUP or a watched file change) "         \
+      "succeeded or none was tried, 0 when it failed and the previous ones are still in use.",     \
+      NONE, NONE, NONE)                                                                            \
+    X(RELOAD_LAST_OK_TIME, "sipedge_reload_last_success_timestamp_seconds", METRICS_GAUGE_FN,      \
+      "When certificates and keys were last loaded (start or reload), in Unix seconds.", NONE,     \
+      NONE, NONE)                                                                                  \
     X(REGISTER_DURATION, "sipedge_register_duration_seconds", METRICS_HISTOGRAM,                   \
       "REGISTER that went to UCM (or waited on Redis), from its arrival to its final response "    \
       "queued.",                                                                                   \

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: MIT
 // sipedge: the SIP OAuth edge. Loads the configuration, builds the shared state (TLS contexts,
 // key store, metrics), starts one io_uring worker per core and the admin HTTP thread, then
-// handles signals: SIGHUP reloads certificates and keys, SIGTERM/SIGINT drain and exit 0.
+// handles signals and file changes: SIGHUP or a changed certificate/key file (core/filewatch.h)
+// reloads certificates and keys, SIGTERM/SIGINT drain and exit 0.
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -10,13 +11,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
 #include <sys/signalfd.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "auth/keys.h"
 #include "core/cfg.h"
 #include "core/drain.h"
 #include "core/edge.h"
+#include "core/filewatch.h"
 #include "core/log.h"
 #include "core/metrics.h"
 #include "core/worker.h"
@@ -310,6 +314,18 @@ static void upstream_gauge_fn(void *arg, struct metrics_sink *sink)
     pthread_mutex_unlock(&e->mu);
 }
 
+static void reload_ok_fn(void *arg, struct metrics_sink *sink)
+{
+    struct edge *e = arg;
+    metrics_sink_put(sink, NULL, atomic_load(&e->reload_ok) ? 1 : 0);
+}
+
+static void reload_time_fn(void *arg, struct metrics_sink *sink)
+{
+    struct edge *e = arg;
+    metrics_sink_put(sink, NULL, atomic_load(&e->loaded_at));
+}
+
 /* ---- workers -------------------------------------------------------------------------------- */
 
 struct worker_start {
@@ -342,13 +358,17 @@ static void post_all(struct edge *e, void (*fn)(struct loop *, void *), void *ar
         loop_post(loop_group_loop(e->group, i), fn, arg);
 }
 
-static void reload(struct edge *e)
+/* Load every certificate and key again; `trigger` is "signal" or "watch", `files` the changed
+ * files that triggered it ("" for a signal). Any failure keeps the previous set. */
+static void reload(struct edge *e, const char *trigger, const char *files)
 {
-    log_event(LOG_INFO, "reload_start");
+    log_event(LOG_INFO, "reload_start", LOG_S("trigger", trigger), LOG_S("files", files));
     struct tls_ctx *server = NULL, *client = NULL, *ucm = NULL;
     struct keys_set *ks = NULL;
     if (load_tls(e, &server, &client) < 0 || load_ucm_tls(e, &ucm) < 0 || load_keys(e, &ks) < 0) {
-        log_event(LOG_ERROR, "reload_failed", LOG_S("kept", "previous certificates and keys"));
+        log_event(LOG_ERROR, "reload_failed", LOG_S("trigger", trigger),
+                  LOG_S("kept", "previous certificates and keys"));
+        atomic_store(&e->reload_ok, false);
         tls_ctx_unref(server);
         tls_ctx_unref(client);
         tls_ctx_unref(ucm);
@@ -362,7 +382,42 @@ static void reload(struct edge *e)
     e->tls_gen++;
     pthread_mutex_unlock(&e->mu);
     post_all(e, worker_reload_cb, NULL);
-    log_event(LOG_INFO, "reload_done");
+    atomic_store(&e->reload_ok, true);
+    atomic_store(&e->loaded_at, (int64_t)time(NULL));
+    log_event(LOG_INFO, "reload_done", LOG_S("trigger", trigger));
+}
+
+/* The main thread's wait: signals (SIGHUP reloads; SIGTERM/SIGINT return) and, every
+ * reload.watch_interval_ms, a look at the files a reload reads (core/filewatch.h). */
+static void wait_signals(struct edge *e, struct filewatch *fw, int sfd)
+{
+    uint32_t every = e->cfg.reload.watch_interval_ms;
+
+    for (;;) {
+        struct pollfd p = {.fd = sfd, .events = POLLIN};
+        int r = poll(&p, 1, every ? (int)every : -1);
+        if (r < 0 && errno != EINTR)
+            return;
+        if (r == 0) {
+            char changed[1024];
+            if (filewatch_poll(fw, changed, sizeof(changed)) == FILEWATCH_SETTLED) {
+                reload(e, "watch", changed);
+                filewatch_mark(fw);
+            }
+            continue;
+        }
+        struct signalfd_siginfo si;
+        ssize_t n = read(sfd, &si, sizeof(si));
+        if (n != sizeof(si)) {
+            if (n < 0 && (errno == EINTR || errno == EAGAIN))
+                continue;
+            return;
+        }
+        if (si.ssi_signo != SIGHUP)
+            return; /* SIGTERM / SIGINT */
+        filewatch_snapshot(fw);
+        reload(e, "signal", "");
+    }
 }
 
 int main(int argc, char **argv)
@@ -400,6 +455,12 @@ int main(int argc, char **argv)
     if (resolve_nodes(&e->cfg) < 0)
         return 1;
     build_policy(e);
+    /* fingerprinted before the first load: a change while it reads shows at the first poll */
+    static struct filewatch watch; /* ~50 KB of paths: not on the stack */
+    filewatch_init(&watch);
+    if (e->cfg.reload.watch_interval_ms && filewatch_add_cfg(&watch, &e->cfg) < 0)
+        log_event(LOG_WARN, "reload_watch", LOG_U("files", watch.n),
+                  LOG_S("error", "too many files: the rest are not watched"));
     if (load_hmac_key(e) < 0)
         return 1;
     if (flow_keys_init(&e->flow_keys) < 0) {
@@ -413,6 +474,8 @@ int main(int argc, char **argv)
         return 1;
     e->keys = keys_store_new(ks); /* takes our reference over */
     atomic_store(&e->keys_loaded, true);
+    atomic_store(&e->reload_ok, true);
+    atomic_store(&e->loaded_at, (int64_t)time(NULL));
 
     char names[512];
     if (tls_ctx_cert_names(e->client_tls, names, sizeof(names)) >= 0)
@@ -481,6 +544,8 @@ int main(int argc, char **argv)
     int sfd = signalfd(-1, &set, SFD_CLOEXEC);
 
     metrics_set_gauge_fn(e->metrics, METRIC_UPSTREAM_CONNECTIONS, upstream_gauge_fn, e);
+    metrics_set_gauge_fn(e->metrics, METRIC_RELOAD_LAST_OK, reload_ok_fn, e);
+    metrics_set_gauge_fn(e->metrics, METRIC_RELOAD_LAST_OK_TIME, reload_time_fn, e);
     struct admin *admin = NULL;
     if (e->cfg.admin.enabled) {
         struct admin_hooks hooks = {
@@ -500,20 +565,7 @@ int main(int argc, char **argv)
               LOG_U("workers", e->n_workers), LOG_U("admin_port", admin ? admin_port(admin) : 0),
               LOG_B("tls", !e->cfg.listen.plain_tcp), LOG_B("redis", e->cfg.auth.redis.enabled));
 
-    for (;;) {
-        struct signalfd_siginfo si;
-        ssize_t n = read(sfd, &si, sizeof(si));
-        if (n != sizeof(si)) {
-            if (n < 0 && errno == EINTR)
-                continue;
-            break;
-        }
-        if (si.ssi_signo == SIGHUP) {
-            reload(e);
-            continue;
-        }
-        break; /* SIGTERM / SIGINT */
-    }
+    wait_signals(e, &watch, sfd);
 
     /* Drain (core/drain.c): every connection is closed and every worker freed on its own
      * thread before the loops stop. */

@@ -146,7 +146,7 @@ write_edge_config() {
         echo "listen:"
         echo "  address: 127.0.0.1"
         echo "  port: $EDGE_PORT"
-        echo "  tls: {cert: $PKI/server.crt, key: $PKI/server.key}"
+        echo "  tls: {cert: ${SRV_CERT:-$PKI/server.crt}, key: ${SRV_KEY:-$PKI/server.key}}"
         echo "  limits: {handshake_timeout_ms: ${HANDSHAKE_TIMEOUT_MS:-3000}, idle_timeout_ms: 60000}"
         echo "sip:"
         echo "  edge_host: ${EDGE_HOST:-edge.example.test}"

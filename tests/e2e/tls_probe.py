@@ -7,10 +7,16 @@
 #   alert PORT CA VERSION KIND  after the handshake send a bad record (KIND: ccs = a plaintext
 #                               change_cipher_spec, tag = a record with a damaged tag); the edge
 #                               must answer with the fatal alert, encrypted, before it closes
+#   cert PORT CA                prints the SHA-256 of the certificate a new connection is shown
+#   hold PORT CA GO             OPTIONS -> 200, then waits (30 s at most) for the file GO and
+#                               sends another OPTIONS on the same connection -> 200
 # Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s).
+import hashlib
+import os
 import socket
 import ssl
 import sys
+import time
 
 OPTIONS = (
     "OPTIONS sip:127.0.0.1 SIP/2.0\r\n"
@@ -144,6 +150,34 @@ def alert(port, ca, version, kind):
     fail(f"TLS {version} {kind}: no alert")
 
 
+def cert(port, ca):
+    ctx = context(ca, "1.3")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            print(hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest())
+
+
+def hold(port, ca, go):
+    ctx = context(ca, "1.3")
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+            line = options(s, 200)
+            if not line.startswith("SIP/2.0 200"):
+                fail(f"hold: first answer {line!r}")
+            print("held: " + hashlib.sha256(s.getpeercert(binary_form=True)).hexdigest(),
+                  flush=True)
+            for _ in range(300):
+                if os.path.exists(go):
+                    break
+                time.sleep(0.1)
+            else:
+                fail("hold: never told to go on")
+            line = options(s, 201)
+            if not line.startswith("SIP/2.0 200"):
+                fail(f"hold: answer after the wait {line!r}")
+            print("ok: the held connection still answers: " + line)
+
+
 def main():
     cmd, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if cmd == "suites12":
@@ -152,6 +186,10 @@ def main():
         resume(port, ca, sys.argv[4])
     elif cmd == "alert":
         alert(port, ca, sys.argv[4], sys.argv[5])
+    elif cmd == "cert":
+        cert(port, ca)
+    elif cmd == "hold":
+        hold(port, ca, sys.argv[4])
     else:
         fail("unknown command " + cmd)
 
