@@ -176,14 +176,17 @@ write_edge_config() {
     } >"$f"
 }
 
-start_edge() { # start_edge: config from write_edge_config into $T/edge.yaml
+# start_edge: config from write_edge_config into $T/$EDGE_FILE.yaml (EDGE_FILE: default edge; set
+# it, and empty EDGE_PORT/ADMIN_PORT, to run another edge beside the first), log $T/$EDGE_FILE.log.
+start_edge() {
+    local n=${EDGE_FILE:-edge}
     EDGE_PORT=${EDGE_PORT:-$(free_port)}
     ADMIN_PORT=${ADMIN_PORT:-$(free_port)}
-    write_edge_config "$T/edge.yaml"
-    "$EDGE" "$T/edge.yaml" >"$T/edge.out" 2>"$T/edge.log" &
+    write_edge_config "$T/$n.yaml"
+    "$EDGE" "$T/$n.yaml" >"$T/$n.out" 2>"$T/$n.log" &
     EDGE_PID=$!
     E2E_PIDS+=($EDGE_PID)
-    wait_port "$EDGE_PORT" || { cat "$T/edge.log" >&2; return 1; }
+    wait_port "$EDGE_PORT" || { cat "$T/$n.log" >&2; return 1; }
     wait_port "$ADMIN_PORT"
 }
 
@@ -259,9 +262,9 @@ start_stack() {
 }
 ucm_registers() { grep -c '"method":"REGISTER"' "$REC" || true; }
 
-# metric NAME_REGEX: sum of the /metrics samples whose line matches the regex.
+# metric NAME_REGEX [ADMIN_PORT]: sum of the /metrics samples whose line matches the regex.
 metric() {
-    curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" |
+    curl -fsS "http://127.0.0.1:${2:-$ADMIN_PORT}/metrics" |
         awk -v re="$1" '$0 !~ /^#/ && $0 ~ re { s += $NF } END { print s + 0 }'
 }
 
@@ -276,16 +279,18 @@ check() { # check DESCRIPTION COMMAND...
     fi
 }
 
-# stop_edge: SIGTERM, then the edge must drain and exit 0 without a sanitizer report.
+# stop_edge: SIGTERM, then the edge ($EDGE_PID, log $T/$EDGE_FILE.log) must drain and exit 0
+# without a sanitizer report.
 stop_edge() {
     [ -n "${EDGE_PID:-}" ] || return 0
+    local log="$T/${EDGE_FILE:-edge}.log"
     kill -TERM "$EDGE_PID" 2>/dev/null || true
     local rc=0
     wait "$EDGE_PID" || rc=$?
     EDGE_PID=
     check "edge exits 0 on SIGTERM (was $rc)" test "$rc" -eq 0
     check "no sanitizer report from the edge" \
-        bash -c "! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' '$T/edge.log'"
+        bash -c "! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' '$log'"
 }
 
 e2e_done() {
