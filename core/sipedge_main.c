@@ -392,20 +392,29 @@ static void reload(struct edge *e, const char *trigger, const char *files)
 static void wait_signals(struct edge *e, struct filewatch *fw, int sfd)
 {
     uint32_t every = e->cfg.reload.watch_interval_ms;
+    uint64_t next = loop_clock_ms() + every; /* signals do not postpone the watch */
 
     for (;;) {
+        int wait = -1;
+        if (every) {
+            uint64_t now = loop_clock_ms();
+            if (now >= next) {
+                char changed[1024];
+                if (filewatch_poll(fw, changed, sizeof(changed)) == FILEWATCH_SETTLED) {
+                    reload(e, "watch", changed);
+                    filewatch_mark(fw);
+                }
+                next = loop_clock_ms() + every;
+                now = next - every;
+            }
+            wait = (int)(next - now);
+        }
         struct pollfd p = {.fd = sfd, .events = POLLIN};
-        int r = poll(&p, 1, every ? (int)every : -1);
+        int r = poll(&p, 1, wait);
         if (r < 0 && errno != EINTR)
             return;
-        if (r == 0) {
-            char changed[1024];
-            if (filewatch_poll(fw, changed, sizeof(changed)) == FILEWATCH_SETTLED) {
-                reload(e, "watch", changed);
-                filewatch_mark(fw);
-            }
+        if (r <= 0)
             continue;
-        }
         struct signalfd_siginfo si;
         ssize_t n = read(sfd, &si, sizeof(si));
         if (n != sizeof(si)) {
