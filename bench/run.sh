@@ -3,13 +3,14 @@
 # Edge benchmark scenarios (issue 5): each starts its own redis-server, sipedge-ucmsim and sipedge
 # on loopback (free ports), drives them with sipedge-bench, prints a table and appends one JSON
 # line per run to build/bench/results.jsonl, then stops what it started (by PID).
-#   bench/run.sh [--quick] steady|cold|storm|idle
+#   bench/run.sh [--quick] steady|cold|storm|idle|keepalive
 #   bench/run.sh [--quick] compare [--plot]   (sipedge and Kamailio side by side: bench/compare.sh)
 # (write_edge_config in tests/e2e/lib.sh assigns h, p and n: the scenarios avoid those names.)
 # Environment: BIN (build dir, default build/rel: built in Release when missing), WORKERS (edge
 # workers, default 2), REPEAT (runs per point, default 3; 1 with --quick), RATES (steady ladder),
 # IDLE_CONNS (idle sizes, default "10000 18000 50000 100000"; sizes over the hard RLIMIT_NOFILE are
-# skipped).
+# skipped), KA_CONNS / KA_HOLD / KA_MS (keepalive: clients, hold seconds, ping period; default
+# 18000, 60, 30000).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,14 +19,14 @@ if [ "${1:-}" = "--quick" ]; then
     QUICK=1
     shift
 fi
-SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle|compare}
+SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle|keepalive|compare}
 if [ "$SCENARIO" = compare ]; then
     shift
     [ "$QUICK" = 0 ] || set -- --quick "$@"
     exec bash "$SRC/bench/compare.sh" "$@"
 fi
-case "$SCENARIO" in steady | cold | storm | idle | profile) ;; *)
-    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle, profile)" >&2
+case "$SCENARIO" in steady | cold | storm | idle | keepalive | profile) ;; *)
+    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle, keepalive, profile)" >&2
     exit 2
     ;;
 esac
@@ -346,6 +347,46 @@ scenario_idle() {
         .setup_s] | @tsv' "$T/runs.jsonl" |
         while IFS=$'\t' read -r l h e r p rc pc s; do
             printf '%-12s %8s %7s %10s %10s %12s %12s %10s\n' "$l" "$h" "$e" "$r" "$p" "$rc" "$pc" "$s"
+        done
+}
+
+# keepalive: KA_CONNS registered TLS clients held KA_HOLD seconds, three times on a fresh edge:
+# silent, each sending a CRLFCRLF keep-alive every KA_MS (RFC 5626; the edge answers CRLF), and
+# each sending an OPTIONS to the edge every KA_MS (answered 200). Edge CPU over the hold (schedstat)
+# less the silent run's is the cost of the pings: per ping, and per client per hour at that period.
+scenario_keepalive() {
+    local conns=${KA_CONNS:-18000} hold=${KA_HOLD:-60} ka=${KA_MS:-30000} lim kind
+    if [ "$QUICK" = 1 ]; then
+        conns=500 hold=3 ka=500
+    fi
+    lim=$(ulimit -Hn)
+    if [ "$lim" != unlimited ] && [ $((conns + 1024)) -gt "$lim" ]; then
+        conns=$((lim - 1024))
+        log "KA_CONNS lowered to $conns: the hard RLIMIT_NOFILE here is $lim"
+    fi
+    for kind in silent crlf options; do
+        local extra=()
+        [ "$kind" = crlf ] && extra=(--keepalive-ms "$ka")
+        [ "$kind" = options ] && extra=(--ping-ms "$ka")
+        bench_start
+        run_bench "ka-$kind" --idle "$conns" --hold "$hold" --key "$JWT_KEY" --kid es1 \
+            --setup-concurrency 128 --timeout-ms 10000 --setup-timeout 300 "${extra[@]}"
+        bench_stop
+    done
+    echo
+    echo "== keepalive: $conns registered TLS clients held ${hold}s: silent, a CRLFCRLF keep-alive each every ${ka} ms, an OPTIONS each every ${ka} ms; edge CPU over the hold (schedstat), less the silent run's for the per-ping figure"
+    printf '%-16s %7s %6s %9s %9s %12s %13s %17s %12s\n' label held errors pings answered \
+        edge_cpu_ms us/ping ms/client/hour rss_kib/conn
+    jq -rs '[.[] | select(.mode == "idle" and (.label | startswith("ka-")))] |
+        (map(select(.label == "ka-silent")) | .[0].edge.cpu_us // 0) as $base |
+        .[] | (.keepalives.sent + .keepalives.ping_sent) as $n |
+        (.keepalives.pongs + .keepalives.ping_ok) as $a |
+        [.label, .setup_ok, .errors, $n, $a, (.edge.cpu_us / 1000 | round),
+         (if $n > 0 then ((.edge.cpu_us - $base) / $n * 10 | round / 10) else "-" end),
+         (.edge.cpu_us / .setup_ok / .window_s * 3600 / 1000 * 100 | round / 100),
+         (.edge.rss_kib_per_conn * 100 | round / 100)] | @tsv' "$T/runs.jsonl" |
+        while IFS=$'\t' read -r l h e n a c u m r; do
+            printf '%-16s %7s %6s %9s %9s %12s %13s %17s %12s\n' "$l" "$h" "$e" "$n" "$a" "$c" "$u" "$m" "$r"
         done
 }
 

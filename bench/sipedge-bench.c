@@ -65,6 +65,7 @@ struct bench_opts {
     const char *hs_secret; /* HS256 secret file (raw bytes, as sipedge-token reads it) */
     enum bench_mode mode;
     double rate, fresh, duration_s, hold_s, setup_timeout_s;
+    unsigned keepalive_ms, ping_ms; /* --idle: CRLFCRLF / OPTIONS per connection this often */
     unsigned conns, users, concurrency, threads, storm, idle, setup_concurrency;
     uint64_t max_requests, fresh_pool;
     unsigned timeout_ms, lifetime_s;
@@ -108,6 +109,7 @@ struct stats {
     uint64_t status[BENCH_STATUS_CODES];
     uint64_t fresh_used, fresh_wrapped;
     uint64_t first_us, last_us; /* first send and last answer of the measured phase */
+    uint64_t ka_sent, ka_pongs, ping_sent, ping_ok; /* --idle keep-alives and OPTIONS pings */
 };
 
 /* ---- tokens ------------------------------------------------------------------------------ */
@@ -201,6 +203,9 @@ struct gthread {
     uint64_t t_end_us;
     /* storm */
     uint64_t storm_started, storm_finished;
+    /* idle: keep-alives and pings issued so far (to ready clients or skipped), next client */
+    uint64_t ka_issued, ping_issued;
+    unsigned ka_next, ping_next;
 
     struct loop_timer tick;
     char rx[BENCH_READ_CHUNK];
@@ -745,6 +750,12 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
             t->st.errors[ERR_STATUS]++;
         client_ready(cl);
         return;
+    case CS_READY: /* --idle --ping-ms: the answer to an OPTIONS ping */
+        if (m->status == 200)
+            t->st.ping_ok++;
+        else
+            t->st.status[st]++;
+        return;
     default:
         return;
     }
@@ -777,7 +788,9 @@ static void client_plaintext(struct client *cl, const char *p, size_t n)
     }
     size_t off = 0, last = cl->in_len ? cl->scanned : 0;
     for (int guard = 0; guard < 256 && off < len; guard++) {
-        off += sip_keepalive_len(buf + off, len - off);
+        size_t ka = sip_keepalive_len(buf + off, len - off);
+        cl->t->st.ka_pongs += ka / 2; /* a "\r\n" pong per "\r\n\r\n" ping (RFC 5626) */
+        off += ka;
         if (off >= len)
             break;
         struct sip_header hdrs[BENCH_MAX_HEADERS];
@@ -1104,6 +1117,61 @@ static void thread_begin_measure(struct gthread *t)
     }
 }
 
+/* An OPTIONS to the edge itself (no Route, no user part: the edge answers it). */
+static int client_send_options(struct client *cl)
+{
+    struct gthread *t = cl->t;
+    cl->cseq++;
+    int n = snprintf(t->msg, sizeof(t->msg),
+                     "OPTIONS sip:%s SIP/2.0\r\n"
+                     "Via: SIP/2.0/TLS 127.0.0.1:%u;branch=z9hG4bK-sbo%u.%u.%u;rport\r\n"
+                     "Max-Forwards: 70\r\n"
+                     "From: <sip:ping@example.test>;tag=sbo%u\r\n"
+                     "To: <sip:%s>\r\n"
+                     "Call-ID: sbo-%d-%u@127.0.0.1\r\n"
+                     "CSeq: %u OPTIONS\r\n"
+                     "Content-Length: 0\r\n\r\n",
+                     t->b->o.host, cl->lport, t->idx, cl->idx, cl->cseq, cl->idx, t->b->o.host,
+                     (int)getpid(), cl->idx, cl->cseq);
+    if (n < 0 || (size_t)n >= sizeof(t->msg))
+        return -ENOSPC;
+    struct iovec iov = {t->msg, (size_t)n};
+    ssize_t r = tls_conn_writev(cl->tls, &iov, 1);
+    return r < 0 ? (int)r : client_flush(cl);
+}
+
+/* --idle: send the keep-alives (or OPTIONS pings) due by now, spread evenly: each held client
+ * once per `period_ms`, in turn. `issued` counts the turns taken, `next` is the next client. */
+static void idle_send_due(struct gthread *t, unsigned period_ms, uint64_t *issued, unsigned *next,
+                          bool options)
+{
+    if (period_ms == 0 || t->ncl == 0)
+        return;
+    double elapsed_us = (double)now_us() - t->t0_us;
+    uint64_t due = elapsed_us <= 0 ? 0 : (uint64_t)(elapsed_us * t->ncl / (period_ms * 1000.0));
+    for (unsigned guard = 0; *issued < due && guard < t->ncl; guard++) {
+        struct client *cl = &t->cl[*next];
+        *next = (*next + 1) % t->ncl;
+        (*issued)++;
+        if (cl->st != CS_READY || cl->conn == NULL)
+            continue;
+        uint32_t id = cl->id;
+        int r;
+        if (options) {
+            t->st.ping_sent++;
+            r = client_send_options(cl);
+        } else {
+            static const char ping[] = "\r\n\r\n";
+            struct iovec iov = {(void *)ping, sizeof(ping) - 1};
+            t->st.ka_sent++;
+            ssize_t w = tls_conn_writev(cl->tls, &iov, 1);
+            r = w < 0 ? (int)w : client_flush(cl);
+        }
+        if (r < 0 && client_holds(cl, id))
+            client_fail(cl, ERR_CLOSED);
+    }
+}
+
 static void thread_check_done(struct gthread *t)
 {
     if (t->done_reported || !t->measuring)
@@ -1175,6 +1243,10 @@ static void tick_cb(struct loop *loop, struct loop_timer *timer)
             thread_schedule(t);
         else if (t->b->o.mode == MODE_STORM)
             storm_next(t);
+        else if (t->b->o.mode == MODE_IDLE && !t->done_reported) {
+            idle_send_due(t, t->b->o.keepalive_ms, &t->ka_issued, &t->ka_next, false);
+            idle_send_due(t, t->b->o.ping_ms, &t->ping_issued, &t->ping_next, true);
+        }
         thread_check_done(t);
     }
     /* Wake for the next send of the open loop, else every BENCH_TICK_MS for phase changes: an
@@ -1230,6 +1302,10 @@ static void merge_stats(struct stats *d, const struct stats *s)
     d->resumed += s->resumed;
     d->fresh_used += s->fresh_used;
     d->fresh_wrapped += s->fresh_wrapped;
+    d->ka_sent += s->ka_sent;
+    d->ka_pongs += s->ka_pongs;
+    d->ping_sent += s->ping_sent;
+    d->ping_ok += s->ping_ok;
     for (int i = 0; i < ERR_COUNT; i++) {
         d->errors[i] += s->errors[i];
         d->setup_errors[i] += s->setup_errors[i];
@@ -1348,6 +1424,14 @@ static void report(const struct bench *b, const struct result *r)
             printf("  idle: %u held; edge RSS +%" PRId64 " KiB = %.2f KiB/conn, PSS +%" PRId64
                    " KiB = %.2f KiB/conn\n",
                    held, rss_d, (double)rss_d / held, pss_d, (double)pss_d / held);
+        if (held && r->e1.ok && r->window_s > 0)
+            printf("  idle traffic: keep-alives %" PRIu64 " sent, %" PRIu64
+                   " pongs; OPTIONS %" PRIu64 " sent, %" PRIu64
+                   " answered 200; edge CPU %.2f µs per keep-alive or ping, "
+                   "%.1f ms per held client per hour\n",
+                   s->ka_sent, s->ka_pongs, s->ping_sent, s->ping_ok,
+                   s->ka_sent + s->ping_sent ? e_cpu / (double)(s->ka_sent + s->ping_sent) : 0,
+                   e_cpu / held / r->window_s * 3600.0 / 1e3);
         if (r->u1.ok)
             printf("  ucmsim CPU: %.2f µs per unit\n", u_cpu * per);
         fflush(stdout);
@@ -1361,10 +1445,11 @@ static void report(const struct bench *b, const struct result *r)
             "\"rate\":%.1f,\"concurrency\":%u,\"storm\":%u,\"idle\":%u,\"hold_s\":%.1f,"
             "\"tls_max\":\"%s\",\"resume\":%s,\"direct\":%s,\"conns\":%u,\"users\":%u,\"fresh\":%."
             "3f,\"alg\":\"%s\","
-            "\"threads\":%u,\"duration_s\":%.2f,",
+            "\"threads\":%u,\"duration_s\":%.2f,\"keepalive_ms\":%u,\"ping_ms\":%u,",
             o->mode == MODE_RATE ? o->rate : 0, o->concurrency, o->storm, o->idle, o->hold_s,
             o->tls_max ? "1.2" : "1.3", o->resume ? "true" : "false", o->direct ? "true" : "false",
-            o->conns, o->users, o->fresh, keys_alg_name(b->tok.alg), b->nth, o->duration_s);
+            o->conns, o->users, o->fresh, keys_alg_name(b->tok.alg), b->nth, o->duration_s,
+            o->keepalive_ms, o->ping_ms);
     fprintf(f,
             "\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
             ",\"window_s\":%.4f,\"throughput\":%.1f,\"setup_ok\":%" PRIu64
@@ -1372,6 +1457,10 @@ static void report(const struct bench *b, const struct result *r)
             ",\"fresh_used\":%" PRIu64 ",\"fresh_reused\":%" PRIu64 ",",
             s->sent, s->done, s->ok, nerr, r->window_s, tput, s->setup_ok, r->setup_s,
             s->handshakes, s->resumed, s->fresh_used, s->fresh_wrapped);
+    fprintf(f,
+            "\"keepalives\":{\"sent\":%" PRIu64 ",\"pongs\":%" PRIu64 ",\"ping_sent\":%" PRIu64
+            ",\"ping_ok\":%" PRIu64 "},",
+            s->ka_sent, s->ka_pongs, s->ping_sent, s->ping_ok);
     fprintf(f, "\"error_causes\":{");
     for (int i = 0; i < ERR_COUNT; i++)
         fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", err_names[i], s->errors[i]);
@@ -1426,6 +1515,8 @@ static void usage(void)
         "         --concurrency N           closed loop, N connections each one in flight\n"
         "         --storm N [--resume]      N new TLS connections + first REGISTER, then close\n"
         "         --idle N --hold S         N registered connections held S seconds\n"
+        "           [--keepalive-ms MS]     ... each sending a CRLFCRLF ping every MS (RFC 5626)\n"
+        "           [--ping-ms MS]          ... each sending an OPTIONS to the edge every MS\n"
         "  --calls: with --rate/--concurrency a unit is a call (INVITE 180 200 ACK BYE 200) to\n"
         "           the next user's AoR (--call-to USER: to USER); with any mode requests to a\n"
         "           client (UCM calling it: INVITE, BYE, NOTIFY...) are answered and counted\n"
@@ -1475,6 +1566,8 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         O_RESUME,
         O_IDLE,
         O_HOLD,
+        O_KEEPALIVE,
+        O_PING,
         O_USERS,
         O_FRESH,
         O_POOL,
@@ -1513,6 +1606,8 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         {"resume", 0, 0, O_RESUME},
         {"idle", 1, 0, O_IDLE},
         {"hold", 1, 0, O_HOLD},
+        {"keepalive-ms", 1, 0, O_KEEPALIVE},
+        {"ping-ms", 1, 0, O_PING},
         {"users", 1, 0, O_USERS},
         {"fresh-tokens", 1, 0, O_FRESH},
         {"fresh-pool", 1, 0, O_POOL},
@@ -1607,6 +1702,12 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         case O_HOLD:
             o->hold_s = parse_num(optarg, "--hold", 0, 86400);
             break;
+        case O_KEEPALIVE:
+            o->keepalive_ms = (unsigned)parse_num(optarg, "--keepalive-ms", 10, 3600000);
+            break;
+        case O_PING:
+            o->ping_ms = (unsigned)parse_num(optarg, "--ping-ms", 10, 3600000);
+            break;
         case O_USERS:
             o->users = (unsigned)parse_num(optarg, "--users", 1, 10000000);
             break;
@@ -1690,6 +1791,10 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         if (modes > 1)
             fprintf(stderr, "sipedge-bench: give one of --rate, --concurrency, --storm, --idle\n");
         usage();
+        return -1;
+    }
+    if ((o->keepalive_ms || o->ping_ms) && o->mode != MODE_IDLE) {
+        fprintf(stderr, "sipedge-bench: --keepalive-ms and --ping-ms go with --idle\n");
         return -1;
     }
     return 0;
