@@ -19,6 +19,16 @@ if [ "${1:-}" = "--build" ]; then
         libhiredis-dev libcyaml-dev libyaml-dev libmicrohttpd-dev)
 fi
 
+# Node.js and npm run tests/deploy/validate_k8s.mjs (the Kubernetes OpenAPI check; its npm
+# packages: scripts/install-node-deps.sh). Asked for only when missing: a machine whose node comes
+# from elsewhere keeps it (NodeSource's nodejs bundles npm and conflicts with Debian's npm, so
+# asking apt for npm there would fail). kubectl is not installed from Debian: bookworm's
+# kubernetes-client (kubectl 1.20, kustomize v2.0.3) cannot render deploy/k8s (`labels:`,
+# `patches:`); where no kustomize v5 is found the check renders the manifests itself.
+if [ "${1:-}" != "--build" ] && { ! command -v node >/dev/null || ! command -v npm >/dev/null; }; then
+  PKGS+=(nodejs npm)
+fi
+
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
