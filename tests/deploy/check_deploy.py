@@ -134,6 +134,11 @@ def check_deployment(dep, cfg, secrets, base):
     mounts = {m["mountPath"]: vols[m["name"]] for m in c["volumeMounts"]}
     for m in c["volumeMounts"]:
         check(m.get("readOnly") is True, f"mount {m['mountPath']} read-only")
+        # a subPath mount is never updated: a rotated Secret would not reach the edge's watch
+        check("subPath" not in m and "subPathExpr" not in m,
+              f"mount {m['mountPath']} is a whole volume (no subPath: rotations show)")
+    check(cfg.get("reload", {}).get("watch_interval_ms", 2000) > 0,
+          "reload.watch_interval_ms on: rotated Secrets are reloaded without a restart")
     files = [cfg["listen"]["tls"]["cert"], cfg["listen"]["tls"]["key"],
              cfg["upstream"]["tls"]["cert"], cfg["upstream"]["tls"]["key"],
              cfg["upstream"]["tls"]["ca"], cfg["auth"]["redis"]["hmac_key"]]
