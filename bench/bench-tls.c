@@ -4,6 +4,8 @@
 // heap bytes per idle established connection (mallinfo2), and CPU per small (1.4 KB) record each
 // way over an established pair (write, feed, read, consume). Prints medians.
 // Usage: scripts/make-pki.sh DIR && bench-tls DIR [iterations] [connections]
+// (BENCH_TLS_ONLY=p256-13|p256-12|rsa-13|rsa-12: that handshake row only, e.g. under
+// valgrind --tool=callgrind --toggle-collect='server_*' for the server side's instructions)
 #include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -38,6 +40,23 @@ static void pump(struct tls_conn *from, struct tls_conn *to)
         tls_conn_out_consume(from, s.len);
 }
 
+/* The server side's calls, each in a function of its own so that a profiler can collect the
+ * server alone (valgrind --tool=callgrind --toggle-collect=server_*). */
+static __attribute__((noinline)) int server_step(struct tls_conn *s)
+{
+    return tls_conn_handshake(s);
+}
+
+static __attribute__((noinline)) struct tls_conn *server_new(struct tls_ctx *ctx)
+{
+    return tls_conn_new_server(ctx);
+}
+
+static __attribute__((noinline)) void server_free(struct tls_conn *s)
+{
+    tls_conn_free(s);
+}
+
 /* Handshake a pair; adds each side's CPU time to *ns_c / *ns_s. Returns 0 on success. */
 static int handshake(struct tls_conn *c, struct tls_conn *s, uint64_t *ns_c, uint64_t *ns_s)
 {
@@ -50,7 +69,7 @@ static int handshake(struct tls_conn *c, struct tls_conn *s, uint64_t *ns_c, uin
         uint64_t t1 = cpu_ns();
         pump(c, s);
         uint64_t t2 = cpu_ns();
-        int rs = tls_conn_handshake(s);
+        int rs = server_step(s);
         uint64_t t3 = cpu_ns();
         pump(s, c);
         *ns_c += t1 - t0;
@@ -122,7 +141,7 @@ static void bench_handshakes(const char *label, const char *crt, const char *key
         for (int i = 0; i < iters + 1; i++) {
             if (!resumed || i == 0)
                 tls_peer_forget_session(&peer);
-            struct tls_conn *cc = tls_conn_new_client(c, &peer), *sc = tls_conn_new_server(s);
+            struct tls_conn *cc = tls_conn_new_client(c, &peer), *sc = server_new(s);
             uint64_t nc = 0, ns = 0;
             if (handshake(cc, sc, &nc, &ns) != 0 || tls_conn_resumed(sc) != (resumed && i > 0)) {
                 fprintf(stderr,
@@ -137,7 +156,7 @@ static void bench_handshakes(const char *label, const char *crt, const char *key
                 v[resumed * 2 + 1][i - 1] = ns;
             }
             tls_conn_free(cc);
-            tls_conn_free(sc);
+            server_free(sc);
         }
     }
     printf("%-22s %14.1f %14.1f %14.1f %14.1f\n", label, median_us(v[1], iters),
@@ -264,11 +283,23 @@ int main(int argc, char **argv)
     printf("CPU per handshake, median of %d, microseconds (thread CPU time)\n", iters);
     printf("%-22s %14s %14s %14s %14s\n", "server key / version", "full server", "full client",
            "resumed server", "resumed client");
-    bench_handshakes("P-256 TLS1.3", "server.crt", "server.key", 0, iters);
-    bench_handshakes("P-256 TLS1.2", "server.crt", "server.key", 0x0303, iters);
-    bench_handshakes("RSA-2048 TLS1.3", "server-rsa.crt", "server-rsa.key", 0, iters);
-    bench_handshakes("RSA-2048 TLS1.2", "server-rsa.crt", "server-rsa.key", 0x0303, iters);
+    /* BENCH_TLS_ONLY=p256-13 (or p256-12, rsa-13, rsa-12): that row only, for profilers */
+    const char *only = getenv("BENCH_TLS_ONLY");
+    static const struct {
+        const char *id, *label, *crt, *key;
+        uint16_t maxv;
+    } rows[] = {
+        {"p256-13", "P-256 TLS1.3", "server.crt", "server.key", 0},
+        {"p256-12", "P-256 TLS1.2", "server.crt", "server.key", 0x0303},
+        {"rsa-13", "RSA-2048 TLS1.3", "server-rsa.crt", "server-rsa.key", 0},
+        {"rsa-12", "RSA-2048 TLS1.2", "server-rsa.crt", "server-rsa.key", 0x0303},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++)
+        if (only == NULL || strcmp(only, rows[i].id) == 0)
+            bench_handshakes(rows[i].label, rows[i].crt, rows[i].key, rows[i].maxv, iters);
     fflush(stdout);
+    if (only != NULL)
+        return 0;
     printf("\nCPU per record, write + read (both sides), median of %d rounds of 64, ns\n", iters);
     bench_records(iters);
     printf("\nHeap bytes per idle established connection (mallinfo2, %d connections)\n", conns);
