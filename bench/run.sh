@@ -3,14 +3,15 @@
 # Edge benchmark scenarios (issue 5): each starts its own redis-server, sipedge-ucmsim and sipedge
 # on loopback (free ports), drives them with sipedge-bench, prints a table and appends one JSON
 # line per run to build/bench/results.jsonl, then stops what it started (by PID).
-#   bench/run.sh [--quick] steady|cold|storm|idle|keepalive
+#   bench/run.sh [--quick] steady|cold|storm|idle|keepalive|reconnect
 #   bench/run.sh [--quick] compare [--plot]   (sipedge and Kamailio side by side: bench/compare.sh)
 # (write_edge_config in tests/e2e/lib.sh assigns h, p and n: the scenarios avoid those names.)
 # Environment: BIN (build dir, default build/rel: built in Release when missing), WORKERS (edge
 # workers, default 2), REPEAT (runs per point, default 3; 1 with --quick), RATES (steady ladder),
 # IDLE_CONNS (idle sizes, default "10000 18000 50000 100000"; sizes over the hard RLIMIT_NOFILE are
 # skipped), KA_CONNS / KA_HOLD / KA_MS (keepalive: clients, hold seconds, ping period; default
-# 18000, 60, 30000).
+# 18000, 60, 30000), RC_CONNS / RC_RATE / RC_SECONDS (reconnect: clients that reconnect at once,
+# the connected clients' REGISTER rate, their measured window; default 18000, 200, 60).
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -19,14 +20,14 @@ if [ "${1:-}" = "--quick" ]; then
     QUICK=1
     shift
 fi
-SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle|keepalive|compare}
+SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle|keepalive|reconnect|compare}
 if [ "$SCENARIO" = compare ]; then
     shift
     [ "$QUICK" = 0 ] || set -- --quick "$@"
     exec bash "$SRC/bench/compare.sh" "$@"
 fi
-case "$SCENARIO" in steady | cold | storm | idle | keepalive | profile) ;; *)
-    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle, keepalive, profile)" >&2
+case "$SCENARIO" in steady | cold | storm | idle | keepalive | reconnect | profile) ;; *)
+    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle, keepalive, reconnect, profile)" >&2
     exit 2
     ;;
 esac
@@ -388,6 +389,64 @@ scenario_keepalive() {
         while IFS=$'\t' read -r l h e n a c u m r; do
             printf '%-16s %7s %6s %9s %9s %12s %13s %17s %12s\n' "$l" "$h" "$e" "$n" "$a" "$c" "$u" "$m" "$r"
         done
+}
+
+# reconnect: RC_CONNS clients reconnect at once (a pod restart or a network blip): one storm of
+# new TLS connections all started together (--concurrency = their number), each a handshake and a
+# REGISTER with its token, while 200 already-connected clients re-register at RC_RATE/s (their
+# latency measured over RC_SECONDS, the storm started 1 s into it). Full handshakes (after a pod
+# restart: the old pod's tickets are no use elsewhere) and resumed ones (a blip: the same pod's
+# tickets; the generator first makes a session per client, which the connected clients' window
+# also covers). A first run of the connected clients alone gives their p99 without a storm.
+scenario_reconnect() {
+    local n=${RC_CONNS:-18000} rate=${RC_RATE:-200} secs=${RC_SECONDS:-60} lim kind bg
+    if [ "$QUICK" = 1 ]; then
+        n=500 secs=8
+    fi
+    lim=$(ulimit -Hn)
+    if [ "$lim" != unlimited ] && [ $((n + 1500)) -gt "$lim" ]; then
+        n=$((lim - 1500))
+        log "RC_CONNS lowered to $n: the hard RLIMIT_NOFILE here is $lim"
+    fi
+    local connected=(--rate "$rate" --conns 200 --users 200 --user-prefix connected
+        --key "$JWT_KEY" --kid es1 --timeout-ms 10000)
+    bench_start
+    run_bench "rc-alone" "${connected[@]}" --duration 10
+    for kind in full resume; do
+        local extra=()
+        [ "$kind" = resume ] && extra=(--resume)
+        rm -f "$T/connected.ready"
+        run_bench "rc-connected-$kind" "${connected[@]}" --duration "$secs" \
+            --ready-file "$T/connected.ready" &
+        bg=$!
+        for _ in $(seq 1 600); do [ -f "$T/connected.ready" ] && break; sleep 0.1; done
+        sleep 1
+        run_bench "rc-storm-$kind" --storm "$n" --concurrency "$n" --direct "${extra[@]}" \
+            --key "$JWT_KEY" --kid es1 --users "$n" --duration "$secs" --timeout-ms 30000 \
+            --setup-concurrency 256 --setup-timeout 300
+        wait "$bg" || true
+    done
+    bench_stop
+    echo
+    echo "== reconnect: $n clients reconnect at once (TCP connect + TLS 1.3 handshake, P-256 server key, + REGISTER with the token), while 200 connected clients re-register at $rate/s"
+    printf '%-18s %7s %7s %8s %12s %12s %12s %12s %16s\n' storm conns errors resumed \
+        all_200_s edge_us/conn conn_p50_ms conn_p99_ms connected_p99_ms
+    local a
+    a=$(jq -rs '([.[] | select(.label == "rc-alone")][0].latency_us.register.p99 // 0) / 1000 * 10 |
+        round / 10' "$T/runs.jsonl")
+    for kind in full resume; do
+        jq -rs --arg k "$kind" '([.[] | select(.label == "rc-connected-" + $k)][0]) as $c |
+            .[] | select(.label == "rc-storm-" + $k) |
+            [.label, .ok, .errors, .resumed, (.window_s * 100 | round / 100),
+             (.edge.cpu_us_per_unit | round), (.latency_us.setup.p50 / 1000 | round),
+             (.latency_us.setup.p99 / 1000 | round),
+             (($c.latency_us.register.p99 // 0) / 1000 * 10 | round / 10)] | @tsv' \
+            "$T/runs.jsonl" | while IFS=$'\t' read -r l c e r w u p5 p9 cp; do
+            printf '%-18s %7s %7s %8s %12s %12s %12s %12s %16s\n' "$l" "$c" "$e" "$r" "$w" "$u" \
+                "$p5" "$p9" "$cp"
+        done
+    done
+    echo "(the connected clients alone, no storm: p99 $a ms)"
 }
 
 # profile: one open-loop run at PROFILE_RATE (default 2000/s, warm cache, 200 connections,
