@@ -245,6 +245,27 @@ run_sipp() {
         "127.0.0.1:$STUNNEL_PORT" >"$T/sipp.out" 2>&1
 }
 
+# register_csv NAME STATUS CSV [STUNNEL_PORT]: one REGISTER per line of CSV (SEQUENTIAL, then
+# USER;TOKEN; lines), one TLS connection each through stunnel (the one given, else the last
+# started); every one must get STATUS. SIPp's output stays in $T/sipp-NAME.out.
+register_csv() {
+    sed -e "s/@STATUS@/$2/" -e 's/@HEADER@/CSeq:/' -e 's/@REGEXP@/REGISTER/' -e 's/@MAXFWD@/70/' \
+        "$SRC/tests/e2e/sipp/register_expect.xml" >"$T/$1.xml"
+    local n rc=0
+    n=$(($(wc -l <"$3") - 1))
+    [ -z "${4:-}" ] || STUNNEL_PORT=$4
+    run_sipp "$T/$1.xml" "$3" "$n" 50 || rc=$?
+    cp "$T/sipp.out" "$T/sipp-$1.out"
+    [ "$rc" -eq 0 ] || tail -n 20 "$T/sipp-errors.log" >&2 2>/dev/null || true
+    return "$rc"
+}
+
+# register_one NAME STATUS USER TOKEN: one REGISTER of USER with TOKEN must get STATUS.
+register_one() {
+    printf 'SEQUENTIAL\n%s;%s;\n' "$3" "$4" >"$T/$1.csv"
+    register_csv "$1" "$2" "$T/$1.csv"
+}
+
 # start_stack: the usual set-up: redis, one UCM stand-in (ucm1, allowing our certificate), the
 # edge pointing at it, ready, and stunnel for SIPp. $REC is UCM's record; ucm_registers counts
 # the REGISTERs in it.

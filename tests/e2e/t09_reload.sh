@@ -16,17 +16,11 @@ start_edge
 wait_ready 10
 start_stunnel
 
-expect() { # expect NAME STATUS USER TOKEN: one REGISTER gets STATUS
-    sed -e "s/@STATUS@/$2/" -e 's/@HEADER@/CSeq:/' -e 's/@REGEXP@/REGISTER/' -e 's/@MAXFWD@/70/' \
-        "$SRC/tests/e2e/sipp/register_expect.xml" >"$T/$1.xml"
-    printf 'SEQUENTIAL\n%s;%s;\n' "$3" "$4" >"$T/$1.csv"
-    run_sipp "$T/$1.xml" "$T/$1.csv" 1 10
-}
 old_token() { mint "$1"; }
 new_token() { "$TOKEN" mint --key "$T/new.key" --kid es1 --user "$1" --lifetime 3600; }
 
-check "before: old key accepted" expect before_old 200 alice "$(old_token alice)"
-check "before: new key refused" expect before_new 407 bob "$(new_token bob)"
+check "before: old key accepted" register_one before_old 200 alice "$(old_token alice)"
+check "before: new key refused" register_one before_new 407 bob "$(new_token bob)"
 
 cp "$T/new.key.pub.pem" "$JWT_PUB"
 kill -HUP "$EDGE_PID"
@@ -35,13 +29,13 @@ check "the edge logged reload_done" grep -q 'event=reload_done' "$T/edge.log"
 check "still the same process" kill -0 "$EDGE_PID"
 wait_ready 10
 
-check "after: new key accepted" expect after_new 200 carol "$(new_token carol)"
-check "after: a fresh old-key token refused" expect after_old 407 dave "$(old_token dave)"
+check "after: new key accepted" register_one after_new 200 carol "$(new_token carol)"
+check "after: a fresh old-key token refused" register_one after_old 407 dave "$(old_token dave)"
 
 # A reload with a broken key file keeps the previous keys and says so.
 echo "not a key" >"$JWT_PUB"
 kill -HUP "$EDGE_PID"
 for _ in $(seq 1 50); do grep -q 'event=reload_failed' "$T/edge.log" && break; sleep 0.1; done
 check "a broken reload is refused and logged" grep -q 'event=reload_failed' "$T/edge.log"
-check "the previous keys still work" expect after_bad 200 erin "$(new_token erin)"
+check "the previous keys still work" register_one after_bad 200 erin "$(new_token erin)"
 e2e_done

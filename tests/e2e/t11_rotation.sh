@@ -34,12 +34,6 @@ start_edge
 wait_ready 10
 start_stunnel
 
-expect() { # expect NAME STATUS USER TOKEN: one REGISTER gets STATUS
-    sed -e "s/@STATUS@/$2/" -e 's/@HEADER@/CSeq:/' -e 's/@REGEXP@/REGISTER/' -e 's/@MAXFWD@/70/' \
-        "$SRC/tests/e2e/sipp/register_expect.xml" >"$T/$1.xml"
-    printf 'SEQUENTIAL\n%s;%s;\n' "$3" "$4" >"$T/$1.csv"
-    run_sipp "$T/$1.xml" "$T/$1.csv" 1 10
-}
 new_token() { "$TOKEN" mint --key "$T/new.key" --kid es1 --user "$1" --lifetime 3600; }
 shown_cert() { python3 "$SRC/tests/e2e/tls_probe.py" cert "$EDGE_PORT" "$PKI/ca.crt"; }
 der_sha256() { openssl x509 -in "$1" -outform DER | sha256sum | cut -d' ' -f1; }
@@ -52,8 +46,8 @@ wait_log() { # wait_log EVENT COUNT: until the log has COUNT lines of EVENT (10 
 OLD_CERT=$(der_sha256 "$PKI/server.crt")
 NEW_CERT=$(der_sha256 "$PKI/server-rsa.crt")
 check "before: new connections get the first certificate" test "$(shown_cert)" = "$OLD_CERT"
-check "before: old key accepted" expect before_old 200 alice "$(mint alice)"
-check "before: new key refused" expect before_new 407 bob "$(new_token bob)"
+check "before: old key accepted" register_one before_old 200 alice "$(mint alice)"
+check "before: new key refused" register_one before_new 407 bob "$(new_token bob)"
 check "the watch stays quiet while nothing changes" test "$(reloads reload_start)" -eq 0
 check "loaded at start: sipedge_reload_last_successful 1" \
     test "$(metric '^sipedge_reload_last_successful')" -eq 1
@@ -74,8 +68,8 @@ check "it names the trigger and the files" \
 check "one rotation, one reload" test "$(reloads reload_start)" -eq 1
 check "still the same process" kill -0 "$EDGE_PID"
 check "after: new connections get the new certificate" test "$(shown_cert)" = "$NEW_CERT"
-check "after: new key accepted" expect after_new 200 carol "$(new_token carol)"
-check "after: a fresh old-key token refused" expect after_old 407 dave "$(mint dave)"
+check "after: new key accepted" register_one after_new 200 carol "$(new_token carol)"
+check "after: a fresh old-key token refused" register_one after_old 407 dave "$(mint dave)"
 touch "$T/go"
 wait "$HOLD" || true
 check "the connection opened before the rotation still works" \
@@ -90,7 +84,7 @@ check "a broken rotation is refused and logged" wait_log reload_failed 1
 check "sipedge_reload_last_successful says 0" \
     test "$(metric '^sipedge_reload_last_successful')" -eq 0
 check "the previous certificate is still shown" test "$(shown_cert)" = "$NEW_CERT"
-check "the previous keys still work" expect after_bad 200 erin "$(new_token erin)"
+check "the previous keys still work" register_one after_bad 200 erin "$(new_token erin)"
 sleep 1
 check "a failed reload is not retried while nothing changes" test "$(reloads reload_start)" -eq 2
 

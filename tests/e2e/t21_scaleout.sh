@@ -38,19 +38,6 @@ tunnel TO_A "$A_SIP"
 tunnel TO_B "$B_SIP"
 tunnel SERVICE "$A_SIP" "$B_SIP"
 
-# regs NAME STATUS TUNNEL CSV: one REGISTER per CSV line (user;token;), one connection each,
-# through TUNNEL; every one must get STATUS.
-regs() {
-    sed -e "s/@STATUS@/$2/" -e 's/@HEADER@/CSeq:/' -e 's/@REGEXP@/REGISTER/' -e 's/@MAXFWD@/70/' \
-        "$SRC/tests/e2e/sipp/register_expect.xml" >"$T/$1.xml"
-    local n rc=0
-    n=$(($(wc -l <"$4") - 1))
-    STUNNEL_PORT=$3
-    run_sipp "$T/$1.xml" "$4" "$n" 50 || rc=$?
-    cp "$T/sipp.out" "$T/sipp-$1.out"
-    [ "$rc" -eq 0 ] || tail -n 20 "$T/sipp-errors.log" >&2 2>/dev/null || true
-    return "$rc"
-}
 users() { # users FILE PREFIX N: N users with fresh tokens
     {
         echo SEQUENTIAL
@@ -63,9 +50,9 @@ l2_hits() { metric 'sipedge_auth_results_total\{result="ok",layer="l2"' "$1"; }
 # 1. Verified on A, an L2 hit on B.
 JTI="t21-$(date +%s)-$$"
 printf 'SEQUENTIAL\nshared;%s;\n' "$(mint shared --jti "$JTI")" >"$T/shared.csv"
-check "a token registers through pod A" regs shared_a 200 "$TO_A" "$T/shared.csv"
+check "a token registers through pod A" register_csv shared_a 200 "$T/shared.csv" "$TO_A"
 check "pod A checked its signature" test "$(verified "$A_ADMIN")" -eq 1
-check "the same token registers through pod B" regs shared_b 200 "$TO_B" "$T/shared.csv"
+check "the same token registers through pod B" register_csv shared_b 200 "$T/shared.csv" "$TO_B"
 check "pod B took it from Redis (L2 hit)" test "$(l2_hits "$B_ADMIN")" -eq 1
 check "pod B checked no signature" test "$(verified "$B_ADMIN")" -eq 0
 
@@ -75,8 +62,8 @@ check "pod B checked no signature" test "$(verified "$B_ADMIN")" -eq 0
 check "the revocation reached 4 subscribers (2 pods x 2 workers)" \
     grep -q 'subscribers=4$' "$T/revoke.out"
 before=$(ucm_registers)
-check "revoked: refused on pod B" regs revoked_b 407 "$TO_B" "$T/shared.csv"
-check "revoked: refused on pod A" regs revoked_a 407 "$TO_A" "$T/shared.csv"
+check "revoked: refused on pod B" register_csv revoked_b 407 "$T/shared.csv" "$TO_B"
+check "revoked: refused on pod A" register_csv revoked_a 407 "$T/shared.csv" "$TO_A"
 check "UCM received neither" test "$(ucm_registers)" -eq "$before"
 check "both pods counted it revoked" \
     test "$(metric 'sipedge_auth_results_total\{result="revoked"' "$A_ADMIN")" -eq 1 \
@@ -86,7 +73,7 @@ check "both pods counted it revoked" \
 # on B, which registers them from Redis without a signature check.
 users "$T/twenty.csv" mover 20
 a_verified=$(verified "$A_ADMIN")
-check "20 clients register through the Service (pod A)" regs twenty_a 200 "$SERVICE" "$T/twenty.csv"
+check "20 clients register through the Service (pod A)" register_csv twenty_a 200 "$T/twenty.csv" "$SERVICE"
 check "pod A verified the 20 tokens" test "$(verified "$A_ADMIN")" -eq $((a_verified + 20))
 check "none of them went to pod B" test "$(verified "$B_ADMIN")" -eq 0
 b_l2=$(l2_hits "$B_ADMIN")
@@ -94,7 +81,7 @@ kill -9 "$A_PID"
 wait "$A_PID" 2>/dev/null || true
 before=$(ucm_registers)
 check "after kill -9 of pod A, the 20 register again through the Service" \
-    regs twenty_b 200 "$SERVICE" "$T/twenty.csv"
+    register_csv twenty_b 200 "$T/twenty.csv" "$SERVICE"
 check "pod B forwarded them to UCM" test "$(ucm_registers)" -eq $((before + 20))
 check "pod B took all 20 from Redis" test "$(l2_hits "$B_ADMIN")" -eq $((b_l2 + 20))
 check "pod B checked no signature" test "$(verified "$B_ADMIN")" -eq 0
@@ -107,8 +94,8 @@ kill -9 "$REDIS_PID"
 wait "$REDIS_PID" 2>/dev/null || true
 users "$T/local_b.csv" localb 5
 users "$T/local_c.csv" localc 5
-check "Redis down: pod B registers 5 new tokens" regs local_b 200 "$TO_B" "$T/local_b.csv"
-check "Redis down: pod C registers 5 new tokens" regs local_c 200 "$TO_C" "$T/local_c.csv"
+check "Redis down: pod B registers 5 new tokens" register_csv local_b 200 "$T/local_b.csv" "$TO_B"
+check "Redis down: pod C registers 5 new tokens" register_csv local_c 200 "$T/local_c.csv" "$TO_C"
 check "pod B verified them itself" test "$(verified "$B_ADMIN")" -eq 5
 check "pod C verified them itself" test "$(verified "$C_ADMIN")" -eq 5
 redis_trouble='sipedge_redis_results_total\{result="(error|timeout|breaker_open)"'
