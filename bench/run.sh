@@ -416,7 +416,17 @@ scenario_reconnect() {
     HANDSHAKE_TIMEOUT_MS=${HANDSHAKE_TIMEOUT_MS:-30000}
     bench_start
     run_bench "rc-alone" "${connected[@]}" --duration 10
+    turns() { # the workers' loop turns so far: all, at most 10 ms, at most 100 ms
+        curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
+            /^sipedge_worker_turn_duration_seconds_count/ { n = $NF }
+            /^sipedge_worker_turn_duration_seconds_bucket\{le="0.01"\}/ { a = $NF }
+            /^sipedge_worker_turn_duration_seconds_bucket\{le="0.1"\}/ { b = $NF }
+            END { print n + 0, a + 0, b + 0 }'
+    }
+    local -A long_turns
     for kind in full resume; do
+        local t0 t1
+        read -r -a t0 <<<"$(turns)"
         local extra=()
         [ "$kind" = resume ] && extra=(--resume)
         rm -f "$T/connected.ready"
@@ -429,6 +439,8 @@ scenario_reconnect() {
             --key "$JWT_KEY" --kid es1 --users "$n" --duration "$secs" --timeout-ms 60000 \
             --setup-concurrency 256 --setup-timeout 300 --threads 2
         wait "$bg" || true
+        read -r -a t1 <<<"$(turns)"
+        long_turns[$kind]="$((t1[0] - t0[0])) turns, $((t1[0] - t1[1] - t0[0] + t0[1])) over 10 ms, $((t1[0] - t1[2] - t0[0] + t0[2])) over 100 ms"
     done
     bench_stop
     echo
@@ -451,6 +463,9 @@ scenario_reconnect() {
         done
     done
     echo "(the connected clients alone, no storm: p99 $a ms)"
+    for kind in full resume; do
+        echo "edge worker loop turns during the $kind storm and the connected clients' window: ${long_turns[$kind]}"
+    done
 }
 
 # profile: one open-loop run at PROFILE_RATE (default 2000/s, warm cache, 200 connections,

@@ -333,6 +333,11 @@ enum metrics_type {
       NONE, NONE, NONE)                                                                            \
     X(UPSTREAM_DURATION, "sipedge_upstream_duration_seconds", METRICS_HISTOGRAM,                   \
       "Request forwarded to upstream to its final response received.", NONE, NONE, NONE)           \
+    X(WORKER_TURN_DURATION, "sipedge_worker_turn_duration_seconds", METRICS_HISTOGRAM,             \
+      "One turn of a worker's event loop: from its wake-up to the end of what the wake-up "        \
+      "brought (every connection of the worker waits up to that long; long turns mean the "        \
+      "worker is saturated, e.g. by a reconnect storm's TLS handshakes).",                         \
+      NONE, NONE, NONE)                                                                            \
     X(AUTH_VERIFY_DURATION, "sipedge_auth_verify_duration_seconds", METRICS_HISTOGRAM,             \
       "Full token verification (signature and claims).", NONE, NONE, NONE)
 

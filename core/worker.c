@@ -954,6 +954,16 @@ static void auth_log(void *ctx, const char *event, const char *digest8)
 
 /* ---- life -------------------------------------------------------------------------------- */
 
+/* sipedge_worker_turn_duration_seconds: how long one turn of the loop kept the worker busy (every
+ * connection of the worker waits that long at worst: a reconnect storm's handshakes show here). */
+static void worker_turn(struct loop *loop, uint64_t busy_us, unsigned cqes)
+{
+    (void)cqes;
+    struct worker *w = loop_user(loop);
+    if (w != NULL)
+        metrics_observe_us(w->shard, busy_us, METRIC_WORKER_TURN_DURATION);
+}
+
 struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
 {
     const struct cfg *c = &e->cfg;
@@ -970,6 +980,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
     if (w->scratch == NULL)
         goto fail;
     loop_set_user(loop, w);
+    loop_set_turn_fn(loop, worker_turn);
 
     struct tls_ctx *client_tls = NULL;
     edge_tls_get(e, &w->server_tls, &client_tls, &w->tls_gen);
@@ -1098,8 +1109,10 @@ void worker_free(struct worker *w)
     tls_ctx_unref(w->ucm_tls);
     for (size_t i = 0; i < WORKER_MAX_UPCONNS; i++)
         free(w->upbufs[i].in);
-    if (loop_user(w->loop) == w)
+    if (loop_user(w->loop) == w) {
         loop_set_user(w->loop, NULL);
+        loop_set_turn_fn(w->loop, NULL);
+    }
     free(w->scratch);
     free(w);
 }

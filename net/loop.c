@@ -53,6 +53,13 @@ uint64_t loop_clock_ms(void)
     return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+static uint64_t clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
+
 /* Kernel release as major*100+minor, for the multishot flags the opcode probe cannot see. */
 static unsigned kernel_version(void)
 {
@@ -665,7 +672,8 @@ int loop_run(struct loop *loop)
             err = ret;
             break;
         }
-        loop->now_ms = loop_clock_ms();
+        uint64_t t0_us = clock_us();
+        loop->now_ms = t0_us / 1000;
         unsigned head, n = 0;
         io_uring_for_each_cqe(&loop->ring, head, cqe)
         {
@@ -675,6 +683,8 @@ int loop_run(struct loop *loop)
         io_uring_cq_advance(&loop->ring, n);
         run_timers(loop);
         conn__reap(loop);
+        if (loop->turn_fn != NULL && n > 0)
+            loop->turn_fn(loop, clock_us() - t0_us, n);
     }
     io_uring_submit(&loop->ring);
     current_loop = prev;
@@ -735,6 +745,11 @@ unsigned loop_index(const struct loop *loop)
 struct loop *loop_current(void)
 {
     return current_loop;
+}
+
+void loop_set_turn_fn(struct loop *loop, loop_turn_fn fn)
+{
+    loop->turn_fn = fn;
 }
 
 void *loop_user(const struct loop *loop)

@@ -133,6 +133,13 @@ void *loop_user(const struct loop *loop);
 /** Sets the upper layer's pointer for this loop (e.g. the per-worker proxy state). */
 void loop_set_user(struct loop *loop, void *user);
 
+/** Called at the end of every turn that handled at least one completion, with the time the turn
+ * took (from the wake-up to the end of its timers and reaping) and the completions it handled. */
+typedef void (*loop_turn_fn)(struct loop *loop, uint64_t busy_us, unsigned cqes);
+
+/** Sets (or, with NULL, clears) the turn hook. Loop thread, or before the loop runs. */
+void loop_set_turn_fn(struct loop *loop, loop_turn_fn fn);
+
 /**
  * Opens a listening TCP socket on `addr` (IPv4 or IPv6; SO_REUSEPORT, SO_REUSEADDR, IPV6_V6ONLY
  * for v6) and arms accept. Each accepted conn gets `ops` and user pointer `arg` before on_open.

@@ -136,6 +136,7 @@ struct loop {
     unsigned ring_flags;
     bool enabled;
     void *user;
+    loop_turn_fn turn_fn;
     uint64_t now_ms;
     atomic_bool stop;
 

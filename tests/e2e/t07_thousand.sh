@@ -65,6 +65,10 @@ ids=$(grep '"method":"REGISTER"' "$rec" | grep -o '"call_id":"[^"]*"' | sort -u 
 check "UCM saw $calls distinct Call-IDs (got $ids)" test "$ids" -eq $calls
 check "metrics: $calls 200s relayed from UCM" \
     test "$(metric 'sipedge_sip_responses_total\{method="REGISTER",code="200",source="upstream"')" -eq $calls
+turns=$(metric '^sipedge_worker_turn_duration_seconds_count')
+check "metrics: the workers' loop turns are timed ($turns turns for $calls clients)" \
+    test "$turns" -ge 100 -a \
+    "$(metric '^sipedge_worker_turn_duration_seconds_bucket\{le="\+Inf"')" -eq "$turns"
 
 gauge_zero() {
     for _ in $(seq 1 100); do
