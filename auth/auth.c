@@ -63,6 +63,7 @@ struct auth_worker {
     uint8_t key[64];
     struct cache_l1 *l1;
     struct budget *budget;    /* NULL: no per-source budget */
+    struct budget *overall;   /* NULL: no budget for the worker (one bucket, all sources) */
     int64_t next_sweep;       /* epoch ms */
     int64_t last_trim;        /* epoch ms of the last malloc_trim() */
     uint64_t freed_untrimmed; /* bytes the sweeps freed since the last trim */
@@ -469,6 +470,14 @@ enum auth_status auth_check_from(struct auth_worker *aw, const char *tok, size_t
         memset(out, 0, sizeof(*out));
         return AUTH_THROTTLED;
     }
+    static const uint8_t everyone[BUDGET_ADDR_LEN];
+    if (aw->overall && !budget_take(aw->overall, everyone, now_ms)) {
+        /* over the worker's budget: the verifications it can afford go to warm-up, not floods */
+        aw->c.overloaded++;
+        aw->last_layer = AUTH_LAYER_NONE;
+        memset(out, 0, sizeof(*out));
+        return AUTH_OVERLOADED;
+    }
     uint8_t digest[CACHE_DIGEST_LEN];
     digest_of(aw, tok, len, digest);
     bool degraded = false;
@@ -678,6 +687,11 @@ struct auth_worker *auth_worker_new(const struct auth_config *cfg, int64_t now_m
         if (!aw->budget)
             goto fail;
     }
+    if (c->worker_rate) {
+        aw->overall = budget_new(c->worker_rate, c->worker_burst, BUDGET_WAYS, seed ^ 0x85ebca6bu);
+        if (!aw->overall)
+            goto fail;
+    }
     aw->slots = calloc(c->max_pending, sizeof(*aw->slots));
     aw->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     aw->md = EVP_MD_CTX_new();
@@ -727,6 +741,7 @@ void auth_worker_free(struct auth_worker *aw)
     free(aw->slots);
     cache_l1_free(aw->l1);
     budget_free(aw->budget);
+    budget_free(aw->overall);
     EVP_MAC_CTX_free(aw->macctx);
     EVP_MAC_free(aw->mac);
     EVP_MD_CTX_free(aw->md);

@@ -17,12 +17,14 @@
 
 /** Decision of auth_check(). */
 enum auth_status {
-    AUTH_OK = 0,        /* the token is valid: the result says who and until when */
-    AUTH_FAIL = 1,      /* rejected: the result's reason says why */
-    AUTH_PENDING = 2,   /* Redis asked: the callback delivers AUTH_OK, AUTH_FAIL or CANCELLED */
-    AUTH_CANCELLED = 3, /* callback only: the worker was freed first; treat as "try later" (503) */
-    AUTH_THROTTLED = 4, /* an L1 miss over the source's verification budget: nothing verified,
-                         * nothing cached; answer "try later" (503 + Retry-After) */
+    AUTH_OK = 0,         /* the token is valid: the result says who and until when */
+    AUTH_FAIL = 1,       /* rejected: the result's reason says why */
+    AUTH_PENDING = 2,    /* Redis asked: the callback delivers AUTH_OK, AUTH_FAIL or CANCELLED */
+    AUTH_CANCELLED = 3,  /* callback only: the worker was freed first; treat as "try later" (503) */
+    AUTH_THROTTLED = 4,  /* an L1 miss over the source's verification budget: nothing verified,
+                          * nothing cached; answer "try later" (503 + Retry-After) */
+    AUTH_OVERLOADED = 5, /* an L1 miss over the worker's verification budget (all sources
+                          * together): nothing verified; answer "try later" (503) */
     /* AUTH_STATUS_COUNT */
     AUTH_STATUS_COUNT
 };
@@ -79,6 +81,9 @@ struct auth_config {
                                     * auth_check_from() only; 0: no budget */
     uint32_t source_burst;         /* bucket size (source_rate) */
     uint32_t source_slots;         /* sources tracked per worker (4096) */
+    uint32_t worker_rate;          /* L1 misses per second of the worker, all sources together,
+                                    * auth_check() and auth_check_from(); 0: no budget */
+    uint32_t worker_burst;         /* bucket size (worker_rate) */
     const char *redis_host;        /* numeric address; NULL: no L2, no revocation */
     uint16_t redis_port;
     struct cache_redis_config redis; /* both connections */
@@ -100,10 +105,11 @@ struct auth_counters {
     uint64_t l1_evicted;        /* L1 entries dropped by revocation */
     uint64_t resubscribes;      /* subscription (re)established: L1 positives flushed */
     uint64_t cancelled;
-    uint64_t throttled; /* L1 misses refused by the source budget (AUTH_THROTTLED) */
-    uint64_t l1_bytes;  /* gauge: L1 token copy bytes */
-    uint64_t l1_swept;  /* expired L1 entries dropped by the periodic sweep */
-    uint64_t trims;     /* malloc_trim() calls after the sweep freed memory */
+    uint64_t throttled;  /* L1 misses refused by the source budget (AUTH_THROTTLED) */
+    uint64_t overloaded; /* L1 misses refused by the worker budget (AUTH_OVERLOADED) */
+    uint64_t l1_bytes;   /* gauge: L1 token copy bytes */
+    uint64_t l1_swept;   /* expired L1 entries dropped by the periodic sweep */
+    uint64_t trims;      /* malloc_trim() calls after the sweep freed memory */
     uint64_t ok;
     uint64_t fail[JWT_REASON_COUNT]; /* by reason */
 };
@@ -134,7 +140,9 @@ enum auth_status auth_check(struct auth_worker *aw, const char *tok, size_t len,
  * auth_check() for a request from source address `src` (BUDGET_ADDR_LEN bytes, from
  * budget_addr_of_fd(); NULL: no budget). An L1 hit (positive or negative) costs the source
  * nothing; an L1 miss spends one token of the source's budget first, and when there is none
- * returns AUTH_THROTTLED at once (no L2 lookup, no verify, nothing cached, `out` zeroed).
+ * returns AUTH_THROTTLED at once (no L2 lookup, no verify, nothing cached, `out` zeroed). Then
+ * (with or without `src`) it spends one token of the worker's budget, and when there is none
+ * returns AUTH_OVERLOADED the same way.
  */
 enum auth_status auth_check_from(struct auth_worker *aw, const char *tok, size_t len,
                                  const uint8_t *src, int64_t now_ms, auth_done_fn cb, void *arg,

@@ -49,6 +49,7 @@ fi
 export BIN SRC
 # One source address minting tokens on purpose: no per-source verification budget (issue 12).
 export SIPEDGE_AUTH_SOURCE_BUDGET_RATE=${SIPEDGE_AUTH_SOURCE_BUDGET_RATE:-0}
+export SIPEDGE_AUTH_WORKER_BUDGET_RATE=${SIPEDGE_AUTH_WORKER_BUDGET_RATE:-0}
 RATES=${RATES:-"1000 2000 4000"}
 DURATION=${DURATION:-5}
 USERS=${USERS:-100}

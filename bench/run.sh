@@ -58,6 +58,8 @@ export LOG_LEVEL KEEPALIVE_MS
 # Every scenario is one source address (127.0.0.1) that mints new tokens on purpose (cold: one per
 # REGISTER); the per-source verification budget (issue 12, docs/auth-cache.md) would refuse them.
 export SIPEDGE_AUTH_SOURCE_BUDGET_RATE=${SIPEDGE_AUTH_SOURCE_BUDGET_RATE:-0}
+# The worker's budget (all sources) would cap `cold`'s verifications too: capacity is measured here.
+export SIPEDGE_AUTH_WORKER_BUDGET_RATE=${SIPEDGE_AUTH_WORKER_BUDGET_RATE:-0}
 
 log() { printf '[bench %s] %s\n' "$SCENARIO" "$*" >&2; }
 

@@ -45,6 +45,9 @@ if "$EDGE" --config-reference 2>/dev/null | grep -q source_budget; then
     LIMITS="max_failed_tokens_per_conn ${SIPEDGE_AUTH_MAX_FAILED_TOKENS_PER_CONN:-$(cfgdef auth.max_failed_tokens_per_conn)}"
     LIMITS+=", source_budget rate ${SIPEDGE_AUTH_SOURCE_BUDGET_RATE:-$(cfgdef auth.source_budget.rate)}/s"
     LIMITS+=" burst ${SIPEDGE_AUTH_SOURCE_BUDGET_BURST:-$(cfgdef auth.source_budget.burst)}"
+    if "$EDGE" --config-reference 2>/dev/null | grep -q worker_budget; then
+        LIMITS+=", worker_budget rate ${SIPEDGE_AUTH_WORKER_BUDGET_RATE:-$(cfgdef auth.worker_budget.rate)}/s"
+    fi
 else
     LIMITS="none (the build has no token limits)"
 fi

@@ -275,6 +275,13 @@ static const struct cfg_list keys_list = {key_fields,
       0, NULL, "verifications a source may spend at once")                                         \
     X(AUTH_SOURCE_TABLE, "auth.source_budget.sources", T_U32, auth.source_table, "4096", 4,        \
       1048576, 0, NULL, "source addresses tracked per worker (least recently used reused)")        \
+    X(AUTH_WORKER_RATE, "auth.worker_budget.rate", T_U32, auth.worker_rate, "4000", 0, 1000000, 0, \
+      NULL,                                                                                        \
+      "token verifications per second per worker, every source together (0: no budget); over it "  \
+      "503 + Retry-After without a verify, so a flood of new tokens from many sources leaves the " \
+      "CPU to known clients")                                                                      \
+    X(AUTH_WORKER_BURST, "auth.worker_budget.burst", T_U32, auth.worker_burst, "8000", 1, 1000000, \
+      0, NULL, "verifications a worker may spend at once")                                         \
     X(RELOAD_WATCH_INTERVAL_MS, "reload.watch_interval_ms", T_U32, reload.watch_interval_ms,       \
       "2000", 0, 3600000, 0, NULL,                                                                 \
       "poll the certificate and key files this often and reload when they changed and held "       \

@@ -218,6 +218,8 @@ struct cfg_auth {
     uint32_t source_rate; /* verifications/s per source address and worker; 0 = off */
     uint32_t source_burst;
     uint32_t source_table; /* source addresses tracked per worker */
+    uint32_t worker_rate;  /* verifications/s per worker, all sources together; 0 = off */
+    uint32_t worker_burst;
 };
 
 struct cfg_reload {

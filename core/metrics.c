@@ -71,7 +71,7 @@ static const char *const redis_v[] = {"hit",   "miss",    "stored",      "bad_hm
 
 _Static_assert(sizeof(method_v) / sizeof(*method_v) == METRICS_METHOD_COUNT, "method names");
 _Static_assert(sizeof(code_v) / sizeof(*code_v) == METRICS_CODE_COUNT, "code names");
-static const char *const refusal_v[] = {"source_budget", "failed_tokens"};
+static const char *const refusal_v[] = {"source_budget", "failed_tokens", "worker_budget"};
 
 _Static_assert(sizeof(refusal_v) / sizeof(*refusal_v) == METRICS_REFUSAL_COUNT, "refusal names");
 _Static_assert(sizeof(source_v) / sizeof(*source_v) == METRICS_SOURCE_COUNT, "source names");

@@ -157,6 +157,7 @@ enum metrics_drop {
 enum metrics_auth_refusal {
     METRICS_REFUSED_SOURCE_BUDGET = 0, /* 503: the source address spent its verifications */
     METRICS_REFUSED_FAILED_TOKENS,     /* connection closed after too many rejected tokens */
+    METRICS_REFUSED_WORKER_BUDGET,     /* 503: the worker spent its verifications (all sources) */
     /* METRICS_REFUSAL_COUNT */
     METRICS_REFUSAL_COUNT
 };
@@ -276,8 +277,9 @@ enum metrics_type {
       "Bearer token decisions by result and by the layer that decided.", AUTH_RESULT, AUTH_LAYER,  \
       NONE)                                                                                        \
     X(AUTH_REFUSED, "sipedge_auth_refused_total", METRICS_COUNTER,                                 \
-      "Bearer tokens refused without a verification (source over its budget) and client "          \
-      "connections closed after too many rejected tokens.",                                        \
+      "Bearer tokens refused without a verification (source_budget: the source over its budget; "  \
+      "worker_budget: the worker over its own, all sources together) and client connections "      \
+      "closed after too many rejected tokens.",                                                    \
       AUTH_REFUSAL, NONE, NONE)                                                                    \
     X(CALLS_FORWARDED, "sipedge_calls_forwarded_total", METRICS_COUNTER,                           \
       "Requests other than REGISTER proxied, by method and direction (to_ucm: from a client).",    \

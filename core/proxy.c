@@ -419,8 +419,10 @@ static void decide(struct proxy *p, uint32_t cid, const struct sip_msg *req, str
                    enum auth_status st, const struct jwt_result *res, enum metrics_auth_layer layer,
                    int64_t now)
 {
-    if (st == AUTH_THROTTLED) { /* no verify was spent: "try again shortly" */
-        metrics_inc(p->shard, METRIC_AUTH_REFUSED, METRICS_REFUSED_SOURCE_BUDGET);
+    if (st == AUTH_THROTTLED || st == AUTH_OVERLOADED) { /* no verify spent: "try again shortly" */
+        metrics_inc(p->shard, METRIC_AUTH_REFUSED,
+                    st == AUTH_THROTTLED ? METRICS_REFUSED_SOURCE_BUDGET
+                                         : METRICS_REFUSED_WORKER_BUDGET);
         respond_503_after(p, cid, req, PROXY_THROTTLE_RETRY_S);
         if (t != NULL)
             reg_free(p, t);

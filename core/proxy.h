@@ -146,9 +146,9 @@ void proxy_free(struct proxy *p);
  * on a Redis lookup). Every request gets exactly one final response in time: the edge's own (407,
  * 403, 400, 416, 420, 483, 501, 503, 408; the checks and their order are sip_check_request()'s,
  * docs/sip-checks.md) or UCM's relayed one; an ACK gets none. A REGISTER whose token would need a
- * verification while its source is over its budget gets 503 with Retry-After: 1
- * (PROXY_THROTTLE_RETRY_S), counted in sipedge_auth_refused_total{reason="source_budget"}. `now_ms`
- * is monotonic milliseconds.
+ * verification while its source, or the worker, is over its budget gets 503 with Retry-After: 1
+ * (PROXY_THROTTLE_RETRY_S), counted in sipedge_auth_refused_total{reason="source_budget"} or
+ * {reason="worker_budget"}. `now_ms` is monotonic milliseconds.
  */
 void proxy_on_client_request(struct proxy *p, uint32_t client_id, const struct sip_msg *msg,
                              int64_t now_ms);

@@ -1000,6 +1000,8 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .source_rate = c->auth.source_rate,
         .source_burst = c->auth.source_burst,
         .source_slots = c->auth.source_table,
+        .worker_rate = c->auth.worker_rate,
+        .worker_burst = c->auth.worker_burst,
         .signature_only_ttl_s = c->auth.cache.signature_only_ttl_s,
         .log = auth_log,
     };

@@ -93,11 +93,12 @@ check "verifications bounded by the budget ($verified <= $max_verify)" test "$ve
 check "edge RSS grew by less than $((RSS_GROWTH_MAX_KB / 1024)) MB during the flood (peak $peak kB, start $rss0 kB)" \
     test $((peak - rss0)) -lt "$RSS_GROWTH_MAX_KB"
 
-# Phase 2: no budget, no connection limit: each garbage token costs a verify and an L1 entry.
-# What remains is the fixed entry tables once touched (2 workers x 8192 x ~370 B = 6 MB), whatever
-# the token size.
+# Phase 2: no budgets (source, worker), no connection limit: each garbage token costs a verify
+# and an L1 entry. What remains is the fixed entry tables once touched (2 workers x 8192 x ~370 B
+# = 6 MB), whatever the token size.
 stop_edge
-export SIPEDGE_AUTH_MAX_FAILED_TOKENS_PER_CONN=0 SIPEDGE_AUTH_SOURCE_BUDGET_RATE=0
+export SIPEDGE_AUTH_MAX_FAILED_TOKENS_PER_CONN=0 SIPEDGE_AUTH_SOURCE_BUDGET_RATE=0 \
+    SIPEDGE_AUTH_WORKER_BUDGET_RATE=0
 start_edge
 wait_ready 10
 rss0=$(rss_kb)

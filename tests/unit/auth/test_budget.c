@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
 // Per-source verification budget: token buckets that refill, a table that stays bounded, and
-// auth_check_from() refusing an L1 miss over the budget without a verify (issue 12).
+// auth_check_from() refusing an L1 miss over the budget without a verify (issue 12); the worker's
+// budget over every source together (issue 15).
 #include <criterion/criterion.h>
 #include <stdio.h>
 #include <string.h>
@@ -98,6 +99,43 @@ Test(auth_budget, refuses_misses_over_the_budget_without_a_verify)
     cr_assert_eq(auth_check_from(aw, "y1", 2, src, 1000500, NULL, NULL, &out), AUTH_FAIL);
     cr_assert_eq(auth_check_from(aw, "y2", 2, src, 1000500, NULL, NULL, &out), AUTH_THROTTLED);
     cr_assert_eq(verifies, 6);
+    auth_worker_free(aw);
+}
+
+Test(auth_budget, the_worker_budget_caps_verifications_of_every_source_together)
+{
+    struct auth_config cfg = {.verify = bad_verify,
+                              .l1_capacity = 1024,
+                              .source_rate = 100,
+                              .source_burst = 100,
+                              .worker_rate = 4,
+                              .worker_burst = 4};
+    struct auth_worker *aw = auth_worker_new(&cfg, 1000000);
+    cr_assert_not_null(aw);
+    struct jwt_result out;
+    char tok[32];
+    verifies = 0;
+    for (uint32_t i = 0; i < 12; i++) { /* 12 sources, one new token each: no source is over */
+        uint8_t src[BUDGET_ADDR_LEN];
+        addr(0x0100000a + (i << 24), src);
+        snprintf(tok, sizeof(tok), "flood-%u", i);
+        enum auth_status st = auth_check_from(aw, tok, strlen(tok), src, 1000000, NULL, NULL, &out);
+        cr_assert_eq(st, i < 4 ? AUTH_FAIL : AUTH_OVERLOADED, "source %u", i);
+        if (st == AUTH_OVERLOADED)
+            cr_assert_eq(out.reason, JWT_OK, "nothing verified: the result is zeroed");
+    }
+    cr_assert_eq(verifies, 4, "the worker verified its burst, not the flood");
+    cr_assert_eq(auth_worker_counters(aw)->overloaded, 8);
+    cr_assert_eq(auth_worker_counters(aw)->throttled, 0, "no source was over its own budget");
+    /* known tokens are answered from L1 whatever the budget */
+    cr_assert_eq(auth_check(aw, "flood-0", 7, 1000000, NULL, NULL, &out), AUTH_FAIL);
+    cr_assert_eq(out.reason, JWT_E_BAD_SIGNATURE);
+    /* checks without a source spend the worker's budget too */
+    cr_assert_eq(auth_check(aw, "nosrc", 5, 1000000, NULL, NULL, &out), AUTH_OVERLOADED);
+    /* a quarter second at 4/s is one more verification */
+    cr_assert_eq(auth_check(aw, "later-1", 7, 1000250, NULL, NULL, &out), AUTH_FAIL);
+    cr_assert_eq(auth_check(aw, "later-2", 7, 1000250, NULL, NULL, &out), AUTH_OVERLOADED);
+    cr_assert_eq(verifies, 5);
     auth_worker_free(aw);
 }
 

@@ -574,14 +574,13 @@ static void fake_token_failed(void *ctx, uint32_t id)
     failed_calls[id & 3]++;
 }
 
-static void setup_budget(void)
+static void budget_proxy(const struct auth_config *ac)
 {
     n_client = n_upstream = 0;
     upstream_result = 0;
     gone_client = UINT32_MAX;
     memset(failed_calls, 0, sizeof(failed_calls));
-    struct auth_config ac = {.verify = fake_verify, .source_rate = 1, .source_burst = 2};
-    aw = auth_worker_new(&ac, auth_now_ms());
+    aw = auth_worker_new(ac, auth_now_ms());
     cr_assert_not_null(aw);
     struct proxy_cfg cfg = {.worker = 1,
                             .realm = "ccmsipline",
@@ -597,6 +596,37 @@ static void setup_budget(void)
                             .client_token_failed = fake_token_failed};
     p = proxy_new(&cfg, &env, aw, NULL);
     cr_assert_not_null(p);
+}
+
+static void setup_budget(void)
+{
+    budget_proxy(&(struct auth_config){.verify = fake_verify, .source_rate = 1, .source_burst = 2});
+}
+
+static void setup_worker_budget(void)
+{
+    budget_proxy(&(struct auth_config){.verify = fake_verify, .worker_rate = 1, .worker_burst = 2});
+}
+
+Test(proxy_budget, answers_503_retry_after_1_over_the_worker_budget_whatever_the_source,
+     .init = setup_worker_budget, .fini = teardown)
+{
+    char line[128];
+    for (uint32_t i = 0; i < 3; i++) { /* three clients (sources), one new bad token each */
+        snprintf(line, sizeof(line), "Proxy-Authorization: Bearer token=\"garbage-%u\"\n", i);
+        register_as(i, "alice", line, "70");
+    }
+    cr_assert_eq(n_client, 3);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 407 "));
+    cr_assert(starts(to_client[1].text, "SIP/2.0 407 "));
+    cr_assert(starts(to_client[2].text, "SIP/2.0 503 "), "%s", to_client[2].text);
+    cr_assert_str_eq(header_of(to_client[2].text, "Retry-After:"), "Retry-After: 1");
+    cr_assert_eq(auth_worker_counters(aw)->verified, 2, "the 503 cost no verify");
+    cr_assert_eq(auth_worker_counters(aw)->overloaded, 1);
+    cr_assert_eq(failed_calls[2], 0, "a 503 is not a rejected token of that client");
+    /* a token verified before is answered from L1, over the budget or not */
+    register_as(3, "alice", "Proxy-Authorization: Bearer token=\"garbage-0\"\n", "70");
+    cr_assert(starts(to_client[3].text, "SIP/2.0 407 "));
 }
 
 Test(proxy_budget, answers_503_retry_after_1_over_the_source_budget_without_a_verify,
