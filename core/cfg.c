@@ -207,6 +207,11 @@ static const struct cfg_list keys_list = {key_fields,
     X(UPSTREAM_TLS_REKEY_RECORDS, "upstream.tls.rekey_records", T_U32, upstream.tls.rekey_records, \
       "8388608", 1, 8388608, 0, NULL,                                                              \
       "TLS 1.3 records under one key before we send a KeyUpdate to UCM (RFC 8446 5.5)")            \
+    X(UPSTREAM_MAX_PENDING, "upstream.max_pending", T_U32, upstream.max_pending, "1024", 0,        \
+      1000000, 0, NULL,                                                                            \
+      "REGISTERs per worker waiting for UCM's answer (or Redis) at once; more are answered 503 + " \
+      "Retry-After at once, so that accepted ones wait at most this many / UCM's rate (0: no "     \
+      "bound)")                                                                                    \
     X(UPSTREAM_KEEPALIVE_INTERVAL_MS, "upstream.keepalive_interval_ms", T_U32,                     \
       upstream.keepalive_interval_ms, "30000", 0, 3600000, 0, NULL,                                \
       "OPTIONS ping period per connection (0: off)")                                               \

@@ -509,6 +509,23 @@ static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result
     decide(p, t->client_id, &msg, t, st, res, layer_of(p), now);
 }
 
+/* Admission: the worker already has cfg.max_pending REGISTERs waiting for UCM (or Redis), so this
+ * one would wait behind them (UCM is slower than us, or down to one node): 503 at once, before any
+ * token check, with a Retry-After of 1 to 4 s so that the shed clients do not all come back in the
+ * same second. */
+static void shed(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
+{
+    p->stats.shed++;
+    metrics_inc(p->shard, METRIC_REGISTERS_SHED);
+    if (now - p->last_shed_log >= 1000) { /* at most one line a second per worker */
+        p->last_shed_log = now;
+        log_event(LOG_WARN, "upstream_saturated", LOG_U("worker", p->cfg.worker),
+                  LOG_U("pending", p->stats.transactions_open), LOG_U("limit", p->cfg.max_pending),
+                  LOG_U("shed", p->stats.shed));
+    }
+    respond_503_after(p, cid, req, 1 + (unsigned)((cid ^ (uint64_t)now) % 4));
+}
+
 /* A request with Bearer credentials `cred`: a REGISTER (SIP_CHECK_AUTH), or another method
  * carrying its own token. */
 void proxy_verify_request(struct proxy *p, uint32_t cid, const struct sip_msg *req,
@@ -519,6 +536,10 @@ void proxy_verify_request(struct proxy *p, uint32_t cid, const struct sip_msg *r
         memset(&res, 0, sizeof(res));
         res.reason = JWT_E_UNKNOWN_KID;
         decide(p, cid, req, NULL, AUTH_FAIL, &res, METRICS_LAYER_VERIFY, now);
+        return;
+    }
+    if (p->cfg.max_pending && p->stats.transactions_open >= p->cfg.max_pending) {
+        shed(p, cid, req, now);
         return;
     }
     /* The transaction exists before the check so that a parked request has its slot. */

@@ -92,7 +92,8 @@ struct proxy_cfg {
     bool forward_auth;      /* forward Proxy-Authorization to UCM (else strip it) */
     uint32_t timer_f_ms;    /* no final response from UCM within this → 408 (32000) */
     uint32_t retry_after_s; /* Retry-After of our 503 (30) */
-    uint32_t max_transactions;          /* transaction slots of this worker (power of two, 65536) */
+    uint32_t max_transactions; /* transaction slots of this worker (power of two, 65536) */
+    uint32_t max_pending; /* REGISTERs waiting for UCM or Redis at once; more: 503 (0: no bound) */
     const char *challenge_scope;        /* adds scope="…" to the challenge when not NULL */
     const char *challenge_authz_server; /* adds authz_server="…" when not NULL */
     /* calls (issue 9) */
@@ -112,6 +113,7 @@ struct proxy_stats {
     uint64_t answered_by_edge[7]; /* by class: index status/100 (1..6) */
     uint64_t relayed[7];          /* upstream responses relayed, by class */
     uint64_t forwarded;           /* requests sent upstream */
+    uint64_t shed;                /* REGISTERs answered 503 over max_pending */
     uint64_t timer_f;             /* 408s made by Timer F */
     uint64_t no_upstream;         /* 503s for no usable node */
     uint64_t resent;              /* requests sent again after their connection closed */

@@ -76,6 +76,7 @@ struct proxy {
     uint64_t tag_seq;
     int64_t last_mismatch_log;
     int64_t last_503_log;
+    int64_t last_shed_log;
     bool resending; /* inside proxy_on_upstream_gone() */
     uint32_t cap, mask;
     uint32_t free_head;

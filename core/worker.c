@@ -1035,6 +1035,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .timer_f_ms = c->sip.timer_f_ms,
         .retry_after_s = c->sip.retry_after_s,
         .max_transactions = 65536,
+        .max_pending = c->upstream.max_pending,
         .flow_keys = &e->flow_keys,
         .t1_ms = c->sip.timer_t1_ms,
         .timer_c_ms = c->sip.timer_c_ms,

@@ -503,6 +503,40 @@ Test(proxy, runs_out_of_transactions_with_503_not_a_crash)
     cr_assert(starts(to_client[0].text, "SIP/2.0 503 "));
 }
 
+Test(proxy, sheds_registers_over_max_pending_with_503_before_any_token_check)
+{
+    proxy_free(p);
+    struct proxy_cfg cfg = {.worker = 1,
+                            .realm = "ccmsipline",
+                            .server = "sipedge/test",
+                            .via_host = "edge.example.test",
+                            .via_port = 5061,
+                            .timer_f_ms = 1000,
+                            .retry_after_s = 17,
+                            .max_transactions = 64,
+                            .max_pending = 2};
+    struct proxy_env env = {.client_send = fake_client_send, .upstream_send = fake_upstream_send};
+    p = proxy_new(&cfg, &env, aw, NULL);
+    cr_assert_not_null(p);
+    uint64_t checks = auth_worker_counters(aw)->checks;
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    register_as(8, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_upstream, 2, "two wait for UCM");
+    register_as(9, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_upstream, 2, "the third is not forwarded");
+    cr_assert_eq(n_client, 1);
+    cr_assert(starts(to_client[0].text, "SIP/2.0 503 "), "%s", to_client[0].text);
+    const char *ra = header_of(to_client[0].text, "Retry-After:");
+    cr_assert(ra != NULL && ra[13] >= '1' && ra[13] <= '4' && ra[14] == '\0', "%s", ra);
+    cr_assert_eq(proxy_stats(p)->shed, 1);
+    cr_assert_eq(auth_worker_counters(aw)->checks, checks + 2, "the shed one cost no token check");
+    /* UCM answers one: there is room again */
+    answer_from_ucm("SIP/2.0 200 OK", "Expires: 120\n");
+    register_as(10, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_upstream, 3);
+    cr_assert_eq(proxy_stats(p)->shed, 1);
+}
+
 /* Issue 10: the token's user in the first To, another user in the second. A registrar reading the
  * last To would register mallory with alice's token: the edge answers 400 and forwards nothing. */
 Test(proxy, refuses_a_register_with_two_to_and_forwards_nothing)
