@@ -282,8 +282,9 @@ enum metrics_type {
       "closed after too many rejected tokens.",                                                    \
       AUTH_REFUSAL, NONE, NONE)                                                                    \
     X(REGISTERS_SHED, "sipedge_registers_shed_total", METRICS_COUNTER,                             \
-      "REGISTERs answered 503 + Retry-After at once, before their token was checked, because "     \
-      "the worker already had upstream.max_pending waiting for UCM (or Redis).",                   \
+      "REGISTERs (and other requests carrying their own token) answered 503 + Retry-After at "     \
+      "once, before their token was checked, because the worker already had "                      \
+      "upstream.max_pending waiting for UCM (or Redis).",                                          \
       NONE, NONE, NONE)                                                                            \
     X(CALLS_FORWARDED, "sipedge_calls_forwarded_total", METRICS_COUNTER,                           \
       "Requests other than REGISTER proxied, by method and direction (to_ucm: from a client).",    \
