@@ -1,6 +1,7 @@
 // SPDX-License-Identifier: MIT
-// A worker's state, shared by core/worker.c (connections, framing, upstream, timers) and
-// core/worker_calls.c (the proxy's call glue: bindings, flows across workers).
+// A worker's state, shared by core/worker.c (client connections, framing, timers, life),
+// core/worker_upstream.c (the pooled UCM connections) and core/worker_calls.c (the proxy's call
+// glue: bindings, flows across workers).
 #ifndef SIPEDGE_CORE_WORKER_PRIV_H
 #define SIPEDGE_CORE_WORKER_PRIV_H
 
@@ -109,6 +110,13 @@ struct worker {
 void worker_schedule(struct worker *w);
 int worker_client_send(void *ctx, uint32_t client_id, const struct slice *iov, size_t n);
 struct client *worker_client_of(struct worker *w, uint32_t client_id);
+/** The metrics label of a TLS failure cause. */
+enum metrics_tls_cause worker_tls_metric_cause(enum tls_cause c);
+
+/* ---- worker_upstream.c: the pooled UCM connections ---- */
+extern const struct upstream_ops worker_upstream_ops;
+/** Publishes the nodes' state for the admin thread now and every second. */
+void worker_status_start(struct worker *w);
 
 /* ---- worker_calls.c: struct proxy_env's call hooks ---- */
 struct policy_binding *worker_env_client_binding(void *ctx, uint32_t client_id);
