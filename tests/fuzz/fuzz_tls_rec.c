@@ -3,7 +3,8 @@
 // byte's top bit is set): a server connection reads what a peer with the same keys seals (any
 // content type, any size) mixed with raw bytes, split at fuzzer-chosen points and read through
 // fuzzer-chosen buffer sizes. Without raw bytes, the application data read must be exactly the
-// application data sealed.
+// application data sealed. Inputs starting "CAPT" are records captured from OpenSSL with the key
+// that reads them (tests/fuzz/capture_tls_rec.py; seeds capt-* in the corpus).
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -25,8 +26,49 @@ static struct tls_conn *conn(unsigned suite, const uint8_t *rd, const uint8_t *w
     return c;
 }
 
+/* "CAPT" | suite | client traffic secret | records captured from OpenSSL (capture_tls_rec.py):
+ * a server keyed by that secret reads them, as mutated, through a buffer of `cap` bytes. What it
+ * reads is never more than what came in. */
+static void captured(const uint8_t *d, size_t n)
+{
+    static const uint8_t zeros[48];
+    static uint8_t buf[17100];
+    if (n < 1)
+        return;
+    unsigned suite = d[0] % TLS__REC_SUITES;
+    size_t hlen = suite == 1 ? 48 : 32;
+    if (n < 1 + hlen)
+        return;
+    struct tls_conn *s = conn(suite, d + 1, zeros);
+    if (s == NULL)
+        return;
+    const uint8_t *p = d + 1 + hlen;
+    size_t len = n - 1 - hlen, got = 0;
+    while (len > 0) { /* in pieces cut where the data says (a byte of each piece) */
+        size_t piece = 1 + (size_t)p[0] * 64;
+        if (piece > len)
+            piece = len;
+        if (tls_conn_feed(s, p, piece) < 0)
+            break;
+        p += piece;
+        len -= piece;
+        ssize_t r;
+        while ((r = tls_conn_read(s, buf, sizeof(buf))) > 0)
+            got += (size_t)r;
+        if (r != TLS_WANT_INPUT)
+            break;
+    }
+    if (got > n)
+        __builtin_trap();
+    tls_conn_free(s);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size >= 4 && memcmp(data, "CAPT", 4) == 0) {
+        captured(data + 4, size - 4);
+        return 0;
+    }
     if (size < 2)
         return 0;
     static const uint8_t a[48] = {1, 2, 3}, b[48] = {4, 5, 6};
