@@ -194,6 +194,7 @@ static void call_on_response(struct client *cl, const struct sip_msg *m)
     t->st.done++;
     t->st.last_us = now;
     cl->measured = false;
+    req_ended(t, REQ_FINAL, invite ? 0 : m->status, now);
     if (invite) {
         t->st.errors[ERR_STATUS]++;
     } else {

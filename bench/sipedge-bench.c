@@ -110,6 +110,13 @@ struct stats {
     uint64_t fresh_used, fresh_wrapped;
     uint64_t first_us, last_us; /* first send and last answer of the measured phase */
     uint64_t ka_sent, ka_pongs, ping_sent, ping_ok; /* --idle keep-alives and OPTIONS pings */
+    /* How each measured request ended (sent == final + timeout + closed + still pending): the
+     * chaos suite's "exactly one final response" invariant. */
+    uint64_t req_final;   /* a final response (any status) */
+    uint64_t req_timeout; /* none within --timeout-ms */
+    uint64_t req_closed;  /* its connection closed (or the send failed) before a final one */
+    uint64_t dup_final;   /* a final response to a request already answered (or stale) */
+    uint64_t bad_first_us, bad_last_us; /* first and last measured request that did not end 200 */
 };
 
 /* ---- tokens ------------------------------------------------------------------------------ */
@@ -164,6 +171,7 @@ struct client {
     uint8_t st;
     bool measured;    /* the request in flight belongs to the measured phase */
     bool err_counted; /* this connection's failure is already counted */
+    uint8_t fail;     /* enum err_cause of that failure (meaningful when err_counted) */
     uint64_t t_start; /* connect started (µs) */
     uint64_t t_sent;  /* request start: min(intended, actual send) (µs) */
     struct loop_timer timer;
@@ -553,6 +561,30 @@ static void count_error(struct client *cl, enum err_cause e)
     }
 }
 
+enum req_end {
+    REQ_FINAL = 0, /* a final response */
+    REQ_TIMEOUT,   /* none within --timeout-ms */
+    REQ_CLOSED,    /* the connection closed first */
+    /* REQ_COUNT */ REQ_COUNT
+};
+
+/* Counts how a measured request ended; `status` is its final status (REQ_FINAL). */
+static void req_ended(struct gthread *t, enum req_end how, int status, uint64_t now)
+{
+    struct stats *s = &t->st;
+    if (how == REQ_FINAL)
+        s->req_final++;
+    else if (how == REQ_TIMEOUT)
+        s->req_timeout++;
+    else
+        s->req_closed++;
+    if (how == REQ_FINAL && status == 200)
+        return;
+    if (s->bad_first_us == 0)
+        s->bad_first_us = now;
+    s->bad_last_us = now;
+}
+
 /* Closes the connection after a failure counted by the caller (no double count in on_close). */
 static void client_fail(struct client *cl, enum err_cause e)
 {
@@ -560,6 +592,7 @@ static void client_fail(struct client *cl, enum err_cause e)
         return;
     count_error(cl, e);
     cl->err_counted = true;
+    cl->fail = (uint8_t)e;
     conn_close(cl->conn, CONN_CLOSE_LOCAL);
 }
 
@@ -674,8 +707,13 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
         call_on_response(cl, m);
         return;
     }
-    if (m->is_request || m->status < 200 || cseq_number(m) != cl->cseq)
-        return; /* provisional, stale or a request: nothing to do */
+    if (m->is_request || m->status < 200)
+        return; /* provisional or a request: nothing to do */
+    if (cseq_number(m) != cl->cseq || cl->st == CS_READY) {
+        if (t->measuring)
+            t->st.dup_final++; /* its request was answered already: one final response only */
+        return;
+    }
     uint64_t now = now_us();
     loop_timer_cancel(t->loop, &cl->timer);
     int st = m->status < BENCH_STATUS_CODES ? m->status : 0;
@@ -743,6 +781,7 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
         t->st.status[st]++;
         t->st.last_us = now;
         cl->measured = false;
+        req_ended(t, REQ_FINAL, m->status, now);
         bench_hist_add(&t->st.req, now - cl->t_sent);
         if (m->status == 200)
             t->st.ok++;
@@ -937,6 +976,8 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
     if (st == CS_BUSY) {
         t->outstanding--;
         t->st.done++;
+        bool timed_out = cl->err_counted && cl->fail == ERR_TIMEOUT;
+        req_ended(t, timed_out ? REQ_TIMEOUT : REQ_CLOSED, 0, now_us());
     }
     /* a CS_READY client stays in the ready ring: ready_pop() skips what is not ready */
     loop_timer_cancel(t->loop, &cl->timer);
@@ -1279,6 +1320,7 @@ struct result {
     double gen_cpu_us;
     struct proc_snap e0, e1, e2, u1, u2;
     long clk_tck;
+    uint64_t t0_us; /* start of the measured window (CLOCK_MONOTONIC µs) */
 };
 
 static void merge_stats(struct stats *d, const struct stats *s)
@@ -1316,6 +1358,14 @@ static void merge_stats(struct stats *d, const struct stats *s)
         d->first_us = s->first_us;
     if (s->last_us > d->last_us)
         d->last_us = s->last_us;
+    d->req_final += s->req_final;
+    d->req_timeout += s->req_timeout;
+    d->req_closed += s->req_closed;
+    d->dup_final += s->dup_final;
+    if (s->bad_first_us && (d->bad_first_us == 0 || s->bad_first_us < d->bad_first_us))
+        d->bad_first_us = s->bad_first_us;
+    if (s->bad_last_us > d->bad_last_us)
+        d->bad_last_us = s->bad_last_us;
 }
 
 static uint64_t err_total(const uint64_t *e)
@@ -1356,6 +1406,26 @@ static void print_hist_human(const char *name, const struct bench_hist *h)
            bench_hist_pct(h, 99.9), h->max);
 }
 
+/* Measured requests with no end yet (the run stopped at its hard deadline). */
+static uint64_t req_pending(const struct stats *s)
+{
+    uint64_t ended = s->req_final + s->req_timeout + s->req_closed;
+    return s->sent > ended ? s->sent - ended : 0;
+}
+
+/* A CLOCK_MONOTONIC time in µs as Unix ms (0 stays 0: "never"), for scripts that line the
+ * run up with events they caused (a fault injected at a wall-clock time). */
+static uint64_t mono_to_unix_ms(uint64_t mono_us)
+{
+    if (mono_us == 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t real_us = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+    uint64_t now = now_us();
+    return (real_us - (now > mono_us ? now - mono_us : 0)) / 1000u;
+}
+
 static void report(const struct bench *b, const struct result *r)
 {
     const struct bench_opts *o = &b->o;
@@ -1394,7 +1464,9 @@ static void report(const struct bench *b, const struct result *r)
         printf("  errors:");
         for (int i = 0; i < ERR_COUNT; i++)
             printf(" %s=%" PRIu64 "/%" PRIu64, err_names[i], s->errors[i], s->setup_errors[i]);
-        printf(" (measured/setup)\n  status:");
+        printf(" (measured/setup)\n  ended: final %" PRIu64 ", timeout %" PRIu64 ", closed %" PRIu64
+               ", pending %" PRIu64 "; duplicate finals %" PRIu64 "\n  status:",
+               s->req_final, s->req_timeout, s->req_closed, req_pending(s), s->dup_final);
         for (int i = 0; i < BENCH_STATUS_CODES; i++)
             if (s->status[i])
                 printf(" %d=%" PRIu64, i, s->status[i]);
@@ -1461,6 +1533,13 @@ static void report(const struct bench *b, const struct result *r)
             "\"keepalives\":{\"sent\":%" PRIu64 ",\"pongs\":%" PRIu64 ",\"ping_sent\":%" PRIu64
             ",\"ping_ok\":%" PRIu64 "},",
             s->ka_sent, s->ka_pongs, s->ping_sent, s->ping_ok);
+    fprintf(f,
+            "\"ended\":{\"final\":%" PRIu64 ",\"timeout\":%" PRIu64 ",\"closed\":%" PRIu64
+            ",\"pending\":%" PRIu64 ",\"dup_final\":%" PRIu64 "},\"t0_unix_ms\":%" PRIu64
+            ",\"bad_first_unix_ms\":%" PRIu64 ",\"bad_last_unix_ms\":%" PRIu64 ",",
+            s->req_final, s->req_timeout, s->req_closed, req_pending(s), s->dup_final,
+            mono_to_unix_ms(r->t0_us), mono_to_unix_ms(s->bad_first_us),
+            mono_to_unix_ms(s->bad_last_us));
     fprintf(f, "\"error_causes\":{");
     for (int i = 0; i < ERR_COUNT; i++)
         fprintf(f, "%s\"%s\":%" PRIu64, i ? "," : "", err_names[i], s->errors[i]);
@@ -1950,6 +2029,7 @@ int main(int argc, char **argv)
     r.u1 = proc_snap(o->ucm_pid);
     double cpu0 = self_cpu_us();
     uint64_t t0 = now_us() + 2000;
+    r.t0_us = t0;
     atomic_store(&b->t0_us, t0);
     atomic_store_explicit(&b->phase, PH_MEASURE, memory_order_release);
     if (o->ready_file) {
