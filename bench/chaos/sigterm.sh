@@ -1,0 +1,46 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# sigterm: SIGTERM at 25 % of the quick load (50 % of the long one). The edge drains (issue 12): it stops accepting, keeps
+# answering on the open connections for listen.drain_timeout_ms (2 s quick, 5 s long), answers
+# what is still open with 503, closes the connections (close_notify) and exits 0.
+# Invariants: exit 0 within the drain timeout + 3 s, no sanitizer report; every REGISTER the
+# generator sent got exactly one final response (200, or 503 from the drain's end) or saw its
+# connection closed by the drain, at most one per connection (a request on its way when the
+# edge closed); none timed out or was left pending. No rehearsal, no RSS check (the edge is
+# gone). Figures: exit time, requests lost to the close, 503s.
+# shellcheck disable=SC2317 # fault() runs through chaos_run
+# shellcheck source=bench/chaos/lib.sh
+source "$(dirname "$0")/lib.sh"
+chaos_init sigterm
+# The drain must end (and close the connections) while the load still runs.
+if [ "${CHAOS_QUICK:-0}" = 1 ]; then DRAIN_MS=2000 AT=0.25; else DRAIN_MS=5000 AT=0.5; fi
+export SIPEDGE_LISTEN_DRAIN_TIMEOUT_MS=$DRAIN_MS
+CHAOS_ALLOWED="503"
+# The generator waits up to 2 x --timeout-ms past the end for requests it could not send (no
+# connection once the edge is gone): keep that short; UCM answers at once here.
+BENCH_TIMEOUT_MS=2000
+
+fault() {
+    chaos_at "$AT"
+    chaos_fault "SIGTERM"
+    kill -TERM "$EDGE_PID"
+    local rc=0
+    wait "$EDGE_PID" || rc=$?
+    EXIT_MS=$(($(chaos_now_ms) - FAULT_MS))
+    EDGE_PID=
+    [ "$rc" -eq 0 ] || chaos_fail "the edge exited $rc after SIGTERM"
+    [ "$EXIT_MS" -le $((DRAIN_MS + 3000)) ] ||
+        chaos_fail "the edge took $EXIT_MS ms to exit (drain timeout $DRAIN_MS ms)"
+}
+
+chaos_stack 1
+CHAOS_MAX_CLOSED=$CONNS
+CHAOS_REHEARSE=0
+chaos_run fault
+chaos_check_load
+chaos_check_sanitizer
+grep -q 'event=drained' "$T/edge.log" || chaos_fail "no drained event in the edge's log"
+chaos_fig "exit=${EXIT_MS}ms"
+chaos_fig "drain_503=$(sed -n 's/.*event=drain_worker_closing.*answered_503=\([0-9]*\).*/\1/p' "$T/edge.log" | paste -sd+ | bc)"
+chaos_fig "503=$(jload '.status["503"] // 0')"
+chaos_done
