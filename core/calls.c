@@ -823,8 +823,10 @@ void calls_upstream_gone(struct proxy *p, uint32_t conn_id, int64_t now)
         return;
     /* A rare event: a walk of the slots. A request still waiting for its final answer on that
      * connection cannot get it there any more: 503 now (RFC 3261 §16.7 step 10: a transport
-     * failure is a 503), not Timer B or F's 408 half a minute later. */
-    for (uint32_t i = 0; i < p->calls_cap; i++) {
+     * failure is a 503), not Timer B or F's 408 half a minute later. Only the slots ever used:
+     * all of them (65536, 10 MB) would hold the worker for tens of ms. */
+    uint32_t used = txn_slots_used(p->tb);
+    for (uint32_t i = 0; i < used; i++) {
         struct call_slot *s = &p->calls[i];
         if (slot_live(p, i) && !s->to_client && !s->answered && s->next_conn == conn_id)
             step(p, s->id, TXN_EV_SEND_FAILED, now, NULL, 0, NULL, 0);
@@ -868,8 +870,11 @@ void calls_free(struct proxy *p)
         free(p->calls);
         return;
     }
-    /* Every open transaction whose sender has no final answer yet gets one: 503 (shutdown). */
-    for (uint32_t i = 0; i < p->calls_cap; i++) {
+    /* Every open transaction whose sender has no final answer yet gets one: 503 (shutdown).
+     * Only the slots ever used: the drain closes the clients after this, and a walk of all of
+     * them (tens of ms) left requests that came meanwhile unread and unanswered at the close. */
+    uint32_t used = txn_slots_used(p->tb);
+    for (uint32_t i = 0; i < used; i++) {
         struct call_slot *s = &p->calls[i];
         const struct txn *t = slot_live(p, i) ? txn_get(p->tb, s->id) : NULL;
         if (t != NULL && t->state != TXN_ACCEPTED && t->state != TXN_COMPLETED &&

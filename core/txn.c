@@ -191,6 +191,11 @@ uint32_t txn_count(const struct txn_table *tb)
     return tb->count;
 }
 
+uint32_t txn_slots_used(const struct txn_table *tb)
+{
+    return tb->fresh;
+}
+
 static uint64_t id_of(const struct txn_table *tb, uint32_t slot)
 {
     return (uint64_t)tb->slots[slot].gen << 32 | slot;

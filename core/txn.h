@@ -227,6 +227,12 @@ struct txn_table *txn_table_new(uint32_t cap, unsigned worker, const struct txn_
 void txn_table_free(struct txn_table *tb);
 /** Transactions open now. */
 uint32_t txn_count(const struct txn_table *tb);
+/**
+ * Slots handed out so far, a high-water mark: every live transaction's slot is below it, and no
+ * slot at or above it was ever used (nor its memory touched). Never decreases. A walk over the
+ * slots (and over arrays indexed like them) stops here instead of at the capacity.
+ */
+uint32_t txn_slots_used(const struct txn_table *tb);
 
 /**
  * Open the transaction of request `method` (not ACK, not CANCEL: those are matched) from

@@ -5,8 +5,8 @@
 # what is still open with 503, closes the connections (close_notify) and exits 0.
 # Invariants: exit 0 within the drain timeout + 3 s, no sanitizer report; every REGISTER the
 # generator sent got exactly one final response (200, or 503 from the drain's end) or saw its
-# connection closed by the drain, at most one per connection (a request on its way when the
-# edge closed); none timed out or was left pending. No rehearsal, no RSS check (the edge is
+# connection closed by the drain, for at most one connection in ten (a request on its way when
+# the edge closed); none timed out or was left pending. No rehearsal, no RSS check (the edge is
 # gone). Figures: exit time, requests lost to the close, 503s.
 # shellcheck disable=SC2317 # fault() runs through chaos_run
 # shellcheck source=bench/chaos/lib.sh
@@ -34,7 +34,11 @@ fault() {
 }
 
 chaos_stack 1
-CHAOS_MAX_CLOSED=$CONNS
+# Lost to the close: only requests on their way while a worker closes its clients (a few ms), at
+# most one connection in ten. Before the fix in core/calls.c each worker spent 50-70 ms walking
+# its whole call table before it closed them, and the requests of that time were dropped
+# unread: 8-23 of 50 connections lost one in the quick form.
+CHAOS_MAX_CLOSED=$((CONNS / 10 > 2 ? CONNS / 10 : 2))
 CHAOS_REHEARSE=0
 chaos_run fault
 chaos_check_load

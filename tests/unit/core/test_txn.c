@@ -684,3 +684,27 @@ Test(txn, abandon_frees_without_action_and_the_id_goes_stale)
     cr_assert_eq(txn_expired(tb, 100000, ids, 4, &next), 0u);
     cr_assert_eq(next, INT64_MAX);
 }
+
+Test(txn, slots_used_is_a_high_water_mark_above_every_live_slot)
+{
+    struct txn_out out;
+    cr_assert_eq(txn_slots_used(tb), 0u, "a new table has used no slot");
+    uint64_t a = open_txn(SIP_METHOD_OPTIONS, "z9hG4bK-hw-a", 0);
+    uint64_t b = open_txn(SIP_METHOD_OPTIONS, "z9hG4bK-hw-b", 0);
+    uint64_t c = open_txn(SIP_METHOD_OPTIONS, "z9hG4bK-hw-c", 0);
+    cr_assert_eq(txn_slots_used(tb), 3u);
+    cr_assert((uint32_t)a < 3 && (uint32_t)b < 3 && (uint32_t)c < 3, "live slots are below it");
+    cr_assert_eq(txn_step(tb, b, TXN_EV_2XX, 1, &out), 0);
+    cr_assert(out.actions & TXN_A_FREE);
+    cr_assert_eq(txn_slots_used(tb), 3u, "a freed slot does not lower it");
+    uint64_t d = open_txn(SIP_METHOD_OPTIONS, "z9hG4bK-hw-d", 0);
+    cr_assert_eq((uint32_t)d, (uint32_t)b, "the freed slot is reused");
+    cr_assert_eq(txn_slots_used(tb), 3u, "reusing a slot does not raise it");
+    char br[32];
+    for (int i = 0; i < 5; i++) {
+        snprintf(br, sizeof(br), "z9hG4bK-hw-%d", i);
+        uint64_t id = open_txn(SIP_METHOD_OPTIONS, br, 0);
+        cr_assert_lt((uint32_t)id, txn_slots_used(tb));
+    }
+    cr_assert_eq(txn_slots_used(tb), 8u, "a full table has used every slot");
+}
