@@ -6,7 +6,7 @@
 # Invariants: exit 0 within the drain timeout + 3 s, no sanitizer report; every REGISTER the
 # generator sent got exactly one final response (200, or 503 from the drain's end) or saw its
 # connection closed by the drain, for at most one connection in ten (a request on its way when
-# the edge closed); none timed out or was left pending. No rehearsal, no RSS check (the edge is
+# the edge closed; one in five with an ASan-built generator); none timed out or was left pending. No rehearsal, no RSS check (the edge is
 # gone). Figures: exit time, requests lost to the close, 503s.
 # shellcheck disable=SC2317 # fault() runs through chaos_run
 # shellcheck source=bench/chaos/lib.sh
@@ -34,11 +34,16 @@ fault() {
 }
 
 chaos_stack 1
-# Lost to the close: only requests on their way while a worker closes its clients (a few ms), at
-# most one connection in ten. Before the fix in core/calls.c each worker spent 50-70 ms walking
-# its whole call table before it closed them, and the requests of that time were dropped
-# unread: 8-23 of 50 connections lost one in the quick form.
-CHAOS_MAX_CLOSED=$((CONNS / 10 > 2 ? CONNS / 10 : 2))
+# Lost to the close: only requests on their way when the edge closed, or sent before the
+# generator processed the close: at most one connection in ten (one in five for a generator
+# built with ASan, slower to see 50 closes at once: 5-7 of 50 seen). Before the fix in
+# core/calls.c each worker spent 50-70 ms walking its whole call table before it closed its
+# clients, and the requests of that time were dropped unread: 8-17 of 50 (Release), 23 (ASan).
+if grep -q __asan_init "$BENCH"; then
+    CHAOS_MAX_CLOSED=$((CONNS / 5 > 2 ? CONNS / 5 : 2))
+else
+    CHAOS_MAX_CLOSED=$((CONNS / 10 > 2 ? CONNS / 10 : 2))
+fi
 CHAOS_REHEARSE=0
 chaos_run fault
 chaos_check_load
