@@ -50,6 +50,6 @@ chaos_check_load
 chaos_check_sanitizer
 grep -q 'event=drained' "$T/edge.log" || chaos_fail "no drained event in the edge's log"
 chaos_fig "exit=${EXIT_MS}ms"
-chaos_fig "drain_503=$(sed -n 's/.*event=drain_worker_closing.*answered_503=\([0-9]*\).*/\1/p' "$T/edge.log" | paste -sd+ | bc)"
+chaos_fig "drain_503=$(sed -n 's/.*event=drain_worker_closing.*answered_503=\([0-9]*\).*/\1/p' "$T/edge.log" | awk '{ s += $1 } END { print s + 0 }')"
 chaos_fig "503=$(jload '.status["503"] // 0')"
 chaos_done
