@@ -5,7 +5,7 @@
 # the middle and checks the invariants. Prints one line per scenario (its figures, PASS or FAIL)
 # and a last line "N passed, N failed"; exits non-zero when any failed.
 #   bench/chaos.sh [--quick] [SCENARIO...]     (default: every bench/chaos/*.sh but lib.sh)
-# --quick: the short form CI runs (200 REGISTER/s on 50 connections, 3 s per scenario).
+# --quick: the short form CI runs (200 REGISTER/s on 50 connections, 2.5 s per scenario).
 # Environment: BIN (build dir with sipedge, sipedge-bench, sipedge-ucmsim, sipedge-token; default
 # build/rel, which must be built: cmake -S . -B build/rel -DCMAKE_BUILD_TYPE=Release && cmake
 # --build build/rel -j2), CHAOS_RATE / CHAOS_CONNS / CHAOS_DURATION (override the load),

@@ -9,8 +9,8 @@
 # accounting. chaos_done writes one result line to $CHAOS_RESULT. Source it; chaos_init NAME.
 # Environment: BIN (build dir), SRC (source dir), CHAOS_QUICK (1: the short form, as CI runs it),
 # CHAOS_RESULT (file for the result line; default stdout). Load knobs (defaults: quick / long):
-# CHAOS_RATE (200 / 1000 REGISTER/s), CHAOS_CONNS (50 / 200), CHAOS_DURATION (3 / 60 s),
-# CHAOS_WARMUP (the rehearsal: 1.5 / 10 s).
+# CHAOS_RATE (200 / 1000 REGISTER/s), CHAOS_CONNS (50 / 200), CHAOS_DURATION (2.5 / 60 s),
+# CHAOS_WARMUP (the rehearsal: 1 / 10 s).
 # shellcheck shell=bash
 # shellcheck disable=SC2034 # variables read by tests/e2e/lib.sh (NODES, WORKERS...) and scenarios
 
@@ -33,8 +33,8 @@ chaos_init() {
     trap chaos_cleanup EXIT
     trap 'exit 143' TERM INT
     if [ "${CHAOS_QUICK:-0}" = 1 ]; then
-        RATE=${CHAOS_RATE:-200} CONNS=${CHAOS_CONNS:-50} DURATION=${CHAOS_DURATION:-3}
-        WARMUP=${CHAOS_WARMUP:-1.5}
+        RATE=${CHAOS_RATE:-200} CONNS=${CHAOS_CONNS:-50} DURATION=${CHAOS_DURATION:-2.5}
+        WARMUP=${CHAOS_WARMUP:-1}
     else
         RATE=${CHAOS_RATE:-1000} CONNS=${CHAOS_CONNS:-200} DURATION=${CHAOS_DURATION:-60}
         WARMUP=${CHAOS_WARMUP:-10}

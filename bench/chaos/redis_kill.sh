@@ -16,7 +16,7 @@ chaos_init redis_kill
 FRESH=$([ "${CHAOS_QUICK:-0}" = 1 ] && echo 0.1 || echo 0.005)
 REDIS_TROUBLE='^sipedge_redis_results_total\{result="(error|timeout|breaker_open)"'
 # The breaker's first pause 100 ms (default 1 s, doubling up to 5 s): Redis is used again soon
-# enough after its restart for the quick form (restart at 40 % of 3 s) to see it.
+# enough after its restart for the quick form (restart at 40 % of 2.5 s) to see it.
 export SIPEDGE_AUTH_REDIS_BREAKER_OPEN_MS=100
 if [ "${CHAOS_QUICK:-0}" = 1 ]; then KILL_AT=0.2 BACK_AT=0.4; else KILL_AT=0.3 BACK_AT=0.6; fi
 

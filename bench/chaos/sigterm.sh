@@ -1,24 +1,26 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# sigterm: SIGTERM at 25 % of the quick load (50 % of the long one). The edge drains (issue 12): it stops accepting, keeps
-# answering on the open connections for listen.drain_timeout_ms (2 s quick, 5 s long), answers
-# what is still open with 503, closes the connections (close_notify) and exits 0.
+# sigterm: SIGTERM at 20 % of the quick load (50 % of the long one). The edge drains (issue 12):
+# it stops accepting, keeps answering on the open connections for listen.drain_timeout_ms (1.2 s
+# quick, 5 s long), answers what is still open with 503, closes the connections (close_notify)
+# and exits 0.
 # Invariants: exit 0 within the drain timeout + 3 s, no sanitizer report; every REGISTER the
 # generator sent got exactly one final response (200, or 503 from the drain's end) or saw its
 # connection closed by the drain, for at most one connection in ten (a request on its way when
-# the edge closed; one in five with an ASan-built generator); none timed out or was left pending. No rehearsal, no RSS check (the edge is
-# gone). Figures: exit time, requests lost to the close, 503s.
+# the edge closed; one in three with an ASan-built generator); none timed out or was left
+# pending. No rehearsal, no RSS check (the edge is gone). Figures: exit time, requests lost to
+# the close, 503s.
 # shellcheck disable=SC2317 # fault() runs through chaos_run
 # shellcheck source=bench/chaos/lib.sh
 source "$(dirname "$0")/lib.sh"
 chaos_init sigterm
 # The drain must end (and close the connections) while the load still runs.
-if [ "${CHAOS_QUICK:-0}" = 1 ]; then DRAIN_MS=2000 AT=0.25; else DRAIN_MS=5000 AT=0.5; fi
+if [ "${CHAOS_QUICK:-0}" = 1 ]; then DRAIN_MS=1200 AT=0.2; else DRAIN_MS=5000 AT=0.5; fi
 export SIPEDGE_LISTEN_DRAIN_TIMEOUT_MS=$DRAIN_MS
 CHAOS_ALLOWED="503"
 # The generator waits up to 2 x --timeout-ms past the end for requests it could not send (no
 # connection once the edge is gone): keep that short; UCM answers at once here.
-BENCH_TIMEOUT_MS=2000
+BENCH_TIMEOUT_MS=$([ "${CHAOS_QUICK:-0}" = 1 ] && echo 1000 || echo 2000)
 
 fault() {
     chaos_at "$AT"
@@ -35,12 +37,13 @@ fault() {
 
 chaos_stack 1
 # Lost to the close: only requests on their way when the edge closed, or sent before the
-# generator processed the close: at most one connection in ten (one in five for a generator
-# built with ASan, slower to see 50 closes at once: 5-7 of 50 seen). Before the fix in
+# generator processed the close: at most one connection in ten (one in three for a generator
+# built with ASan, slower to see 50 closes at once: 5-10 of 50 seen; a loose guard, the Release
+# bound is the one that tells the defect below from the race). Before the fix in
 # core/calls.c each worker spent 50-70 ms walking its whole call table before it closed its
 # clients, and the requests of that time were dropped unread: 8-17 of 50 (Release), 23 (ASan).
 if grep -q __asan_init "$BENCH"; then
-    CHAOS_MAX_CLOSED=$((CONNS / 5 > 2 ? CONNS / 5 : 2))
+    CHAOS_MAX_CLOSED=$((CONNS / 3 > 2 ? CONNS / 3 : 2))
 else
     CHAOS_MAX_CLOSED=$((CONNS / 10 > 2 ? CONNS / 10 : 2))
 fi

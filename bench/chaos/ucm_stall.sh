@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # ucm_stall: two UCM nodes; the preferred one (ucm1) is stalled (SIGSTOP: its sockets still
 # accept, nothing is answered, not even the OPTIONS keep-alive) from 10 % to 90 % of the quick
-# load (2.4 s; 30 % to 60 % of the long one: 18 s), then woken (SIGCONT). The edge sees the
+# load (2 s; 30 % to 60 % of the long one: 18 s), then woken (SIGCONT). The edge sees the
 # stall by its keep-alive deadline (upstream.keepalive_interval_ms 1000, so at most ~3 s; 500
 # and 1.5 s in the quick form), closes ucm1's connections and sends what was in flight there
 # to ucm2; Timer F (4 s) answers 408 for anything still unanswered then. When ucm1 wakes, its late answers to requests already
@@ -19,7 +19,7 @@ if [ "${CHAOS_QUICK:-0}" = 1 ]; then
     # Short: a faster keep-alive (ping every 500 ms, deadline 1 s) sees the stall within 1.5 s.
     KEEPALIVE_MS=500
     FROM=0.1 TO=0.9
-    WARMUP=${CHAOS_WARMUP:-3} # a rehearsal stall as long as the edge needs to see it
+    WARMUP=${CHAOS_WARMUP:-2.5} # a rehearsal stall as long as the edge needs to see it
 else
     FROM=0.3 TO=0.6
 fi
