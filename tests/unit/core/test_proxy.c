@@ -67,6 +67,24 @@ static enum jwt_reason fake_verify(void *ctx, const char *tok, size_t len, int64
 static struct proxy *p;
 static struct auth_worker *aw;
 
+/* The configuration every test starts from: worker 1, Path, Proxy-Authorization forwarded,
+ * Timer F 1 s, 64 transaction slots. */
+static struct proxy_cfg test_cfg(void)
+{
+    return (struct proxy_cfg){
+        .worker = 1,
+        .realm = "ccmsipline",
+        .server = "sipedge/test",
+        .via_host = "edge.example.test",
+        .via_port = 5061,
+        .add_path = true,
+        .forward_auth = true,
+        .timer_f_ms = 1000,
+        .retry_after_s = 17,
+        .max_transactions = 64,
+    };
+}
+
 static void setup_with(bool forward_auth)
 {
     n_client = n_upstream = 0;
@@ -77,18 +95,8 @@ static void setup_with(bool forward_auth)
     struct auth_config ac = {.verify = fake_verify};
     aw = auth_worker_new(&ac, auth_now_ms());
     cr_assert_not_null(aw);
-    struct proxy_cfg cfg = {
-        .worker = 1,
-        .realm = "ccmsipline",
-        .server = "sipedge/test",
-        .via_host = "edge.example.test",
-        .via_port = 5061,
-        .add_path = true,
-        .forward_auth = forward_auth,
-        .timer_f_ms = 1000,
-        .retry_after_s = 17,
-        .max_transactions = 64,
-    };
+    struct proxy_cfg cfg = test_cfg();
+    cfg.forward_auth = forward_auth;
     struct proxy_env env = {.client_send = fake_client_send, .upstream_send = fake_upstream_send};
     p = proxy_new(&cfg, &env, aw, NULL);
     cr_assert_not_null(p);
@@ -506,15 +514,8 @@ Test(proxy, runs_out_of_transactions_with_503_not_a_crash)
 Test(proxy, sheds_registers_over_max_pending_with_503_before_any_token_check)
 {
     proxy_free(p);
-    struct proxy_cfg cfg = {.worker = 1,
-                            .realm = "ccmsipline",
-                            .server = "sipedge/test",
-                            .via_host = "edge.example.test",
-                            .via_port = 5061,
-                            .timer_f_ms = 1000,
-                            .retry_after_s = 17,
-                            .max_transactions = 64,
-                            .max_pending = 2};
+    struct proxy_cfg cfg = test_cfg();
+    cfg.max_pending = 2;
     struct proxy_env env = {.client_send = fake_client_send, .upstream_send = fake_upstream_send};
     p = proxy_new(&cfg, &env, aw, NULL);
     cr_assert_not_null(p);
@@ -616,14 +617,8 @@ static void budget_proxy(const struct auth_config *ac)
     memset(failed_calls, 0, sizeof(failed_calls));
     aw = auth_worker_new(ac, auth_now_ms());
     cr_assert_not_null(aw);
-    struct proxy_cfg cfg = {.worker = 1,
-                            .realm = "ccmsipline",
-                            .server = "sipedge/test",
-                            .via_host = "edge.example.test",
-                            .via_port = 5061,
-                            .timer_f_ms = 1000,
-                            .retry_after_s = 17,
-                            .max_transactions = 64};
+    struct proxy_cfg cfg = test_cfg();
+    cfg.add_path = false;
     struct proxy_env env = {.client_send = fake_client_send,
                             .upstream_send = fake_upstream_send,
                             .client_source = fake_source,
