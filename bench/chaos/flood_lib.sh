@@ -1,0 +1,98 @@
+# SPDX-License-Identifier: MIT
+# Helpers of the flood scenarios (bench/chaos/flood_<name>.sh, run by bench/chaos.sh like the fault
+# scenarios; docs/RELIABILITY.md, "Floods"). On top of bench/chaos/lib.sh: flood_run START_FN runs
+# the rehearsal (load + flood, WARMUP seconds: what the flood makes the edge size once is in the
+# baseline), a window of the same load without the flood (QUIET seconds: its p99 is the
+# "without" figure), the baseline (RSS, fds), then the measured load (DURATION seconds) with the
+# flood over all of it. START_FN OUT SECONDS starts the hostile clients in the background
+# (flood_bg); flood_run waits for them and reads their JSON report into FLOOD_JSON.
+# Figures added: p99 without the flood, the edge's peak RSS and fds in the middle of the flood.
+# shellcheck shell=bash
+# shellcheck disable=SC2034 # variables read by the scenarios and lib.sh
+
+# shellcheck source=bench/chaos/lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+FLOOD_PY="$SRC/bench/chaos/flood.py"
+FLOOD_PIDS=()
+
+# flood_init NAME: chaos_init, then QUIET (the window without the flood: 1 s quick, 10 s long).
+flood_init() {
+    chaos_init "$1"
+    if [ "${CHAOS_QUICK:-0}" = 1 ]; then
+        QUIET=${CHAOS_QUIET:-1}
+    else
+        QUIET=${CHAOS_QUIET:-10}
+    fi
+}
+
+# flood_bg OUT COMMAND...: one hostile process in the background, its stdout in OUT.
+flood_bg() {
+    local out=$1
+    shift
+    "$@" >"$out" 2>"$out.err" &
+    FLOOD_PIDS+=("$!")
+    E2E_PIDS+=("$!")
+}
+
+# flood_wait: waits for every hostile process (each bounded by its own --duration).
+flood_wait() {
+    local p
+    for p in "${FLOOD_PIDS[@]}"; do wait "$p" || true; done
+    FLOOD_PIDS=()
+}
+
+# flood_peak: the edge's RSS and fds now, kept if above what was seen (PEAK_RSS, PEAK_FDS).
+flood_peak() {
+    chaos_sample
+    [ "$SAMPLE_RSS" -le "${PEAK_RSS:-0}" ] || PEAK_RSS=$SAMPLE_RSS
+    [ "$SAMPLE_FDS" -le "${PEAK_FDS:-0}" ] || PEAK_FDS=$SAMPLE_FDS
+}
+
+# flood_run START_FN [sipedge-bench options]: see the header. FLOOD_JSON: the flood's report of
+# the measured window (the last line of each START_FN output, joined by newlines).
+flood_run() {
+    local start=$1 i
+    shift
+    chaos_load_start "$T/warmup.json" "$WARMUP" "$@"
+    "$start" "$T/rehearsal-flood" "$WARMUP"
+    wait "$BENCH_PID" || true
+    flood_wait
+    chaos_settle 20 || chaos_fail "the edge did not settle after the rehearsal"
+    chaos_load_start "$T/quiet.json" "$QUIET" "$@"
+    chaos_load_wait
+    QUIET_JSON=$LOAD_JSON
+    chaos_settle 20 || chaos_fail "the edge did not settle after the window without flood"
+    chaos_sample
+    BASE_RSS=$SAMPLE_RSS BASE_FDS=$SAMPLE_FDS PEAK_RSS=0 PEAK_FDS=0
+    e2e_log "baseline: RSS $BASE_RSS KiB, $BASE_FDS fds"
+    FAULT_MS=
+    chaos_load_start "$T/load.json" "$DURATION" "$@"
+    chaos_fault "flood ($start)"
+    "$start" "$T/flood" "$DURATION"
+    for i in 0.25 0.5 0.75 0.95; do
+        chaos_at "$i"
+        flood_peak
+    done
+    chaos_load_wait
+    flood_wait
+    FLOOD_JSON=$(cat "$T"/flood*.out 2>/dev/null | grep -h '^{' || true)
+    [ -n "$FLOOD_JSON" ] || chaos_fail "no report from the flood ($T/flood*.out.err)"
+    e2e_log "flood: $FLOOD_JSON"
+}
+
+# jflood JQ_EXPR: the expression summed over the flood's reports.
+jflood() { jq -s "map($1) | add // 0" <<<"$FLOOD_JSON"; }
+
+# flood_figures: p99 of the well-behaved clients without and during the flood, the edge's peak.
+flood_figures() {
+    local q d
+    q=$(jq -r '.latency_us.register.p99 / 1000 | floor' <<<"$QUIET_JSON")
+    d=$(jload '.latency_us.register.p99 / 1000 | floor')
+    chaos_fig "p99_without/during=${q}/${d}ms"
+    chaos_fig "peak_rss=$((PEAK_RSS / 1024))MiB"
+    chaos_fig "peak_fds=$PEAK_FDS"
+}
+
+# flood_delta METRIC_REGEX BEFORE: the metric's growth since BEFORE.
+flood_delta() { echo $(($(metric "$1") - $2)); }
