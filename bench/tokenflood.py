@@ -3,7 +3,8 @@
 # tokenflood: hostile clients for issue 12. Each of --conns TLS connections sends REGISTERs whose
 # bearer tokens are all distinct garbage of --token-bytes (a well-formed JWS header naming a real
 # kid, so that the edge must check a signature, a random payload and a random signature), reads
-# each answer and reconnects when the edge closes. Bounded by --duration and --max-requests.
+# each answer and reconnects when the edge closes. Bounded by --duration and --max-requests;
+# --rate paces the requests (all connections together).
 # Prints one JSON line: requests, answers by status, connections opened, closed by the edge.
 import argparse
 import base64
@@ -75,12 +76,14 @@ class Stats:
         self.errors = 0
 
 
-def worker(a, ctx, header, st, deadline, budget):
+def worker(a, ctx, header, st, deadline, budget, source):
     n = 0
+    gap = a.conns / a.rate if a.rate > 0 else 0.0  # this thread's share of --rate
+    due = time.monotonic()
     while time.monotonic() < deadline:
         try:
             raw = socket.create_connection(
-                (a.host, a.port), timeout=5, source_address=(a.source, 0) if a.source else None
+                (a.host, a.port), timeout=5, source_address=(source, 0) if source else None
             )
             s = ctx.wrap_socket(raw, server_hostname=a.server_name)
         except OSError:
@@ -100,6 +103,9 @@ def worker(a, ctx, header, st, deadline, budget):
                     budget[0] -= 1
                     st.sent += 1
                 n += 1
+                if gap:
+                    due += gap
+                    time.sleep(max(0.0, min(due - time.monotonic(), deadline - time.monotonic())))
                 s.sendall(register(garbage_token(header, a.token_bytes, a.sig_bytes), n, local))
                 code, buf = read_response(s, buf)
                 if code is None:
@@ -121,10 +127,11 @@ def main():
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", required=True)
     p.add_argument("--server-name", default="localhost")
-    p.add_argument("--source", default="", help="local address to bind (e.g. 127.0.0.2)")
+    p.add_argument("--source", default="", help="local address(es) to bind, comma-separated: connections spread over them")
     p.add_argument("--conns", type=int, default=20)
     p.add_argument("--duration", type=float, default=10.0)
     p.add_argument("--max-requests", type=int, default=1000000)
+    p.add_argument("--rate", type=float, default=0, help="requests per second, all connections (0: no pacing)")
     p.add_argument("--token-bytes", type=int, default=7700)
     p.add_argument("--kid", default="es1")
     p.add_argument("--alg", default="ES256")
@@ -133,12 +140,14 @@ def main():
     header = b64(json.dumps({"alg": a.alg, "kid": a.kid, "typ": "JWT"}).encode())
     ctx = ssl.create_default_context(cafile=a.ca)
     st = Stats()
+    sources = a.source.split(",")
     budget = [a.max_requests]
     deadline = time.monotonic() + min(a.duration, 3600)
     t0 = time.monotonic()
     ts = [
-        threading.Thread(target=worker, args=(a, ctx, header, st, deadline, budget), daemon=True)
-        for _ in range(min(a.conns, 1000))
+        threading.Thread(target=worker, args=(a, ctx, header, st, deadline, budget,
+                                              sources[i % len(sources)]), daemon=True)
+        for i in range(min(a.conns, 1000))
     ]
     for t in ts:
         t.start()

@@ -15,6 +15,10 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 FLOOD_PY="$SRC/bench/chaos/flood.py"
 FLOOD_PIDS=()
+FLOOD_T0_MS=$(chaos_now_ms)
+
+# flood_log MESSAGE: a log line with the time since the scenario started (where its time goes).
+flood_log() { e2e_log "+$(($(chaos_now_ms) - FLOOD_T0_MS)) ms: $*"; }
 
 # flood_init NAME: chaos_init, then QUIET (the window without the flood: 1 s quick, 10 s long).
 flood_init() {
@@ -54,11 +58,14 @@ flood_peak() {
 flood_run() {
     local start=$1 i
     shift
+    flood_log "stack up; rehearsal"
     chaos_load_start "$T/warmup.json" "$WARMUP" "$@"
     "$start" "$T/rehearsal-flood" "$WARMUP"
     wait "$BENCH_PID" || true
     flood_wait
+    flood_log "rehearsal done"
     chaos_settle 20 || chaos_fail "the edge did not settle after the rehearsal"
+    flood_log "window without the flood"
     chaos_load_start "$T/quiet.json" "$QUIET" "$@"
     chaos_load_wait
     QUIET_JSON=$LOAD_JSON
@@ -67,6 +74,7 @@ flood_run() {
     BASE_RSS=$SAMPLE_RSS BASE_FDS=$SAMPLE_FDS PEAK_RSS=0 PEAK_FDS=0
     e2e_log "baseline: RSS $BASE_RSS KiB, $BASE_FDS fds"
     FAULT_MS=
+    flood_log "measured window"
     chaos_load_start "$T/load.json" "$DURATION" "$@"
     chaos_fault "flood ($start)"
     "$start" "$T/flood" "$DURATION"
@@ -76,6 +84,7 @@ flood_run() {
     done
     chaos_load_wait
     flood_wait
+    flood_log "load and flood done"
     FLOOD_JSON=$(cat "$T"/flood*.out 2>/dev/null | grep -h '^{' || true)
     [ -n "$FLOOD_JSON" ] || chaos_fail "no report from the flood ($T/flood*.out.err)"
     e2e_log "flood: $FLOOD_JSON"
@@ -96,3 +105,28 @@ flood_figures() {
 
 # flood_delta METRIC_REGEX BEFORE: the metric's growth since BEFORE.
 flood_delta() { echo $(($(metric "$1") - $2)); }
+
+# flood_check_edge: chaos_check_edge for a flood of bad tokens, which the edge must refuse: the
+# same invariants but "no token refused", which the scenario replaces by its own accounting.
+flood_check_edge() {
+    local reqs finals rss_max
+    if ! kill -0 "$EDGE_PID" 2>/dev/null; then
+        chaos_fail "the edge died ($(tail -n 1 "$T/edge.log" 2>/dev/null))"
+        return
+    fi
+    chaos_settle 20 || chaos_fail "the edge did not settle (connections $(metric '^sipedge_client_connections'), transactions $(metric '^sipedge_transactions'))"
+    reqs=$(metric '^sipedge_sip_requests_total\{method="REGISTER"')
+    finals=$(metric '^sipedge_sip_responses_total\{method="REGISTER",code="([2-6]|[2-6]xx)')
+    [ "$reqs" -eq "$finals" ] ||
+        chaos_fail "the edge received $reqs REGISTERs and sent $finals final responses"
+    chaos_sample
+    rss_max=$((BASE_RSS + BASE_RSS / 4))
+    [ "$rss_max" -ge $((BASE_RSS + 8192)) ] || rss_max=$((BASE_RSS + 8192))
+    [ "$SAMPLE_RSS" -le "$rss_max" ] ||
+        chaos_fail "RSS $SAMPLE_RSS KiB > $rss_max KiB (baseline $BASE_RSS)"
+    [ "$SAMPLE_FDS" -le $((BASE_FDS + 4)) ] ||
+        chaos_fail "$SAMPLE_FDS fds open > baseline $BASE_FDS + 4"
+    chaos_fig "rss=$((BASE_RSS / 1024))->$((SAMPLE_RSS / 1024))MiB"
+    chaos_fig "fds=$BASE_FDS->$SAMPLE_FDS"
+    chaos_check_sanitizer
+}
