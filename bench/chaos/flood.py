@@ -7,6 +7,8 @@
 #              them)
 #   slowloris  TLS connections that send a REGISTER's header one byte every --interval seconds
 #              (the message deadline cuts them)
+#   handshake  TLS connections closed as soon as their handshake completed (a handshake flood:
+#              --conns of them in progress at once)
 #   nonreader  TLS connections (receive buffer --rcvbuf bytes) that send OPTIONS without end and
 #              never read an answer (the output queue cap cuts them)
 # At the end: closes what is open and prints one JSON line: connections opened, cut by the edge,
@@ -107,6 +109,9 @@ class Flood:
             self.drop(c, True)
             return
         self.st["handshakes"] += 1
+        if self.a.mode == "handshake":
+            self.drop(c, False)  # and the loop opens the next one
+            return
         c.state = "open"
         if self.a.mode == "nonreader":
             # It never reads: the edge's close shows as a send error (reset).
@@ -207,7 +212,7 @@ class Flood:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("mode", choices=("idle", "slowloris", "nonreader"))
+    p.add_argument("mode", choices=("idle", "slowloris", "nonreader", "handshake"))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", default="")

@@ -130,3 +130,14 @@ flood_check_edge() {
     chaos_fig "fds=$BASE_FDS->$SAMPLE_FDS"
     chaos_check_sanitizer
 }
+
+# flood_check_peak CONNS KIB_PER_CONN WHAT: the edge's peak RSS during the flood stays within the
+# harness's tolerance (+25 % or +8 MiB over the baseline) plus KIB_PER_CONN for each of the CONNS
+# hostile connections open at once (what the edge may hold for one of them by its limits).
+flood_check_peak() {
+    local tol=$((BASE_RSS / 4)) bound
+    [ "$tol" -ge 8192 ] || tol=8192
+    bound=$((BASE_RSS + tol + $1 * $2))
+    [ "$PEAK_RSS" -le "$bound" ] ||
+        chaos_fail "peak RSS $PEAK_RSS KiB > $bound KiB (baseline $BASE_RSS + $tol + $2 KiB per $3)"
+}

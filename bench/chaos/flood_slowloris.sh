@@ -42,9 +42,7 @@ cut=$(jflood .cut) max_open=$(jflood .max_open) late=$(jflood .cut_after_ms_max)
     chaos_fail "a slow connection lived $late ms (message deadline $MSG_TIMEOUT_MS ms)"
 [ "$closed" -ge "$cut" ] ||
     chaos_fail "the edge counted $closed message_timeout closes, the flood saw $cut"
-rss_bound=$((BASE_RSS + FLOOD_CONNS * 64))
-[ "$PEAK_RSS" -le "$rss_bound" ] ||
-    chaos_fail "peak RSS $PEAK_RSS KiB > baseline + 64 KiB per slow connection ($rss_bound KiB)"
+flood_check_peak "$FLOOD_CONNS" 64 "slow connection"
 chaos_fig "flood_opened=$(jflood .opened)"
 chaos_fig "handshakes=$(jflood .handshakes)"
 chaos_fig "cut=$cut"
