@@ -756,13 +756,24 @@ static void auth_log(void *ctx, const char *event, const char *digest8)
 /* ---- life -------------------------------------------------------------------------------- */
 
 /* sipedge_worker_turn_duration_seconds: how long one turn of the loop kept the worker busy (every
- * connection of the worker waits that long at worst: a reconnect storm's handshakes show here). */
+ * connection of the worker waits that long at worst: a reconnect storm's handshakes show here).
+ * Also adds the connections the loop closed at accept for listen.limits.max_conns_per_ip or
+ * max_conns_per_worker (net/ counts them; they never reach the worker) to
+ * sipedge_connections_closed_total{reason="limit"}. */
 static void worker_turn(struct loop *loop, uint64_t busy_us, unsigned cqes)
 {
     (void)cqes;
     struct worker *w = loop_user(loop);
-    if (w != NULL)
-        metrics_observe_us(w->shard, busy_us, METRIC_WORKER_TURN_DURATION);
+    if (w == NULL)
+        return;
+    metrics_observe_us(w->shard, busy_us, METRIC_WORKER_TURN_DURATION);
+    const struct loop_stats *ls = loop_stats(loop);
+    uint64_t rejects = ls->rejected_source_cap + ls->rejected_worker_cap;
+    if (rejects != w->cap_rejects_seen) {
+        metrics_add(w->shard, rejects - w->cap_rejects_seen, METRIC_CONNECTIONS_CLOSED,
+                    METRICS_CLOSE_LIMIT);
+        w->cap_rejects_seen = rejects;
+    }
 }
 
 struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)

@@ -92,6 +92,7 @@ struct worker {
     uint64_t ping_seq;
     uint64_t flow_rng;                        /* the state of the connections' flow tags */
     uint64_t redis_seen[METRICS_REDIS_COUNT]; /* auth counters already added to the metrics */
+    uint64_t cap_rejects_seen; /* loop's per-IP / per-worker cap closes already in the metrics */
     enum upstream_state node_state[UPSTREAM_MAX_NODES];
 
     struct client *clients; /* every open client connection */

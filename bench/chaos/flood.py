@@ -11,6 +11,9 @@
 #              --conns of them in progress at once)
 #   nonreader  TLS connections (receive buffer --rcvbuf bytes) that send OPTIONS without end and
 #              never read an answer (the output queue cap cuts them)
+#   limits     one TLS connection at a time, each sending one message over a limit (size, header
+#              count, line length, in turn) and reading until the edge closes it; prints the
+#              answers by kind and status, and how many the edge did not close within 5 s
 # At the end: closes what is open and prints one JSON line: connections opened, cut by the edge,
 # connect/handshake errors, most open at once, the time from open to cut (p50/max, ms), bytes
 # sent.
@@ -42,6 +45,59 @@ OPTIONS = (
     "CSeq: {i} OPTIONS\r\n"
     "Content-Length: 0\r\n\r\n"
 )
+
+
+def bad_message(kind, n):
+    """One message over a limit of the edge's (defaults: 64 KiB, 64 headers, 8 KiB lines)."""
+    head = OPTIONS.format(n=n, i=1).replace("Content-Length: 0\r\n\r\n", "")
+    if kind == "size":
+        return (head + "Content-Length: 70000\r\n\r\n").encode() + b"x" * 70000
+    if kind == "headers":
+        return (head + "".join("X-H%d: v\r\n" % i for i in range(100))
+                + "Content-Length: 0\r\n\r\n").encode()
+    return (head + "X-Long: " + "l" * 9000 + "\r\nContent-Length: 0\r\n\r\n").encode()
+
+
+def limits(a):
+    """Sequential: one connection per message over a limit, read until the edge closes."""
+    ctx = ssl.create_default_context(cafile=a.ca)
+    st = {"sent": 0, "closed": 0, "not_closed": 0, "errors": 0, "status": {}}
+    t0 = time.monotonic()
+    end = t0 + a.duration
+    kinds = ("size", "headers", "line")
+    n = 0
+    while time.monotonic() < end:
+        kind = kinds[n % 3]
+        n += 1
+        try:
+            raw = socket.create_connection((a.host, a.port), timeout=5)
+            s = ctx.wrap_socket(raw, server_hostname=a.server_name)
+        except (OSError, ssl.SSLError):
+            st["errors"] += 1
+            time.sleep(0.05)
+            continue
+        buf = b""
+        try:
+            s.settimeout(max(0.1, min(5.0, end + 5 - time.monotonic())))
+            s.sendall(bad_message(kind, n))
+            st["sent"] += 1
+            while True:
+                d = s.recv(65536)
+                if not d:
+                    break
+                buf += d
+            st["closed"] += 1
+        except socket.timeout:
+            st["not_closed"] += 1
+        except (OSError, ssl.SSLError):
+            st["closed"] += 1  # reset: closed with our bytes unread
+        finally:
+            s.close()
+        code = buf.split(b" ", 2)[1].decode() if buf.startswith(b"SIP/2.0 ") else "none"
+        key = "%s:%s" % (kind, code)
+        st["status"][key] = st["status"].get(key, 0) + 1
+    st["seconds"] = round(time.monotonic() - t0, 2)
+    print(json.dumps(st), flush=True)
 
 
 class Conn:
@@ -212,7 +268,7 @@ class Flood:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("mode", choices=("idle", "slowloris", "nonreader", "handshake"))
+    p.add_argument("mode", choices=("idle", "slowloris", "nonreader", "handshake", "limits"))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", default="")
@@ -225,7 +281,10 @@ def main():
     p.add_argument("--open-batch", type=int, default=200, help="connections opened per turn")
     a = p.parse_args()
     a.duration = min(a.duration, 3600)
-    Flood(a).run()
+    if a.mode == "limits":
+        limits(a)
+    else:
+        Flood(a).run()
 
 
 if __name__ == "__main__":
