@@ -4,7 +4,7 @@
 # its own stack on loopback, drives a steady REGISTER load with sipedge-bench, injects one fault in
 # the middle and checks the invariants. Prints one line per scenario (its figures, PASS or FAIL)
 # and a last line "N passed, N failed"; exits non-zero when any failed.
-#   bench/chaos.sh [--quick] [SCENARIO...]     (default: every bench/chaos/*.sh but lib.sh)
+#   bench/chaos.sh [--quick] [SCENARIO...]     (default: every bench/chaos/*.sh but the *lib.sh)
 # --quick: the short form CI runs (200 REGISTER/s on 50 connections, 2.5 s per scenario).
 # Environment: BIN (build dir with sipedge, sipedge-bench, sipedge-ucmsim, sipedge-token; default
 # build/rel, which must be built: cmake -S . -B build/rel -DCMAKE_BUILD_TYPE=Release && cmake
@@ -34,11 +34,11 @@ scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
     for f in "$SRC"/bench/chaos/*.sh; do
         n=$(basename "$f" .sh)
-        [ "$n" = lib ] || scenarios+=("$n")
+        case "$n" in lib | *_lib) ;; *) scenarios+=("$n") ;; esac
     done
 fi
 for n in "${scenarios[@]}"; do
-    if [ "$n" = lib ] || [ ! -f "$SRC/bench/chaos/$n.sh" ]; then
+    if [ "$n" = lib ] || [ "${n%_lib}" != "$n" ] || [ ! -f "$SRC/bench/chaos/$n.sh" ]; then
         echo "bench/chaos.sh: no scenario $n (bench/chaos/$n.sh)" >&2
         exit 2
     fi
