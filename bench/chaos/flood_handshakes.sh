@@ -23,9 +23,13 @@ flood() {
         --conns "$FLOOD_CONNS" --duration "$2" --open-batch "$FLOOD_CONNS"
 }
 
+mark() {
+    hs0=$(metric '^sipedge_tls_handshakes_total')
+    fail0=$(metric '^sipedge_tls_handshake_failures_total\{side="client"')
+}
+FLOOD_MARK=mark
+
 chaos_stack 1
-hs0=$(metric '^sipedge_tls_handshakes_total')
-fail0=$(metric '^sipedge_tls_handshake_failures_total\{side="client"')
 flood_run flood
 hs=$(flood_delta '^sipedge_tls_handshakes_total' "$hs0")
 fails=$(flood_delta '^sipedge_tls_handshake_failures_total\{side="client"' "$fail0")

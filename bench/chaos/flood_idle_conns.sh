@@ -24,8 +24,12 @@ flood() {
         --duration "$2" --open-batch 500
 }
 
+mark() {
+    closed0=$(metric '^sipedge_connections_closed_total\{reason="handshake"')
+}
+FLOOD_MARK=mark
+
 chaos_stack 1
-closed0=$(metric '^sipedge_connections_closed_total\{reason="handshake"')
 flood_run flood
 closed=$(flood_delta '^sipedge_connections_closed_total\{reason="handshake"' "$closed0")
 chaos_check_load

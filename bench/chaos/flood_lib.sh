@@ -53,7 +53,8 @@ flood_peak() {
     [ "$SAMPLE_FDS" -le "${PEAK_FDS:-0}" ] || PEAK_FDS=$SAMPLE_FDS
 }
 
-# flood_run START_FN [sipedge-bench options]: see the header. FLOOD_JSON: the flood's report of
+# flood_run START_FN [sipedge-bench options]: see the header. FLOOD_MARK (a function name), when
+# set, is called just before the measured load: where a scenario reads its counters' start. FLOOD_JSON: the flood's report of
 # the measured window (the last line of each START_FN output, joined by newlines).
 flood_run() {
     local start=$1 i
@@ -74,6 +75,7 @@ flood_run() {
     BASE_RSS=$SAMPLE_RSS BASE_FDS=$SAMPLE_FDS PEAK_RSS=0 PEAK_FDS=0
     e2e_log "baseline: RSS $BASE_RSS KiB, $BASE_FDS fds"
     FAULT_MS=
+    [ -z "${FLOOD_MARK:-}" ] || "$FLOOD_MARK"
     flood_log "measured window"
     chaos_load_start "$T/load.json" "$DURATION" "$@"
     chaos_fault "flood ($start)"

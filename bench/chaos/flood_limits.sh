@@ -35,9 +35,13 @@ flood() {
         --conns "$FLOOD_CONNS" --duration "$2" --open-batch 200
 }
 
+mark() {
+    limit0=$(metric '^sipedge_connections_closed_total\{reason="limit"')
+    bad0=$(metric '^sipedge_connections_closed_total\{reason="(garbage|unframeable)"')
+}
+FLOOD_MARK=mark
+
 chaos_stack 1
-limit0=$(metric '^sipedge_connections_closed_total\{reason="limit"')
-bad0=$(metric '^sipedge_connections_closed_total\{reason="(garbage|unframeable)"')
 flood_run flood
 limit=$(flood_delta '^sipedge_connections_closed_total\{reason="limit"' "$limit0")
 bad=$(flood_delta '^sipedge_connections_closed_total\{reason="(garbage|unframeable)"' "$bad0")

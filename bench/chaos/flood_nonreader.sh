@@ -26,8 +26,12 @@ flood() {
         --conns "$FLOOD_CONNS" --duration "$2" --rcvbuf 4096
 }
 
+mark() {
+    cut0=$(metric '^sipedge_connections_closed_total\{reason="overflow"')
+}
+FLOOD_MARK=mark
+
 chaos_stack 1
-cut0=$(metric '^sipedge_connections_closed_total\{reason="overflow"')
 flood_run flood
 closed=$(flood_delta '^sipedge_connections_closed_total\{reason="overflow"' "$cut0")
 chaos_check_load
