@@ -4,7 +4,10 @@
 # OPTIONS without end and never read an answer, each one the edge cuts opened again, for the
 # whole load, while well-behaved clients REGISTER. The edge answers each OPTIONS itself (200);
 # once the kernel's buffers are full its answers queue, and the output queue cap
-# (listen.limits.out_queue_max: 16 KiB here) cuts the connection.
+# (listen.limits.out_queue_max: 64 KiB here) cuts the connection. Not smaller: net/ applies the
+# same cap to the upstream pool's connections (sipedge_main.c: loop out_cap), which carry every
+# client's REGISTERs; at 16 KiB the long form saw 10 of 60,000 well-behaved REGISTERs answered
+# 503 (upstream_unavailable, ENOBUFS: the pool connection's queue over the client cap).
 # Invariants: each non-reader was cut (the flood saw it; the edge counted
 # sipedge_connections_closed_total{reason="overflow"} at least as many); the edge's peak RSS
 # stays under the harness's RSS tolerance + 256 KiB per non-reader (the queue cap plus
@@ -19,7 +22,7 @@ if [ "$CHAOS_QUICK" = 1 ]; then
 else
     FLOOD_CONNS=${FLOOD_CONNS:-32}
 fi
-export SIPEDGE_LISTEN_LIMITS_OUT_QUEUE_MAX=16384
+export SIPEDGE_LISTEN_LIMITS_OUT_QUEUE_MAX=65536
 
 flood() {
     flood_bg "$1.out" python3 "$FLOOD_PY" nonreader --port "$EDGE_PORT" --ca "$PKI/ca.crt" \
