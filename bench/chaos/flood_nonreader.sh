@@ -8,8 +8,11 @@
 # same cap to the upstream pool's connections (sipedge_main.c: loop out_cap), which carry every
 # client's REGISTERs; at 16 KiB the long form saw 10 of 60,000 well-behaved REGISTERs answered
 # 503 (upstream_unavailable, ENOBUFS: the pool connection's queue over the client cap).
-# Invariants: each non-reader was cut (the flood saw it; the edge counted
-# sipedge_connections_closed_total{reason="overflow"} at least as many); the edge's peak RSS
+# The edge may also stop reading a non-reader at its output high watermark (backpressure) and
+# never reach the cap: the long form at 64 KiB cut none (the flood's bytes wait in the kernel's
+# buffers), the quick one cut 1 of 5 in one run. Either way what the edge holds is bounded, which is checked.
+# Invariants: every cut the flood saw counted by the edge
+# (sipedge_connections_closed_total{reason="overflow"} at least as many); the edge's peak RSS
 # stays under the harness's RSS tolerance + 256 KiB per non-reader (the queue cap plus
 # the socket's own buffers); every well-behaved REGISTER answered 200; the common ones. Figures: p99
 # without/during, the flood's connections, cuts, bytes it sent, the edge's peak RSS.
@@ -41,7 +44,6 @@ chaos_check_load
 chaos_check_edge
 flood_figures
 cut=$(jflood .cut)
-[ "$cut" -gt 0 ] || chaos_fail "the edge cut none of the non-readers"
 [ "$closed" -ge "$cut" ] ||
     chaos_fail "the edge counted $closed overflow closes, the flood saw $cut cuts"
 flood_check_peak "$FLOOD_CONNS" 256 "non-reader"
