@@ -108,31 +108,6 @@ flood_figures() {
 # flood_delta METRIC_REGEX BEFORE: the metric's growth since BEFORE.
 flood_delta() { echo $(($(metric "$1") - $2)); }
 
-# flood_check_edge: chaos_check_edge for a flood of bad tokens, which the edge must refuse: the
-# same invariants but "no token refused", which the scenario replaces by its own accounting.
-flood_check_edge() {
-    local reqs finals rss_max
-    if ! kill -0 "$EDGE_PID" 2>/dev/null; then
-        chaos_fail "the edge died ($(tail -n 1 "$T/edge.log" 2>/dev/null))"
-        return
-    fi
-    chaos_settle 20 || chaos_fail "the edge did not settle (connections $(metric '^sipedge_client_connections'), transactions $(metric '^sipedge_transactions'))"
-    reqs=$(metric '^sipedge_sip_requests_total\{method="REGISTER"')
-    finals=$(metric '^sipedge_sip_responses_total\{method="REGISTER",code="([2-6]|[2-6]xx)')
-    [ "$reqs" -eq "$finals" ] ||
-        chaos_fail "the edge received $reqs REGISTERs and sent $finals final responses"
-    chaos_sample
-    rss_max=$((BASE_RSS + BASE_RSS / 4))
-    [ "$rss_max" -ge $((BASE_RSS + 8192)) ] || rss_max=$((BASE_RSS + 8192))
-    [ "$SAMPLE_RSS" -le "$rss_max" ] ||
-        chaos_fail "RSS $SAMPLE_RSS KiB > $rss_max KiB (baseline $BASE_RSS)"
-    [ "$SAMPLE_FDS" -le $((BASE_FDS + 4)) ] ||
-        chaos_fail "$SAMPLE_FDS fds open > baseline $BASE_FDS + 4"
-    chaos_fig "rss=$((BASE_RSS / 1024))->$((SAMPLE_RSS / 1024))MiB"
-    chaos_fig "fds=$BASE_FDS->$SAMPLE_FDS"
-    chaos_check_sanitizer
-}
-
 # flood_check_peak CONNS KIB_PER_CONN WHAT: the edge's peak RSS during the flood stays within the
 # harness's tolerance (+25 % or +8 MiB over the baseline) plus KIB_PER_CONN for each of the CONNS
 # hostile connections open at once (what the edge may hold for one of them by its limits).

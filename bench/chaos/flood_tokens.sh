@@ -49,7 +49,7 @@ flood_run flood
 verify=$(metric '^sipedge_auth_results_total\{.*layer="verify"')
 bad_results=$(metric '^sipedge_auth_results_total\{result="(malformed|bad_|unknown_kid|expired|not_yet_valid|revoked|insufficient_scope|identity_mismatch|decrypt|error)')
 chaos_check_load
-flood_check_edge
+chaos_check_edge --refusals-expected
 flood_figures
 fresh=$(grep -h '^{' "$T/flood-fresh.json" | tail -n 1 || true)
 [ -n "$fresh" ] || chaos_fail "no report from the fresh-token flood ($T/flood-fresh.json.err)"
