@@ -153,12 +153,16 @@ static inline int client_connect(int port)
     return fd;
 }
 
-/* Reads exactly n bytes (bounded by SO_RCVTIMEO); returns n, or what it got before EOF/error. */
+/* Reads exactly n bytes (bounded by SO_RCVTIMEO); returns n, or what it got before EOF/error.
+ * EINTR is retried: the io_uring task work of the loop threads can interrupt a blocking read of
+ * this thread (seen under load: read() returning -1/EINTR after 30 ms). */
 static inline ssize_t read_full(int fd, char *buf, size_t n)
 {
     size_t got = 0;
     while (got < n) {
         ssize_t r = read(fd, buf + got, n - got);
+        if (r < 0 && errno == EINTR)
+            continue;
         if (r <= 0)
             break;
         got += (size_t)r;
@@ -171,6 +175,8 @@ static inline bool write_full(int fd, const char *buf, size_t n)
     size_t done = 0;
     while (done < n) {
         ssize_t w = write(fd, buf + done, n - done);
+        if (w < 0 && errno == EINTR)
+            continue;
         if (w <= 0)
             return false;
         done += (size_t)w;
