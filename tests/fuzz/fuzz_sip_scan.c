@@ -110,8 +110,11 @@ static void same(const struct run *a, const struct run *b, size_t len)
     check(a->m.header_len == b->m.header_len);
     if (a->rc == SIP_INCOMPLETE)
         return;
-#define OFF(s, r)     ((s).base ? (s).base - (r)->buf : -1)
-#define SAME_SLICE(f) check(OFF(a->m.f, a) == OFF(b->m.f, b) && a->m.f.len == b->m.f.len)
+#define OFF(s, r) ((s).base ? (s).base - (r)->buf : -1)
+/* An empty slice carries no byte: its base is not compared (a scan resumed over a fold that the
+ * first pass already turned into spaces skips them, so an empty value starts later). */
+#define SAME_SLICE(f)                                                                              \
+    check(a->m.f.len == b->m.f.len && (a->m.f.len == 0 || OFF(a->m.f, a) == OFF(b->m.f, b)))
     SAME_SLICE(method_text);
     SAME_SLICE(uri);
     SAME_SLICE(version);
