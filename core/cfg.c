@@ -139,7 +139,8 @@ static const struct cfg_list keys_list = {key_fields,
       "close a silent client connection after (longer than the re-REGISTER interval)")             \
     X(LIMITS_OUT_QUEUE_MAX, "listen.limits.out_queue_max", T_U32, listen.limits.out_queue_max,     \
       "262144", 4096, 67108864, 0, NULL,                                                           \
-      "bytes queued towards one peer before the connection is cut")                                \
+      "bytes queued towards one client before the connection is cut (UCM's connections: "          \
+      "upstream.out_queue_max)")                                                                   \
     X(LIMITS_MESSAGE_TIMEOUT_MS, "listen.limits.message_timeout_ms", T_U32,                        \
       listen.limits.message_timeout_ms, "10000", 100, 600000, 0, NULL,                             \
       "a message must be complete this long after its first byte (slowloris), else the "           \
@@ -212,6 +213,11 @@ static const struct cfg_list keys_list = {key_fields,
       "REGISTERs per worker waiting for UCM's answer (or Redis) at once; more are answered 503 + " \
       "Retry-After at once, so that accepted ones wait at most this many / UCM's rate (0: no "     \
       "bound)")                                                                                    \
+    X(UPSTREAM_OUT_QUEUE_MAX, "upstream.out_queue_max", T_U32, upstream.out_queue_max, "4194304",  \
+      65536, 268435456, 0, NULL,                                                                   \
+      "bytes queued towards one UCM connection (they carry every client's traffic; never paused "  \
+      "for backpressure): the pool passes a full one over for another, UCM's own (ucm_listen) is " \
+      "cut")                                                                                       \
     X(UPSTREAM_KEEPALIVE_INTERVAL_MS, "upstream.keepalive_interval_ms", T_U32,                     \
       upstream.keepalive_interval_ms, "30000", 0, 3600000, 0, NULL,                                \
       "OPTIONS ping period per connection (0: off)")                                               \

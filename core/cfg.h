@@ -173,7 +173,8 @@ struct cfg_upstream {
     uint32_t connect_timeout_ms;    /* TCP connect + TLS handshake */
     uint32_t backoff_min_ms;
     uint32_t backoff_max_ms;
-    uint32_t max_pending; /* REGISTERs per worker waiting for UCM or Redis; more: 503 (0 = off) */
+    uint32_t max_pending;   /* REGISTERs per worker waiting for UCM or Redis; more: 503 (0 = off) */
+    uint32_t out_queue_max; /* bytes queued towards one UCM connection (a trunk: net/conn.h) */
 };
 
 struct cfg_auth_cache {

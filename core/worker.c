@@ -503,6 +503,7 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
                 cl->last_active = loop_now_ms(w->loop);
                 conn_set_open(c);
                 if (cl->ucm_peer) {
+                    conn_set_trunk(c); /* it carries UCM's traffic for every client */
                     char peer[64];
                     budget_addr_format(cl->src, peer, sizeof(peer));
                     log_event(LOG_INFO, "ucm_peer_admitted", LOG_S("peer", peer),

@@ -177,6 +177,16 @@ int conn_last_error(const struct conn *c)
     return c->last_err;
 }
 
+size_t conn_out_cap(const struct conn *c)
+{
+    return c->flags & CONN_F_TRUNK ? c->loop->cfg.out_cap_trunk : c->loop->cfg.out_cap;
+}
+
+size_t conn_out_high(const struct conn *c)
+{
+    return c->flags & CONN_F_TRUNK ? c->loop->cfg.out_high_trunk : c->loop->cfg.out_high;
+}
+
 size_t conn_out_bytes(const struct conn *c)
 {
     return c->out_bytes;
@@ -443,6 +453,16 @@ static void pause_reading(struct conn *c)
     stop_recv(c);
 }
 
+void conn_set_trunk(struct conn *c)
+{
+    c->flags |= CONN_F_TRUNK;
+    if (c->flags & CONN_F_PAUSED) { /* paused as a client: read again */
+        c->flags &= (uint16_t)~CONN_F_PAUSED;
+        if (c->state < CONN_DRAINING)
+            arm_recv(c);
+    }
+}
+
 ssize_t conn_send(struct conn *c, const struct iovec *iov, int n)
 {
     struct loop *loop = c->loop;
@@ -455,7 +475,8 @@ ssize_t conn_send(struct conn *c, const struct iovec *iov, int n)
         total += iov[i].iov_len;
     if (total == 0)
         return 0;
-    if (total > loop->cfg.out_cap || c->out_bytes + total > loop->cfg.out_cap) {
+    size_t cap = conn_out_cap(c);
+    if (total > cap || c->out_bytes + total > cap) {
         conn_close(c, CONN_CLOSE_SLOW);
         return -ENOBUFS;
     }
@@ -507,7 +528,7 @@ ssize_t conn_send(struct conn *c, const struct iovec *iov, int n)
     }
     c->out_bytes += (uint32_t)total;
     loop->stats.out_queued += total;
-    if (c->out_bytes >= loop->cfg.out_high && !(c->flags & CONN_F_PAUSED))
+    if (c->out_bytes >= loop->cfg.out_high && !(c->flags & (CONN_F_PAUSED | CONN_F_TRUNK)))
         pause_reading(c);
     submit_send(c);
     return (ssize_t)total;
@@ -628,7 +649,7 @@ int loop_connect(struct loop *loop, const struct sockaddr *addr, socklen_t len, 
     c->ops = ops;
     c->user = arg;
     c->connect = cc;
-    c->flags |= CONN_F_OUTBOUND | CONN_F_CONNECTING | CONN_F_OPENED;
+    c->flags |= CONN_F_OUTBOUND | CONN_F_TRUNK | CONN_F_CONNECTING | CONN_F_OPENED;
     struct io_uring_sqe *sqe = loop__sqe(loop);
     if (!sqe) {
         c->state = CONN_CLOSING;
@@ -665,7 +686,7 @@ int loop_adopt(struct loop *loop, int fd, const struct conn_ops *ops, void *arg,
     c->fd = fd;
     c->ops = ops;
     c->user = arg;
-    c->flags |= CONN_F_OUTBOUND;
+    c->flags |= CONN_F_OUTBOUND | CONN_F_TRUNK;
     loop->stats.connected++;
     if (out)
         *out = c;

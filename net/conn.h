@@ -87,11 +87,26 @@ int conn_last_error(const struct conn *c);
 size_t conn_out_bytes(const struct conn *c);
 
 /**
+ * Makes `c` a trunk: a connection to a trusted peer that carries many clients' traffic (the UCM
+ * pool, UCM's own connections). A trunk's output queue is capped at the loop's out_cap_trunk
+ * instead of out_cap, and it is never paused for backpressure: reading its peer's answers is
+ * what empties the queues towards it. Outbound conns (loop_connect, loop_adopt) are trunks
+ * from the start. Loop thread.
+ */
+void conn_set_trunk(struct conn *c);
+
+/** The hard cap of `c`'s output queue (out_cap, or out_cap_trunk for a trunk). */
+size_t conn_out_cap(const struct conn *c);
+
+/** The output level at which `c` counts as congested (out_high, or out_high_trunk). */
+size_t conn_out_high(const struct conn *c);
+
+/**
  * Copies `n` iovecs into the output queue and starts sending (at most one send SQE in flight
- * per conn). At or above the high watermark the conn stops reading until the queue is back at
- * the low watermark. Returns the bytes queued; -EPIPE when DRAINING/CLOSING; -ENOMEM (queue
- * unchanged); -ENOBUFS when the queue would exceed the hard cap: the conn is then closed with
- * CONN_CLOSE_SLOW (on_close runs before this returns). Loop thread.
+ * per conn). At or above the high watermark a conn that is not a trunk stops reading until the
+ * queue is back at the low watermark. Returns the bytes queued; -EPIPE when DRAINING/CLOSING;
+ * -ENOMEM (queue unchanged); -ENOBUFS when the queue would exceed its hard cap (conn_out_cap): the
+ * conn is then closed with CONN_CLOSE_SLOW (on_close runs before this returns). Loop thread.
  */
 ssize_t conn_send(struct conn *c, const struct iovec *iov, int n);
 

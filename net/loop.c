@@ -31,6 +31,8 @@ void loop_cfg_default(struct loop_cfg *cfg)
         .out_cap = 256 * 1024,
         .out_high = 128 * 1024,
         .out_low = 32 * 1024,
+        .out_cap_trunk = 4u << 20,
+        .out_high_trunk = 1u << 20,
         .out_chunk = 16384,
         .out_chunk_cache = 64,
         .backlog = 1024,
@@ -43,7 +45,9 @@ static bool cfg_valid(const struct loop_cfg *c)
     return c->queue_depth >= 8 && c->queue_depth <= 32768 && pow2 && c->buf_count <= 32768 &&
            c->buf_size >= 512 && c->buf_size <= (1u << 20) && c->max_conns >= 1 &&
            c->max_conns <= CONN_SLOT_MASK && c->out_cap >= 1 && c->out_high <= c->out_cap &&
-           c->out_low <= c->out_high && c->out_chunk >= 256 && c->out_chunk <= (1u << 24);
+           c->out_low <= c->out_high && c->out_cap_trunk >= 1 &&
+           c->out_high_trunk <= c->out_cap_trunk && c->out_chunk >= 256 &&
+           c->out_chunk <= (1u << 24);
 }
 
 uint64_t loop_clock_ms(void)

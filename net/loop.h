@@ -39,12 +39,14 @@ struct loop_cfg {
     unsigned out_cap;              /**< output queue hard cap per conn (bytes); 262144 */
     unsigned out_high;             /**< stop reading at or above this many queued bytes; 131072 */
     unsigned out_low;              /**< resume reading at or below; 32768 */
-    unsigned out_chunk;            /**< output chunk size (bytes); 16384 */
-    unsigned out_chunk_cache;      /**< free chunks kept per worker for reuse; 64 */
-    int backlog;                   /**< listen() backlog; 1024 */
-    int sndbuf;                    /**< SO_SNDBUF for connections, 0 = kernel default */
-    int rcvbuf;                    /**< SO_RCVBUF for connections, 0 = kernel default */
-    unsigned flags;                /**< LOOP_CFG_F_* */
+    unsigned out_cap_trunk;   /**< hard cap of a trunk conn (outbound, conn_set_trunk); 4 MiB */
+    unsigned out_high_trunk;  /**< a trunk at or above this is congested (never paused); 1 MiB */
+    unsigned out_chunk;       /**< output chunk size (bytes); 16384 */
+    unsigned out_chunk_cache; /**< free chunks kept per worker for reuse; 64 */
+    int backlog;              /**< listen() backlog; 1024 */
+    int sndbuf;               /**< SO_SNDBUF for connections, 0 = kernel default */
+    int rcvbuf;               /**< SO_RCVBUF for connections, 0 = kernel default */
+    unsigned flags;           /**< LOOP_CFG_F_* */
 };
 
 /** Fills `cfg` with the defaults documented on each field. */

@@ -55,6 +55,7 @@ static inline uint64_t loop__ud(enum loop_op op, uint64_t payload)
 #define CONN_F_REAP_QUEUED    (1u << 8)  /* on the reap list */
 #define CONN_F_MULTISHOT      (1u << 9)  /* the armed recv is multishot */
 #define CONN_F_OPENED         (1u << 10) /* on_open ran (or a connect was attempted) */
+#define CONN_F_TRUNK          (1u << 11) /* trunk: out_cap_trunk, never paused (conn_set_trunk) */
 
 /** Output chunk: bytes [off, len) of data[] are still to send. */
 struct conn_chunk {

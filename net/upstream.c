@@ -706,8 +706,7 @@ static size_t sealed_size(const struct iovec *iov, int n)
  * output cap, where net would close it and lose its other transactions. */
 static int slot_send(struct up_slot *s, const struct iovec *iov, int n, size_t need)
 {
-    struct loop *loop = s->node->u->loop;
-    if (conn_out_bytes(s->conn) + tls_conn_out_len(s->tls) + need > loop->cfg.out_cap)
+    if (conn_out_bytes(s->conn) + tls_conn_out_len(s->tls) + need > conn_out_cap(s->conn))
         return -ENOBUFS;
     ssize_t r = tls_conn_writev(s->tls, iov, n);
     if (r < 0)
@@ -727,7 +726,7 @@ int upstream_send_pick(struct upstream *u, const struct iovec *iov, int n,
     if (n < 0 || (n > 0 && !iov))
         return -EINVAL;
     size_t need = sealed_size(iov, n);
-    size_t high = u->loop->cfg.out_high;
+    size_t high = u->loop->cfg.out_high_trunk; /* our conns are trunks (conn_set_trunk) */
     int err = -EHOSTUNREACH;
     unsigned start = u->round_robin ? u->rr_next % u->n_nodes : 0;
     /* pass 0: nodes whose best connection is below the high watermark (not congested);
@@ -761,7 +760,7 @@ int upstream_pick(struct upstream *u, int node, struct upstream_pick *pick)
 {
     if (node >= (int)u->n_nodes)
         return -EINVAL;
-    size_t high = u->loop->cfg.out_high;
+    size_t high = u->loop->cfg.out_high_trunk; /* our conns are trunks (conn_set_trunk) */
     unsigned start = node >= 0 ? (unsigned)node : u->round_robin ? u->rr_next % u->n_nodes : 0;
     unsigned span = node >= 0 ? 1 : u->n_nodes;
     for (int pass = 0; pass < 2; pass++) {

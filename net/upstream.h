@@ -96,8 +96,8 @@ void upstream_free(struct upstream *u);
 /**
  * Queue one whole message on an established connection of a healthy node chosen by the policy
  * (least queued bytes among the node's connections). A node whose best connection is at or above
- * the loop's out_high watermark is passed over for one that is not (congestion), and no
- * connection is pushed over its out_cap (net would close it). Returns the node index (>= 0),
+ * the loop's out_high_trunk mark is passed over for one that is not (congestion), and no
+ * connection is pushed over its out_cap_trunk (net would close it). Returns the node index (>= 0),
  * -EHOSTUNREACH when no node has an established connection, -ENOBUFS when every established
  * connection is full, -EINVAL for a bad `iov`.
  */

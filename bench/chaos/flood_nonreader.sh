@@ -4,10 +4,10 @@
 # OPTIONS without end and never read an answer, each one the edge cuts opened again, for the
 # whole load, while well-behaved clients REGISTER. The edge answers each OPTIONS itself (200);
 # once the kernel's buffers are full its answers queue, and the output queue cap
-# (listen.limits.out_queue_max: 64 KiB here) cuts the connection. Not smaller: net/ applies the
-# same cap to the upstream pool's connections (sipedge_main.c: loop out_cap), which carry every
-# client's REGISTERs; at 16 KiB the long form saw 10 of 60,000 well-behaved REGISTERs answered
-# 503 (upstream_unavailable, ENOBUFS: the pool connection's queue over the client cap).
+# (listen.limits.out_queue_max: 16 KiB here) cuts the connection. That cap is the clients' only:
+# the UCM pool's connections, which carry every client's REGISTERs, are trunks with their own
+# (upstream.out_queue_max); when they shared it, the long form at 16 KiB saw 10 of 60,000
+# well-behaved REGISTERs answered 503 (upstream_unavailable, ENOBUFS).
 # The edge may also stop reading a non-reader at its output high watermark (backpressure) and
 # never reach the cap: the long form at 64 KiB cut none (the flood's bytes wait in the kernel's
 # buffers), the quick one cut 1 of 5 in one run. Either way what the edge holds is bounded, which is checked.
@@ -25,7 +25,7 @@ if [ "$CHAOS_QUICK" = 1 ]; then
 else
     FLOOD_CONNS=${FLOOD_CONNS:-32}
 fi
-export SIPEDGE_LISTEN_LIMITS_OUT_QUEUE_MAX=65536
+export SIPEDGE_LISTEN_LIMITS_OUT_QUEUE_MAX=16384
 
 flood() {
     flood_bg "$1.out" python3 "$FLOOD_PY" nonreader --port "$EDGE_PORT" --ca "$PKI/ca.crt" \

@@ -6,7 +6,9 @@
 # (513) is counted as a request, so requests and responses balance. Metrics that were declared
 # but dead are driven and read: Redis results (miss, stored, hit after SIGHUP flushed L1, errors
 # once Redis is gone), the three latency histograms, dropped messages. Errors: with UCM refusing
-# connections, the log and /readyz say "Connection refused", not "No route to host".
+# connections, the log and /readyz say "Connection refused", not "No route to host". The UCM
+# pool's connections are not bound by a client's output cap (listen.limits.out_queue_max 4 KiB
+# here): a burst of REGISTERs all get 200.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fault.sh"
 e2e_init t16_limits_books
@@ -15,6 +17,9 @@ MSG_TIMEOUT_MS=1500
 export SIPEDGE_LISTEN_LIMITS_MESSAGE_TIMEOUT_MS=$MSG_TIMEOUT_MS
 export SIPEDGE_LISTEN_LIMITS_MAX_MESSAGE=4096 SIPEDGE_LISTEN_LIMITS_MAX_LINE=2048
 export SIPEDGE_LISTEN_DRAIN_TIMEOUT_MS=1000
+# The smallest output cap a client may have: it must not cap the UCM pool's connections, which
+# carry every client's REGISTERs (they are trunks with upstream.out_queue_max).
+export SIPEDGE_LISTEN_LIMITS_OUT_QUEUE_MAX=4096
 WORKERS=1 # one L1: SIGHUP empties it and the next lookup must go to Redis
 REDIS_PORT=$(free_port)
 start_redis "$REDIS_PORT"
@@ -101,6 +106,19 @@ check "the edge logged the cut" grep -q 'event=client_message_timeout' "$T/edge.
 
 check "connections accepted are counted (4 raw ones so far)" \
     test "$(m '^sipedge_connections_accepted_total')" -ge 4
+
+# --- the UCM pool is not capped by a client's output cap -----------------------------------------
+# A burst from 40 connections queues many REGISTERs (~1 KB each) on the two pool connections in
+# one loop turn: over 4 KiB, which the pool refused (503 upstream_unavailable) while it shared
+# the clients' cap.
+bench_start "$T/burst.out" --rate 1500 --conns 40 --duration 2 --timeout-ms 4000
+bench_wait
+grep -E "measured|errors|status" "$T/burst.out" >&2 || true
+check "burst: every REGISTER got 200 ($(bench_status "$T/burst.out" 200))" \
+    test "$(bench_status "$T/burst.out" 200)" -ge 2000 -a "$(bench_status "$T/burst.out" 503)" -eq 0
+check "burst: the 40 connections' first REGISTERs (at once) got 200" grep -q 'setup errors 0' "$T/burst.out"
+check "burst: no upstream_unavailable logged" bash -c "! grep -q 'event=upstream_unavailable' '$T/edge.log'"
+check "burst: no timeout ($(bench_err "$T/burst.out" timeout))" test "$(bench_err "$T/burst.out" timeout)" = 0
 
 # --- Redis gone: its errors are counted ------------------------------------------------------
 kill "$REDIS_PID"

@@ -466,6 +466,147 @@ Test(conn, connects_out_and_exchanges_bytes)
     loop_free(loop);
 }
 
+/* ---- trunks: the UCM pool's connections carry every client's traffic ---- */
+
+struct trunk_req {
+    int port;
+    struct out_result *r;
+    struct conn *c;
+    size_t bytes;   /* to queue in this call, in 16 KiB sends */
+    size_t queued;  /* what was queued */
+    int last;       /* the last conn_send's return when it failed, else 0 */
+    size_t out_cap; /* conn_out_cap() seen */
+    size_t out_high;
+};
+
+static void trunk_connect(struct loop *loop, void *arg)
+{
+    struct trunk_req *q = arg;
+    struct sockaddr_in a = loopback4(q->port);
+    cr_assert_eq(loop_connect(loop, (struct sockaddr *)&a, sizeof(a), 2000, &out_ops, q->r, &q->c),
+                 0);
+    q->out_cap = conn_out_cap(q->c);
+    q->out_high = conn_out_high(q->c);
+}
+
+static void trunk_fill(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct trunk_req *q = arg;
+    static char chunk[16384];
+    struct iovec iov = {chunk, sizeof(chunk)};
+    q->queued = 0;
+    q->last = 0;
+    while (q->queued < q->bytes) {
+        ssize_t w = conn_send(q->c, &iov, 1);
+        if (w < 0) {
+            q->last = (int)w;
+            return;
+        }
+        q->queued += (size_t)w;
+    }
+}
+
+Test(conn, an_outbound_trunk_holds_more_than_a_client_and_keeps_reading)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    cfg.out_cap = 64 * 1024; /* a client's */
+    cfg.out_high = 16 * 1024;
+    cfg.out_low = 4 * 1024;
+    cfg.out_cap_trunk = 1024 * 1024;
+    cfg.out_high_trunk = 256 * 1024;
+    cfg.sndbuf = 16 * 1024;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int port;
+    int lfd = plain_listener(8, &port);
+    int small = 4096;
+    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    struct out_result r = {0};
+    struct trunk_req q = {.port = port, .r = &r};
+    run_on(loop, trunk_connect, &q);
+    cr_assert_eq(q.out_cap, 1024 * 1024, "an outbound conn is a trunk");
+    cr_assert_eq(q.out_high, 256 * 1024);
+    struct timeval tv = {WAIT_MS / 1000, 0};
+    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int fd = accept(lfd, NULL, NULL);
+    cr_assert_geq(fd, 0);
+    cr_assert(flag_set(&r.opened));
+
+    /* UCM does not read for a while: 512 KiB queued at once, eight times a client's cap */
+    q.bytes = 512 * 1024;
+    run_on(loop, trunk_fill, &q);
+    cr_assert_eq(q.last, 0, "refused at %zu bytes: %d", q.queued, q.last);
+    cr_assert_eq(q.queued, 512 * 1024);
+    struct loop_stats s = stats_of(loop);
+    cr_assert_eq(s.backpressure_pauses, 0, "a trunk is never paused");
+    cr_assert_eq(s.slow_closes, 0);
+
+    /* its answers still come in while our queue to it is high */
+    cr_assert(write_full(fd, "pong", 4));
+    for (int i = 0; i < WAIT_MS / 5 && atomic_load(&r.ngot) < 4; i++)
+        usleep(5000);
+    cr_assert_eq(atomic_load(&r.ngot), 4, "the trunk stopped reading its peer");
+    cr_assert_arr_eq(r.got, "pong", 4);
+
+    /* past the trunk's own cap it is cut like any conn (net/upstream refuses before that) */
+    q.bytes = 2 * 1024 * 1024;
+    run_on(loop, trunk_fill, &q);
+    cr_assert_eq(q.last, -ENOBUFS);
+    cr_assert(flag_set(&r.closed));
+    cr_assert_eq(atomic_load(&r.reason), CONN_CLOSE_SLOW);
+    close(fd);
+    close(lfd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+static void make_trunk_on_data(struct conn *c, const char *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    size_t before = conn_out_cap(c);
+    conn_set_trunk(c);
+    char line[64];
+    int k =
+        snprintf(line, sizeof(line), "%zu %zu %zu\n", before, conn_out_cap(c), conn_out_high(c));
+    struct iovec iov = {line, (size_t)k};
+    conn_send(c, &iov, 1);
+}
+
+static const struct conn_ops make_trunk_ops = {.on_data = make_trunk_on_data};
+
+Test(conn, an_accepted_conn_made_a_trunk_gets_the_trunk_caps)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    cfg.out_cap = 64 * 1024;
+    cfg.out_high = 16 * 1024;
+    cfg.out_low = 4 * 1024;
+    cfg.out_cap_trunk = 1024 * 1024;
+    cfg.out_high_trunk = 256 * 1024;
+    struct loop *loop = loop_new(&cfg);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &make_trunk_ops, NULL);
+    cr_assert_gt(port, 0);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fd = client_connect(port);
+    cr_assert(write_full(fd, "x", 1));
+    char buf[64] = {0};
+    const char *want = "65536 1048576 262144\n";
+    cr_assert_eq(read_full(fd, buf, strlen(want)), (ssize_t)strlen(want));
+    cr_assert_str_eq(buf, want);
+    close(fd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
 Test(conn, reports_a_refused_connect)
 {
     struct loop_cfg cfg;
