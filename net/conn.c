@@ -268,6 +268,35 @@ static void submit_send(struct conn *c)
     io_uring_sqe_set_data64(sqe, ud(c, LOOP_OP_SEND));
     c->flags |= CONN_F_SEND_INFLIGHT;
     c->inflight++;
+    c->loop->stats.sends++;
+}
+
+/* A trunk carries many messages per turn (every REGISTER a worker forwards to that UCM
+ * connection): its send is prepared at the end of the turn, so that what the turn queued leaves
+ * in one send instead of a first one with the first message and the rest after its completion. */
+static void defer_send(struct conn *c)
+{
+    struct loop *loop = c->loop;
+    if (c->flags & (CONN_F_SEND_INFLIGHT | CONN_F_SEND_DEFERRED))
+        return; /* handle_send, or the flush, takes what was added */
+    if (loop->defer_n == LOOP_DEFER_MAX) {
+        submit_send(c);
+        return;
+    }
+    c->flags |= CONN_F_SEND_DEFERRED;
+    loop->defer_ids[loop->defer_n++] = c->id;
+}
+
+void conn__flush_deferred(struct loop *loop)
+{
+    for (unsigned i = 0; i < loop->defer_n; i++) {
+        struct conn *c = conn_get(loop, loop->defer_ids[i]);
+        if (c == NULL || !(c->flags & CONN_F_SEND_DEFERRED))
+            continue; /* gone (its slot may hold another conn now) */
+        c->flags &= (uint16_t)~CONN_F_SEND_DEFERRED;
+        submit_send(c);
+    }
+    loop->defer_n = 0;
 }
 
 static void maybe_reap(struct conn *c)
@@ -528,7 +557,11 @@ ssize_t conn_send(struct conn *c, const struct iovec *iov, int n)
     }
     c->out_bytes += (uint32_t)total;
     loop->stats.out_queued += total;
-    if (c->out_bytes >= loop->cfg.out_high && !(c->flags & (CONN_F_PAUSED | CONN_F_TRUNK)))
+    if (c->flags & CONN_F_TRUNK) {
+        defer_send(c);
+        return (ssize_t)total;
+    }
+    if (c->out_bytes >= loop->cfg.out_high && !(c->flags & CONN_F_PAUSED))
         pause_reading(c);
     submit_send(c);
     return (ssize_t)total;

@@ -671,6 +671,7 @@ int loop_run(struct loop *loop)
             tsp = &ts;
         }
         struct io_uring_cqe *cqe;
+        conn__flush_deferred(loop);
         int ret = io_uring_submit_and_wait_timeout(&loop->ring, &cqe, 1, tsp, NULL);
         if (ret < 0 && ret != -ETIME && ret != -EINTR && ret != -EBUSY && ret != -EAGAIN) {
             err = ret;
@@ -690,6 +691,7 @@ int loop_run(struct loop *loop)
         if (loop->turn_fn != NULL && n > 0)
             loop->turn_fn(loop, clock_us() - t0_us, n);
     }
+    conn__flush_deferred(loop);
     io_uring_submit(&loop->ring);
     current_loop = prev;
     atomic_store(&loop->stop, false);

@@ -76,6 +76,7 @@ struct loop_stats {
     uint64_t bytes_in;                 /**< bytes received (all conns) */
     uint64_t bytes_out;                /**< bytes sent */
     uint64_t recv_arms;                /**< recv (or poll) SQEs submitted */
+    uint64_t sends;                    /**< send SQEs submitted */
     uint64_t recv_enobufs;             /**< multishot recv ended by -ENOBUFS (re-armed) */
     uint64_t backpressure_pauses;      /**< a conn stopped reading at the high watermark */
     uint64_t slow_closes;              /**< same as closed[CONN_CLOSE_SLOW] */

@@ -56,6 +56,12 @@ static inline uint64_t loop__ud(enum loop_op op, uint64_t payload)
 #define CONN_F_MULTISHOT      (1u << 9)  /* the armed recv is multishot */
 #define CONN_F_OPENED         (1u << 10) /* on_open ran (or a connect was attempted) */
 #define CONN_F_TRUNK          (1u << 11) /* trunk: out_cap_trunk, never paused (conn_set_trunk) */
+#define CONN_F_SEND_DEFERRED                                                                       \
+    (1u << 12) /* in loop->defer_ids: its send leaves at the turn's end                            \
+                */
+
+/* Trunks whose send waits for the end of the turn, at most (more: sent at once). */
+#define LOOP_DEFER_MAX 64
 
 /** Output chunk: bytes [off, len) of data[] are still to send. */
 struct conn_chunk {
@@ -153,9 +159,11 @@ struct loop {
     char *scratch; /* receive buffer for the poll fallback */
 
     struct conn *conns;
-    uint32_t slots_used; /* slots [0, slots_used) were handed out at least once */
-    uint32_t free_head;  /* slot + 1 */
-    uint32_t reap_head;  /* slot + 1 */
+    uint32_t slots_used;                /* slots [0, slots_used) were handed out at least once */
+    uint32_t free_head;                 /* slot + 1 */
+    uint32_t reap_head;                 /* slot + 1 */
+    uint32_t defer_ids[LOOP_DEFER_MAX]; /* trunks with a deferred send (ids: may be stale) */
+    unsigned defer_n;
 
     struct loop_src *src;
     uint32_t src_mask;
@@ -186,6 +194,9 @@ void conn__accepted(struct loop *loop, struct loop_listener *l, int fd);
 
 /** conn.c: handles a CQE of a conn op. */
 void conn__handle(struct loop *loop, enum loop_op op, const struct io_uring_cqe *cqe);
+
+/** conn.c: submits the sends deferred during the turn (before the ring is submitted). */
+void conn__flush_deferred(struct loop *loop);
 
 /** conn.c: frees the conns that are CLOSING with nothing in flight. */
 void conn__reap(struct loop *loop);

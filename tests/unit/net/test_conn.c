@@ -565,6 +565,62 @@ Test(conn, an_outbound_trunk_holds_more_than_a_client_and_keeps_reading)
     loop_free(loop);
 }
 
+static void trunk_burst(struct loop *loop, void *arg)
+{
+    (void)loop;
+    struct trunk_req *q = arg;
+    char msg[100];
+    q->queued = 0;
+    for (int i = 0; i < 100; i++) {
+        memset(msg, 'a' + i % 26, sizeof(msg));
+        struct iovec iov = {msg, sizeof(msg)};
+        ssize_t w = conn_send(q->c, &iov, 1);
+        if (w < 0) {
+            q->last = (int)w;
+            return;
+        }
+        q->queued += (size_t)w;
+    }
+}
+
+Test(conn, a_trunk_sends_what_one_turn_queued_in_one_send)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int port;
+    int lfd = plain_listener(8, &port);
+    struct out_result r = {0};
+    struct trunk_req q = {.port = port, .r = &r};
+    run_on(loop, trunk_connect, &q);
+    struct timeval tv = {WAIT_MS / 1000, 0};
+    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int fd = accept(lfd, NULL, NULL);
+    cr_assert_geq(fd, 0);
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[4];
+    cr_assert_eq(read_full(fd, buf, 4), 4, "on_open's ping");
+    uint64_t sends0 = stats_of(loop).sends;
+
+    run_on(loop, trunk_burst, &q); /* 100 messages in one turn */
+    cr_assert_eq(q.queued, 10000);
+    static char got[10000];
+    cr_assert_eq(read_full(fd, got, sizeof(got)), (ssize_t)sizeof(got));
+    for (int i = 0; i < 100; i++)
+        for (int k = 0; k < 100; k++)
+            cr_assert_eq(got[i * 100 + k], 'a' + i % 26, "message %d out of order", i);
+    cr_assert_eq(stats_of(loop).sends - sends0, 1, "the turn's 100 messages left in %llu sends",
+                 (unsigned long long)(stats_of(loop).sends - sends0));
+    close(fd);
+    close(lfd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
 static void make_trunk_on_data(struct conn *c, const char *p, size_t n)
 {
     (void)p;
