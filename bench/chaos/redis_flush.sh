@@ -9,9 +9,7 @@
 # shellcheck source=bench/chaos/lib.sh
 source "$(dirname "$0")/lib.sh"
 chaos_init redis_flush
-# Each new token takes a slot of the L1 cache (~8 KB of RSS the first time its pages are used):
-# the long form keeps them few (300 in 60 s) so that filling the cache does not pass for a leak.
-FRESH=$([ "${CHAOS_QUICK:-0}" = 1 ] && echo 0.1 || echo 0.005)
+FRESH=$(chaos_fresh) # few new tokens in the long form: see chaos_fresh
 
 fault() {
     chaos_at 0.5

@@ -11,9 +11,7 @@
 # shellcheck source=bench/chaos/lib.sh
 source "$(dirname "$0")/lib.sh"
 chaos_init redis_kill
-# Each new token takes a slot of the L1 cache (~8 KB of RSS the first time its pages are used):
-# the long form keeps them few (300 in 60 s) so that filling the cache does not pass for a leak.
-FRESH=$([ "${CHAOS_QUICK:-0}" = 1 ] && echo 0.1 || echo 0.005)
+FRESH=$(chaos_fresh) # few new tokens in the long form: see chaos_fresh
 REDIS_TROUBLE='^sipedge_redis_results_total\{result="(error|timeout|breaker_open)"'
 # The breaker's first pause 100 ms (default 1 s, doubling up to 5 s): Redis is used again soon
 # enough after its restart for the quick form (restart at 40 % of 2.5 s) to see it.
