@@ -468,119 +468,126 @@ Test(conn, connects_out_and_exchanges_bytes)
 
 /* ---- trunks: the UCM pool's connections carry every client's traffic ---- */
 
-struct trunk_req {
-    int port;
-    struct out_result *r;
-    struct conn *c;
-    size_t bytes;   /* to queue in this call, in 16 KiB sends */
-    size_t queued;  /* what was queued */
-    int last;       /* the last conn_send's return when it failed, else 0 */
-    size_t out_cap; /* conn_out_cap() seen */
-    size_t out_high;
+struct trunk {
+    struct loop *loop;
+    struct test_thread t;
+    int lfd, fd; /* our listener standing in for UCM, and its accepted end */
+    struct out_result r;
+    struct conn *c; /* the loop's outbound conn */
+    size_t out_cap, out_high;
+    /* trunk_send: `count` messages of `len` bytes ('a' + i % 26), stopping at a failure */
+    unsigned count;
+    size_t len;
+    size_t queued;
+    int last; /* the failing conn_send's return, else 0 */
 };
+
+/* Small client caps, larger trunk caps. */
+static void trunk_cfg(struct loop_cfg *cfg)
+{
+    loop_cfg_default(cfg);
+    cfg->max_conns = 16;
+    cfg->out_cap = 64 * 1024;
+    cfg->out_high = 16 * 1024;
+    cfg->out_low = 4 * 1024;
+    cfg->out_cap_trunk = 1024 * 1024;
+    cfg->out_high_trunk = 256 * 1024;
+}
 
 static void trunk_connect(struct loop *loop, void *arg)
 {
-    struct trunk_req *q = arg;
-    struct sockaddr_in a = loopback4(q->port);
-    cr_assert_eq(loop_connect(loop, (struct sockaddr *)&a, sizeof(a), 2000, &out_ops, q->r, &q->c),
+    struct trunk *k = arg;
+    int port = k->fd; /* the port, before the accept */
+    struct sockaddr_in a = loopback4(port);
+    cr_assert_eq(loop_connect(loop, (struct sockaddr *)&a, sizeof(a), 2000, &out_ops, &k->r, &k->c),
                  0);
-    q->out_cap = conn_out_cap(q->c);
-    q->out_high = conn_out_high(q->c);
+    k->out_cap = conn_out_cap(k->c);
+    k->out_high = conn_out_high(k->c);
 }
 
-static void trunk_fill(struct loop *loop, void *arg)
+/* A loop with `cfg`, connected out to a listener of ours that reads only when told. */
+static void trunk_open(struct trunk *k, const struct loop_cfg *cfg)
+{
+    memset(k, 0, sizeof(*k));
+    k->loop = loop_new(cfg);
+    cr_assert_not_null(k->loop);
+    test_thread_start(&k->t, k->loop);
+    int port;
+    k->lfd = plain_listener(8, &port);
+    int small = 4096;
+    setsockopt(k->lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
+    k->fd = port;
+    run_on(k->loop, trunk_connect, k);
+    struct timeval tv = {WAIT_MS / 1000, 0};
+    setsockopt(k->lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    k->fd = accept(k->lfd, NULL, NULL);
+    cr_assert_geq(k->fd, 0);
+    setsockopt(k->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char ping[4];
+    cr_assert_eq(read_full(k->fd, ping, 4), 4, "on_open's ping");
+}
+
+static void trunk_close(struct trunk *k)
+{
+    close(k->fd);
+    close(k->lfd);
+    cr_assert_eq(test_thread_stop(&k->t), 0);
+    loop_free(k->loop);
+}
+
+static void trunk_send(struct loop *loop, void *arg)
 {
     (void)loop;
-    struct trunk_req *q = arg;
-    static char chunk[16384];
-    struct iovec iov = {chunk, sizeof(chunk)};
-    q->queued = 0;
-    q->last = 0;
-    while (q->queued < q->bytes) {
-        ssize_t w = conn_send(q->c, &iov, 1);
+    struct trunk *k = arg;
+    static char msg[16384];
+    k->queued = 0;
+    k->last = 0;
+    for (unsigned i = 0; i < k->count; i++) {
+        memset(msg, 'a' + (int)(i % 26), k->len);
+        struct iovec iov = {msg, k->len};
+        ssize_t w = conn_send(k->c, &iov, 1);
         if (w < 0) {
-            q->last = (int)w;
+            k->last = (int)w;
             return;
         }
-        q->queued += (size_t)w;
+        k->queued += (size_t)w;
     }
 }
 
 Test(conn, an_outbound_trunk_holds_more_than_a_client_and_keeps_reading)
 {
     struct loop_cfg cfg;
-    loop_cfg_default(&cfg);
-    cfg.max_conns = 16;
-    cfg.out_cap = 64 * 1024; /* a client's */
-    cfg.out_high = 16 * 1024;
-    cfg.out_low = 4 * 1024;
-    cfg.out_cap_trunk = 1024 * 1024;
-    cfg.out_high_trunk = 256 * 1024;
+    trunk_cfg(&cfg);
     cfg.sndbuf = 16 * 1024;
-    struct loop *loop = loop_new(&cfg);
-    cr_assert_not_null(loop);
-    struct test_thread t;
-    test_thread_start(&t, loop);
-    int port;
-    int lfd = plain_listener(8, &port);
-    int small = 4096;
-    setsockopt(lfd, SOL_SOCKET, SO_RCVBUF, &small, sizeof(small));
-    struct out_result r = {0};
-    struct trunk_req q = {.port = port, .r = &r};
-    run_on(loop, trunk_connect, &q);
-    cr_assert_eq(q.out_cap, 1024 * 1024, "an outbound conn is a trunk");
-    cr_assert_eq(q.out_high, 256 * 1024);
-    struct timeval tv = {WAIT_MS / 1000, 0};
-    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int fd = accept(lfd, NULL, NULL);
-    cr_assert_geq(fd, 0);
-    cr_assert(flag_set(&r.opened));
+    static struct trunk k;
+    trunk_open(&k, &cfg);
+    cr_assert_eq(k.out_cap, 1024 * 1024, "an outbound conn is a trunk");
+    cr_assert_eq(k.out_high, 256 * 1024);
 
     /* UCM does not read for a while: 512 KiB queued at once, eight times a client's cap */
-    q.bytes = 512 * 1024;
-    run_on(loop, trunk_fill, &q);
-    cr_assert_eq(q.last, 0, "refused at %zu bytes: %d", q.queued, q.last);
-    cr_assert_eq(q.queued, 512 * 1024);
-    struct loop_stats s = stats_of(loop);
+    k.count = 32;
+    k.len = 16384;
+    run_on(k.loop, trunk_send, &k);
+    cr_assert_eq(k.last, 0, "refused at %zu bytes: %d", k.queued, k.last);
+    cr_assert_eq(k.queued, 512 * 1024);
+    struct loop_stats s = stats_of(k.loop);
     cr_assert_eq(s.backpressure_pauses, 0, "a trunk is never paused");
     cr_assert_eq(s.slow_closes, 0);
 
     /* its answers still come in while our queue to it is high */
-    cr_assert(write_full(fd, "pong", 4));
-    for (int i = 0; i < WAIT_MS / 5 && atomic_load(&r.ngot) < 4; i++)
+    cr_assert(write_full(k.fd, "pong", 4));
+    for (int i = 0; i < WAIT_MS / 5 && atomic_load(&k.r.ngot) < 4; i++)
         usleep(5000);
-    cr_assert_eq(atomic_load(&r.ngot), 4, "the trunk stopped reading its peer");
-    cr_assert_arr_eq(r.got, "pong", 4);
+    cr_assert_eq(atomic_load(&k.r.ngot), 4, "the trunk stopped reading its peer");
+    cr_assert_arr_eq(k.r.got, "pong", 4);
 
     /* past the trunk's own cap it is cut like any conn (net/upstream refuses before that) */
-    q.bytes = 2 * 1024 * 1024;
-    run_on(loop, trunk_fill, &q);
-    cr_assert_eq(q.last, -ENOBUFS);
-    cr_assert(flag_set(&r.closed));
-    cr_assert_eq(atomic_load(&r.reason), CONN_CLOSE_SLOW);
-    close(fd);
-    close(lfd);
-    cr_assert_eq(test_thread_stop(&t), 0);
-    loop_free(loop);
-}
-
-static void trunk_burst(struct loop *loop, void *arg)
-{
-    (void)loop;
-    struct trunk_req *q = arg;
-    char msg[100];
-    q->queued = 0;
-    for (int i = 0; i < 100; i++) {
-        memset(msg, 'a' + i % 26, sizeof(msg));
-        struct iovec iov = {msg, sizeof(msg)};
-        ssize_t w = conn_send(q->c, &iov, 1);
-        if (w < 0) {
-            q->last = (int)w;
-            return;
-        }
-        q->queued += (size_t)w;
-    }
+    k.count = 128;
+    run_on(k.loop, trunk_send, &k);
+    cr_assert_eq(k.last, -ENOBUFS);
+    cr_assert(flag_set(&k.r.closed));
+    cr_assert_eq(atomic_load(&k.r.reason), CONN_CLOSE_SLOW);
+    trunk_close(&k);
 }
 
 Test(conn, a_trunk_sends_what_one_turn_queued_in_one_send)
@@ -588,37 +595,22 @@ Test(conn, a_trunk_sends_what_one_turn_queued_in_one_send)
     struct loop_cfg cfg;
     loop_cfg_default(&cfg);
     cfg.max_conns = 16;
-    struct loop *loop = loop_new(&cfg);
-    cr_assert_not_null(loop);
-    struct test_thread t;
-    test_thread_start(&t, loop);
-    int port;
-    int lfd = plain_listener(8, &port);
-    struct out_result r = {0};
-    struct trunk_req q = {.port = port, .r = &r};
-    run_on(loop, trunk_connect, &q);
-    struct timeval tv = {WAIT_MS / 1000, 0};
-    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int fd = accept(lfd, NULL, NULL);
-    cr_assert_geq(fd, 0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    char buf[4];
-    cr_assert_eq(read_full(fd, buf, 4), 4, "on_open's ping");
-    uint64_t sends0 = stats_of(loop).sends;
+    static struct trunk k;
+    trunk_open(&k, &cfg);
+    uint64_t sends0 = stats_of(k.loop).sends;
 
-    run_on(loop, trunk_burst, &q); /* 100 messages in one turn */
-    cr_assert_eq(q.queued, 10000);
+    k.count = 100; /* in one turn */
+    k.len = 100;
+    run_on(k.loop, trunk_send, &k);
+    cr_assert_eq(k.queued, 10000);
     static char got[10000];
-    cr_assert_eq(read_full(fd, got, sizeof(got)), (ssize_t)sizeof(got));
+    cr_assert_eq(read_full(k.fd, got, sizeof(got)), (ssize_t)sizeof(got));
     for (int i = 0; i < 100; i++)
-        for (int k = 0; k < 100; k++)
-            cr_assert_eq(got[i * 100 + k], 'a' + i % 26, "message %d out of order", i);
-    cr_assert_eq(stats_of(loop).sends - sends0, 1, "the turn's 100 messages left in %llu sends",
-                 (unsigned long long)(stats_of(loop).sends - sends0));
-    close(fd);
-    close(lfd);
-    cr_assert_eq(test_thread_stop(&t), 0);
-    loop_free(loop);
+        for (int j = 0; j < 100; j++)
+            cr_assert_eq(got[i * 100 + j], 'a' + i % 26, "message %d out of order", i);
+    uint64_t sends = stats_of(k.loop).sends - sends0;
+    cr_assert_eq(sends, 1, "the turn's 100 messages left in %llu sends", (unsigned long long)sends);
+    trunk_close(&k);
 }
 
 static void make_trunk_on_data(struct conn *c, const char *p, size_t n)
@@ -639,13 +631,7 @@ static const struct conn_ops make_trunk_ops = {.on_data = make_trunk_on_data};
 Test(conn, an_accepted_conn_made_a_trunk_gets_the_trunk_caps)
 {
     struct loop_cfg cfg;
-    loop_cfg_default(&cfg);
-    cfg.max_conns = 16;
-    cfg.out_cap = 64 * 1024;
-    cfg.out_high = 16 * 1024;
-    cfg.out_low = 4 * 1024;
-    cfg.out_cap_trunk = 1024 * 1024;
-    cfg.out_high_trunk = 256 * 1024;
+    trunk_cfg(&cfg);
     struct loop *loop = loop_new(&cfg);
     struct sockaddr_in a = loopback4(0);
     int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &make_trunk_ops, NULL);
