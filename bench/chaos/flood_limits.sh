@@ -12,9 +12,11 @@
 # Invariants: every message over a limit closed by the edge (none left open 5 s), never a 2xx
 # to one, every answer a 4xx/5xx; the edge closed connections for the per-IP limit
 # (sipedge_connections_closed_total{reason="limit"}) and never held more than the limit from
-# 127.0.0.9 (its open fds <= the baseline + CONNS + 2 workers x limit + 32 at every sample: the
-# slack is connections caught between accept and close, and the one over a message limit, which
-# an ASan build holds longer: 15 over at most seen); every
+# 127.0.0.9 (its open fds <= the baseline + CONNS + 2 workers x limit + 64 at every sample: the
+# slack is connections caught between accept and close — the flood closes its side and opens
+# the next at once, the edge closes its own when it has read the end — and the one over a
+# message limit, which an ASan build holds longer: 15 over at most seen alone, 37 in a CI run
+# beside other tests); every
 # well-behaved REGISTER answered 200; the common ones. Figures: p99 without/during, answers by
 # kind:status, limit closes.
 # shellcheck disable=SC2317 # flood() runs through flood_run
@@ -58,7 +60,7 @@ wrong=$(jq -r '.status // {} | to_entries | map(select(.key | test(":(none|[45][
 [ -z "$wrong" ] || chaos_fail "answers to messages over a limit: $wrong"
 [ "$bad" -ge "$sent" ] || chaos_fail "the edge counted $bad garbage/unframeable closes for $sent bad messages"
 [ "$limit" -gt 0 ] || chaos_fail "no connection closed for the per-IP limit"
-fd_bound=$((BASE_FDS + CONNS + 2 * PER_IP + 32))
+fd_bound=$((BASE_FDS + CONNS + 2 * PER_IP + 64))
 [ "$PEAK_FDS" -le "$fd_bound" ] ||
     chaos_fail "the edge held $PEAK_FDS fds > $fd_bound (per-IP limit $PER_IP per worker)"
 chaos_fig "bad_msgs=$sent"
