@@ -108,6 +108,7 @@ struct auth_counters {
     uint64_t throttled;  /* L1 misses refused by the source budget (AUTH_THROTTLED) */
     uint64_t overloaded; /* L1 misses refused by the worker budget (AUTH_OVERLOADED) */
     uint64_t l1_bytes;   /* gauge: L1 token copy bytes */
+    uint64_t l1_entries; /* gauge: L1 entries held (positive and negative) */
     uint64_t l1_swept;   /* expired L1 entries dropped by the periodic sweep */
     uint64_t trims;      /* malloc_trim() calls after the sweep freed memory */
     uint64_t ok;

@@ -9,7 +9,9 @@
 # Environment: BIN (build dir with sipedge, sipedge-bench, sipedge-ucmsim, sipedge-token; default
 # build/rel, which must be built: cmake -S . -B build/rel -DCMAKE_BUILD_TYPE=Release && cmake
 # --build build/rel -j2), CHAOS_RATE / CHAOS_CONNS / CHAOS_DURATION (override the load),
-# CHAOS_SCENARIO_TIMEOUT (seconds one scenario may take; default 60 quick, 240 long).
+# CHAOS_SCENARIO_TIMEOUT (seconds one scenario may take; default 60 quick, 240 long, or what the
+# scenario's "# chaos-timeout: QUICK LONG" line says), CHAOS_EXCLUDE (names left out of the
+# default list, e.g. "soak": the 30-minute soak is in it).
 # A scenario's full log: $BIN/e2e/chaos-<name>.log; its processes' logs: $BIN/e2e/chaos-<name>/.
 set -euo pipefail
 
@@ -34,7 +36,10 @@ scenarios=("$@")
 if [ ${#scenarios[@]} -eq 0 ]; then
     for f in "$SRC"/bench/chaos/*.sh; do
         n=$(basename "$f" .sh)
-        case "$n" in lib | *_lib) ;; *) scenarios+=("$n") ;; esac
+        case "$n" in lib | *_lib) ;; *)
+            case " ${CHAOS_EXCLUDE:-} " in *" $n "*) ;; *) scenarios+=("$n") ;; esac
+            ;;
+        esac
     done
 fi
 for n in "${scenarios[@]}"; do
@@ -61,7 +66,14 @@ for n in "${scenarios[@]}"; do
     rm -f "$result"
     t0=$(date +%s)
     rc=0
-    CHAOS_RESULT=$result timeout -k 10 "$limit" bash "$SRC/bench/chaos/$n.sh" >"$log" 2>&1 || rc=$?
+    # a scenario may say how long it takes: "# chaos-timeout: QUICK LONG" (seconds)
+    lim=$limit
+    own=$(sed -n 's/^# chaos-timeout: //p' "$SRC/bench/chaos/$n.sh")
+    if [ -n "$own" ] && [ -z "${CHAOS_SCENARIO_TIMEOUT:-}" ]; then
+        read -r q l <<<"$own"
+        lim=$([ "$CHAOS_QUICK" = 1 ] && echo "$q" || echo "$l")
+    fi
+    CHAOS_RESULT=$result timeout -k 10 "$lim" bash "$SRC/bench/chaos/$n.sh" >"$log" 2>&1 || rc=$?
     secs=$(($(date +%s) - t0))
     line=$(cat "$result" 2>/dev/null || true)
     if [ "$rc" -eq 0 ] && [ "${line%% *}" = PASS ]; then
@@ -69,7 +81,7 @@ for n in "${scenarios[@]}"; do
     else
         failed=$((failed + 1))
         [ "${line%% *}" = FAIL ] ||
-            line="FAIL -- exit $rc$([ "$rc" != 124 ] || echo " (over ${limit} s)"), no result (log: $log)"
+            line="FAIL -- exit $rc$([ "$rc" != 124 ] || echo " (over ${lim} s)"), no result (log: $log)"
     fi
     printf '%-16s %s (%ds)\n' "$n" "$line" "$secs"
 done

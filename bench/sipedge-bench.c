@@ -65,6 +65,7 @@ struct bench_opts {
     const char *hs_secret; /* HS256 secret file (raw bytes, as sipedge-token reads it) */
     enum bench_mode mode;
     double rate, fresh, duration_s, hold_s, setup_timeout_s;
+    double churn_pct; /* --churn: % of the connections closed and opened again per minute */
     unsigned keepalive_ms, ping_ms; /* --idle: CRLFCRLF / OPTIONS per connection this often */
     unsigned conns, users, concurrency, threads, storm, idle, setup_concurrency;
     uint64_t max_requests, fresh_pool;
@@ -104,6 +105,7 @@ struct stats {
     uint64_t call_ringing, uas_invite, uas_ack, uas_bye, uas_notify, uas_other;
     uint64_t sent, ok, done;
     uint64_t setup_ok, handshakes, resumed;
+    uint64_t churned; /* --churn: registered connections closed by us to be opened again */
     uint64_t errors[ERR_COUNT];
     uint64_t setup_errors[ERR_COUNT];
     uint64_t status[BENCH_STATUS_CODES];
@@ -211,6 +213,9 @@ struct gthread {
     uint64_t t_end_us;
     /* storm */
     uint64_t storm_started, storm_finished;
+    /* --churn: connections owed (fractional) and when that was last brought up to date */
+    double churn_due;
+    uint64_t churn_last_us;
     /* idle: keep-alives and pings issued so far (to ready clients or skipped), next client */
     uint64_t ka_issued, ping_issued;
     unsigned ka_next, ping_next;
@@ -1267,6 +1272,27 @@ static void thread_schedule(struct gthread *t)
     }
 }
 
+/* --churn: closes registered idle connections at the asked rate (a client that goes away);
+ * each one is opened again (TCP, TLS, 407, REGISTER with its token) by the retry timer. Their
+ * failures count as measured errors, like any request's. */
+static void churn_step(struct gthread *t)
+{
+    uint64_t now = now_us();
+    if (t->churn_last_us == 0)
+        t->churn_last_us = now;
+    t->churn_due += (double)(now - t->churn_last_us) / 60e6 * t->b->o.churn_pct / 100.0 * t->ncl;
+    t->churn_last_us = now;
+    while (t->churn_due >= 1.0 && !t->done_reported) {
+        struct client *cl = ready_pop(t);
+        if (cl == NULL)
+            break; /* none idle now: owed for the next tick */
+        t->churn_due -= 1.0;
+        t->st.churned++;
+        cl->st = CS_CLOSING; /* ours: not counted as a lost connection */
+        conn_close(cl->conn, CONN_CLOSE_LOCAL);
+    }
+}
+
 static void tick_cb(struct loop *loop, struct loop_timer *timer)
 {
     struct gthread *t = (struct gthread *)((char *)timer - offsetof(struct gthread, tick));
@@ -1280,9 +1306,11 @@ static void tick_cb(struct loop *loop, struct loop_timer *timer)
             thread_begin_measure(t);
     }
     if (t->measuring) {
-        if (t->b->o.mode == MODE_RATE)
+        if (t->b->o.mode == MODE_RATE) {
             thread_schedule(t);
-        else if (t->b->o.mode == MODE_STORM)
+            if (t->b->o.churn_pct > 0)
+                churn_step(t);
+        } else if (t->b->o.mode == MODE_STORM)
             storm_next(t);
         else if (t->b->o.mode == MODE_IDLE && !t->done_reported) {
             idle_send_due(t, t->b->o.keepalive_ms, &t->ka_issued, &t->ka_next, false);
@@ -1341,6 +1369,7 @@ static void merge_stats(struct stats *d, const struct stats *s)
     d->done += s->done;
     d->setup_ok += s->setup_ok;
     d->handshakes += s->handshakes;
+    d->churned += s->churned;
     d->resumed += s->resumed;
     d->fresh_used += s->fresh_used;
     d->fresh_wrapped += s->fresh_wrapped;
@@ -1486,6 +1515,9 @@ static void report(const struct bench *b, const struct result *r)
         print_hist_human("connect->registered", &s->setup);
         if (s->handshakes)
             printf("  handshakes: %" PRIu64 " (%" PRIu64 " resumed)\n", s->handshakes, s->resumed);
+        if (s->churned)
+            printf("  churn: %" PRIu64 " registered connections closed and opened again\n",
+                   s->churned);
         printf("  generator CPU: %.1f µs per unit (%.0f ms total)\n", r->gen_cpu_us * per,
                r->gen_cpu_us / 1e3);
         if (r->e1.ok)
@@ -1526,9 +1558,9 @@ static void report(const struct bench *b, const struct result *r)
             "\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
             ",\"window_s\":%.4f,\"throughput\":%.1f,\"setup_ok\":%" PRIu64
             ",\"setup_s\":%.3f,\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64
-            ",\"fresh_used\":%" PRIu64 ",\"fresh_reused\":%" PRIu64 ",",
+            ",\"fresh_used\":%" PRIu64 ",\"fresh_reused\":%" PRIu64 ",\"churned\":%" PRIu64 ",",
             s->sent, s->done, s->ok, nerr, r->window_s, tput, s->setup_ok, r->setup_s,
-            s->handshakes, s->resumed, s->fresh_used, s->fresh_wrapped);
+            s->handshakes, s->resumed, s->fresh_used, s->fresh_wrapped, s->churned);
     fprintf(f,
             "\"keepalives\":{\"sent\":%" PRIu64 ",\"pongs\":%" PRIu64 ",\"ping_sent\":%" PRIu64
             ",\"ping_ok\":%" PRIu64 "},",
@@ -1591,6 +1623,7 @@ static void usage(void)
         "usage: sipedge-bench --port P --ca CA.pem --key JWT_PRIV.pem [--kid K] MODE [options]\n"
         "       (or --hs256-secret FILE instead of --key: HS256 tokens)\n"
         "  modes: --rate R [--conns C]      open loop, R REGISTER/s on C connections\n"
+        "           [--churn PCT]           ... PCT %% of the connections replaced a minute\n"
         "         --concurrency N           closed loop, N connections each one in flight\n"
         "         --storm N [--resume]      N new TLS connections + first REGISTER, then close\n"
         "         --idle N --hold S         N registered connections held S seconds\n"
@@ -1651,6 +1684,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         O_FRESH,
         O_POOL,
         O_LIFE,
+        O_CHURN,
         O_DUR,
         O_MAXREQ,
         O_TIMEOUT,
@@ -1691,6 +1725,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         {"fresh-tokens", 1, 0, O_FRESH},
         {"fresh-pool", 1, 0, O_POOL},
         {"lifetime", 1, 0, O_LIFE},
+        {"churn", 1, 0, O_CHURN},
         {"duration", 1, 0, O_DUR},
         {"max-requests", 1, 0, O_MAXREQ},
         {"timeout-ms", 1, 0, O_TIMEOUT},
@@ -1795,6 +1830,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             break;
         case O_POOL:
             o->fresh_pool = (uint64_t)parse_num(optarg, "--fresh-pool", 1, 1e7);
+            break;
+        case O_CHURN:
+            o->churn_pct = parse_num(optarg, "--churn", 0, 100);
             break;
         case O_LIFE:
             o->lifetime_s = (unsigned)parse_num(optarg, "--lifetime", 60, 1e8);
@@ -1906,6 +1944,10 @@ int main(int argc, char **argv)
         break;
     default:
         usage();
+        return 2;
+    }
+    if (o->churn_pct > 0 && o->mode != MODE_RATE) {
+        fprintf(stderr, "sipedge-bench: --churn needs --rate\n");
         return 2;
     }
     if (o->threads > o->conns)

@@ -303,6 +303,11 @@ enum metrics_type {
       "Bytes of valid-token copies held by the L1 caches (bounded by auth.cache.l1_max_bytes "     \
       "per worker).",                                                                              \
       NONE, NONE, NONE)                                                                            \
+    X(AUTH_L1_ENTRIES, "sipedge_auth_l1_entries", METRICS_GAUGE,                                   \
+      "Entries held by the L1 caches, valid and refused tokens (bounded by "                       \
+      "auth.cache.l1_capacity "                                                                    \
+      "per worker).",                                                                              \
+      NONE, NONE, NONE)                                                                            \
     X(REDIS_RESULTS, "sipedge_redis_results_total", METRICS_COUNTER,                               \
       "Shared token cache operations by result.", REDIS_RESULT, NONE, NONE)                        \
     X(TLS_HANDSHAKES, "sipedge_tls_handshakes_total", METRICS_COUNTER,                             \

@@ -676,7 +676,9 @@ void worker_schedule(struct worker *w)
     if (w->auth != NULL) {
         int64_t wall = auth_now_ms();
         int64_t a = auth_worker_tick(w->auth, wall);
-        metrics_gauge_set(w->shard, auth_worker_counters(w->auth)->l1_bytes, METRIC_AUTH_L1_BYTES);
+        const struct auth_counters *ac = auth_worker_counters(w->auth);
+        metrics_gauge_set(w->shard, ac->l1_bytes, METRIC_AUTH_L1_BYTES);
+        metrics_gauge_set(w->shard, ac->l1_entries, METRIC_AUTH_L1_ENTRIES);
         if (a != INT64_MAX) {
             int64_t mono = (int64_t)now + (a > wall ? a - wall : 0);
             if (mono < next)

@@ -55,6 +55,9 @@ check "register_duration observed the REGISTER" \
     test "$(m '^sipedge_register_duration_seconds_count')" -ge 1
 check "upstream_duration observed UCM's answer" \
     test "$(m '^sipedge_upstream_duration_seconds_count')" -ge 1
+for _ in $(seq 1 20); do [ "$(m '^sipedge_auth_l1_entries')" -ge 1 ] && break; sleep 0.1; done
+check "the L1 entries gauge counts the verified tokens ($(m '^sipedge_auth_l1_entries'))" \
+    test "$(m '^sipedge_auth_l1_entries')" -ge 1
 kill -HUP "$EDGE_PID"
 for _ in $(seq 1 50); do grep -q 'event=reload_done' "$T/edge.log" && break; sleep 0.1; done
 raw_register "$a" "$user" "$alice" 99
