@@ -676,9 +676,7 @@ void worker_schedule(struct worker *w)
     if (w->auth != NULL) {
         int64_t wall = auth_now_ms();
         int64_t a = auth_worker_tick(w->auth, wall);
-        const struct auth_counters *ac = auth_worker_counters(w->auth);
-        metrics_gauge_set(w->shard, ac->l1_bytes, METRIC_AUTH_L1_BYTES);
-        metrics_gauge_set(w->shard, ac->l1_entries, METRIC_AUTH_L1_ENTRIES);
+        metrics_gauge_set(w->shard, auth_worker_counters(w->auth)->l1_bytes, METRIC_AUTH_L1_BYTES);
         if (a != INT64_MAX) {
             int64_t mono = (int64_t)now + (a > wall ? a - wall : 0);
             if (mono < next)
@@ -762,7 +760,7 @@ static void auth_log(void *ctx, const char *event, const char *digest8)
  * connection of the worker waits that long at worst: a reconnect storm's handshakes show here).
  * Also adds the connections the loop closed at accept for listen.limits.max_conns_per_ip or
  * max_conns_per_worker (net/ counts them; they never reach the worker) to
- * sipedge_connections_closed_total{reason="limit"}. */
+ * sipedge_connections_closed_total{reason="limit"}, and keeps the L1 gauges current. */
 static void worker_turn(struct loop *loop, uint64_t busy_us, unsigned cqes)
 {
     (void)cqes;
@@ -776,6 +774,11 @@ static void worker_turn(struct loop *loop, uint64_t busy_us, unsigned cqes)
         metrics_add(w->shard, rejects - w->cap_rejects_seen, METRIC_CONNECTIONS_CLOSED,
                     METRICS_CLOSE_LIMIT);
         w->cap_rejects_seen = rejects;
+    }
+    if (w->auth != NULL) {
+        const struct auth_counters *ac = auth_worker_counters(w->auth);
+        metrics_gauge_set(w->shard, ac->l1_bytes, METRIC_AUTH_L1_BYTES);
+        metrics_gauge_set(w->shard, ac->l1_entries, METRIC_AUTH_L1_ENTRIES);
     }
 }
 
