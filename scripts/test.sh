@@ -2,7 +2,7 @@
 # SPDX-License-Identifier: MIT
 # The whole test suite: installs dependencies, checks formatting, builds under ASan+UBSan, runs
 # every ctest test (unit and end-to-end, real redis-server/TLS/processes), then a short libFuzzer
-# smoke run per fuzz target. FUZZ_SECONDS (default 20 in CI, 10 elsewhere; 0 skips) bounds each.
+# smoke run per fuzz target. FUZZ_SECONDS (default 15 in CI, 10 elsewhere; 0 skips) bounds each.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -29,7 +29,7 @@ cmake --build build/asan -j"$jobs"
 echo "== ctest"
 ctest --test-dir build/asan --output-on-failure -j"$jobs" --timeout 600
 
-if [ -n "${CI:-}" ]; then def=20; else def=10; fi
+if [ -n "${CI:-}" ]; then def=15; else def=10; fi
 secs=${FUZZ_SECONDS:-$def}
 if [ "$secs" != 0 ]; then
   echo "== fuzz smoke (${secs}s per target)"

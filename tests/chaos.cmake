@@ -3,7 +3,7 @@
 # --quick` runs every fault and flood scenario of bench/chaos/ against this build (under ASan in
 # CI: a sanitizer report from the edge fails its scenario). About 150 s on 2 cores; one at a
 # time with the e2e tests (it loads the machine and picks ports at random). The soak's short form
-# (1,000 clients re-registering every 20 s with churn, 100 s) is a test of its own: chaos/soak.
+# (1,000 clients re-registering every 20 s with churn, 80 s) is a test of its own: chaos/soak.
 if(TARGET sipedge-bench AND TARGET sipedge AND TARGET sipedge-ucmsim AND TARGET sipedge-token)
   set(CHAOS_ENV "BIN=${PROJECT_BINARY_DIR};ASAN_OPTIONS=halt_on_error=1:detect_leaks=1;UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1")
   add_test(NAME chaos/quick COMMAND bash ${PROJECT_SOURCE_DIR}/bench/chaos.sh --quick)

@@ -5,8 +5,8 @@
 # REGISTER/s on that many connections: each connection in turn), and SOAK_CHURN % of the
 # connections a minute are closed by their client and opened again (TCP, TLS, 407, REGISTER),
 # for DURATION seconds. Long form: 10,000 clients, 120 s, 1 %/min, 30 minutes (the issue's); quick
-# form (CI, under ASan): 1,000 clients, 20 s, 30 %/min, 100 s, so that every client re-registers
-# five times and a connection is replaced every 0.2 s.
+# form (CI, under ASan): 1,000 clients, 20 s, 30 %/min, 80 s, so that every client re-registers
+# four times and a connection is replaced every 0.2 s.
 # Every SOAK_SAMPLE_S seconds the edge's VmRSS, open fds and table gauges (client connections,
 # open transactions (REGISTER and call tables), L1 entries and token bytes, upstream connections) go to
 # $T/soak.csv (plot: $T/soak.svg when gnuplot is installed; bench/chaos/soak.gp).
@@ -30,7 +30,7 @@ chaos_init soak
 
 if [ "$CHAOS_QUICK" = 1 ]; then
     CLIENTS=${SOAK_CLIENTS:-1000} PERIOD_S=${SOAK_PERIOD_S:-20} CHURN=${SOAK_CHURN:-30}
-    DURATION=${CHAOS_DURATION:-100} WARMUP=${CHAOS_WARMUP:-25} SAMPLE_S=${SOAK_SAMPLE_S:-2}
+    DURATION=${CHAOS_DURATION:-80} WARMUP=${CHAOS_WARMUP:-20} SAMPLE_S=${SOAK_SAMPLE_S:-2}
 else
     CLIENTS=${SOAK_CLIENTS:-10000} PERIOD_S=${SOAK_PERIOD_S:-120} CHURN=${SOAK_CHURN:-1}
     DURATION=${CHAOS_DURATION:-1800} WARMUP=${CHAOS_WARMUP:-60} SAMPLE_S=${SOAK_SAMPLE_S:-10}
