@@ -14,9 +14,12 @@
 # back at the baseline once the clients left; exit 0 on SIGTERM; no sanitizer report): over the
 # samples after the first fifth of the run (set-up and first cycle), split into two halves,
 # - RSS flat: the second half's peak at most the first half's + max(1 MiB, 2 %); the second
-#   half's least-squares slope is a figure;
+#   half's least-squares slope times its length at most that slack too (a trend that would add
+#   more than the slack within the half fails, even hidden in the samples' noise; checked when
+#   the half spans 2 minutes or more: over the quick form's 30 s it would measure noise);
 # - no fd leak: fds never above the baseline + clients + 64, and the second half's peak at most
-#   the first half's + 8;
+#   the first half's + 8; fds less client connections constant (max - min <= 16: connections in
+#   mid-handshake) over the samples, so no fd is kept per churned connection;
 # - no table growth: client connections never above the clients + 16; open transactions never
 #   above the clients; L1 entries never above workers x 2 x clients (every client keeps its token,
 #   but the rehearsal's generator minted its own, and a client that comes back may land on the
@@ -78,7 +81,8 @@ soak_eval() {
       if ($5 > txn_peak) txn_peak = $5; if ($2 > rss_peak) rss_peak = $2
       if ($6 > l1_peak) l1_peak = $6
       if (n_all == 1) rss_first = $2; rss_last = $2 }
-    $1 >= from { n++; t[n] = $1; rss[n] = $2; fds[n] = $3; l1e[n] = $6; l1b[n] = $7 }
+    $1 >= from { n++; t[n] = $1; rss[n] = $2; fds[n] = $3; l1e[n] = $6; l1b[n] = $7
+                 d = $3 - $4; if (n == 1 || d < dmin) dmin = d; if (n == 1 || d > dmax) dmax = d }
     END {
         if (n < 6) { print "fail: only " n " samples after the first fifth"; exit }
         h = int(n / 2)
@@ -94,15 +98,20 @@ soak_eval() {
         slack = ra * 0.02 > 1024 ? ra * 0.02 : 1024
         if (rb > ra + slack)
             printf "fail: RSS grew: second half peak %d KiB > first half peak %d + %d\n", rb, ra, slack
+        span = m > 1 ? (t[n] - t[h + 1]) / 60 : 0
+        if (span >= 2 && slope * span > slack)
+            printf "fail: RSS trend: %.1f KiB/min over the second half (%.1f min) adds > %d KiB\n", slope, span, slack
+        if (dmax - dmin > 16)
+            printf "fail: fds less client connections went %d..%d (an fd kept per connection?)\n", dmin, dmax
         if (fb > fa + 8) printf "fail: fds grew: second half peak %d > first half peak %d + 8\n", fb, fa
         if (fd_peak > base_fds + clients + 64)
             printf "fail: %d fds open > baseline %d + %d clients + 64\n", fd_peak, base_fds, clients
         if (conn_peak > clients + 16) printf "fail: %d client connections > %d + 16\n", conn_peak, clients
         if (txn_peak > clients) printf "fail: %d open transactions > %d clients\n", txn_peak, clients
         if (l1_peak > l1_max) printf "fail: %d L1 entries > %d (workers x 2 x clients)\n", l1_peak, l1_max
-        printf "figs samples=%d rss_first/last/peak=%.1f/%.1f/%.1fMiB rss_half_peaks=%.1f/%.1fMiB slope=%.1fKiB/min fds_peak=%d conns_peak=%d txn_peak=%d l1_entries_half_peaks=%d/%d l1_bytes_half_peaks=%d/%d\n",
+        printf "figs samples=%d rss_first/last/peak=%.1f/%.1f/%.1fMiB rss_half_peaks=%.1f/%.1fMiB slope=%.1fKiB/min fds_peak=%d fds-conns=%d..%d conns_peak=%d txn_peak=%d l1_entries_half_peaks=%d/%d l1_bytes_half_peaks=%d/%d\n",
             n_all, rss_first / 1024, rss_last / 1024, rss_peak / 1024, ra / 1024, rb / 1024, slope,
-            fd_peak, conn_peak, txn_peak, ea, eb, ba, bb
+            fd_peak, dmin, dmax, conn_peak, txn_peak, ea, eb, ba, bb
     }' "$T/soak.csv"
 }
 
