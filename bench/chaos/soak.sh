@@ -12,7 +12,8 @@
 # $T/soak.csv (plot: $T/soak.svg when gnuplot is installed; bench/chaos/soak.gp).
 # Invariants, besides the common ones (one final response each, all 200, none lost; RSS and fds
 # back at the baseline once the clients left; exit 0 on SIGTERM; no sanitizer report): over the
-# samples after the first fifth of the run (set-up and first cycle), split into two halves,
+# samples after the first fifth of the run (set-up and first cycle) and before its end (the
+# generator's clients leaving), split into two halves,
 # - RSS flat: the second half's peak at most the first half's + max(1 MiB, 2 %); the second
 #   half's least-squares slope times its length at most that slack too (a trend that would add
 #   more than the slack within the half fails, even hidden in the samples' noise; checked when
@@ -75,13 +76,13 @@ chaos_check_edge
 # The samples' invariants and figures (awk prints "fail: ..." lines and one "figs ..." line).
 soak_eval() {
     awk -F, -v from="$(awk -v d="$DURATION" 'BEGIN { print d / 5 }')" -v clients="$CLIENTS" \
-        -v base_fds="$BASE_FDS" -v l1_max="$((WORKERS * 2 * CLIENTS))" '
+        -v base_fds="$BASE_FDS" -v l1_max="$((WORKERS * 2 * CLIENTS))" -v end="$DURATION" '
     NR == 1 { next }
     { n_all++; if ($3 > fd_peak) fd_peak = $3; if ($4 > conn_peak) conn_peak = $4
       if ($5 > txn_peak) txn_peak = $5; if ($2 > rss_peak) rss_peak = $2
       if ($6 > l1_peak) l1_peak = $6
       if (n_all == 1) rss_first = $2; rss_last = $2 }
-    $1 >= from { n++; t[n] = $1; rss[n] = $2; fds[n] = $3; l1e[n] = $6; l1b[n] = $7
+    $1 >= from && $1 < end { n++; t[n] = $1; rss[n] = $2; fds[n] = $3; l1e[n] = $6; l1b[n] = $7
                  d = $3 - $4; if (n == 1 || d < dmin) dmin = d; if (n == 1 || d > dmax) dmax = d }
     END {
         if (n < 6) { print "fail: only " n " samples after the first fifth"; exit }
