@@ -10,13 +10,13 @@
 # within the harness's RSS tolerance + 64 KiB (listen.limits.max_message) per flood connection;
 # every well-behaved REGISTER answered 200; the common ones. Figures: p99 without/during, the flood's connections,
 # the time to the cut, bytes it sent, the edge's peak fds and RSS.
-# The long rehearsal is 30 s (CHAOS_WARMUP), not 10: under this churn of TLS connections the
+# The long rehearsal is 60 s (CHAOS_WARMUP), not 10: under this churn of TLS connections the
 # edge's RSS climbs for about 20 s to a plateau (malloc's high-water over OpenSSL's handshake
 # allocations; flat afterwards, nothing for LeakSanitizer) that must be in the baseline.
 # shellcheck disable=SC2317 # flood() runs through flood_run
 # shellcheck source=bench/chaos/flood_lib.sh
 source "$(dirname "$0")/flood_lib.sh"
-[ "${CHAOS_QUICK:-0}" = 1 ] || : "${CHAOS_WARMUP:=30}"
+[ "${CHAOS_QUICK:-0}" = 1 ] || : "${CHAOS_WARMUP:=60}"
 flood_init flood_slowloris
 if [ "$CHAOS_QUICK" = 1 ]; then
     FLOOD_CONNS=${FLOOD_CONNS:-200} MSG_TIMEOUT_MS=1000
