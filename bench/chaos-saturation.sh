@@ -10,7 +10,8 @@
 # Environment: BIN (default build/rel), CHAOS_CONNS (200), SAT_START (4000), SAT_MAX (64000),
 # SAT_STEP_S (3), SAT_P99_MS (20), SAT_GOODPUT (0.97).
 set -euo pipefail
-export BIN=${BIN:-$(cd "$(dirname "$0")/.." && pwd)/build/rel}
+SRC=$(cd "$(dirname "$0")/.." && pwd)
+export SRC BIN=${BIN:-$SRC/build/rel}
 # shellcheck source=bench/chaos/lib.sh
 source "$(dirname "$0")/chaos/lib.sh"
 chaos_init saturation
@@ -26,7 +27,7 @@ LOG_LEVEL=warn chaos_stack 1
 step() {
     local out=$T/sat-$1.json row
     RATE=$1
-    chaos_bench "$out" "$SAT_STEP_S"
+    chaos_bench "$out" "$SAT_STEP_S" --edge-pid "$EDGE_PID"
     wait "$BENCH_PID" || true
     row=$(grep '^{' "$out" | tail -n 1 | jq -r --argjson r "$1" '
         (.window_s // 1) as $w | [$r, ((.ok // 0) / $w | floor), (.errors // 0),
