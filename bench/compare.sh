@@ -7,6 +7,8 @@
 # Kamailio/sipedge, JSON lines in build/bench/compare.jsonl, and with --plot the PNGs of
 # docs/img/compare-*.png.
 #   bench/compare.sh [--quick] [--plot]
+#   bench/compare.sh overload [--plot]   (issue 15: goodput and p99 past saturation, both sides;
+#                                         bench/compare-overload.sh, GEN=bench implied)
 # Environment: BIN (build dir, default build/rel, built in Release when missing), RATES (offered
 # REGISTER/s, default "1000 2000 4000"), DURATION (seconds per point, default 5), USERS (distinct
 # users and tokens, default 100), REPEAT (runs per point, default 3; 1 with --quick), WORKERS (sipedge workers and
@@ -29,12 +31,14 @@ set -euo pipefail
 SRC=$(cd "$(dirname "$0")/.." && pwd)
 QUICK=0
 PLOT=0
+MODE=steady
 for a in "$@"; do
     case "$a" in
+    overload) MODE=overload GEN=bench ;;
     --quick) QUICK=1 ;;
     --plot) PLOT=1 ;;
     *)
-        echo "usage: bench/compare.sh [--quick] [--plot]" >&2
+        echo "usage: bench/compare.sh [overload] [--quick] [--plot]" >&2
         exit 2
         ;;
     esac
@@ -174,11 +178,13 @@ drive_bench() {
     fi
     line=$("$BIN/sipedge-bench" --port "$port" --ca "$PKI/ca.crt" "${keyargs[@]}" \
         --conns "$CONNS" --users "$CONNS" --user-prefix user --rate "$rate" --duration "$secs" \
-        --timeout-ms 2000 --max-requests 400000 --edge-pid "$pids" --label "$side-$rate" --json \
+        --timeout-ms "${TIMEOUT_MS:-2000}" --max-requests 400000 --edge-pid "$pids" \
+        --ucm-pid "$UCM_PID" --label "$side-$rate" --json \
         --quiet 2>>"$T/bench.err") || rc=$?
     line=$(printf '%s\n' "$line" | grep '^{' | tail -n 1 || true)
     [ -n "$line" ] || line='{}'
     printf '%s\n' "$line" >>"$T/bench-runs.jsonl"
+    P_LINE=$line
     P_RC=$rc
     P_OK=$(jq '.ok // 0' <<<"$line")
     P_FAILED=$(jq '(.errors // 0) + (.setup_error_causes.timeout // 0)' <<<"$line")
@@ -268,6 +274,12 @@ IDLE_SE=$(idle_us_per_s "$EDGE_PID")
 IDLE_KAM=$(idle_us_per_s "$(kamedge_pids | tr '\n' ' ')")
 
 KAM_CRASHES=0
+if [ "$MODE" = overload ]; then
+    # shellcheck source=compare-overload.sh
+    source "$SRC/bench/compare-overload.sh"
+    overload_main
+    exit 0
+fi
 if [ "$GEN" = sipp ]; then
     say "warm-up: every token once on each side (fills the caches, opens the connections to UCM)"
     drive sipedge 200 $(((USERS + 199) / 200))

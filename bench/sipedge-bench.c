@@ -97,11 +97,12 @@ static const char *const err_names[ERR_COUNT] = {"timeout",  "connect", "tls",  
 
 /** Counters and histograms of one thread (merged at the end). */
 struct stats {
-    struct bench_hist req;   /* measured REGISTERs with a token: start -> final answer */
-    struct bench_hist chal;  /* REGISTER without credentials -> 407 */
-    struct bench_hist hs;    /* connect start -> TLS established */
-    struct bench_hist setup; /* connect start -> registered (200) */
-    struct bench_hist call;  /* --calls: INVITE sent -> 200 to the BYE (req: INVITE -> 200) */
+    struct bench_hist req;    /* measured REGISTERs with a token: start -> final answer */
+    struct bench_hist req_ok; /* the same, only those answered 200 (goodput latency) */
+    struct bench_hist chal;   /* REGISTER without credentials -> 407 */
+    struct bench_hist hs;     /* connect start -> TLS established */
+    struct bench_hist setup;  /* connect start -> registered (200) */
+    struct bench_hist call;   /* --calls: INVITE sent -> 200 to the BYE (req: INVITE -> 200) */
     uint64_t call_ringing, uas_invite, uas_ack, uas_bye, uas_notify, uas_other;
     uint64_t sent, ok, done;
     uint64_t setup_ok, handshakes, resumed;
@@ -788,10 +789,12 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
         cl->measured = false;
         req_ended(t, REQ_FINAL, m->status, now);
         bench_hist_add(&t->st.req, now - cl->t_sent);
-        if (m->status == 200)
+        if (m->status == 200) {
             t->st.ok++;
-        else
+            bench_hist_add(&t->st.req_ok, now - cl->t_sent);
+        } else {
             t->st.errors[ERR_STATUS]++;
+        }
         client_ready(cl);
         return;
     case CS_READY: /* --idle --ping-ms: the answer to an OPTIONS ping */
@@ -1354,6 +1357,7 @@ struct result {
 static void merge_stats(struct stats *d, const struct stats *s)
 {
     bench_hist_merge(&d->req, &s->req);
+    bench_hist_merge(&d->req_ok, &s->req_ok);
     bench_hist_merge(&d->chal, &s->chal);
     bench_hist_merge(&d->hs, &s->hs);
     bench_hist_merge(&d->setup, &s->setup);
@@ -1591,6 +1595,8 @@ static void report(const struct bench *b, const struct result *r)
             o->calls ? "true" : "false", s->uas_invite, s->uas_ack, s->uas_bye, s->uas_notify,
             s->uas_other);
     print_hist_json(f, o->calls ? "call_setup" : "register", &s->req);
+    fputc(',', f);
+    print_hist_json(f, "register_200", &s->req_ok);
     fputc(',', f);
     print_hist_json(f, "call", &s->call);
     fputc(',', f);
