@@ -275,7 +275,6 @@ static enum auth_status conclude(struct auth_worker *aw, const char *tok, size_t
     if (exp > now_s)
         cache_l1_insert(aw->l1, tok, len, h, digest, res, exp, now_s);
     aw->c.l1_bytes = cache_l1_bytes(aw->l1);
-    aw->c.l1_entries = cache_l1_count(aw->l1);
     return res->reason == JWT_OK ? AUTH_OK : AUTH_FAIL;
 }
 
@@ -783,7 +782,6 @@ static int64_t sweep_tick(struct auth_worker *aw, int64_t now_ms)
         aw->freed_untrimmed += cache_l1_sweep(aw->l1, now_ms / 1000, AUTH_SWEEP_N);
         aw->c.l1_swept += cache_l1_stats(aw->l1)->swept - before;
         aw->c.l1_bytes = cache_l1_bytes(aw->l1);
-        aw->c.l1_entries = cache_l1_count(aw->l1);
         aw->next_sweep = now_ms + AUTH_SWEEP_MS;
     }
     if (aw->freed_untrimmed >= AUTH_TRIM_BYTES && now_ms - aw->last_trim >= 1000) {
@@ -820,6 +818,11 @@ enum auth_layer auth_last_layer(const struct auth_worker *aw)
 const struct auth_counters *auth_worker_counters(const struct auth_worker *aw)
 {
     return &aw->c;
+}
+
+size_t auth_worker_l1_entries(const struct auth_worker *aw)
+{
+    return cache_l1_count(aw->l1);
 }
 
 bool auth_worker_subscribed(const struct auth_worker *aw)

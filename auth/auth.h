@@ -108,7 +108,6 @@ struct auth_counters {
     uint64_t throttled;  /* L1 misses refused by the source budget (AUTH_THROTTLED) */
     uint64_t overloaded; /* L1 misses refused by the worker budget (AUTH_OVERLOADED) */
     uint64_t l1_bytes;   /* gauge: L1 token copy bytes */
-    uint64_t l1_entries; /* gauge: L1 entries held (positive and negative) */
     uint64_t l1_swept;   /* expired L1 entries dropped by the periodic sweep */
     uint64_t trims;      /* malloc_trim() calls after the sweep freed memory */
     uint64_t ok;
@@ -183,6 +182,9 @@ enum auth_layer auth_last_layer(const struct auth_worker *aw);
 
 /** The worker's counters (live, owned by the worker). */
 const struct auth_counters *auth_worker_counters(const struct auth_worker *aw);
+
+/** Entries the worker's L1 cache holds now (valid and refused tokens). */
+size_t auth_worker_l1_entries(const struct auth_worker *aw);
 
 /** True when revocation events reach this worker (subscription confirmed, connection up). */
 bool auth_worker_subscribed(const struct auth_worker *aw);

@@ -16,11 +16,9 @@ export SRC BIN=${BIN:-$SRC/build/rel}
 source "$(dirname "$0")/chaos/lib.sh"
 chaos_init saturation
 CONNS=${CHAOS_CONNS:-200}
-SAT_START=${SAT_START:-4000}
-SAT_MAX=${SAT_MAX:-64000}
 SAT_STEP_S=${SAT_STEP_S:-3}
-SAT_P99_MS=${SAT_P99_MS:-20}
-SAT_GOODPUT=${SAT_GOODPUT:-0.97}
+# shellcheck source=bench/sat_search.sh
+source "$(dirname "$0")/sat_search.sh"
 LOG_LEVEL=warn chaos_stack 1
 
 # step RATE: one open-loop run at RATE; prints its row; returns 0 when it kept up.
@@ -41,16 +39,6 @@ step() {
 }
 
 printf '%8s %8s %7s %5s %9s %9s %6s %5s\n' offered 'good/s' failed lost p50_us p99_us 'edge%' 'gen%'
-lo=0 hi=0 r=$SAT_START
-while [ "$r" -le "$SAT_MAX" ]; do
-    if step "$r"; then lo=$r r=$((r * 2)); else hi=$r && break; fi
-done
-[ "$hi" -gt 0 ] || hi=$SAT_MAX
-for _ in 1 2 3; do
-    [ "$lo" -gt 0 ] || lo=$((SAT_START / 4))
-    mid=$(((lo + hi) / 2 / 100 * 100))
-    if [ "$mid" -le "$lo" ] || [ "$mid" -ge "$hi" ]; then break; fi
-    if step "$mid"; then lo=$mid; else hi=$mid; fi
-done
-echo "chaos stack saturation: $lo REGISTER/s ($CONNS connections, steps of $SAT_STEP_S s, one run;"
-echo "  goodput >= $SAT_GOODPUT x offered, no failure, p99 <= $SAT_P99_MS ms); half: $((lo / 2))"
+sat_search step
+echo "chaos stack saturation: $SAT REGISTER/s ($CONNS connections, steps of $SAT_STEP_S s, one run;"
+echo "  goodput >= $SAT_GOODPUT x offered, no failure, p99 <= $SAT_P99_MS ms); half: $((SAT / 2))"

@@ -14,10 +14,8 @@
 
 OV_MULTS=${OV_MULTS:-"0.5 0.75 1 1.25 1.5 2"}
 OV_DURATION=${OV_DURATION:-5}
-SAT_START=${SAT_START:-4000}
-SAT_MAX=${SAT_MAX:-64000}
-SAT_P99_MS=${SAT_P99_MS:-20}
-SAT_GOODPUT=${SAT_GOODPUT:-0.97}
+# shellcheck source=bench/sat_search.sh
+source "$SRC/bench/sat_search.sh"
 
 # ov_step SIDE RATE SECS KIND: one point; appends a row to $T/overload.txt and $T/overload.dat.
 ov_step() {
@@ -50,24 +48,14 @@ ov_ok() {
         exit !($4 >= g * $3 && $12 <= p * 1000 && $6 == 0) }' "$T/overload.dat"
 }
 
-# ov_search SIDE: sets SAT to the saturation rate (doubling, then 3 bisection steps; not in a
-# subshell: drive_bench restarts Kamailio and its PID must stay known).
+# ov_search SIDE: sets SAT to SIDE's saturation rate (sat_search with 3 s steps).
 ov_search() {
-    local side=$1 lo=0 hi=0 r=$SAT_START mid i
-    while [ "$r" -le "$SAT_MAX" ]; do
-        ov_step "$side" "$r" 3 search
-        if ov_ok; then lo=$r r=$((r * 2)); else hi=$r && break; fi
-    done
-    [ "$hi" -gt 0 ] || hi=$SAT_MAX
-    for i in 1 2 3; do
-        [ "$lo" -gt 0 ] || lo=$((SAT_START / 4))
-        mid=$(((lo + hi) / 2 / 100 * 100))
-        if [ "$mid" -le "$lo" ] || [ "$mid" -ge "$hi" ]; then break; fi
-        ov_step "$side" "$mid" 3 search
-        if ov_ok; then lo=$mid; else hi=$mid; fi
-        : "$i"
-    done
-    SAT=$lo
+    OV_SIDE=$1
+    sat_search ov_search_step
+}
+ov_search_step() {
+    ov_step "$OV_SIDE" "$1" 3 search
+    ov_ok
 }
 
 overload_main() {

@@ -776,9 +776,8 @@ static void worker_turn(struct loop *loop, uint64_t busy_us, unsigned cqes)
         w->cap_rejects_seen = rejects;
     }
     if (w->auth != NULL) {
-        const struct auth_counters *ac = auth_worker_counters(w->auth);
-        metrics_gauge_set(w->shard, ac->l1_bytes, METRIC_AUTH_L1_BYTES);
-        metrics_gauge_set(w->shard, ac->l1_entries, METRIC_AUTH_L1_ENTRIES);
+        metrics_gauge_set(w->shard, auth_worker_counters(w->auth)->l1_bytes, METRIC_AUTH_L1_BYTES);
+        metrics_gauge_set(w->shard, auth_worker_l1_entries(w->auth), METRIC_AUTH_L1_ENTRIES);
     }
 }
 
