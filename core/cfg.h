@@ -109,6 +109,7 @@ struct cfg_limits {
     uint32_t out_queue_max;             /* bytes queued towards one peer before it is cut off */
     uint32_t message_timeout_ms;        /* first byte of a message -> complete, else cut */
     uint32_t max_transactions_per_conn; /* open call transactions of one client connection */
+    uint32_t max_queue_delay_ms; /* a REGISTER that waited longer before being read: 503 (0: off) */
 };
 
 struct cfg_listen_tls {

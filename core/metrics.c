@@ -15,6 +15,9 @@ static const char *const method_v[] = {"REGISTER", "OPTIONS", "other", "INVITE",
 static const char *const call_refused_v[] = {"unbound", "expired", "wrong_user", "bad_from",
                                              "limit"};
 static const char *const flow_failure_v[] = {"gone", "forged"};
+static const char *const shed_reason_v[] = {"upstream_pending", "queue_delay"};
+_Static_assert(sizeof(shed_reason_v) / sizeof(*shed_reason_v) == METRICS_SHED_REASON_COUNT,
+               "shed reasons");
 static const char *const direction_v[] = {"to_ucm", "to_client"};
 static const char *const ucm_refused_v[] = {"no_certificate", "untrusted", "name_not_allowed"};
 _Static_assert(sizeof(ucm_refused_v) / sizeof(*ucm_refused_v) == METRICS_UCM_REFUSED_COUNT,
@@ -110,6 +113,7 @@ static const struct labelset labelsets[METRICS_LS_COUNT] = {
     [METRICS_LS_REDIS_RESULT] = {"result", redis_v},
     [METRICS_LS_AUTH_REFUSAL] = {"reason", refusal_v},
     [METRICS_LS_CALL_REFUSED] = {"reason", call_refused_v},
+    [METRICS_LS_SHED_REASON] = {"reason", shed_reason_v},
     [METRICS_LS_FLOW_FAILURE] = {"reason", flow_failure_v},
     [METRICS_LS_UCM_REFUSED] = {"cause", ucm_refused_v},
     [METRICS_LS_DIRECTION] = {"direction", direction_v},

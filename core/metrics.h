@@ -173,6 +173,14 @@ enum metrics_call_refused {
     METRICS_CALL_REFUSED_COUNT
 };
 
+/** Why a REGISTER (or another request carrying its own token) was shed with 503. */
+enum metrics_shed_reason {
+    METRICS_SHED_UPSTREAM_PENDING = 0, /* the worker has upstream.max_pending waiting for UCM */
+    METRICS_SHED_QUEUE_DELAY,          /* it waited over listen.limits.max_queue_delay_ms */
+    /* METRICS_SHED_REASON_COUNT */
+    METRICS_SHED_REASON_COUNT
+};
+
 /** Why a request from UCM could not reach its client. */
 enum metrics_flow_failure {
     METRICS_FLOW_GONE = 0, /* 430: the flow's connection closed */
@@ -227,6 +235,7 @@ enum metrics_redis_result {
     X(REDIS_RESULT, "result", METRICS_REDIS_COUNT)                                                 \
     X(AUTH_REFUSAL, "reason", METRICS_REFUSAL_COUNT)                                               \
     X(CALL_REFUSED, "reason", METRICS_CALL_REFUSED_COUNT)                                          \
+    X(SHED_REASON, "reason", METRICS_SHED_REASON_COUNT)                                            \
     X(FLOW_FAILURE, "reason", METRICS_FLOW_FAILURE_COUNT)                                          \
     X(UCM_REFUSED, "cause", METRICS_UCM_REFUSED_COUNT)                                             \
     X(DIRECTION, "direction", METRICS_DIR_COUNT)                                                   \
@@ -283,9 +292,11 @@ enum metrics_type {
       AUTH_REFUSAL, NONE, NONE)                                                                    \
     X(REGISTERS_SHED, "sipedge_registers_shed_total", METRICS_COUNTER,                             \
       "REGISTERs (and other requests carrying their own token) answered 503 + Retry-After at "     \
-      "once, before their token was checked, because the worker already had "                      \
-      "upstream.max_pending waiting for UCM (or Redis).",                                          \
-      NONE, NONE, NONE)                                                                            \
+      "once, before their token was checked: upstream_pending, the worker already had "            \
+      "upstream.max_pending waiting for UCM (or Redis); queue_delay, the request had waited "      \
+      "longer than listen.limits.max_queue_delay_ms since it reached the host (the worker is "     \
+      "behind: its CPU is short).",                                                                \
+      SHED_REASON, NONE, NONE)                                                                     \
     X(CALLS_FORWARDED, "sipedge_calls_forwarded_total", METRICS_COUNTER,                           \
       "Requests other than REGISTER proxied, by method and direction (to_ucm: from a client).",    \
       METHOD, DIRECTION, NONE)                                                                     \

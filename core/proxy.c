@@ -509,21 +509,46 @@ static void on_auth_done(void *arg, enum auth_status st, const struct jwt_result
     decide(p, t->client_id, &msg, t, st, res, layer_of(p), now);
 }
 
-/* Admission: the worker already has cfg.max_pending REGISTERs waiting for UCM (or Redis), so this
- * one would wait behind them (UCM is slower than us, or down to one node): 503 at once, before any
- * token check, with a Retry-After of 1 to 4 s so that the shed clients do not all come back in the
- * same second. */
-static void shed(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now)
+/* Admission: this REGISTER would wait behind others, so it gets 503 at once, before any token
+ * check, with a Retry-After of 1 to 4 s so that the shed clients do not all come back in the same
+ * second. Two reasons: the worker already has cfg.max_pending REGISTERs waiting for UCM (or
+ * Redis: UCM is slower than us, or down to one node), or this one already waited longer than
+ * cfg.max_queue_delay_ms since it reached the host (the worker is behind: its own CPU is short,
+ * and what it would accept now would be answered later still). */
+static void shed(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64_t now,
+                 uint64_t waited_us)
 {
-    p->stats.shed++;
-    metrics_inc(p->shard, METRIC_REGISTERS_SHED);
-    if (now - p->last_shed_log >= 1000) { /* at most one line a second per worker */
-        p->last_shed_log = now;
-        log_event(LOG_WARN, "upstream_saturated", LOG_U("worker", p->cfg.worker),
-                  LOG_U("pending", p->stats.transactions_open), LOG_U("limit", p->cfg.max_pending),
-                  LOG_U("shed", p->stats.shed));
+    bool delay = waited_us > 0;
+    if (delay)
+        p->stats.shed_delay++;
+    else
+        p->stats.shed++;
+    metrics_inc(p->shard, METRIC_REGISTERS_SHED,
+                delay ? METRICS_SHED_QUEUE_DELAY : METRICS_SHED_UPSTREAM_PENDING);
+    int64_t *last = delay ? &p->last_delay_log : &p->last_shed_log;
+    if (now - *last >= 1000) { /* at most one line a second per worker and reason */
+        *last = now;
+        if (delay)
+            log_event(LOG_WARN, "worker_behind", LOG_U("worker", p->cfg.worker),
+                      LOG_U("waited_ms", waited_us / 1000),
+                      LOG_U("limit_ms", p->cfg.max_queue_delay_ms),
+                      LOG_U("shed", p->stats.shed_delay));
+        else
+            log_event(LOG_WARN, "upstream_saturated", LOG_U("worker", p->cfg.worker),
+                      LOG_U("pending", p->stats.transactions_open),
+                      LOG_U("limit", p->cfg.max_pending), LOG_U("shed", p->stats.shed));
     }
     respond_503_after(p, cid, req, 1 + (unsigned)((cid ^ (uint64_t)now) % 4));
+}
+
+/* How long this request waited before the worker read it, when that is over the admission bound;
+ * else 0. */
+static uint64_t waited_too_long(struct proxy *p, uint32_t cid)
+{
+    if (p->cfg.max_queue_delay_ms == 0 || p->env.client_waited_us == NULL)
+        return 0;
+    uint64_t w = p->env.client_waited_us(p->env.ctx, cid);
+    return w > (uint64_t)p->cfg.max_queue_delay_ms * 1000 ? w : 0;
 }
 
 /* A request with Bearer credentials `cred`: a REGISTER (SIP_CHECK_AUTH), or another method
@@ -538,8 +563,9 @@ void proxy_verify_request(struct proxy *p, uint32_t cid, const struct sip_msg *r
         decide(p, cid, req, NULL, AUTH_FAIL, &res, METRICS_LAYER_VERIFY, now);
         return;
     }
-    if (p->cfg.max_pending && p->stats.transactions_open >= p->cfg.max_pending) {
-        shed(p, cid, req, now);
+    uint64_t waited = waited_too_long(p, cid);
+    if (waited || (p->cfg.max_pending && p->stats.transactions_open >= p->cfg.max_pending)) {
+        shed(p, cid, req, now, waited);
         return;
     }
     /* The transaction exists before the check so that a parked request has its slot. */

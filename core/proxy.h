@@ -53,6 +53,12 @@ struct proxy_env {
      * the glue counts and may close the connection once the answer is out.
      */
     void (*client_token_failed)(void *ctx, uint32_t client_id);
+    /**
+     * Optional (NULL: no admission by queueing delay). How long the request being handled from
+     * client `client_id` has waited since its last byte reached the host, in microseconds; 0 when
+     * not known.
+     */
+    uint64_t (*client_waited_us)(void *ctx, uint32_t client_id);
 
     /* ---- calls (issue 9). Optional: without them only REGISTER and OPTIONS are served and
      * every other request is answered 501 (the REGISTER unit tests run so). ---- */
@@ -94,7 +100,8 @@ struct proxy_cfg {
     uint32_t retry_after_s; /* Retry-After of our 503 (30) */
     uint32_t max_transactions; /* transaction slots of this worker (power of two, 65536) */
     uint32_t max_pending; /* REGISTERs waiting for UCM or Redis at once; more: 503 (0: no bound) */
-    const char *challenge_scope;        /* adds scope="…" to the challenge when not NULL */
+    uint32_t max_queue_delay_ms; /* a REGISTER that waited longer before we read it: 503 (0: off) */
+    const char *challenge_scope; /* adds scope="…" to the challenge when not NULL */
     const char *challenge_authz_server; /* adds authz_server="…" when not NULL */
     /* calls (issue 9) */
     const char *ucm_host;              /* host UCM reaches the edge by (Path, Via to UCM, the
@@ -114,6 +121,7 @@ struct proxy_stats {
     uint64_t relayed[7];          /* upstream responses relayed, by class */
     uint64_t forwarded;           /* requests sent upstream */
     uint64_t shed;                /* REGISTERs answered 503 over max_pending */
+    uint64_t shed_delay;          /* REGISTERs answered 503 over max_queue_delay_ms */
     uint64_t timer_f;             /* 408s made by Timer F */
     uint64_t no_upstream;         /* 503s for no usable node */
     uint64_t resent;              /* requests sent again after their connection closed */

@@ -77,6 +77,7 @@ struct proxy {
     int64_t last_mismatch_log;
     int64_t last_503_log;
     int64_t last_shed_log;
+    int64_t last_delay_log;
     bool resending; /* inside proxy_on_upstream_gone() */
     uint32_t cap, mask;
     uint32_t free_head;

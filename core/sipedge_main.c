@@ -500,6 +500,8 @@ int main(int argc, char **argv)
         lc.out_high = lc.out_cap / 2;
     if (lc.out_low > lc.out_high / 4)
         lc.out_low = lc.out_high / 4;
+    if (e->cfg.listen.limits.max_queue_delay_ms)
+        lc.flags |= LOOP_CFG_F_RX_TIMESTAMPS; /* how long input waited: admission by delay */
     lc.out_cap_trunk = e->cfg.upstream.out_queue_max;
     lc.out_high_trunk = lc.out_cap_trunk / 4;
     e->n_workers = e->cfg.workers > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : e->cfg.workers;

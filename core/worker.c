@@ -104,6 +104,21 @@ static bool env_client_source(void *ctx, uint32_t client_id, uint8_t *addr)
     return true;
 }
 
+/* How long the request being handled from `client_id` waited since the kernel received its last
+ * byte. 0 when not known, or negative or over a minute (the wall clock was set meanwhile). */
+static uint64_t env_client_waited_us(void *ctx, uint32_t client_id)
+{
+    struct client *cl = worker_client_of(ctx, client_id);
+    uint64_t rx = cl != NULL ? conn_rx_ns(cl->conn) : 0;
+    if (rx == 0)
+        return 0;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t now = (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+    uint64_t us = now > rx ? (now - rx) / 1000 : 0;
+    return us > 60u * 1000000u ? 0 : us;
+}
+
 /* One more rejected token: past auth.max_failed_tokens_per_conn the connection is closed once its
  * answers are out (a client that keeps sending bad tokens costs a verify each). */
 static void env_client_token_failed(void *ctx, uint32_t client_id)
@@ -853,6 +868,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
         .retry_after_s = c->sip.retry_after_s,
         .max_transactions = 65536,
         .max_pending = c->upstream.max_pending,
+        .max_queue_delay_ms = c->listen.limits.max_queue_delay_ms,
         .flow_keys = &e->flow_keys,
         .t1_ms = c->sip.timer_t1_ms,
         .timer_c_ms = c->sip.timer_c_ms,
@@ -870,6 +886,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
                             .upstream_send = env_upstream_send,
                             .client_source = env_client_source,
                             .client_token_failed = env_client_token_failed,
+                            .client_waited_us = env_client_waited_us,
                             .client_binding = worker_env_client_binding,
                             .upstream_pick = worker_env_upstream_pick,
                             .peer_send = worker_env_peer_send,

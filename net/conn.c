@@ -167,6 +167,11 @@ int conn_fd(const struct conn *c)
     return c->fd;
 }
 
+uint64_t conn_rx_ns(const struct conn *c)
+{
+    return c->rx_ns;
+}
+
 bool conn_is_outbound(const struct conn *c)
 {
     return c->flags & CONN_F_OUTBOUND;
@@ -225,9 +230,13 @@ static void arm_recv(struct conn *c)
         conn_close(c, CONN_CLOSE_ERROR);
         return;
     }
-    c->flags &= (uint16_t)~CONN_F_MULTISHOT;
+    c->flags &= (uint16_t) ~(CONN_F_MULTISHOT | CONN_F_RECVMSG);
     if (loop->features & LOOP_FEAT_BUFRING) {
-        if (loop->features & LOOP_FEAT_MULTISHOT_RECV) {
+        if ((loop->features & LOOP_FEAT_MULTISHOT_RECV) && (c->flags & CONN_F_RX_TS)) {
+            /* each buffer: io_uring_recvmsg_out, the timestamp's cmsg, then the bytes */
+            io_uring_prep_recvmsg_multishot(sqe, c->fd, &loop->rx_msg, 0);
+            c->flags |= CONN_F_MULTISHOT | CONN_F_RECVMSG;
+        } else if (loop->features & LOOP_FEAT_MULTISHOT_RECV) {
             io_uring_prep_recv_multishot(sqe, c->fd, NULL, 0, 0);
             c->flags |= CONN_F_MULTISHOT;
         } else {
@@ -405,6 +414,18 @@ void conn__close_all(struct loop *loop)
 
 /* ---- receive ---- */
 
+/* The SCM_TIMESTAMPNS of a receive (the kernel's CLOCK_REALTIME for its newest segment), 0 when
+ * the control data holds none. */
+static uint64_t rx_timestamp(const struct cmsghdr *cm)
+{
+    if (cm == NULL || cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_TIMESTAMPNS ||
+        cm->cmsg_len < CMSG_LEN(sizeof(struct timespec)))
+        return 0;
+    struct timespec ts;
+    memcpy(&ts, CMSG_DATA(cm), sizeof(ts));
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void deliver(struct conn *c, const char *p, size_t n)
 {
     c->loop->stats.bytes_in += n;
@@ -422,9 +443,28 @@ static void handle_recv(struct loop *loop, struct conn *c, const struct io_uring
 {
     bool more = cqe->flags & IORING_CQE_F_MORE;
     bool was_multishot = c->flags & CONN_F_MULTISHOT;
+    bool was_recvmsg = c->flags & CONN_F_RECVMSG;
     if (!more)
         recv_ended(c);
-    if (cqe->res > 0) {
+    if (cqe->res > 0 && was_recvmsg) {
+        unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
+        char *buf = loop->bufs + (size_t)bid * loop->cfg.buf_size;
+        struct io_uring_recvmsg_out *o = io_uring_recvmsg_validate(buf, cqe->res, &loop->rx_msg);
+        if (o == NULL || o->payloadlen == 0) { /* a recvmsg's end of stream: no bytes */
+            if (o == NULL)
+                c->last_err = -EPROTO;
+            conn_close(c, o == NULL ? CONN_CLOSE_ERROR : CONN_CLOSE_PEER);
+        } else {
+            c->rx_ns = rx_timestamp(io_uring_recvmsg_cmsg_firsthdr(o, &loop->rx_msg));
+            size_t room = (size_t)cqe->res -
+                          (size_t)((char *)io_uring_recvmsg_payload(o, &loop->rx_msg) - buf);
+            size_t n = o->payloadlen < room ? o->payloadlen : room;
+            deliver(c, io_uring_recvmsg_payload(o, &loop->rx_msg), n);
+        }
+        io_uring_buf_ring_add(loop->br, buf, loop->cfg.buf_size, (unsigned short)bid,
+                              (int)loop->br_mask, 0);
+        io_uring_buf_ring_advance(loop->br, 1);
+    } else if (cqe->res > 0) {
         unsigned bid = cqe->flags >> IORING_CQE_BUFFER_SHIFT;
         char *buf = loop->bufs + (size_t)bid * loop->cfg.buf_size;
         deliver(c, buf, (size_t)cqe->res);
@@ -455,7 +495,19 @@ static void handle_poll(struct loop *loop, struct conn *c, const struct io_uring
     }
     /* a few reads per readiness event keep one busy conn from starving the others */
     for (int i = 0; cqe->res > 0 && i < 4 && wants_read(c); i++) {
-        ssize_t n = recv(c->fd, loop->scratch, loop->cfg.buf_size, MSG_DONTWAIT);
+        ssize_t n;
+        if (c->flags & CONN_F_RX_TS) {
+            struct iovec iov = {.iov_base = loop->scratch, .iov_len = loop->cfg.buf_size};
+            struct msghdr mh = {.msg_iov = &iov,
+                                .msg_iovlen = 1,
+                                .msg_control = loop->rx_cmsg.buf,
+                                .msg_controllen = sizeof(loop->rx_cmsg.buf)};
+            n = recvmsg(c->fd, &mh, MSG_DONTWAIT);
+            if (n > 0)
+                c->rx_ns = rx_timestamp(CMSG_FIRSTHDR(&mh));
+        } else {
+            n = recv(c->fd, loop->scratch, loop->cfg.buf_size, MSG_DONTWAIT);
+        }
         if (n > 0) {
             deliver(c, loop->scratch, (size_t)n);
             if ((size_t)n < loop->cfg.buf_size)
@@ -770,6 +822,11 @@ void conn__accepted(struct loop *loop, struct loop_listener *l, int fd)
         c->flags |= CONN_F_SOURCE_COUNTED;
     }
     tune_socket(loop, fd);
+    if (loop->cfg.flags & LOOP_CFG_F_RX_TIMESTAMPS) {
+        int one = 1;
+        if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) == 0)
+            c->flags |= CONN_F_RX_TS;
+    }
     c->fd = fd;
     c->ops = l->ops;
     c->user = l->arg;

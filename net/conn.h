@@ -77,6 +77,13 @@ void conn_set_open(struct conn *c);
 /** The socket fd (for getsockopt and logs; never close it, never read or write it). */
 int conn_fd(const struct conn *c);
 
+/**
+ * When the kernel received the last bytes handed to on_data (CLOCK_REALTIME, ns): the timestamp of
+ * the newest segment that read took. 0 when not known (the loop has no LOOP_CFG_F_RX_TIMESTAMPS,
+ * an outbound conn, single-shot recv). Valid inside on_data, for the message it completes.
+ */
+uint64_t conn_rx_ns(const struct conn *c);
+
 /** True for conns from loop_connect()/loop_adopt(), false for accepted ones. */
 bool conn_is_outbound(const struct conn *c);
 

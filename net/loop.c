@@ -206,6 +206,7 @@ struct loop *loop_new(const struct loop_cfg *cfg)
     if (!(loop->features & LOOP_FEAT_BUFRING))
         loop->features &= ~LOOP_FEAT_MULTISHOT_RECV;
     loop->scratch = (loop->features & LOOP_FEAT_BUFRING) ? NULL : malloc(cfg->buf_size);
+    loop->rx_msg.msg_controllen = LOOP_RX_CMSG_SPACE; /* the only field multishot recvmsg reads */
     loop->conns = calloc(cfg->max_conns, sizeof(struct conn)); /* pages touched on first use */
     if (cfg->max_conns_per_source) {
         uint32_t cap = 16;
@@ -568,6 +569,11 @@ int loop_listen(struct loop *loop, const struct sockaddr *addr, socklen_t len,
         (addr->sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
         bind(fd, addr, len) < 0 || listen(fd, loop->cfg.backlog) < 0)
+        ret = -errno;
+    /* on the listener too: the kernel starts stamping at once (it turns stamping on lazily) and
+     * what a client sends before its accept is stamped as well */
+    if (ret == 0 && (loop->cfg.flags & LOOP_CFG_F_RX_TIMESTAMPS) &&
+        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0)
         ret = -errno;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);

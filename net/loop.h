@@ -18,6 +18,10 @@ struct conn_ops;
 #define LOOP_CFG_F_NO_BUFRING       (1u << 1) /* no provided buffers: poll + recv into scratch */
 #define LOOP_CFG_F_NO_MSG_RING      (1u << 2) /* cross-thread messages through the eventfd only */
 #define LOOP_CFG_F_NO_DEFER_TASKRUN (1u << 3) /* plain ring setup flags */
+/* Accepted connections get kernel receive timestamps (SO_TIMESTAMPNS, read with recvmsg):
+ * conn_rx_ns() says when their input reached the host, for admission by queueing delay. Not with
+ * single-shot recv into provided buffers (LOOP_CFG_F_NO_MULTISHOT with buffers): 0 there. */
+#define LOOP_CFG_F_RX_TIMESTAMPS (1u << 4)
 
 /** Features in use by a loop (`loop_features()`), after probing the kernel and applying flags. */
 #define LOOP_FEAT_MULTISHOT_ACCEPT (1u << 0)

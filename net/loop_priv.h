@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <time.h>
 
 #include "net/conn.h"
 #include "net/loop.h"
@@ -57,8 +58,13 @@ static inline uint64_t loop__ud(enum loop_op op, uint64_t payload)
 #define CONN_F_OPENED         (1u << 10) /* on_open ran (or a connect was attempted) */
 #define CONN_F_TRUNK          (1u << 11) /* trunk: out_cap_trunk, never paused (conn_set_trunk) */
 #define CONN_F_SEND_DEFERRED                                                                       \
-    (1u << 12) /* in loop->defer_ids: its send leaves at the turn's end                            \
-                */
+    (1u << 12)                    /* in loop->defer_ids: its send leaves at the turn's end         \
+                                   */
+#define CONN_F_RX_TS   (1u << 13) /* accepted with SO_TIMESTAMPNS: receive with recvmsg */
+#define CONN_F_RECVMSG (1u << 14) /* the armed recv is a multishot recvmsg (header + cmsg) */
+
+/* Control space of a receive: one SCM_TIMESTAMPNS. */
+#define LOOP_RX_CMSG_SPACE CMSG_SPACE(sizeof(struct timespec))
 
 /* Trunks whose send waits for the end of the turn, at most (more: sent at once). */
 #define LOOP_DEFER_MAX 64
@@ -96,6 +102,7 @@ struct conn {
     uint8_t state;        /* enum conn_state */
     uint8_t reason;       /* enum conn_close_reason once CLOSING */
     struct in6_addr peer; /* accepted conns: source address (v4 mapped) for the cap */
+    uint64_t rx_ns;       /* CLOCK_REALTIME ns the kernel got the last bytes read (0: unknown) */
 };
 
 #define LOOP_MAX_LISTENERS 8
@@ -156,7 +163,12 @@ struct loop {
     struct io_uring_buf_ring *br;
     char *bufs;
     unsigned br_mask;
-    char *scratch; /* receive buffer for the poll fallback */
+    char *scratch;        /* receive buffer for the poll fallback */
+    struct msghdr rx_msg; /* multishot recvmsg template: no name, LOOP_RX_CMSG_SPACE control */
+    union {               /* control buffer of the poll fallback's recvmsg */
+        struct cmsghdr align;
+        char buf[LOOP_RX_CMSG_SPACE];
+    } rx_cmsg;
 
     struct conn *conns;
     uint32_t slots_used;                /* slots [0, slots_used) were handed out at least once */

@@ -538,6 +538,67 @@ Test(proxy, sheds_registers_over_max_pending_with_503_before_any_token_check)
     cr_assert_eq(proxy_stats(p)->shed, 1);
 }
 
+/* How long each client's request waited before the worker read it (env.client_waited_us). */
+static uint64_t waited_us[16];
+
+static uint64_t fake_waited(void *ctx, uint32_t client_id)
+{
+    (void)ctx;
+    return client_id < 16 ? waited_us[client_id] : 0;
+}
+
+/* Issue 15: a REGISTER that waited longer than max_queue_delay_ms between reaching the host and
+ * the worker reading it is answered 503 + Retry-After at once, without a token check; one that
+ * waited less, or exactly the bound, or whose wait is unknown (0), is served. */
+Test(proxy, sheds_registers_that_waited_over_max_queue_delay_before_any_token_check)
+{
+    proxy_free(p);
+    struct proxy_cfg cfg = test_cfg();
+    cfg.max_queue_delay_ms = 50;
+    struct proxy_env env = {.client_send = fake_client_send,
+                            .upstream_send = fake_upstream_send,
+                            .client_waited_us = fake_waited};
+    p = proxy_new(&cfg, &env, aw, NULL);
+    cr_assert_not_null(p);
+    memset(waited_us, 0, sizeof(waited_us));
+    waited_us[7] = 49999;   /* under */
+    waited_us[8] = 50000;   /* the bound itself */
+    waited_us[9] = 50001;   /* over */
+    waited_us[10] = 0;      /* not known */
+    waited_us[11] = 900000; /* far over */
+    uint64_t checks = auth_worker_counters(aw)->checks;
+    for (uint32_t c = 7; c <= 11; c++)
+        register_as(c, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_upstream, 3, "7, 8 and 10 are forwarded");
+    cr_assert_eq(n_client, 2, "9 and 11 are answered at once");
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(to_client[i].id, i == 0 ? 9u : 11u);
+        cr_assert(starts(to_client[i].text, "SIP/2.0 503 "), "%s", to_client[i].text);
+        const char *ra = header_of(to_client[i].text, "Retry-After:");
+        cr_assert(ra != NULL && ra[13] >= '1' && ra[13] <= '4' && ra[14] == '\0', "%s", ra);
+    }
+    cr_assert_eq(proxy_stats(p)->shed_delay, 2);
+    cr_assert_eq(proxy_stats(p)->shed, 0, "not counted as upstream_pending");
+    cr_assert_eq(auth_worker_counters(aw)->checks, checks + 3, "the shed ones cost no check");
+}
+
+/* With max_queue_delay_ms 0 the wait is not even asked: nothing is shed for it. */
+Test(proxy, max_queue_delay_zero_sheds_nothing)
+{
+    proxy_free(p);
+    struct proxy_cfg cfg = test_cfg();
+    struct proxy_env env = {.client_send = fake_client_send,
+                            .upstream_send = fake_upstream_send,
+                            .client_waited_us = fake_waited};
+    p = proxy_new(&cfg, &env, aw, NULL);
+    memset(waited_us, 0, sizeof(waited_us));
+    waited_us[7] = 10u * 1000000u;
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_upstream, 1);
+    cr_assert_eq(n_client, 0);
+    cr_assert_eq(proxy_stats(p)->shed_delay, 0);
+}
+
 /* Issue 10: the token's user in the first To, another user in the second. A registrar reading the
  * last To would register mallory with alice's token: the edge answers 400 and forwards nothing. */
 Test(proxy, refuses_a_register_with_two_to_and_forwards_nothing)

@@ -751,10 +751,11 @@ Test(conn, keeps_an_idle_connection_small)
 
 /* ---- provided buffers run out ---- */
 
-Test(conn, rearms_after_the_buffer_ring_runs_dry_and_loses_nothing)
+static void dry_ring_run(unsigned flags)
 {
     struct loop_cfg cfg;
     loop_cfg_default(&cfg);
+    cfg.flags = flags;
     cfg.max_conns = 128;
     cfg.buf_count = 2; /* 64 clients with 4 KiB each need far more than 2 x 512 bytes */
     cfg.buf_size = 512;
@@ -787,6 +788,166 @@ Test(conn, rearms_after_the_buffer_ring_runs_dry_and_loses_nothing)
     struct loop_stats s = stats_of(loop);
     cr_assert_gt(s.recv_enobufs, 0, "the ring never ran dry: the test lost its point");
     cr_assert_eq(s.bytes_in, (uint64_t)N * SIZE);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+Test(conn, rearms_after_the_buffer_ring_runs_dry_and_loses_nothing)
+{
+    dry_ring_run(0);
+}
+
+/* The same with receive timestamps: each 512-byte buffer also holds recvmsg's header and cmsg. */
+Test(conn, rearms_a_dry_ring_with_recvmsg_and_timestamps_and_loses_nothing)
+{
+    dry_ring_run(LOOP_CFG_F_RX_TIMESTAMPS);
+}
+
+/* ---- receive timestamps (admission by queueing delay) ---- */
+
+Test(conn, echoes_with_receive_timestamps_in_every_receive_mode)
+{
+    static const unsigned modes[] = {0, LOOP_CFG_F_NO_MULTISHOT,
+                                     LOOP_CFG_F_NO_BUFRING | LOOP_CFG_F_NO_MULTISHOT};
+    for (size_t i = 0; i < sizeof(modes) / sizeof(modes[0]); i++) {
+        struct loop_stats s[2];
+        echo_run(LOOP_CFG_F_RX_TIMESTAMPS | modes[i], s);
+    }
+}
+
+static uint64_t realtime_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static atomic_uint_fast64_t ts_rx, ts_read; /* conn_rx_ns() in on_data, and when on_data ran */
+static atomic_int ts_calls;
+static atomic_bool ts_blocked;
+static atomic_uint_fast64_t ts_unblocked; /* when the blocked loop thread went on */
+
+static void ts_on_data(struct conn *c, const char *p, size_t n)
+{
+    (void)p;
+    (void)n;
+    atomic_store(&ts_rx, conn_rx_ns(c));
+    atomic_store(&ts_read, realtime_ns());
+    atomic_fetch_add(&ts_calls, 1);
+}
+
+static const struct conn_ops ts_ops = {.on_data = ts_on_data};
+
+/* Runs on the loop thread: keeps it from reading for 200 ms, as a worker short of CPU would be. */
+static void block_loop(struct loop *loop, void *arg)
+{
+    (void)loop;
+    (void)arg;
+    atomic_store(&ts_blocked, true);
+    struct timespec d = {.tv_nsec = 200 * 1000000};
+    nanosleep(&d, NULL);
+    atomic_store(&ts_unblocked, realtime_ns());
+}
+
+static bool ts_seen(int want)
+{
+    for (int i = 0; i < WAIT_MS; i++) {
+        if (atomic_load(&ts_calls) >= want)
+            return true;
+        usleep(1000);
+    }
+    return false;
+}
+
+static void timestamps_run(unsigned flags)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.flags = flags;
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &ts_ops, NULL);
+    cr_assert_gt(port, 0);
+    atomic_store(&ts_calls, 0);
+    atomic_store(&ts_blocked, false);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fd = client_connect(port);
+    cr_assert_geq(fd, 0);
+
+    /* The kernel turns stamping on lazily (a work item, after the first socket asks): until it
+     * has, segments carry none (0, "not known"). Bounded: at most a second of 1-byte writes. */
+    int calls = 0;
+    for (int i = 0; i < 1000; i++) {
+        cr_assert(write_full(fd, "w", 1));
+        cr_assert(ts_seen(++calls));
+        if (atomic_load(&ts_rx) != 0)
+            break;
+        usleep(1000);
+    }
+    cr_assert_neq(atomic_load(&ts_rx), 0, "the kernel never stamped a segment");
+
+    /* read at once: the timestamp lies between the write and the read */
+    uint64_t before = realtime_ns();
+    cr_assert(write_full(fd, "hello", 5));
+    cr_assert(ts_seen(++calls));
+    uint64_t rx = atomic_load(&ts_rx), rd = atomic_load(&ts_read);
+    cr_assert(rx >= before && rx <= rd, "rx %llu not in [%llu, %llu]", (unsigned long long)rx,
+              (unsigned long long)before, (unsigned long long)rd);
+
+    /* the loop is busy when the bytes arrive: the timestamp says when they arrived, not when
+     * the loop got to them, so what they waited shows */
+    cr_assert_eq(loop_post(loop, block_loop, NULL), 0);
+    for (int i = 0; i < WAIT_MS && !atomic_load(&ts_blocked); i++)
+        usleep(1000);
+    cr_assert(atomic_load(&ts_blocked));
+    before = realtime_ns();
+    cr_assert(write_full(fd, "world", 5));
+    cr_assert(ts_seen(++calls));
+    rx = atomic_load(&ts_rx);
+    uint64_t unblocked = atomic_load(&ts_unblocked);
+    cr_assert(rx >= before && rx < unblocked,
+              "rx %llu not in [%llu, %llu): it is the read time, not the arrival time",
+              (unsigned long long)rx, (unsigned long long)before, (unsigned long long)unblocked);
+    cr_assert_geq(atomic_load(&ts_read), unblocked);
+    close(fd);
+    cr_assert(wait_until(loop, no_conns, NULL), "a recvmsg end of stream closes the conn");
+    cr_assert_eq(stats_of(loop).closed[CONN_CLOSE_PEER], 1);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+Test(conn, timestamps_what_arrives_while_the_loop_is_busy_with_multishot_recvmsg)
+{
+    timestamps_run(LOOP_CFG_F_RX_TIMESTAMPS);
+}
+
+Test(conn, timestamps_what_arrives_while_the_loop_is_busy_through_poll)
+{
+    timestamps_run(LOOP_CFG_F_RX_TIMESTAMPS | LOOP_CFG_F_NO_BUFRING | LOOP_CFG_F_NO_MULTISHOT);
+}
+
+Test(conn, has_no_timestamp_without_the_flag)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &ts_ops, NULL);
+    atomic_store(&ts_calls, 0);
+    atomic_store(&ts_rx, 1);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fd = client_connect(port);
+    cr_assert(write_full(fd, "hello", 5));
+    cr_assert(ts_seen(1));
+    cr_assert_eq(atomic_load(&ts_rx), 0);
+    close(fd);
+    cr_assert(wait_until(loop, no_conns, NULL));
     cr_assert_eq(test_thread_stop(&t), 0);
     loop_free(loop);
 }
