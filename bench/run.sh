@@ -3,7 +3,7 @@
 # Edge benchmark scenarios (issue 5): each starts its own redis-server, sipedge-ucmsim and sipedge
 # on loopback (free ports), drives them with sipedge-bench, prints a table and appends one JSON
 # line per run to build/bench/results.jsonl, then stops what it started (by PID).
-#   bench/run.sh [--quick] steady|cold|storm|idle|keepalive|reconnect
+#   bench/run.sh [--quick] steady|cold|storm|idle|keepalive|reconnect|admission
 #   bench/run.sh [--quick] compare [--plot]   (sipedge and Kamailio side by side: bench/compare.sh)
 # (write_edge_config in tests/e2e/lib.sh assigns h, p and n: the scenarios avoid those names.)
 # Environment: BIN (build dir, default build/rel: built in Release when missing), WORKERS (edge
@@ -11,7 +11,10 @@
 # IDLE_CONNS (idle sizes, default "10000 18000 50000 100000"; sizes over the hard RLIMIT_NOFILE are
 # skipped), KA_CONNS / KA_HOLD / KA_MS (keepalive: clients, hold seconds, ping period; default
 # 18000, 60, 30000), RC_CONNS / RC_RATE / RC_SECONDS (reconnect: clients that reconnect at once,
-# the connected clients' REGISTER rate, their measured window; default 18000, 200, 60).
+# the connected clients' REGISTER rate, their measured window; default 18000, 200, 60),
+# ADM_CONNS / ADM_CPU / ADM_SECS / ADM_BOUNDS / ADM_MULTS (admission: clients, the edge's CPU quota
+# in % of one core, seconds per step, listen.limits.max_queue_delay_ms values, multiples of the
+# capacity; default 4000, 15, 8, "0 200 50", "0.5 1 1.5 2").
 set -euo pipefail
 
 SRC=$(cd "$(dirname "$0")/.." && pwd)
@@ -20,14 +23,14 @@ if [ "${1:-}" = "--quick" ]; then
     QUICK=1
     shift
 fi
-SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle|keepalive|reconnect|compare}
+SCENARIO=${1:?usage: bench/run.sh [--quick] steady|cold|storm|idle|keepalive|reconnect|admission|compare}
 if [ "$SCENARIO" = compare ]; then
     shift
     [ "$QUICK" = 0 ] || set -- --quick "$@"
     exec bash "$SRC/bench/compare.sh" "$@"
 fi
-case "$SCENARIO" in steady | cold | storm | idle | keepalive | reconnect | profile) ;; *)
-    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle, keepalive, reconnect, profile)" >&2
+case "$SCENARIO" in steady | cold | storm | idle | keepalive | reconnect | profile | admission) ;; *)
+    echo "bench/run.sh: unknown scenario $SCENARIO (steady, cold, storm, idle, keepalive, reconnect, profile, admission)" >&2
     exit 2
     ;;
 esac
@@ -503,6 +506,110 @@ scenario_profile() {
     perf report -i "$T/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
         grep -v '^#' | grep '%' | head -n "${PROFILE_TOP:-40}"
     echo "(perf data: $T/perf.data)"
+}
+
+# ---- admission (issue 15): the edge short of CPU, offered more than it can serve ----
+# The edge gets a CPU quota (cgroup v1 cpu controller, or v2 cpu.max) of ADM_CPU % of one core
+# over each measured window only (set when sipedge-bench writes its ready file, after its clients
+# have connected and registered; lifted after), so that the edge, not the generator or the UCM
+# stand-in, is what runs out. 10 ms periods keep the throttling fine-grained.
+CG_DIR=
+cg_setup() {
+    local base
+    for base in /sys/fs/cgroup/cpu /sys/fs/cgroup; do
+        if [ -f "$base/cpu.cfs_quota_us" ] && mkdir "$base/sipedge-bench-$$" 2>/dev/null; then
+            CG_DIR=$base/sipedge-bench-$$ CG_KIND=v1
+            echo 10000 >"$CG_DIR/cpu.cfs_period_us"
+            return 0
+        fi
+        if [ -f "$base/cgroup.controllers" ] && grep -qw cpu "$base/cgroup.controllers" &&
+            mkdir "$base/sipedge-bench-$$" 2>/dev/null; then
+            CG_DIR=$base/sipedge-bench-$$ CG_KIND=v2
+            return 0
+        fi
+    done
+    log "no writable cpu cgroup controller: the edge runs without a quota (the machine's own limit)"
+    return 1
+}
+cg_quota() { # cg_quota PERCENT|max
+    [ -n "$CG_DIR" ] || return 0
+    if [ "$CG_KIND" = v1 ]; then
+        if [ "$1" = max ]; then echo -1; else echo $(($1 * 100)); fi >"$CG_DIR/cpu.cfs_quota_us"
+    else
+        if [ "$1" = max ]; then echo "max 10000"; else echo "$(($1 * 100)) 10000"; fi >"$CG_DIR/cpu.max"
+    fi
+}
+cg_join() { [ -z "$CG_DIR" ] || echo "$1" >"$CG_DIR/cgroup.procs"; }
+cg_remove() { [ -z "$CG_DIR" ] || rmdir "$CG_DIR" 2>/dev/null || true; }
+
+# run_bench_quota LABEL ARGS...: run_bench with the edge's quota on over the measured window.
+run_bench_quota() {
+    local label=$1 rf="$T/ready.$1" pid i
+    shift
+    rm -f "$rf"
+    run_bench "$label" --ready-file "$rf" "$@" &
+    pid=$!
+    for i in $(seq 1 3000); do # the clients' setup: at most 300 s
+        [ -f "$rf" ] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+        : "$i"
+    done
+    cg_quota "$ADM_Q"
+    wait "$pid" || true
+    cg_quota max
+}
+
+scenario_admission() {
+    local conns=${ADM_CONNS:-4000} secs=${ADM_SECS:-8} bounds=${ADM_BOUNDS:-0 200 50}
+    local mults=${ADM_MULTS:-0.5 1 1.5 2} bound m rate cap
+    ADM_Q=${ADM_CPU:-15}
+    if [ "$QUICK" = 1 ]; then
+        conns=500 secs=3 bounds="0 50" mults="1 2"
+    fi
+    trap 'e2e_cleanup; cg_remove' EXIT
+    cg_setup || true
+    local common=(--conns "$conns" --key "$JWT_KEY" --kid es1 --duration "$secs" --timeout-ms 5000
+        --setup-concurrency 64 --setup-timeout 300 --threads 2)
+    # capacity: closed loop, every client with a REGISTER in flight, admission off
+    export SIPEDGE_LISTEN_LIMITS_MAX_QUEUE_DELAY_MS=0
+    bench_start
+    cg_join "$EDGE_PID"
+    run_bench_quota "adm-capacity" --concurrency "$conns" "${common[@]}"
+    bench_stop
+    cap=$(med adm-capacity '.ok / .window_s | floor')
+    log "capacity with ${ADM_Q}% of a core: $cap REGISTER/s"
+    for bound in $bounds; do
+        export SIPEDGE_LISTEN_LIMITS_MAX_QUEUE_DELAY_MS=$bound
+        bench_start
+        cg_join "$EDGE_PID"
+        for m in $mults; do
+            rate=$(awk -v c="$cap" -v m="$m" 'BEGIN { printf "%d", c * m }')
+            run_bench_quota "adm-$bound-x$m" --rate "$rate" "${common[@]}"
+        done
+        curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" >"$T/metrics-$bound.txt" || true
+        bench_stop
+    done
+    echo
+    echo "== admission: the edge (${WORKERS:-2} workers) limited to ${ADM_Q}% of one core over each window ($([ -n "$CG_DIR" ] && echo "cgroup $CG_KIND" || echo "no cgroup: NOT limited")), $conns TLS clients with one REGISTER in flight each, open loop at multiples of the capacity ($cap/s, closed loop), ${secs} s a step, one run"
+    echo "   bound = listen.limits.max_queue_delay_ms (0: admission off); p50/p99 of the 200s from the scheduled send; other = timeouts, closed, other statuses, never sent"
+    printf '%-6s %5s %8s %8s %7s %7s %8s %9s %9s %7s\n' bound step offered 'good/s' '503/s' other \
+        'p50_ms' 'p99_ms' 'max_ms' 'edge%'
+    jq -rs '.[] | select(.label | startswith("adm-")) | select(.label != "adm-capacity") |
+        (.window_s // 1) as $w | (.status["503"] // 0) as $shed |
+        (.label | split("-")) as $l |
+        [$l[1], $l[2], (.rate | floor), (.ok / $w | floor), ($shed / $w | floor),
+         ((.errors // 0) - $shed), (.latency_us.register_200.p50 / 1000 * 10 | round / 10),
+         (.latency_us.register_200.p99 / 1000 * 10 | round / 10),
+         (.latency_us.register_200.max / 1000 | round),
+         ((.edge.cpu_us // 0) / $w / 1e4 | floor)] | @tsv' "$T/runs.jsonl" |
+        while IFS=$'\t' read -r b st o g sh ot p50 p99 mx c; do
+            printf '%-6s %5s %8s %8s %7s %7s %8s %9s %9s %7s\n' "$b" "$st" "$o" "$g" "$sh" "$ot" "$p50" "$p99" "$mx" "$c"
+        done
+    for bound in $bounds; do
+        printf '   bound %s: sipedge_registers_shed_total %s\n' "$bound" \
+            "$(grep '^sipedge_registers_shed_total' "$T/metrics-$bound.txt" | tr '\n' ' ')"
+    done
 }
 
 scenario_"$SCENARIO"

@@ -150,10 +150,11 @@ static const struct cfg_list keys_list = {key_fields,
       "requests other than REGISTER one client connection may have open at once (more: 503)")      \
     X(LIMITS_MAX_QUEUE_DELAY_MS, "listen.limits.max_queue_delay_ms", T_U32,                        \
       listen.limits.max_queue_delay_ms, "200", 0, 60000, 0, NULL,                                  \
-      "a REGISTER (or a request carrying its own token) that waited longer than this between "     \
-      "reaching the host (kernel receive timestamp) and its worker reading it is answered 503 + "  \
-      "Retry-After at once, without a token check: the worker is behind, so that the ones it "     \
-      "accepts keep a bounded latency (0: off)")                                                   \
+      "a REGISTER (or a request carrying its own token) on a registered connection that waited "   \
+      "longer than this between reaching the host (kernel receive timestamp) and its worker "      \
+      "reading it is answered 503 + Retry-After at once, without a token check: the worker is "    \
+      "behind, so that the ones it accepts keep a bounded latency; a connection's first "          \
+      "REGISTER (its handshake is paid) is not shed for this (0: off)")                            \
     X(LISTEN_DRAIN_TIMEOUT_MS, "listen.drain_timeout_ms", T_U32, listen.drain_timeout_ms, "10000", \
       0, 600000, 0, NULL,                                                                          \
       "SIGTERM: keep serving open connections this long (less once every client left), then "      \

@@ -542,11 +542,19 @@ static void shed(struct proxy *p, uint32_t cid, const struct sip_msg *req, int64
 }
 
 /* How long this request waited before the worker read it, when that is over the admission bound;
- * else 0. */
+ * else 0. A connection not bound yet (its first REGISTER, after a reconnect) is not shed for
+ * delay: its TLS handshake, ten times the cost of the REGISTER, is already paid, and shedding it
+ * would only make a reconnect storm last longer. Refreshes of bound connections are what a
+ * worker behind puts off: their registration at UCM is still valid. */
 static uint64_t waited_too_long(struct proxy *p, uint32_t cid)
 {
     if (p->cfg.max_queue_delay_ms == 0 || p->env.client_waited_us == NULL)
         return 0;
+    if (p->env.client_binding != NULL) {
+        const struct policy_binding *b = p->env.client_binding(p->env.ctx, cid);
+        if (b == NULL || !b->bound)
+            return 0;
+    }
     uint64_t w = p->env.client_waited_us(p->env.ctx, cid);
     return w > (uint64_t)p->cfg.max_queue_delay_ms * 1000 ? w : 0;
 }

@@ -7,7 +7,9 @@
 # Retry-After of 1 to 4 s at once, without a token check and without reaching UCM
 # (sipedge_registers_shed_total{reason="queue_delay"}, log worker_behind); the ones that arrived
 # just before it ran again are served. The decision is each request's own wait, read from the
-# kernel's receive timestamp. With the bound off (0) the same REGISTERs all go to UCM.
+# kernel's receive timestamp. With the bound off (0) the same REGISTERs all go to UCM. A
+# connection's first REGISTER is not shed for delay (its handshake is paid): N connections made
+# before the stall, whose first REGISTERs wait it out with the early ones, are all served.
 source "$(dirname "$0")/lib.sh"
 e2e_init t24_queue_delay
 
@@ -19,11 +21,12 @@ WORKERS=1
 N=20 # clients sending early in the stall, and as many sending just before its end
 
 TOKS=()
-for i in $(seq 1 $((2 * N))); do TOKS+=("$(mint "u$i")"); done
+for i in $(seq 1 $((3 * N))); do TOKS+=("$(mint "u$i")"); done
 
-# stall OUT: 2N TLS clients register (warm), then the edge is stopped; N of them send a REGISTER
-# at once ("early"), 600 ms later the N others send theirs ("late"), then the edge runs again;
-# once answered, every client registers again ("after"). One request in flight per connection,
+# stall OUT: 2N TLS clients register (warm) and N more connect without registering, then the edge
+# is stopped; N of the registered send a REGISTER at once ("early") and so do the N new ones
+# ("first"), 600 ms later the N other registered ones send theirs ("late"), then the edge runs
+# again; once answered, every client registers again ("after"). One request in flight per connection,
 # as a Jabber client does (a read that takes several requests of one connection carries the
 # timestamp of the newest: a lower bound of what the older ones waited). OUT gets one line per
 # final answer: "PHASE STATUS RETRY-AFTER".
@@ -44,7 +47,7 @@ def register(i, phase):
         f"Via: SIP/2.0/TLS 127.0.0.1:5999;branch=z9hG4bK-qd-{phase}-{i};rport\r\n"
         f"Max-Forwards: 70\r\nFrom: <sip:{u}@example.test>;tag=t{i}\r\n"
         f"To: <sip:{u}@example.test>\r\nCall-ID: qd-{i}@example.test\r\n"
-        f"CSeq: {dict(warm=1, early=2, late=3, after=4)[phase]} REGISTER\r\n"
+        f"CSeq: {dict(warm=1, early=2, first=2, late=3, after=4)[phase]} REGISTER\r\n"
         f"Contact: <sip:{u}@127.0.0.1:5999;transport=tls>\r\n"
         f"Expires: 3600\r\nProxy-Authorization: Bearer token=\"{tok}\"\r\n"
         f"Content-Length: 0\r\n\r\n").encode())
@@ -71,17 +74,19 @@ def answers(i, want):
     return got
 
 res = []
-for i in range(len(toks)):
+n = len(toks) // 3
+for i in range(2 * n):
     register(i, "warm")
-for i in range(len(toks)):
+for i in range(2 * n):
     res += answers(i, 1)
-half = len(toks) // 2
 os.kill(pid, signal.SIGSTOP)
 try:
-    for i in range(half):
+    for i in range(n):
         register(i, "early")
+    for i in range(2 * n, 3 * n):
+        register(i, "first")
     time.sleep(0.6)
-    for i in range(half, len(toks)):
+    for i in range(n, 2 * n):
         register(i, "late")
 finally:
     os.kill(pid, signal.SIGCONT)
@@ -103,21 +108,23 @@ start_edge
 wait_ready 10
 stall "$T/on.txt"
 e2e_log "answers: $(awk '{print $1 "/" $2}' "$T/on.txt" | sort | uniq -c | tr -s ' \n' ' ')"
-check "every REGISTER got one final answer" test "$(wc -l <"$T/on.txt")" -eq $((6 * N))
+check "every REGISTER got one final answer" test "$(wc -l <"$T/on.txt")" -eq $((8 * N))
 check "warm: all 200" test "$(count "$T/on.txt" warm 200)" -eq $((2 * N))
 check "early (waited 600 ms, bound 150): all 503" test "$(count "$T/on.txt" early 503)" -eq "$N"
 check "every 503 says Retry-After 1 to 4" \
     test "$(awk '$2 == 503 && $3 >= 1 && $3 <= 4' "$T/on.txt" | wc -l)" -eq "$N"
 check "late (arrived just before the worker ran): all 200" \
     test "$(count "$T/on.txt" late 200)" -eq "$N"
-check "after it caught up: all 200" test "$(count "$T/on.txt" after 200)" -eq $((2 * N))
-check "UCM received only the ones served" test "$(ucm_registers)" -eq $((5 * N))
+check "first REGISTERs of new connections (waited as long as early): all 200" \
+    test "$(count "$T/on.txt" first 200)" -eq "$N"
+check "after it caught up: all 200" test "$(count "$T/on.txt" after 200)" -eq $((3 * N))
+check "UCM received only the ones served" test "$(ucm_registers)" -eq $((7 * N))
 check "metrics: shed for queue_delay" \
     test "$(metric 'sipedge_registers_shed_total\{reason="queue_delay"')" -eq "$N"
 check "metrics: none shed for upstream_pending" \
     test "$(metric 'sipedge_registers_shed_total\{reason="upstream_pending"')" -eq 0
 check "the shed ones cost no token check" \
-    test "$(metric 'sipedge_auth_results_total\{result="ok"')" -eq $((5 * N))
+    test "$(metric 'sipedge_auth_results_total\{result="ok"')" -eq $((7 * N))
 check "logged worker_behind with the bound" grep -q 'event=worker_behind.*limit_ms=150' "$T/edge.log"
 stop_edge
 
@@ -131,8 +138,8 @@ wait_ready 10
 before=$(ucm_registers)
 stall "$T/off.txt"
 e2e_log "answers (bound off): $(awk '{print $1 "/" $2}' "$T/off.txt" | sort | uniq -c | tr -s ' \n' ' ')"
-check "bound off: all $((6 * N)) got 200" test "$(awk '$2 == 200' "$T/off.txt" | wc -l)" -eq $((6 * N))
-check "bound off: UCM received all" test "$(($(ucm_registers) - before))" -eq $((6 * N))
+check "bound off: all $((8 * N)) got 200" test "$(awk '$2 == 200' "$T/off.txt" | wc -l)" -eq $((8 * N))
+check "bound off: UCM received all" test "$(($(ucm_registers) - before))" -eq $((8 * N))
 check "bound off: nothing shed" test "$(metric 'sipedge_registers_shed_total')" -eq 0
 stop_edge
 e2e_done

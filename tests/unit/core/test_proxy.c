@@ -10,6 +10,7 @@
 
 #include "auth/auth.h"
 #include "core/log.h"
+#include "core/policy.h"
 #include "core/proxy.h"
 #include "core/sip.h"
 #include "sent.h"
@@ -580,6 +581,40 @@ Test(proxy, sheds_registers_that_waited_over_max_queue_delay_before_any_token_ch
     cr_assert_eq(proxy_stats(p)->shed_delay, 2);
     cr_assert_eq(proxy_stats(p)->shed, 0, "not counted as upstream_pending");
     cr_assert_eq(auth_worker_counters(aw)->checks, checks + 3, "the shed ones cost no check");
+}
+
+static struct policy_binding bindings[16];
+
+static struct policy_binding *fake_binding(void *ctx, uint32_t client_id)
+{
+    (void)ctx;
+    return client_id < 16 ? &bindings[client_id] : NULL;
+}
+
+/* A connection's first REGISTER (not bound yet: just reconnected, its handshake paid) is not shed
+ * for delay; a refresh on a bound connection is. */
+Test(proxy, sheds_for_delay_only_the_refreshes_of_bound_connections)
+{
+    proxy_free(p);
+    struct proxy_cfg cfg = test_cfg();
+    cfg.max_queue_delay_ms = 50;
+    struct proxy_env env = {.client_send = fake_client_send,
+                            .upstream_send = fake_upstream_send,
+                            .client_waited_us = fake_waited,
+                            .client_binding = fake_binding};
+    p = proxy_new(&cfg, &env, aw, NULL);
+    cr_assert_not_null(p);
+    memset(waited_us, 0, sizeof(waited_us));
+    memset(bindings, 0, sizeof(bindings));
+    waited_us[7] = waited_us[8] = 900000;
+    bindings[8].bound = true;
+    register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    register_as(8, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
+    cr_assert_eq(n_upstream, 1, "the first REGISTER of connection 7 is forwarded");
+    cr_assert_eq(n_client, 1);
+    cr_assert_eq(to_client[0].id, 8u, "the refresh on bound connection 8 is shed");
+    cr_assert(starts(to_client[0].text, "SIP/2.0 503 "), "%s", to_client[0].text);
+    cr_assert_eq(proxy_stats(p)->shed_delay, 1);
 }
 
 /* With max_queue_delay_ms 0 the wait is not even asked: nothing is shed for it. */
