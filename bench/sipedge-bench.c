@@ -97,12 +97,14 @@ static const char *const err_names[ERR_COUNT] = {"timeout",  "connect", "tls",  
 
 /** Counters and histograms of one thread (merged at the end). */
 struct stats {
-    struct bench_hist req;    /* measured REGISTERs with a token: start -> final answer */
-    struct bench_hist req_ok; /* the same, only those answered 200 (goodput latency) */
-    struct bench_hist chal;   /* REGISTER without credentials -> 407 */
-    struct bench_hist hs;     /* connect start -> TLS established */
-    struct bench_hist setup;  /* connect start -> registered (200) */
-    struct bench_hist call;   /* --calls: INVITE sent -> 200 to the BYE (req: INVITE -> 200) */
+    struct bench_hist req;         /* measured REGISTERs with a token: start -> final answer */
+    struct bench_hist req_ok;      /* the same, only those answered 200 (goodput latency) */
+    struct bench_hist req_ok_wire; /* ... from the actual send, not the intended start: what the
+                                      edge and UCM add, without the generator's own backlog */
+    struct bench_hist chal;        /* REGISTER without credentials -> 407 */
+    struct bench_hist hs;          /* connect start -> TLS established */
+    struct bench_hist setup;       /* connect start -> registered (200) */
+    struct bench_hist call;        /* --calls: INVITE sent -> 200 to the BYE (req: INVITE -> 200) */
     uint64_t call_ringing, uas_invite, uas_ack, uas_bye, uas_notify, uas_other;
     uint64_t sent, ok, done;
     uint64_t setup_ok, handshakes, resumed;
@@ -177,6 +179,7 @@ struct client {
     uint8_t fail;     /* enum err_cause of that failure (meaningful when err_counted) */
     uint64_t t_start; /* connect started (µs) */
     uint64_t t_sent;  /* request start: min(intended, actual send) (µs) */
+    uint64_t t_wire;  /* the actual send of a measured request (µs) */
     struct loop_timer timer;
 };
 
@@ -662,6 +665,7 @@ static void client_request(struct client *cl, uint64_t intended)
     struct gthread *t = cl->t;
     uint64_t now = now_us();
     cl->t_sent = intended < now ? intended : now;
+    cl->t_wire = now;
     cl->measured = true;
     cl->st = CS_BUSY;
     t->outstanding++;
@@ -792,6 +796,7 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
         if (m->status == 200) {
             t->st.ok++;
             bench_hist_add(&t->st.req_ok, now - cl->t_sent);
+            bench_hist_add(&t->st.req_ok_wire, now - cl->t_wire);
         } else {
             t->st.errors[ERR_STATUS]++;
         }
@@ -1358,6 +1363,7 @@ static void merge_stats(struct stats *d, const struct stats *s)
 {
     bench_hist_merge(&d->req, &s->req);
     bench_hist_merge(&d->req_ok, &s->req_ok);
+    bench_hist_merge(&d->req_ok_wire, &s->req_ok_wire);
     bench_hist_merge(&d->chal, &s->chal);
     bench_hist_merge(&d->hs, &s->hs);
     bench_hist_merge(&d->setup, &s->setup);
@@ -1597,6 +1603,8 @@ static void report(const struct bench *b, const struct result *r)
     print_hist_json(f, o->calls ? "call_setup" : "register", &s->req);
     fputc(',', f);
     print_hist_json(f, "register_200", &s->req_ok);
+    fputc(',', f);
+    print_hist_json(f, "register_200_wire", &s->req_ok_wire);
     fputc(',', f);
     print_hist_json(f, "call", &s->call);
     fputc(',', f);
