@@ -73,6 +73,7 @@ struct bench_opts {
     uint16_t tls_max; /* 0: up to TLS 1.3; 0x0303: TLS 1.2 only */
     bool resume, direct, json, quiet;
     bool calls;          /* --calls: a measured unit is a call, requests on a client answered */
+    bool retry_after;    /* --retry-after: a client answered 503 + Retry-After waits that long */
     const char *call_to; /* --call-to USER: every call to this user (default: the next user) */
     int edge_pid, ucm_pid;
     int edge_pids[BENCH_MAX_PIDS]; /* --edge-pid A,B,...: an edge made of several processes */
@@ -108,7 +109,8 @@ struct stats {
     uint64_t call_ringing, uas_invite, uas_ack, uas_bye, uas_notify, uas_other;
     uint64_t sent, ok, done;
     uint64_t setup_ok, handshakes, resumed;
-    uint64_t churned; /* --churn: registered connections closed by us to be opened again */
+    uint64_t churned;  /* --churn: registered connections closed by us to be opened again */
+    uint64_t backoffs; /* --retry-after: 503s whose client waited their Retry-After */
     uint64_t errors[ERR_COUNT];
     uint64_t setup_errors[ERR_COUNT];
     uint64_t status[BENCH_STATUS_CODES];
@@ -698,6 +700,20 @@ static uint32_t cseq_number(const struct sip_msg *m)
     return v;
 }
 
+/* Retry-After of a response in seconds (0: none, or not a number; capped at an hour). */
+static uint32_t retry_after_s(const struct sip_msg *m)
+{
+    const struct sip_header *h = sip_first(m, SIP_HDR_RETRY_AFTER);
+    uint32_t v = 0;
+    size_t i = 0;
+    if (h == NULL)
+        return 0;
+    for (; i < h->value.len && h->value.base[i] >= '0' && h->value.base[i] <= '9' && v < 3600; i++)
+        v = v * 10 + (uint32_t)(h->value.base[i] - '0');
+    return v > 3600 ? 3600 : v;
+}
+
+static void client_backoff_cb(struct loop *loop, struct loop_timer *timer);
 static void storm_next(struct gthread *t);
 static void thread_check_done(struct gthread *t);
 static void thread_setup_step(struct gthread *t);
@@ -799,6 +815,14 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
             bench_hist_add(&t->st.req_ok_wire, now - cl->t_wire);
         } else {
             t->st.errors[ERR_STATUS]++;
+        }
+        uint32_t wait_s = o->retry_after && m->status == 503 ? retry_after_s(m) : 0;
+        if (wait_s > 0) { /* the client backs off: not ready before its Retry-After */
+            t->st.backoffs++;
+            cl->st = CS_READY;
+            loop_timer_arm(t->loop, &cl->timer, loop_now_ms(t->loop) + wait_s * 1000ull,
+                           client_backoff_cb);
+            return;
         }
         client_ready(cl);
         return;
@@ -1032,6 +1056,15 @@ static void client_timeout_cb(struct loop *loop, struct loop_timer *timer)
     struct client *cl = client_of_timer(timer);
     if (cl->conn)
         client_fail(cl, ERR_TIMEOUT);
+}
+
+/* --retry-after: the client's wait is over. */
+static void client_backoff_cb(struct loop *loop, struct loop_timer *timer)
+{
+    (void)loop;
+    struct client *cl = client_of_timer(timer);
+    if (cl->conn != NULL && cl->st == CS_READY)
+        client_ready(cl);
 }
 
 /* Starts (again) the connection of `cl`. */
@@ -1378,6 +1411,7 @@ static void merge_stats(struct stats *d, const struct stats *s)
     d->ok += s->ok;
     d->done += s->done;
     d->setup_ok += s->setup_ok;
+    d->backoffs += s->backoffs;
     d->handshakes += s->handshakes;
     d->churned += s->churned;
     d->resumed += s->resumed;
@@ -1568,9 +1602,10 @@ static void report(const struct bench *b, const struct result *r)
             "\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
             ",\"window_s\":%.4f,\"throughput\":%.1f,\"setup_ok\":%" PRIu64
             ",\"setup_s\":%.3f,\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64
-            ",\"fresh_used\":%" PRIu64 ",\"fresh_reused\":%" PRIu64 ",\"churned\":%" PRIu64 ",",
+            ",\"fresh_used\":%" PRIu64 ",\"fresh_reused\":%" PRIu64 ",\"churned\":%" PRIu64
+            ",\"backoffs\":%" PRIu64 ",",
             s->sent, s->done, s->ok, nerr, r->window_s, tput, s->setup_ok, r->setup_s,
-            s->handshakes, s->resumed, s->fresh_used, s->fresh_wrapped, s->churned);
+            s->handshakes, s->resumed, s->fresh_used, s->fresh_wrapped, s->churned, s->backoffs);
     fprintf(f,
             "\"keepalives\":{\"sent\":%" PRIu64 ",\"pongs\":%" PRIu64 ",\"ping_sent\":%" PRIu64
             ",\"ping_ok\":%" PRIu64 "},",
@@ -1648,6 +1683,8 @@ static void usage(void)
         "           client (UCM calling it: INVITE, BYE, NOTIFY...) are answered and counted\n"
         "  tokens: --users U (default: conns)  --fresh-tokens F (0..1)  --fresh-pool N\n"
         "          --lifetime S  --user-prefix P\n"
+        "  clients: --retry-after         a client answered 503 + Retry-After waits that long\n"
+        "                                  before its next request (as RFC 3261 21.5.4 asks)\n"
         "  bounds: --duration S (5)  --max-requests N  --timeout-ms MS (5000)\n"
         "          --setup-timeout S (60)  --setup-concurrency N (256)\n"
         "  other:  --host IP (127.0.0.1)  --server-name N (localhost)  --tls-cert/--tls-key PEM\n"
@@ -1705,6 +1742,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         O_SETUP_TO,
         O_SETUP_CONC,
         O_DIRECT,
+        O_RETRY_AFTER,
         O_THREADS,
         O_EDGE,
         O_UCM,
@@ -1746,6 +1784,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         {"setup-timeout", 1, 0, O_SETUP_TO},
         {"setup-concurrency", 1, 0, O_SETUP_CONC},
         {"direct", 0, 0, O_DIRECT},
+        {"retry-after", 0, 0, O_RETRY_AFTER},
         {"threads", 1, 0, O_THREADS},
         {"edge-pid", 1, 0, O_EDGE},
         {"ucm-pid", 1, 0, O_UCM},
@@ -1868,6 +1907,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             break;
         case O_DIRECT:
             o->direct = true;
+            break;
+        case O_RETRY_AFTER:
+            o->retry_after = true;
             break;
         case O_CALLS:
             o->calls = true;
