@@ -548,20 +548,37 @@ static uint64_t fake_waited(void *ctx, uint32_t client_id)
     return client_id < 16 ? waited_us[client_id] : 0;
 }
 
-/* Issue 15: a REGISTER that waited longer than max_queue_delay_ms between reaching the host and
- * the worker reading it is answered 503 + Retry-After at once, without a token check; one that
- * waited less, or exactly the bound, or whose wait is unknown (0), is served. */
-Test(proxy, sheds_registers_that_waited_over_max_queue_delay_before_any_token_check)
+static struct policy_binding bindings[16];
+
+static struct policy_binding *fake_binding(void *ctx, uint32_t client_id)
+{
+    (void)ctx;
+    return client_id < 16 ? &bindings[client_id] : NULL;
+}
+
+/* A proxy with max_queue_delay_ms 50 whose environment says what each client's request waited
+ * (waited_us[], all 0) and, `with_bindings`, whether its connection is bound (bindings[], none). */
+static void delay_proxy(bool with_bindings)
 {
     proxy_free(p);
     struct proxy_cfg cfg = test_cfg();
     cfg.max_queue_delay_ms = 50;
     struct proxy_env env = {.client_send = fake_client_send,
                             .upstream_send = fake_upstream_send,
-                            .client_waited_us = fake_waited};
+                            .client_waited_us = fake_waited,
+                            .client_binding = with_bindings ? fake_binding : NULL};
     p = proxy_new(&cfg, &env, aw, NULL);
     cr_assert_not_null(p);
     memset(waited_us, 0, sizeof(waited_us));
+    memset(bindings, 0, sizeof(bindings));
+}
+
+/* Issue 15: a REGISTER that waited longer than max_queue_delay_ms between reaching the host and
+ * the worker reading it is answered 503 + Retry-After at once, without a token check; one that
+ * waited less, or exactly the bound, or whose wait is unknown (0), is served. */
+Test(proxy, sheds_registers_that_waited_over_max_queue_delay_before_any_token_check)
+{
+    delay_proxy(false);
     waited_us[7] = 49999;   /* under */
     waited_us[8] = 50000;   /* the bound itself */
     waited_us[9] = 50001;   /* over */
@@ -583,29 +600,11 @@ Test(proxy, sheds_registers_that_waited_over_max_queue_delay_before_any_token_ch
     cr_assert_eq(auth_worker_counters(aw)->checks, checks + 3, "the shed ones cost no check");
 }
 
-static struct policy_binding bindings[16];
-
-static struct policy_binding *fake_binding(void *ctx, uint32_t client_id)
-{
-    (void)ctx;
-    return client_id < 16 ? &bindings[client_id] : NULL;
-}
-
 /* A connection's first REGISTER (not bound yet: just reconnected, its handshake paid) is not shed
  * for delay; a refresh on a bound connection is. */
 Test(proxy, sheds_for_delay_only_the_refreshes_of_bound_connections)
 {
-    proxy_free(p);
-    struct proxy_cfg cfg = test_cfg();
-    cfg.max_queue_delay_ms = 50;
-    struct proxy_env env = {.client_send = fake_client_send,
-                            .upstream_send = fake_upstream_send,
-                            .client_waited_us = fake_waited,
-                            .client_binding = fake_binding};
-    p = proxy_new(&cfg, &env, aw, NULL);
-    cr_assert_not_null(p);
-    memset(waited_us, 0, sizeof(waited_us));
-    memset(bindings, 0, sizeof(bindings));
+    delay_proxy(true);
     waited_us[7] = waited_us[8] = 900000;
     bindings[8].bound = true;
     register_as(7, "alice", "Proxy-Authorization: Bearer token=\"ok.alice\"\n", "70");
