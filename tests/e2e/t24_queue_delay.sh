@@ -79,7 +79,18 @@ for i in range(2 * n):
     register(i, "warm")
 for i in range(2 * n):
     res += answers(i, 1)
+def stopped():  # every thread of the edge is stopped (state T), not just signalled
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        with open(f"/proc/{pid}/task/{tid}/stat") as f:
+            if f.read().rsplit(")", 1)[1].split()[0] != "T":
+                return False
+    return True
+
 os.kill(pid, signal.SIGSTOP)
+for _ in range(200):  # at most 2 s
+    if stopped():
+        break
+    time.sleep(0.01)
 try:
     for i in range(n):
         register(i, "early")
