@@ -492,6 +492,125 @@ static void client_open(struct conn *c, bool ucm)
     loop_timer_arm(w->loop, &cl->timer, loop_now_ms(w->loop) + t, client_timer_cb);
 }
 
+/* After bytes were fed to the TLS object of `cl` (busy): the handshake step when it is not
+ * established yet, then whatever records follow. */
+static void client_progress(struct client *cl)
+{
+    struct worker *w = cl->w;
+    struct conn *c = cl->conn;
+    if (!cl->established) {
+        int r = tls_conn_handshake(cl->tls);
+        if (r == 0) {
+            cl->established = true;
+            metrics_inc(
+                w->shard, METRIC_TLS_HANDSHAKES,
+                strcmp(tls_conn_version(cl->tls), "TLSv1.2") == 0 ? METRICS_TLS_12 : METRICS_TLS_13,
+                tls_conn_own_records(cl->tls) ? METRICS_RECORDS_SIPEDGE : METRICS_RECORDS_OPENSSL);
+            cl->last_active = loop_now_ms(w->loop);
+            conn_set_open(c);
+            if (cl->ucm_peer) {
+                conn_set_trunk(c); /* it carries UCM's traffic for every client */
+                char peer[64];
+                budget_addr_format(cl->src, peer, sizeof(peer));
+                log_event(LOG_INFO, "ucm_peer_admitted", LOG_S("peer", peer),
+                          LOG_I("node", cl->node), LOG_U("conn", cl->id));
+            }
+            loop_timer_arm(w->loop, &cl->timer,
+                           cl->last_active + w->e->cfg.listen.limits.idle_timeout_ms,
+                           client_timer_cb);
+        } else if (r != TLS_WANT_INPUT) {
+            client_tls_failed(cl);
+        }
+        if (!cl->dead)
+            client_flush(cl);
+    }
+    while (cl->established && !cl->dead) {
+        char tmp[WORKER_READ_CHUNK];
+        ssize_t r = tls_conn_read(cl->tls, tmp, sizeof(tmp));
+        if (r > 0) {
+            client_plaintext(cl, tmp, (size_t)r);
+            continue;
+        }
+        if (r == 0) { /* close_notify */
+            tls_conn_shutdown(cl->tls);
+            client_flush(cl);
+            metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_PEER);
+            conn_drain(c);
+        } else if (r != TLS_WANT_INPUT) {
+            client_tls_read_failed(cl);
+        } else {
+            client_flush(cl);
+        }
+        break;
+    }
+}
+
+static void handshakes_cb(struct loop *loop, struct loop_timer *t);
+
+/* A handshake step of `cl` waits for the end of this turn (see struct worker's hs_q). */
+static void client_queue_handshake(struct client *cl)
+{
+    struct worker *w = cl->w;
+    if (cl->hs_queued)
+        return;
+    if (w->hs_head + w->hs_len == w->hs_cap) {
+        if (w->hs_head > 0) {
+            memmove(w->hs_q, w->hs_q + w->hs_head, w->hs_len * sizeof(*w->hs_q));
+            w->hs_head = 0;
+        } else {
+            uint32_t cap = w->hs_cap ? w->hs_cap * 2 : 256;
+            uint32_t *q = realloc(w->hs_q, cap * sizeof(*q));
+            if (q == NULL) { /* no room to wait: do it now */
+                client_progress(cl);
+                return;
+            }
+            w->hs_q = q;
+            w->hs_cap = cap;
+        }
+    }
+    w->hs_q[w->hs_head + w->hs_len++] = cl->id;
+    cl->hs_queued = true;
+    if (!loop_timer_armed(&w->hs_timer))
+        loop_timer_arm(w->loop, &w->hs_timer, loop_now_ms(w->loop), handshakes_cb);
+}
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
+/* The end of a turn (timers run after the turn's completions): handshake steps, oldest first,
+ * for at most WORKER_HANDSHAKE_SLICE_US; the rest after the next turn's traffic. */
+static void handshakes_cb(struct loop *loop, struct loop_timer *t)
+{
+    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, hs_timer));
+    uint64_t start = mono_us();
+    while (w->hs_len > 0) {
+        uint32_t id = w->hs_q[w->hs_head++];
+        if (--w->hs_len == 0)
+            w->hs_head = 0;
+        struct client *cl = worker_client_of(w, id);
+        if (cl == NULL || !cl->hs_queued)
+            continue; /* closed meanwhile (the id may even name a newer connection) */
+        cl->hs_queued = false;
+        if (w->proxy == NULL)
+            continue; /* the drain's end: nothing more is read */
+        cl->busy = true;
+        cl->completed = false;
+        client_progress(cl);
+        cl->busy = false;
+        if (cl->dead)
+            client_free(cl);
+        if (mono_us() - start >= WORKER_HANDSHAKE_SLICE_US)
+            break;
+    }
+    if (w->hs_len > 0)
+        loop_timer_arm(loop, &w->hs_timer, loop_now_ms(loop), handshakes_cb);
+    worker_schedule(w);
+}
+
 static void client_on_data(struct conn *c, const char *p, size_t n)
 {
     struct client *cl = conn_user(c);
@@ -501,58 +620,14 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
     cl->busy = true;
     bool was_established = cl->established;
     cl->completed = false;
-    if (cl->tls == NULL) {
+    if (cl->tls == NULL)
         client_plaintext(cl, p, n);
-    } else if (tls_conn_feed(cl->tls, p, n) < 0) {
+    else if (tls_conn_feed(cl->tls, p, n) < 0)
         conn_close(c, CONN_CLOSE_ERROR);
-    } else {
-        if (!cl->established) {
-            int r = tls_conn_handshake(cl->tls);
-            if (r == 0) {
-                cl->established = true;
-                metrics_inc(w->shard, METRIC_TLS_HANDSHAKES,
-                            strcmp(tls_conn_version(cl->tls), "TLSv1.2") == 0 ? METRICS_TLS_12
-                                                                              : METRICS_TLS_13,
-                            tls_conn_own_records(cl->tls) ? METRICS_RECORDS_SIPEDGE
-                                                          : METRICS_RECORDS_OPENSSL);
-                cl->last_active = loop_now_ms(w->loop);
-                conn_set_open(c);
-                if (cl->ucm_peer) {
-                    conn_set_trunk(c); /* it carries UCM's traffic for every client */
-                    char peer[64];
-                    budget_addr_format(cl->src, peer, sizeof(peer));
-                    log_event(LOG_INFO, "ucm_peer_admitted", LOG_S("peer", peer),
-                              LOG_I("node", cl->node), LOG_U("conn", cl->id));
-                }
-                loop_timer_arm(w->loop, &cl->timer,
-                               cl->last_active + w->e->cfg.listen.limits.idle_timeout_ms,
-                               client_timer_cb);
-            } else if (r != TLS_WANT_INPUT) {
-                client_tls_failed(cl);
-            }
-            if (!cl->dead)
-                client_flush(cl);
-        }
-        while (cl->established && !cl->dead) {
-            char tmp[WORKER_READ_CHUNK];
-            ssize_t r = tls_conn_read(cl->tls, tmp, sizeof(tmp));
-            if (r > 0) {
-                client_plaintext(cl, tmp, (size_t)r);
-                continue;
-            }
-            if (r == 0) { /* close_notify */
-                tls_conn_shutdown(cl->tls);
-                client_flush(cl);
-                metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_PEER);
-                conn_drain(c);
-            } else if (r != TLS_WANT_INPUT) {
-                client_tls_read_failed(cl);
-            } else {
-                client_flush(cl);
-            }
-            break;
-        }
-    }
+    else if (!cl->established)
+        client_queue_handshake(cl);
+    else
+        client_progress(cl);
     cl->busy = false;
     if (cl->dead)
         client_free(cl);
@@ -935,6 +1010,8 @@ void worker_free(struct worker *w)
     loop_timer_cancel(w->loop, &w->tick_timer);
     loop_timer_cancel(w->loop, &w->status_timer);
     loop_timer_cancel(w->loop, &w->stop_timer);
+    loop_timer_cancel(w->loop, &w->hs_timer);
+    free(w->hs_q);
     for (int i = 0; i < 2; i++)
         loop_poll_cancel(w->loop, &w->polls[i]);
     proxy_free(w->proxy);
