@@ -499,6 +499,7 @@ static void client_progress(struct client *cl)
     struct worker *w = cl->w;
     struct conn *c = cl->conn;
     if (!cl->established) {
+        cl->hs_started = true;
         int r = tls_conn_handshake(cl->tls);
         if (r == 0) {
             cl->established = true;
@@ -547,7 +548,10 @@ static void client_progress(struct client *cl)
 
 static void handshakes_cb(struct loop *loop, struct loop_timer *t);
 
-/* A handshake step of `cl` waits for the end of this turn (see struct worker's hs_q). */
+/* The first handshake step of `cl` (answering its ClientHello: the key exchange and the
+ * signature, nearly all of a handshake's cost) waits for the end of this turn (see struct
+ * worker's hs_q). Later steps run at once: they are cheap, and a client that sends its Finished
+ * and closes must still be counted and served as before. */
 static void client_queue_handshake(struct client *cl)
 {
     struct worker *w = cl->w;
@@ -624,10 +628,10 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
         client_plaintext(cl, p, n);
     else if (tls_conn_feed(cl->tls, p, n) < 0)
         conn_close(c, CONN_CLOSE_ERROR);
-    else if (!cl->established)
-        client_queue_handshake(cl);
+    else if (!cl->established && !cl->hs_started)
+        client_queue_handshake(cl); /* the costly step: after the established traffic */
     else
-        client_progress(cl);
+        client_progress(cl); /* the client's Finished and what follows it: cheap, at once */
     cl->busy = false;
     if (cl->dead)
         client_free(cl);
