@@ -63,8 +63,11 @@ static inline uint64_t loop__ud(enum loop_op op, uint64_t payload)
 #define CONN_F_RX_TS   (1u << 13) /* accepted with SO_TIMESTAMPNS: receive with recvmsg */
 #define CONN_F_RECVMSG (1u << 14) /* the armed recv is a multishot recvmsg (header + cmsg) */
 
-/* Control space of a receive: one SCM_TIMESTAMPNS. */
+/* Control space of a receive: one SCM_TIMESTAMPNS (CMSG_SPACE(sizeof(struct timespec)), 32 bytes
+ * on 64-bit Linux; clang does not take CMSG_SPACE as a constant, so the buffer has room to spare).
+ */
 #define LOOP_RX_CMSG_SPACE CMSG_SPACE(sizeof(struct timespec))
+#define LOOP_RX_CMSG_BUF   64
 
 /* Trunks whose send waits for the end of the turn, at most (more: sent at once). */
 #define LOOP_DEFER_MAX 64
@@ -166,8 +169,8 @@ struct loop {
     char *scratch;        /* receive buffer for the poll fallback */
     struct msghdr rx_msg; /* multishot recvmsg template: no name, LOOP_RX_CMSG_SPACE control */
     union {               /* control buffer of the poll fallback's recvmsg */
-        struct cmsghdr align;
-        char buf[LOOP_RX_CMSG_SPACE];
+        size_t align;     /* a cmsghdr's alignment (the struct itself ends in a flexible array) */
+        char buf[LOOP_RX_CMSG_BUF];
     } rx_cmsg;
 
     struct conn *conns;
