@@ -689,28 +689,27 @@ static bool is_bearer_challenge(struct slice v)
     return false;
 }
 
+/* The number a header's value starts with (its digits up to `cap`), 0 when absent. */
+static uint32_t header_number(const struct sip_msg *m, enum sip_hdr id, uint32_t cap)
+{
+    const struct sip_header *h = sip_first(m, id);
+    uint32_t v = 0;
+    for (size_t i = 0; h != NULL && i < h->value.len && h->value.base[i] >= '0' &&
+                       h->value.base[i] <= '9' && v < cap;
+         i++)
+        v = v * 10 + (uint32_t)(h->value.base[i] - '0');
+    return v > cap ? cap : v;
+}
+
 static uint32_t cseq_number(const struct sip_msg *m)
 {
-    const struct sip_header *h = sip_first(m, SIP_HDR_CSEQ);
-    if (h == NULL)
-        return 0;
-    uint32_t v = 0;
-    for (size_t i = 0; i < h->value.len && h->value.base[i] >= '0' && h->value.base[i] <= '9'; i++)
-        v = v * 10 + (uint32_t)(h->value.base[i] - '0');
-    return v;
+    return header_number(m, SIP_HDR_CSEQ, UINT32_MAX / 10);
 }
 
 /* Retry-After of a response in seconds (0: none, or not a number; capped at an hour). */
 static uint32_t retry_after_s(const struct sip_msg *m)
 {
-    const struct sip_header *h = sip_first(m, SIP_HDR_RETRY_AFTER);
-    uint32_t v = 0;
-    size_t i = 0;
-    if (h == NULL)
-        return 0;
-    for (; i < h->value.len && h->value.base[i] >= '0' && h->value.base[i] <= '9' && v < 3600; i++)
-        v = v * 10 + (uint32_t)(h->value.base[i] - '0');
-    return v > 3600 ? 3600 : v;
+    return header_number(m, SIP_HDR_RETRY_AFTER, 3600);
 }
 
 static void client_backoff_cb(struct loop *loop, struct loop_timer *timer);
