@@ -10,8 +10,10 @@
 # workers, default 2), REPEAT (runs per point, default 3; 1 with --quick), RATES (steady ladder),
 # IDLE_CONNS (idle sizes, default "10000 18000 50000 100000"; sizes over the hard RLIMIT_NOFILE are
 # skipped), KA_CONNS / KA_HOLD / KA_MS (keepalive: clients, hold seconds, ping period; default
-# 18000, 60, 30000), RC_CONNS / RC_RATE / RC_SECONDS (reconnect: clients that reconnect at once,
-# the connected clients' REGISTER rate, their measured window; default 18000, 200, 60),
+# 18000, 60, 30000), STORM_KINDS / STORM_CONNS (storm: which of full, resume, full-1.2 and
+# resume-1.2, and how many connections each; default all four, 2000), RC_CONNS / RC_RATE /
+# RC_SECONDS (reconnect: clients that reconnect at once, the connected clients' REGISTER rate,
+# their measured window; default 18000, 200, 60),
 # ADM_CONNS / ADM_CPU / ADM_SECS / ADM_BOUNDS / ADM_MULTS (admission: clients, the edge's CPU quota
 # in % of one core, seconds per step, listen.limits.max_queue_delay_ms values, multiples of the
 # capacity; default 4000, 15, 8, "0 200 50", "0.5 1 1.5 2").
@@ -297,27 +299,28 @@ scenario_cold() {
 }
 
 scenario_storm() {
-    local count=2000 conc=32 i
+    local count=2000 conc=32 i k kinds=${STORM_KINDS:-full resume full-1.2 resume-1.2} extra
     if [ "$QUICK" = 1 ]; then
         count=100 conc=8
     fi
+    count=${STORM_CONNS:-$count}
     bench_start
     for i in $(seq 1 "$REPEAT"); do
-        run_bench "storm-full" --storm "$count" --concurrency "$conc" --direct --key "$JWT_KEY" \
-            --kid es1 --users 1000 --duration 60 --timeout-ms 5000
-        run_bench "storm-resume" --storm "$count" --concurrency "$conc" --direct --resume \
-            --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
-        run_bench "storm-full-1.2" --storm "$count" --concurrency "$conc" --direct --tls-max 1.2 \
-            --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
-        run_bench "storm-resume-1.2" --storm "$count" --concurrency "$conc" --direct --resume \
-            --tls-max 1.2 --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
+        for k in $kinds; do
+            extra=()
+            case "$k" in *resume*) extra+=(--resume) ;; esac
+            case "$k" in *1.2) extra+=(--tls-max 1.2) ;; esac
+            run_bench "storm-$k" --storm "$count" --concurrency "$conc" --direct "${extra[@]}" \
+                --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
+        done
     done
     echo
     echo "== storm: $count new TLS connections ($conc at a time), each TLS handshake (P-256 server key; TLS 1.3 unless -1.2) + one REGISTER with the token + close; medians of $REPEAT"
     printf '%-16s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' label conns errors resumed conns/s \
         edge_us/conn hs/edge_cpu_s gen_us/conn p50_us p99_us
     local l
-    for l in storm-full storm-resume storm-full-1.2 storm-resume-1.2; do
+    for k in $kinds; do
+        l=storm-$k
         printf '%-16s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' "$l" "$(med "$l" '.ok')" \
             "$(med "$l" '.errors')" "$(med "$l" '.resumed')" "$(med "$l" '.throughput | floor')" \
             "$(med "$l" '.edge.cpu_us_per_unit | round')" \
@@ -475,33 +478,54 @@ scenario_reconnect() {
 
 # profile: one open-loop run at PROFILE_RATE (default 2000/s, warm cache, 200 connections,
 # PROFILE_SECONDS long) with `perf stat` and `perf record -g` attached to the edge; prints the
-# edge's CPU per REGISTER, context switches per REGISTER and the top of the profile.
+# edge's CPU per REGISTER, context switches per REGISTER and the top of the profile. With
+# PROFILE_STORM (full, resume, full-1.2 or resume-1.2) the load is a storm of PROFILE_CONNS (2000)
+# new connections instead, and the figures are per connection.
 scenario_profile() {
     local rate=${PROFILE_RATE:-2000} secs=${PROFILE_SECONDS:-5} conns=${PROFILE_CONNS:-200}
+    local storm=${PROFILE_STORM:-} label load=()
     command -v perf >/dev/null || { log "needs perf"; return 1; }
     bench_start
-    run_bench "warmup" --rate "$rate" --key "$JWT_KEY" --kid es1 --conns "$conns" \
-        --users "$conns" --duration 1 --timeout-ms 2000
+    if [ -n "$storm" ]; then
+        # PROFILE_STORM=full|resume|full-1.2|resume-1.2: a storm of PROFILE_CONNS new connections
+        # (32 at a time, each handshake + REGISTER + close, as in `storm`) instead of steady load
+        label="profile-storm-$storm" conns=${PROFILE_CONNS:-2000}
+        load=(--storm "$conns" --concurrency 32 --direct --users 1000 --duration 60)
+        case "$storm" in *resume*) load+=(--resume) ;; esac
+        case "$storm" in *1.2) load+=(--tls-max 1.2) ;; esac
+        secs=30
+    else
+        label="profile-$rate"
+        load=(--rate "$rate" --conns "$conns" --users "$conns" --duration "$secs")
+        run_bench "warmup" --rate "$rate" --key "$JWT_KEY" --kid es1 --conns "$conns" \
+            --users "$conns" --duration 1 --timeout-ms 2000
+    fi
     local ev=task-clock,context-switches,cpu-migrations,raw_syscalls:sys_enter
     ev+=,io_uring:io_uring_submit_req,io_uring:io_uring_complete,ipi:ipi_send_cpu
-    perf stat -e "${PROFILE_EVENTS:-$ev}" -p "$EDGE_PID" \
-        -o "$T/perf.stat" -- sleep $((secs + 2)) &
+    perf stat -e "${PROFILE_EVENTS:-$ev}" -p "$EDGE_PID" -o "$T/perf.stat" &
     local stat_pid=$!
-    perf record -F 2000 -g -p "$EDGE_PID" -o "$T/perf.data" -- sleep $((secs + 2)) \
-        >/dev/null 2>&1 &
+    perf record -F 2000 -g -p "$EDGE_PID" -o "$T/perf.data" >/dev/null 2>&1 &
     local rec_pid=$!
     sleep 0.5
-    run_bench "profile-$rate" --rate "$rate" --key "$JWT_KEY" --kid es1 --conns "$conns" \
-        --users "$conns" --duration "$secs" --timeout-ms 2000
+    run_bench "$label" "${load[@]}" --key "$JWT_KEY" --kid es1 --timeout-ms 5000
+    sleep 0.5
+    kill -INT "$stat_pid" "$rec_pid" 2>/dev/null || true
     wait "$stat_pid" "$rec_pid" || true
-    echo "== profile at $rate REGISTER/s, $conns connections, ${secs}s"
-    table_header
-    table_row "profile-$rate"
+    if [ -n "$storm" ]; then
+        echo "== profile of a $storm storm: $conns connections"
+        printf 'edge CPU per connection %s µs, generator %s µs, %s connections ok\n' \
+            "$(med "$label" '.edge.cpu_us_per_unit | round')" \
+            "$(med "$label" '.gen_cpu_us_per_unit | round')" "$(med "$label" '.ok')"
+    else
+        echo "== profile at $rate REGISTER/s, $conns connections, ${secs}s"
+        table_header
+        table_row "$label"
+    fi
     local n
-    n=$(med "profile-$rate" '.ok')
-    # counts over the perf window (which also covers a second before and after the run)
+    n=$(med "$label" '.ok')
+    # counts over the perf window (which also covers half a second before and after the run)
     awk -v n="$n" '$2 ~ /^(context-switches|cpu-migrations|raw_syscalls:sys_enter|io_uring:|ipi:)/ {
-        gsub(",", "", $1); printf "%s per REGISTER: %.2f\n", $2, $1 / n }' "$T/perf.stat"
+        gsub(",", "", $1); printf "%s per unit: %.2f\n", $2, $1 / n }' "$T/perf.stat"
     cat "$T/perf.stat"
     perf report -i "$T/perf.data" --no-children --sort dso,sym --stdio 2>/dev/null |
         grep -v '^#' | grep '%' | head -n "${PROFILE_TOP:-40}"
