@@ -54,6 +54,16 @@ static int rotate_locked(struct tls__tickets *t)
     return 0;
 }
 
+/* AES-256-CBC fetched once: EVP_aes_256_cbc() would make OpenSSL 3 look the implementation up
+ * again (by name, under its store's lock) on every ticket sealed or opened. */
+static EVP_CIPHER *cbc;
+static pthread_once_t cbc_once = PTHREAD_ONCE_INIT;
+
+static void cbc_fetch(void)
+{
+    cbc = EVP_CIPHER_fetch(NULL, "AES-256-CBC", NULL);
+}
+
 static int mac_init(EVP_MAC_CTX *hctx, const unsigned char *key)
 {
     OSSL_PARAM params[] = {
@@ -90,17 +100,18 @@ static int ticket_cb(SSL *ssl, unsigned char key_name[16], unsigned char iv[EVP_
     pthread_mutex_unlock(&t->lock);
     if (rc == 0)
         return 0;
-    if (enc) {
+    pthread_once(&cbc_once, cbc_fetch);
+    if (cbc == NULL)
+        rc = -1;
+    else if (enc) {
         if (RAND_bytes(iv, 16) != 1)
             rc = -1;
         else {
             memcpy(key_name, k.name, 16);
-            if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
-                mac_init(hctx, k.hmac) != 1)
+            if (EVP_EncryptInit_ex(cctx, cbc, NULL, k.aes, iv) != 1 || mac_init(hctx, k.hmac) != 1)
                 rc = -1;
         }
-    } else if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k.aes, iv) != 1 ||
-               mac_init(hctx, k.hmac) != 1) {
+    } else if (EVP_DecryptInit_ex(cctx, cbc, NULL, k.aes, iv) != 1 || mac_init(hctx, k.hmac) != 1) {
         rc = -1;
     }
     OPENSSL_cleanse(&k, sizeof(k));
