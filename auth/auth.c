@@ -515,17 +515,30 @@ enum auth_status auth_check_from(struct auth_worker *aw, const char *tok, size_t
             if (cache_redis_command(aw->cmd, jl ? 4 : 3, argv, lens, now_ms, on_l2_reply, s) == 0) {
                 aw->free_head = s->next_free;
                 s->used = true;
-                s->cb = cb;
-                s->arg = arg;
+                /* No callback during the flush: if its write finds Redis gone, the lookup fails
+                 * at once (on_l2_reply with no callback releases the slot) and this check is
+                 * decided here instead; the caller never hears of it twice, nor before it has
+                 * kept what it needs. Nothing can take the slot meanwhile: a connection that
+                 * failed refuses new commands. */
+                s->cb = NULL;
+                s->arg = NULL;
                 cache_redis_fd_flush(aw->cmd, now_ms);
-                aw->last_layer = AUTH_LAYER_NONE;
-                return AUTH_PENDING;
+                if (s->used) {
+                    s->cb = cb;
+                    s->arg = arg;
+                    aw->last_layer = AUTH_LAYER_NONE;
+                    return AUTH_PENDING;
+                }
+                aw->c.l2_error++;
+                degraded = true;
+                goto verify;
             }
         }
     local:
         aw->c.l2_unusable++;
         degraded = true;
     }
+verify:
     aw->last_layer = AUTH_LAYER_VERIFY;
     verify_local(aw, tok, len, now_ms, out);
     return conclude(aw, tok, len, h, digest, out, degraded, NULL, now_ms);

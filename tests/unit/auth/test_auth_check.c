@@ -425,6 +425,55 @@ Test(auth_check, verifies_locally_when_redis_never_answers)
     close(ls);
 }
 
+/* Redis resets the connection while the worker still thinks it is up: the lookup's own write
+ * fails inside auth_check, which must then decide on the spot. Before, it failed the lookup
+ * through the callback (before the caller had kept its request) and still said AUTH_PENDING: the
+ * proxy freed the REGISTER in that callback and never answered it (chaos redis_kill, once). */
+Test(auth_check, decides_at_once_when_the_lookup_write_finds_redis_gone)
+{
+    signal(SIGPIPE, SIG_IGN);
+    int ls = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t al = sizeof(a);
+    cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
+    cr_assert_eq(listen(ls, 16), 0);
+    getsockname(ls, (struct sockaddr *)&a, &al);
+    struct fake f = {0};
+    struct auth_worker *aw = pod(&f, ntohs(a.sin_port), 1000);
+    drive1(aw, NULL, 20); /* connected (the backlog accepts) */
+    cr_assert(cache_redis_usable(auth_worker_redis(aw, false), auth_now_ms()));
+    int peer = accept(ls, NULL, NULL), n = 0;
+    cr_assert_geq(peer, 0);
+    for (int i = 0; i < 2 && peer >= 0; i++) { /* the command connection, not the subscriber */
+        struct linger lg = {1, 0};
+        setsockopt(peer, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+        close(peer); /* RST */
+        n++;
+        peer = i == 0 ? accept(ls, NULL, NULL) : -1;
+    }
+    cr_assert_eq(n, 2);
+    usleep(20000); /* the RSTs are in; the worker has not looked */
+    struct done d = {0};
+    struct jwt_result r;
+    char t[256];
+    token(t, sizeof(t), "ok", "heidi", "-");
+    enum auth_status st = auth_check(aw, t, strlen(t), auth_now_ms(), on_done, &d, &r);
+    cr_assert_eq(d.calls, 0, "callback ran inside auth_check (status %d)", (int)st);
+    if (st == AUTH_PENDING) { /* the write went out before the reset was seen: one answer later */
+        drive1(aw, &d.calls, 3000);
+        cr_assert_eq(d.calls, 1);
+        st = d.st;
+        r = d.res;
+    }
+    cr_assert_eq(st, AUTH_OK);
+    cr_assert_str_eq(r.user, "heidi");
+    drive1(aw, NULL, 50);
+    cr_assert_leq(d.calls, 1, "answered twice");
+    auth_worker_free(aw);
+    cr_assert_leq(d.calls, 1, "answered twice");
+    close(ls);
+}
+
 Test(auth_check, evicts_revoked_tokens_in_other_pods_via_pubsub)
 {
     struct fake fa = {0}, fb = {0};
