@@ -400,7 +400,8 @@ Test(auth_check, keeps_answering_correctly_when_redis_dies_and_reconnects)
     stop_redis(pid);
 }
 
-Test(auth_check, verifies_locally_when_redis_never_answers)
+/* A listener on a free loopback port that accepts (the backlog) and never answers. */
+static int loopback_listener(uint16_t *port)
 {
     int ls = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
@@ -408,8 +409,16 @@ Test(auth_check, verifies_locally_when_redis_never_answers)
     cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
     cr_assert_eq(listen(ls, 16), 0);
     getsockname(ls, (struct sockaddr *)&a, &al);
+    *port = ntohs(a.sin_port);
+    return ls;
+}
+
+Test(auth_check, verifies_locally_when_redis_never_answers)
+{
+    uint16_t port;
+    int ls = loopback_listener(&port);
     struct fake f = {0};
-    struct auth_worker *aw = pod(&f, ntohs(a.sin_port), 5);
+    struct auth_worker *aw = pod(&f, port, 5);
     drive1(aw, NULL, 20); /* connected (the backlog accepts), SUBSCRIBE unanswered */
     struct jwt_result r;
     char t[256];
@@ -432,14 +441,10 @@ Test(auth_check, verifies_locally_when_redis_never_answers)
 Test(auth_check, decides_at_once_when_the_lookup_write_finds_redis_gone)
 {
     signal(SIGPIPE, SIG_IGN);
-    int ls = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t al = sizeof(a);
-    cr_assert_eq(bind(ls, (struct sockaddr *)&a, sizeof(a)), 0);
-    cr_assert_eq(listen(ls, 16), 0);
-    getsockname(ls, (struct sockaddr *)&a, &al);
+    uint16_t port;
+    int ls = loopback_listener(&port);
     struct fake f = {0};
-    struct auth_worker *aw = pod(&f, ntohs(a.sin_port), 1000);
+    struct auth_worker *aw = pod(&f, port, 1000);
     drive1(aw, NULL, 20); /* connected (the backlog accepts) */
     cr_assert(cache_redis_usable(auth_worker_redis(aw, false), auth_now_ms()));
     int peer = accept(ls, NULL, NULL), n = 0;
