@@ -13,7 +13,8 @@
 # 18000, 60, 30000), STORM_KINDS / STORM_CONNS (storm: which of full, resume, full-1.2 and
 # resume-1.2, and how many connections each; default all four, 2000), RC_CONNS / RC_RATE /
 # RC_SECONDS (reconnect: clients that reconnect at once, the connected clients' REGISTER rate,
-# their measured window; default 18000, 200, 60),
+# their measured window; default 18000, 200, 60), RC_KINDS (reconnect: which of full, full-seen and
+# resume; default all three),
 # ADM_CONNS / ADM_CPU / ADM_SECS / ADM_BOUNDS / ADM_MULTS (admission: clients, the edge's CPU quota
 # in % of one core, seconds per step, listen.limits.max_queue_delay_ms values, multiples of the
 # capacity; default 4000, 15, 8, "0 200 50", "0.5 1 1.5 2").
@@ -406,8 +407,14 @@ scenario_keepalive() {
 # restart: the old pod's tickets are no use elsewhere) and resumed ones (a blip: the same pod's
 # tickets; the generator first makes a session per client, which the connected clients' window
 # also covers). A first run of the connected clients alone gives their p99 without a storm.
+# Tokens: `full` and `resume` clients' tokens are new to the edge at the storm unless warmed
+# (resume: each client's warm-up connection REGISTERs it), so a full storm verifies every token
+# (a restart with no Redis, or Redis lost too); `full-seen` REGISTERs every token once before the
+# storm (unmeasured), as after a restart whose Redis kept the verified tokens or after a blip.
+# RC_KINDS picks the storms (default: full full-seen resume).
 scenario_reconnect() {
     local n=${RC_CONNS:-18000} rate=${RC_RATE:-200} secs=${RC_SECONDS:-60} lim kind bg
+    local kinds=${RC_KINDS:-full full-seen resume}
     if [ "$QUICK" = 1 ]; then
         n=500 secs=8
     fi
@@ -432,11 +439,16 @@ scenario_reconnect() {
             END { print n + 0, a + 0, b + 0 }'
     }
     local -A long_turns
-    for kind in full resume; do
+    for kind in $kinds; do
         local t0 t1
         read -r -a t0 <<<"$(turns)"
         local extra=()
-        [ "$kind" = resume ] && extra=(--resume)
+        case "$kind" in
+        resume) extra=(--resume) ;;
+        full-seen) extra=(--seen-tokens) ;;
+        full) ;;
+        *) log "RC_KINDS: unknown storm $kind (full, full-seen, resume)"; return 2 ;;
+        esac
         rm -f "$T/connected.ready"
         run_bench "rc-connected-$kind" "${connected[@]}" --duration "$secs" \
             --ready-file "$T/connected.ready" &
@@ -458,7 +470,7 @@ scenario_reconnect() {
     local a
     a=$(jq -rs '([.[] | select(.label == "rc-alone")][0].latency_us.register.p99 // 0) / 1000 * 10 |
         round / 10' "$T/runs.jsonl")
-    for kind in full resume; do
+    for kind in $kinds; do
         jq -rs --arg k "$kind" '([.[] | select(.label == "rc-connected-" + $k)][0]) as $c |
             .[] | select(.label == "rc-storm-" + $k) |
             [.label, .ok, .errors, .resumed, (.window_s * 100 | round / 100),
@@ -471,7 +483,7 @@ scenario_reconnect() {
         done
     done
     echo "(the connected clients alone, no storm: p99 $a ms)"
-    for kind in full resume; do
+    for kind in $kinds; do
         echo "edge worker loop turns during the $kind storm and the connected clients' window: ${long_turns[$kind]}"
     done
 }

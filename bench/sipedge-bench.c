@@ -72,6 +72,7 @@ struct bench_opts {
     unsigned timeout_ms, lifetime_s;
     uint16_t tls_max; /* 0: up to TLS 1.3; 0x0303: TLS 1.2 only */
     bool resume, direct, json, quiet;
+    bool seen_tokens;    /* storm: every client's token REGISTERed once before it (unmeasured) */
     bool calls;          /* --calls: a measured unit is a call, requests on a client answered */
     bool retry_after;    /* --retry-after: a client answered 503 + Retry-After waits that long */
     const char *call_to; /* --call-to USER: every call to this user (default: the next user) */
@@ -172,6 +173,7 @@ struct client {
     uint32_t in_len, scanned;
     uint32_t id; /* conn id */
     uint32_t idx, user, cseq;
+    uint32_t prime;    /* --seen-tokens: the client slot whose token this setup connection sent */
     uint32_t call_seq; /* --calls: calls made on this client */
     bool call_bye;     /* --calls: the call's BYE is in flight */
     uint16_t lport;
@@ -768,7 +770,17 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
             return;
         }
         bench_hist_add(&t->st.setup, now - cl->t_start);
-        if (o->mode == MODE_STORM && !t->measuring) { /* resumption warm-up: done */
+        if (o->mode == MODE_STORM && !t->measuring && o->seen_tokens && !o->resume &&
+            cl->prime + t->setup_target < t->ncl) { /* --seen-tokens: the next client's */
+            cl->prime += t->setup_target;
+            cl->user = t->cl[cl->prime].user;
+            cl->t_sent = now;
+            if (client_send_register(cl, true) < 0)
+                client_fail(cl, ERR_CLOSED);
+            return;
+        }
+        if (o->mode == MODE_STORM && !t->measuring) { /* warm-up: done */
+            cl->user = cl->idx % o->users;
             t->st.setup_ok++;
             t->setup_done++;
             if (t->setup_active)
@@ -1519,7 +1531,8 @@ static void report(const struct bench *b, const struct result *r)
         if (o->mode == MODE_CLOSED)
             printf(" concurrency=%u", o->concurrency);
         if (o->mode == MODE_STORM)
-            printf(" storm=%u resume=%s", o->storm, o->resume ? "yes" : "no");
+            printf(" storm=%u resume=%s seen-tokens=%s", o->storm, o->resume ? "yes" : "no",
+                   o->seen_tokens ? "yes" : "no");
         if (o->mode == MODE_IDLE)
             printf(" idle=%u hold=%.0fs", o->idle, o->hold_s);
         printf(" conns=%u users=%u fresh=%.2f alg=%s threads=%u%s\n", o->conns, o->users, o->fresh,
@@ -1590,13 +1603,15 @@ static void report(const struct bench *b, const struct result *r)
             o->label ? o->label : "", mode_names[o->mode]);
     fprintf(f,
             "\"rate\":%.1f,\"concurrency\":%u,\"storm\":%u,\"idle\":%u,\"hold_s\":%.1f,"
-            "\"tls_max\":\"%s\",\"resume\":%s,\"direct\":%s,\"conns\":%u,\"users\":%u,\"fresh\":%."
+            "\"tls_max\":\"%s\",\"resume\":%s,\"seen_tokens\":%s,\"direct\":%s,\"conns\":%u,"
+            "\"users\":%u,\"fresh\":%."
             "3f,\"alg\":\"%s\","
             "\"threads\":%u,\"duration_s\":%.2f,\"keepalive_ms\":%u,\"ping_ms\":%u,",
             o->mode == MODE_RATE ? o->rate : 0, o->concurrency, o->storm, o->idle, o->hold_s,
-            o->tls_max ? "1.2" : "1.3", o->resume ? "true" : "false", o->direct ? "true" : "false",
-            o->conns, o->users, o->fresh, keys_alg_name(b->tok.alg), b->nth, o->duration_s,
-            o->keepalive_ms, o->ping_ms);
+            o->tls_max ? "1.2" : "1.3", o->resume ? "true" : "false",
+            o->seen_tokens ? "true" : "false", o->direct ? "true" : "false", o->conns, o->users,
+            o->fresh, keys_alg_name(b->tok.alg), b->nth, o->duration_s, o->keepalive_ms,
+            o->ping_ms);
     fprintf(f,
             "\"sent\":%" PRIu64 ",\"answered\":%" PRIu64 ",\"ok\":%" PRIu64 ",\"errors\":%" PRIu64
             ",\"window_s\":%.4f,\"throughput\":%.1f,\"setup_ok\":%" PRIu64
@@ -1674,6 +1689,8 @@ static void usage(void)
         "           [--churn PCT]           ... PCT %% of the connections replaced a minute\n"
         "         --concurrency N           closed loop, N connections each one in flight\n"
         "         --storm N [--resume]      N new TLS connections + first REGISTER, then close\n"
+        "           [--seen-tokens]         ... every client's token REGISTERed once before the\n"
+        "                                   storm (returning clients: the edge knows the tokens)\n"
         "         --idle N --hold S         N registered connections held S seconds\n"
         "           [--keepalive-ms MS]     ... each sending a CRLFCRLF ping every MS (RFC 5626)\n"
         "           [--ping-ms MS]          ... each sending an OPTIONS to the edge every MS\n"
@@ -1726,6 +1743,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         O_CONC,
         O_STORM,
         O_RESUME,
+        O_SEEN_TOKENS,
         O_IDLE,
         O_HOLD,
         O_KEEPALIVE,
@@ -1768,6 +1786,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         {"concurrency", 1, 0, O_CONC},
         {"storm", 1, 0, O_STORM},
         {"resume", 0, 0, O_RESUME},
+        {"seen-tokens", 0, 0, O_SEEN_TOKENS},
         {"idle", 1, 0, O_IDLE},
         {"hold", 1, 0, O_HOLD},
         {"keepalive-ms", 1, 0, O_KEEPALIVE},
@@ -1860,6 +1879,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
             break;
         case O_RESUME:
             o->resume = true;
+            break;
+        case O_SEEN_TOKENS:
+            o->seen_tokens = true;
             break;
         case O_IDLE:
             o->idle = (unsigned)parse_num(optarg, "--idle", 1, BENCH_MAX_CONNS);
@@ -2001,6 +2023,10 @@ int main(int argc, char **argv)
         usage();
         return 2;
     }
+    if (o->seen_tokens && o->mode != MODE_STORM) {
+        fprintf(stderr, "sipedge-bench: --seen-tokens needs --storm\n");
+        return 2;
+    }
     if (o->churn_pct > 0 && o->mode != MODE_RATE) {
         fprintf(stderr, "sipedge-bench: --churn needs --rate\n");
         return 2;
@@ -2095,10 +2121,20 @@ int main(int argc, char **argv)
             cl->t = t;
             cl->idx = base + k;
             cl->user = (base + k) % o->users;
+            cl->prime = k;
         }
         base += t->ncl;
-        /* storm: no setup, except with --resume one warm-up connection per client (a ticket) */
-        t->setup_target = o->mode != MODE_STORM || o->resume ? t->ncl : 0;
+        /* storm: no setup, except with --resume one warm-up connection per client (a ticket,
+         * and its token REGISTERed), or with --seen-tokens alone a few connections that
+         * REGISTER every client's token in turn */
+        if (o->mode != MODE_STORM || o->resume)
+            t->setup_target = t->ncl;
+        else if (o->seen_tokens)
+            t->setup_target = t->ncl < o->setup_concurrency / b->nth + 1
+                                  ? t->ncl
+                                  : o->setup_concurrency / b->nth + 1;
+        else
+            t->setup_target = 0;
         loop_post(t->loop, thread_init_cb, t);
     }
 
