@@ -300,7 +300,7 @@ scenario_cold() {
 }
 
 scenario_storm() {
-    local count=2000 conc=32 i k kinds=${STORM_KINDS:-full resume full-1.2 resume-1.2} extra
+    local count=2000 conc=${STORM_CONC:-32} i k kinds=${STORM_KINDS:-full resume full-1.2 resume-1.2} extra
     if [ "$QUICK" = 1 ]; then
         count=100 conc=8
     fi

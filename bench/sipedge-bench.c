@@ -2080,7 +2080,8 @@ int main(int argc, char **argv)
     struct loop_cfg lc;
     loop_cfg_default(&lc);
     b->nth = o->threads;
-    lc.max_conns = o->conns / b->nth + 64;
+    /* a storm client starts its next connection while its last one may still be closing */
+    lc.max_conns = (o->mode == MODE_STORM ? 2 : 1) * (o->conns / b->nth) + 64;
     lc.queue_depth = 1024;
     lc.buf_count = 1024;
     b->group = loop_group_new(&lc, b->nth);
