@@ -309,14 +309,14 @@ scenario_storm() {
     for i in $(seq 1 "$REPEAT"); do
         for k in $kinds; do
             extra=()
-            case "$k" in *resume*) extra+=(--resume) ;; esac
+            case "$k" in *resume*) extra+=(--resume) ;; *) extra+=(--seen-tokens) ;; esac
             case "$k" in *1.2) extra+=(--tls-max 1.2) ;; esac
             run_bench "storm-$k" --storm "$count" --concurrency "$conc" --direct "${extra[@]}" \
                 --key "$JWT_KEY" --kid es1 --users 1000 --duration 60 --timeout-ms 5000
         done
     done
     echo
-    echo "== storm: $count new TLS connections ($conc at a time), each TLS handshake (P-256 server key; TLS 1.3 unless -1.2) + one REGISTER with the token + close; medians of $REPEAT"
+    echo "== storm: $count new TLS connections ($conc at a time), each TLS handshake (P-256 server key; TLS 1.3 unless -1.2) + one REGISTER with a token the edge has seen (returning clients) + close; medians of $REPEAT"
     printf '%-16s %8s %7s %8s %10s %12s %14s %10s %9s %9s\n' label conns errors resumed conns/s \
         edge_us/conn hs/edge_cpu_s gen_us/conn p50_us p99_us
     local l
@@ -502,8 +502,8 @@ scenario_profile() {
         # PROFILE_STORM=full|resume|full-1.2|resume-1.2: a storm of PROFILE_CONNS new connections
         # (32 at a time, each handshake + REGISTER + close, as in `storm`) instead of steady load
         label="profile-storm-$storm" conns=${PROFILE_CONNS:-2000}
-        load=(--storm "$conns" --concurrency 32 --direct --users 1000 --duration 60)
-        case "$storm" in *resume*) load+=(--resume) ;; esac
+        load=(--storm "$conns" --concurrency "${STORM_CONC:-32}" --direct --users 1000 --duration 60)
+        case "$storm" in *resume*) load+=(--resume) ;; *) load+=(--seen-tokens) ;; esac
         case "$storm" in *1.2) load+=(--tls-max 1.2) ;; esac
         secs=30
     else
