@@ -15,21 +15,14 @@ e2e_init t25_bench_storm
 BENCH="$BIN/sipedge-bench"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-# Redis, as in bench/run.sh: a token one worker verified is then known to the other (L2); with
-# no Redis each worker's L1 would verify it once more.
-REDIS_PORT=$(free_port)
-start_redis "$REDIS_PORT"
-UCM_PORT=$(free_port)
-start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
-REC="$T/ucm-ucm1.jsonl"
-NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
 WORKERS=2
 HANDSHAKE_TIMEOUT_MS=30000 # sanitizer builds: a few hundred handshakes at once take seconds
 KEEPALIVE_MS=10000
 # one source address minting new tokens on purpose: the per-source budget would refuse them
 export SIPEDGE_AUTH_SOURCE_BUDGET_RATE=0 SIPEDGE_AUTH_WORKER_BUDGET_RATE=0
-start_edge
-wait_ready 10
+# with Redis, as in bench/run.sh: a token one worker verified is then known to the other (L2);
+# with no Redis each worker's L1 would verify it once more
+start_stack
 
 verified() { metric 'sipedge_auth_results_total\{.*layer="verify"'; }
 
