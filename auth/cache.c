@@ -108,14 +108,20 @@ void cache_hex(const uint8_t *in, size_t n, char *out)
 /* tok_len of a negative entry: no token bytes, the digest identifies the token. */
 #define NEG_LEN UINT32_MAX
 
-/* One entry.
+/* One entry. Slot i of the table (hashes[i]) holds one when hashes[i] != 0: slot[i] is then
+ * its index in the pool + 1. The pool is allocated by chunks as entries are needed and entries
+ * are reused through a free list, so the memory touched follows the live entries, not the
+ * table's capacity (a slot's place is random: entries in the table itself touched a page per
+ * entry, ≈ 24 MiB per worker by 5,000 tokens with the default 65,536 slots).
  *
- * | state    | hashes[i] | tok            | tok_len  | bytes counted |
- * |----------|-----------|----------------|----------|---------------|
- * | free     | 0         | NULL           | 0        | 0             |
- * | positive | != 0      | owned, tok_cap | <= cap   | tok_cap       |
- * | negative | != 0      | NULL           | NEG_LEN  | 0             |
- */
+ * | state    | hashes[i] | slot[i] | tok            | tok_len  | bytes counted |
+ * |----------|-----------|---------|----------------|----------|---------------|
+ * | free     | 0         | 0       | -              | -        | 0             |
+ * | positive | != 0      | e + 1   | owned, tok_cap | <= cap   | tok_cap       |
+ * | negative | != 0      | e + 1   | NULL           | NEG_LEN  | 0             |
+ *
+ * A pool entry on the free list has tok NULL and keeps the index of the next free one + 1 in
+ * `expires`. */
 struct l1_entry {
     int64_t expires;
     char *tok; /* owned copy of a positive token, exactly tok_cap bytes */
@@ -126,9 +132,14 @@ struct l1_entry {
     struct jwt_result res;
 };
 
+#define L1_CHUNK 128u /* pool entries per chunk (46 KiB) */
+
 struct cache_l1 {
-    uint64_t *hashes; /* CACHE_L1_WAYS per set, 64-byte aligned: one cache line per probe */
-    struct l1_entry *ent;
+    uint64_t *hashes;        /* CACHE_L1_WAYS per set, 64-byte aligned: one cache line per probe */
+    uint32_t *slot;          /* pool index + 1 of each slot's entry, 0 when the slot is free */
+    struct l1_entry **chunk; /* the pool: nent / L1_CHUNK chunks, allocated when first needed */
+    uint32_t pool_used;      /* pool entries ever handed out (all below are in chunks) */
+    uint32_t free_head;      /* first pool entry on the free list + 1, 0: none */
     uint32_t set_mask;
     uint32_t nent;
     uint32_t hand; /* next entry cache_l1_sweep() looks at */
@@ -155,10 +166,11 @@ struct cache_l1 *cache_l1_new(uint32_t capacity, size_t max_token_len, uint64_t 
     if (!l1)
         return NULL;
     l1->hashes = aligned_alloc(64, (size_t)n * sizeof(uint64_t));
-    l1->ent = calloc(n, sizeof(*l1->ent));
+    l1->slot = calloc(n, sizeof(*l1->slot));
+    l1->chunk = calloc((n + L1_CHUNK - 1) / L1_CHUNK, sizeof(*l1->chunk));
     l1->sha256 = EVP_MD_fetch(NULL, "SHA256", NULL);
     l1->md = EVP_MD_CTX_new();
-    if (!l1->hashes || !l1->ent || !l1->sha256 || !l1->md) {
+    if (!l1->hashes || !l1->slot || !l1->chunk || !l1->sha256 || !l1->md) {
         cache_l1_free(l1);
         return NULL;
     }
@@ -180,11 +192,14 @@ void cache_l1_free(struct cache_l1 *l1)
 {
     if (!l1)
         return;
-    for (uint32_t i = 0; l1->ent && i < l1->nent; i++)
-        free(l1->ent[i].tok);
+    for (uint32_t i = 0; l1->chunk && i < l1->pool_used; i++)
+        free(l1->chunk[i / L1_CHUNK][i % L1_CHUNK].tok);
+    for (uint32_t c = 0; l1->chunk && c * L1_CHUNK < l1->pool_used; c++)
+        free(l1->chunk[c]);
     EVP_MD_CTX_free(l1->md);
     EVP_MD_free(l1->sha256);
-    free(l1->ent);
+    free(l1->chunk);
+    free(l1->slot);
     free(l1->hashes);
     free(l1);
 }
@@ -192,6 +207,40 @@ void cache_l1_free(struct cache_l1 *l1)
 uint64_t cache_l1_hash(const struct cache_l1 *l1, const char *tok, size_t len)
 {
     return cache_hash(tok, len, l1->seed);
+}
+
+/* The entry of occupied slot `i`. */
+static inline struct l1_entry *ent(const struct cache_l1 *l1, uint32_t i)
+{
+    uint32_t k = l1->slot[i] - 1;
+    return &l1->chunk[k / L1_CHUNK][k % L1_CHUNK];
+}
+
+/* A pool entry for a slot being filled: its index + 1, 0 without memory. Its tok is NULL. */
+static uint32_t pool_take(struct cache_l1 *l1)
+{
+    if (l1->free_head) {
+        uint32_t k = l1->free_head - 1;
+        struct l1_entry *e = &l1->chunk[k / L1_CHUNK][k % L1_CHUNK];
+        l1->free_head = (uint32_t)e->expires;
+        return k + 1;
+    }
+    uint32_t k = l1->pool_used;
+    if (k >= l1->nent)
+        return 0; /* cannot happen: a live entry per occupied slot, nent slots */
+    if (k % L1_CHUNK == 0 && l1->chunk[k / L1_CHUNK] == NULL &&
+        (l1->chunk[k / L1_CHUNK] = calloc(L1_CHUNK, sizeof(struct l1_entry))) == NULL)
+        return 0;
+    l1->pool_used++;
+    l1->st.pool = l1->pool_used;
+    return k + 1;
+}
+
+/* Pool entry `k` (index + 1, its token copy released) goes back on the free list. */
+static void pool_put(struct cache_l1 *l1, uint32_t k)
+{
+    l1->chunk[(k - 1) / L1_CHUNK][(k - 1) % L1_CHUNK].expires = l1->free_head;
+    l1->free_head = k;
 }
 
 static inline uint32_t set_base(const struct cache_l1 *l1, uint64_t h)
@@ -215,8 +264,10 @@ static void release_tok(struct cache_l1 *l1, struct l1_entry *e)
 
 static void drop(struct cache_l1 *l1, uint32_t i)
 {
+    release_tok(l1, ent(l1, i));
+    pool_put(l1, l1->slot[i]);
+    l1->slot[i] = 0;
     l1->hashes[i] = 0;
-    release_tok(l1, &l1->ent[i]);
     l1->count--;
 }
 
@@ -272,7 +323,7 @@ enum cache_l1_hit cache_l1_lookup(struct cache_l1 *l1, const char *tok, size_t l
     for (uint32_t w = 0; w < CACHE_L1_WAYS; w++) {
         if (l1->hashes[base + w] != h)
             continue;
-        struct l1_entry *e = &l1->ent[base + w];
+        struct l1_entry *e = ent(l1, base + w);
         if (!entry_is(l1, e, tok, len, d, &have))
             continue; /* a collision: keep looking, never a hit */
         if (e->expires <= now) {
@@ -302,18 +353,26 @@ static bool room_for(struct cache_l1 *l1, size_t need, int64_t now)
 static uint32_t pick_way(struct cache_l1 *l1, uint32_t base, const char *tok, size_t len,
                          uint64_t h, const uint8_t *digest, int64_t now)
 {
-    uint32_t pick = UINT32_MAX, oldest = base;
+    uint32_t pick = UINT32_MAX, oldest = UINT32_MAX;
+    int64_t oldest_exp = 0;
     for (uint32_t w = 0; w < CACHE_L1_WAYS; w++) {
         uint32_t i = base + w;
-        const struct l1_entry *e = &l1->ent[i];
+        if (l1->hashes[i] == 0) {
+            if (pick == UINT32_MAX)
+                pick = i; /* keep scanning: the same token may sit further on */
+            continue;
+        }
+        const struct l1_entry *e = ent(l1, i);
         if (l1->hashes[i] == h &&
             (same_token(e, tok, len) ||
              (e->tok_len == NEG_LEN && memcmp(e->digest, digest, CACHE_DIGEST_LEN) == 0)))
             return i;
-        if (pick == UINT32_MAX && (l1->hashes[i] == 0 || e->expires <= now))
-            pick = i; /* keep scanning: the same token may sit further on */
-        if (e->expires < l1->ent[oldest].expires)
+        if (pick == UINT32_MAX && e->expires <= now)
+            pick = i;
+        if (oldest == UINT32_MAX || e->expires < oldest_exp) {
             oldest = i;
+            oldest_exp = e->expires;
+        }
     }
     return pick == UINT32_MAX ? oldest : pick;
 }
@@ -328,19 +387,25 @@ int cache_l1_insert(struct cache_l1 *l1, const char *tok, size_t len, uint64_t h
         return -EINVAL;
     bool positive = res->reason == JWT_OK;
     uint32_t pick = pick_way(l1, set_base(l1, h), tok, len, h, digest, now);
-    struct l1_entry *e = &l1->ent[pick];
     if (l1->hashes[pick] != 0)
         drop(l1, pick); /* replaced or evicted: its copy goes back at once */
+    uint32_t k = pool_take(l1);
+    if (k == 0)
+        return -ENOMEM;
+    struct l1_entry *e = &l1->chunk[(k - 1) / L1_CHUNK][(k - 1) % L1_CHUNK];
     if (positive) {
         /* A copy of exactly `len` bytes: entries are dropped with their copy, so nothing is
          * kept for reuse and rounding up would only hold memory. */
         if (!room_for(l1, len, now)) {
+            pool_put(l1, k);
             l1->st.refused_bytes++;
             return -ENOSPC;
         }
         char *nt = malloc(len ? len : 1);
-        if (!nt)
+        if (!nt) {
+            pool_put(l1, k);
             return -ENOMEM;
+        }
         memcpy(nt, tok, len);
         e->tok = nt;
         e->tok_cap = (uint32_t)len;
@@ -359,6 +424,7 @@ int cache_l1_insert(struct cache_l1 *l1, const char *tok, size_t len, uint64_t h
     e->res.user[e->res.user_len] = '\0';
     e->jti_len = (uint32_t)strnlen(res->jti, JWT_MAX_JTI);
     e->res.jti[e->jti_len] = '\0';
+    l1->slot[pick] = k;
     l1->hashes[pick] = h;
     return 0;
 }
@@ -371,7 +437,7 @@ size_t cache_l1_sweep(struct cache_l1 *l1, int64_t now, uint32_t max_entries)
     for (uint32_t k = 0; k < max_entries; k++) {
         uint32_t i = l1->hand;
         l1->hand = (l1->hand + 1) & (l1->nent - 1);
-        if (l1->hashes[i] != 0 && l1->ent[i].expires <= now) {
+        if (l1->hashes[i] != 0 && ent(l1, i)->expires <= now) {
             drop(l1, i);
             l1->st.swept++;
         }
@@ -395,8 +461,10 @@ size_t cache_l1_evict_jti(struct cache_l1 *l1, const char *jti, size_t len)
     if (len == 0)
         return 0; /* tokens without a jti are revoked by digest */
     for (uint32_t i = 0; i < l1->nent; i++) {
-        const struct l1_entry *e = &l1->ent[i];
-        if (l1->hashes[i] && e->jti_len == len && memcmp(e->res.jti, jti, len) == 0) {
+        if (l1->hashes[i] == 0)
+            continue;
+        const struct l1_entry *e = ent(l1, i);
+        if (e->jti_len == len && memcmp(e->res.jti, jti, len) == 0) {
             drop(l1, i);
             n++;
         }
@@ -408,7 +476,7 @@ size_t cache_l1_evict_digest(struct cache_l1 *l1, const uint8_t digest[CACHE_DIG
 {
     size_t n = 0;
     for (uint32_t i = 0; i < l1->nent; i++) {
-        if (l1->hashes[i] && memcmp(l1->ent[i].digest, digest, CACHE_DIGEST_LEN) == 0) {
+        if (l1->hashes[i] && memcmp(ent(l1, i)->digest, digest, CACHE_DIGEST_LEN) == 0) {
             drop(l1, i);
             n++;
         }
@@ -420,7 +488,7 @@ size_t cache_l1_clear(struct cache_l1 *l1, bool negative)
 {
     size_t n = 0;
     for (uint32_t i = 0; i < l1->nent; i++) {
-        if (l1->hashes[i] && (negative || l1->ent[i].res.reason == JWT_OK)) {
+        if (l1->hashes[i] && (negative || ent(l1, i)->res.reason == JWT_OK)) {
             drop(l1, i);
             n++;
         }

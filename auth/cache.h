@@ -39,13 +39,15 @@ struct cache_l1_stats {
     uint64_t bytes_freed;   /* token copy bytes given back (drop, eviction, expiry) */
     uint64_t swept;         /* expired entries dropped by cache_l1_sweep() */
     uint64_t refused_bytes; /* positive results not cached: the byte bound was reached */
+    uint64_t pool;          /* entries ever allocated: the most ever live at once (≤ capacity) */
 };
 
 /**
  * A new L1 with `capacity` entries (rounded up to a power of two, at least CACHE_L1_WAYS) that
  * caches tokens of at most `max_token_len` bytes (< UINT32_MAX), hashed with `seed` (use a
- * random per-process value: cache_random_seed()). Memory: about 400 bytes per entry (touched when
- * first used) plus the copies of positive tokens, bounded by cache_l1_set_max_bytes() (default
+ * random per-process value: cache_random_seed()). Memory: 12 bytes per slot, plus about 370 bytes
+ * per entry for the most entries ever live at once (allocated 128 at a time, reused), plus the
+ * copies of positive tokens, bounded by cache_l1_set_max_bytes() (default
  * capacity * max_token_len). Negative entries hold no copy. Returns NULL on allocation failure.
  * Owned by one worker thread; free with cache_l1_free().
  */

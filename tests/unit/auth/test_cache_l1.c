@@ -290,6 +290,74 @@ Test(cache_l1, gives_token_copies_back_when_entries_expire_or_are_evicted)
     cache_l1_free(l1);
 }
 
+/* Entries live in a pool that grows with the most entries live at once, not with the table's
+ * capacity (a token's slot is random: entries kept in the table touched a page each), and a
+ * dropped, expired, evicted or refused entry is reused. */
+Test(cache_l1, allocates_entries_for_what_is_live_not_for_the_capacity)
+{
+    struct cache_l1 *l1 = cache_l1_new(65536, 8192, 42);
+    struct jwt_result out, in = ok_result("u", "j"), bad = {.reason = JWT_E_EXPIRED};
+    char tok[32];
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(tok, sizeof(tok), "tok-%d", i);
+        uint8_t d[CACHE_DIGEST_LEN];
+        sha(tok, (size_t)n, d); /* a negative entry is found by the token's digest */
+        cr_assert_eq(cache_l1_insert(l1, tok, (size_t)n, cache_l1_hash(l1, tok, (size_t)n), d,
+                                     i % 2 ? &in : &bad, 1010, 1000),
+                     0);
+    }
+    cr_assert_eq(cache_l1_count(l1), 1000);
+    cr_assert_eq(cache_l1_stats(l1)->pool, 1000, "pool %llu",
+                 (unsigned long long)cache_l1_stats(l1)->pool);
+    /* every one still answers for itself */
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(tok, sizeof(tok), "tok-%d", i);
+        uint8_t d[CACHE_DIGEST_LEN];
+        sha(tok, (size_t)n, d);
+        if (i % 2 == 0) { /* inserted again: replaces itself */
+            cr_assert_eq(cache_l1_insert(l1, tok, (size_t)n, cache_l1_hash(l1, tok, (size_t)n), d,
+                                         &bad, 1010, 1000),
+                         0);
+            cr_assert_eq(cache_l1_lookup(l1, tok, (size_t)n, cache_l1_hash(l1, tok, (size_t)n),
+                                         1000, &out, NULL),
+                         CACHE_L1_NEGATIVE);
+        } else {
+            cr_assert_eq(cache_l1_lookup(l1, tok, (size_t)n, cache_l1_hash(l1, tok, (size_t)n),
+                                         1000, &out, NULL),
+                         CACHE_L1_POSITIVE);
+            cr_assert_str_eq(out.user, "u");
+        }
+    }
+    cr_assert_eq(cache_l1_stats(l1)->pool, 1000, "replacing an entry reuses its place");
+    /* all expire; 1,000 new tokens take the same entries */
+    while (cache_l1_sweep(l1, 1010, 65536) > 0 || cache_l1_count(l1) > 0)
+        ;
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(tok, sizeof(tok), "new-%d", i);
+        cr_assert_eq(cache_l1_insert(l1, tok, (size_t)n, cache_l1_hash(l1, tok, (size_t)n), dig_a,
+                                     &in, 3000, 2000),
+                     0);
+    }
+    cr_assert_eq(cache_l1_count(l1), 1000);
+    cr_assert_eq(cache_l1_stats(l1)->pool, 1000);
+    /* refused for bytes: the entry taken for it goes back each time */
+    cache_l1_set_max_bytes(l1, cache_l1_bytes(l1));
+    for (int i = 0; i < 100; i++) {
+        int n = snprintf(tok, sizeof(tok), "over-%d", i);
+        cr_assert_eq(cache_l1_insert(l1, tok, (size_t)n, cache_l1_hash(l1, tok, (size_t)n), dig_a,
+                                     &in, 3000, 2000),
+                     -ENOSPC);
+    }
+    cr_assert_leq(cache_l1_stats(l1)->pool, 1001);
+    for (int i = 0; i < 1000; i++) {
+        int n = snprintf(tok, sizeof(tok), "new-%d", i);
+        cr_assert_eq(cache_l1_lookup(l1, tok, (size_t)n, cache_l1_hash(l1, tok, (size_t)n), 2000,
+                                     &out, NULL),
+                     CACHE_L1_POSITIVE, "new-%d lost", i);
+    }
+    cache_l1_free(l1);
+}
+
 Test(cache_hash, depends_on_every_byte_the_length_and_the_seed)
 {
     /* Exact-size heap copies: ASan catches any read past the end for every length. */
