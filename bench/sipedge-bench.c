@@ -180,6 +180,7 @@ struct client {
     uint8_t st;
     bool measured;    /* the request in flight belongs to the measured phase */
     bool err_counted; /* this connection's failure is already counted */
+    bool ping_out;    /* --ping-ms: an OPTIONS sent while ready, not answered yet */
     uint8_t fail;     /* enum err_cause of that failure (meaningful when err_counted) */
     uint64_t t_start; /* connect started (µs) */
     uint64_t t_sent;  /* request start: min(intended, actual send) (µs) */
@@ -736,7 +737,7 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
     }
     if (m->is_request || m->status < 200)
         return; /* provisional or a request: nothing to do */
-    if (cseq_number(m) != cl->cseq || cl->st == CS_READY) {
+    if (cseq_number(m) != cl->cseq || (cl->st == CS_READY && !cl->ping_out)) {
         if (t->measuring)
             t->st.dup_final++; /* its request was answered already: one final response only */
         return;
@@ -838,6 +839,7 @@ static void client_answer(struct client *cl, const struct sip_msg *m)
         client_ready(cl);
         return;
     case CS_READY: /* --idle --ping-ms: the answer to an OPTIONS ping */
+        cl->ping_out = false;
         if (m->status == 200)
             t->st.ping_ok++;
         else
@@ -1038,6 +1040,7 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
     cl->id = 0;
     cl->measured = false;
     cl->err_counted = false;
+    cl->ping_out = false;
     cl->st = CS_IDLE;
     if (reason == CONN_CLOSE_SHUTDOWN || atomic_load(&t->b->phase) == PH_DONE)
         return;
@@ -1087,6 +1090,7 @@ static void client_start(struct client *cl)
     cl->cseq = 0;
     cl->st = CS_CONNECTING;
     cl->err_counted = false;
+    cl->ping_out = false;
     struct conn *c = NULL;
     int r = loop_connect(t->loop, (const struct sockaddr *)&t->b->addr, sizeof(t->b->addr),
                          o->timeout_ms, &client_ops, cl, &c);
@@ -1257,6 +1261,7 @@ static void idle_send_due(struct gthread *t, unsigned period_ms, uint64_t *issue
         int r;
         if (options) {
             t->st.ping_sent++;
+            cl->ping_out = true;
             r = client_send_options(cl);
         } else {
             static const char ping[] = "\r\n\r\n";

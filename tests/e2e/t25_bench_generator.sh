@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
-# e2e 25 (issue 15, the load generator's storm, as bench/run.sh storm and reconnect run it):
+# e2e 25 (issue 15): the load generator as bench/run.sh's storm, reconnect and keepalive run it.
 # 1. `sipedge-bench --storm --seen-tokens`: every client's token is REGISTERed before the measured
 #    storm, so the storm's clients return with tokens the edge knows (in one worker's L1, and in
 #    Redis for the other): the edge verifies no signature between the start of the measured window and its end
@@ -10,8 +10,11 @@
 #    opens its next connection while its last one may still be closing): every connection of the
 #    storm gets its 200 and none is counted as a connect error (the generator's loop was full:
 #    ENOSPC, 5-14 % of the connections at 256 at once).
+# 3. `--idle --ping-ms`: held clients send OPTIONS to the edge, which answers 200; every answer is
+#    counted (`ping_ok` = `ping_sent`). They were taken for duplicate final responses and dropped:
+#    `bench/run.sh keepalive` reported 0 of 36,000 answered.
 source "$(dirname "$0")/lib.sh"
-e2e_init t25_bench_storm
+e2e_init t25_bench_generator
 BENCH="$BIN/sipedge-bench"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
@@ -74,5 +77,14 @@ check "300 at once: 600 connections got their 200 ($(field wide .ok); connect er
     test "$(field wide .ok)" = 600 -a "$(field wide .errors)" = 0
 check "300 at once: the edge answered every one (UCM saw them)" \
     test "$(ucm_registers)" -ge 1000
+
+# 3. 30 registered clients held 3 s, each pinging every 500 ms.
+"$BENCH" --port "$EDGE_PORT" --ca "$PKI/ca.crt" --key "$JWT_KEY" --kid es1 --idle 30 --hold 3 \
+    --ping-ms 500 --timeout-ms 10000 --json --quiet >"$T/pings.json" 2>"$T/pings.err" ||
+    e2e_log "sipedge-bench pings exited $?: $(tail -n 3 "$T/pings.err")"
+sent=$(field pings .keepalives.ping_sent)
+okd=$(field pings .keepalives.ping_ok)
+check "OPTIONS pings: some sent ($sent)" test "${sent:-0}" -ge 60
+check "OPTIONS pings: every one answered 200 and counted ($okd of $sent)" test "$okd" = "$sent"
 
 e2e_done
