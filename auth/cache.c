@@ -112,7 +112,7 @@ void cache_hex(const uint8_t *in, size_t n, char *out)
  * its index in the pool + 1. The pool is allocated by chunks as entries are needed and entries
  * are reused through a free list, so the memory touched follows the live entries, not the
  * table's capacity (a slot's place is random: entries in the table itself touched a page per
- * entry, ≈ 24 MiB per worker by 5,000 tokens with the default 65,536 slots).
+ * entry, ≈ 14 of the 24 MiB per worker by 5,000 tokens with the default 65,536 slots).
  *
  * | state    | hashes[i] | slot[i] | tok            | tok_len  | bytes counted |
  * |----------|-----------|---------|----------------|----------|---------------|
