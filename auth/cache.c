@@ -153,6 +153,12 @@ struct cache_l1 {
     EVP_MD_CTX *md;
 };
 
+/* Pool entry `k` (index + 1, as slot[] and free_head hold it). */
+static inline struct l1_entry *pool_ent(const struct cache_l1 *l1, uint32_t k)
+{
+    return &l1->chunk[(k - 1) / L1_CHUNK][(k - 1) % L1_CHUNK];
+}
+
 struct cache_l1 *cache_l1_new(uint32_t capacity, size_t max_token_len, uint64_t seed)
 {
     if (capacity < CACHE_L1_WAYS)
@@ -192,8 +198,8 @@ void cache_l1_free(struct cache_l1 *l1)
 {
     if (!l1)
         return;
-    for (uint32_t i = 0; l1->chunk && i < l1->pool_used; i++)
-        free(l1->chunk[i / L1_CHUNK][i % L1_CHUNK].tok);
+    for (uint32_t k = 1; l1->chunk && k <= l1->pool_used; k++)
+        free(pool_ent(l1, k)->tok);
     for (uint32_t c = 0; l1->chunk && c * L1_CHUNK < l1->pool_used; c++)
         free(l1->chunk[c]);
     EVP_MD_CTX_free(l1->md);
@@ -212,18 +218,16 @@ uint64_t cache_l1_hash(const struct cache_l1 *l1, const char *tok, size_t len)
 /* The entry of occupied slot `i`. */
 static inline struct l1_entry *ent(const struct cache_l1 *l1, uint32_t i)
 {
-    uint32_t k = l1->slot[i] - 1;
-    return &l1->chunk[k / L1_CHUNK][k % L1_CHUNK];
+    return pool_ent(l1, l1->slot[i]);
 }
 
 /* A pool entry for a slot being filled: its index + 1, 0 without memory. Its tok is NULL. */
 static uint32_t pool_take(struct cache_l1 *l1)
 {
     if (l1->free_head) {
-        uint32_t k = l1->free_head - 1;
-        struct l1_entry *e = &l1->chunk[k / L1_CHUNK][k % L1_CHUNK];
-        l1->free_head = (uint32_t)e->expires;
-        return k + 1;
+        uint32_t k = l1->free_head;
+        l1->free_head = (uint32_t)pool_ent(l1, k)->expires;
+        return k;
     }
     uint32_t k = l1->pool_used;
     if (k >= l1->nent)
@@ -239,7 +243,7 @@ static uint32_t pool_take(struct cache_l1 *l1)
 /* Pool entry `k` (index + 1, its token copy released) goes back on the free list. */
 static void pool_put(struct cache_l1 *l1, uint32_t k)
 {
-    l1->chunk[(k - 1) / L1_CHUNK][(k - 1) % L1_CHUNK].expires = l1->free_head;
+    pool_ent(l1, k)->expires = l1->free_head;
     l1->free_head = k;
 }
 
@@ -392,7 +396,7 @@ int cache_l1_insert(struct cache_l1 *l1, const char *tok, size_t len, uint64_t h
     uint32_t k = pool_take(l1);
     if (k == 0)
         return -ENOMEM;
-    struct l1_entry *e = &l1->chunk[(k - 1) / L1_CHUNK][(k - 1) % L1_CHUNK];
+    struct l1_entry *e = pool_ent(l1, k);
     if (positive) {
         /* A copy of exactly `len` bytes: entries are dropped with their copy, so nothing is
          * kept for reuse and rounding up would only hold memory. */

@@ -10,8 +10,9 @@
 # workers, default 2), REPEAT (runs per point, default 3; 1 with --quick), RATES (steady ladder),
 # IDLE_CONNS (idle sizes, default "10000 18000 50000 100000"; sizes over the hard RLIMIT_NOFILE are
 # skipped), KA_CONNS / KA_HOLD / KA_MS (keepalive: clients, hold seconds, ping period; default
-# 18000, 60, 30000), STORM_KINDS / STORM_CONNS (storm: which of full, resume, full-1.2 and
-# resume-1.2, and how many connections each; default all four, 2000), RC_CONNS / RC_RATE /
+# 18000, 60, 30000), STORM_KINDS / STORM_CONNS / STORM_CONC (storm: which of full, resume, full-1.2
+# and resume-1.2, how many connections each, how many at once; default all four, 2000, 32; the
+# storm profile takes STORM_CONC too), RC_CONNS / RC_RATE /
 # RC_SECONDS (reconnect: clients that reconnect at once, the connected clients' REGISTER rate,
 # their measured window; default 18000, 200, 60), RC_KINDS (reconnect: which of full, full-seen and
 # resume; default all three),
@@ -300,7 +301,8 @@ scenario_cold() {
 }
 
 scenario_storm() {
-    local count=2000 conc=${STORM_CONC:-32} i k kinds=${STORM_KINDS:-full resume full-1.2 resume-1.2} extra
+    local count=2000 conc=${STORM_CONC:-32} i k extra
+    local kinds=${STORM_KINDS:-full resume full-1.2 resume-1.2}
     if [ "$QUICK" = 1 ]; then
         count=100 conc=8
     fi
@@ -500,7 +502,8 @@ scenario_profile() {
     bench_start
     if [ -n "$storm" ]; then
         # PROFILE_STORM=full|resume|full-1.2|resume-1.2: a storm of PROFILE_CONNS new connections
-        # (32 at a time, each handshake + REGISTER + close, as in `storm`) instead of steady load
+        # (STORM_CONC, 32, at a time, each handshake + REGISTER + close, as in `storm`; full kinds
+        # with tokens the edge has seen) instead of steady load
         label="profile-storm-$storm" conns=${PROFILE_CONNS:-2000}
         load=(--storm "$conns" --concurrency "${STORM_CONC:-32}" --direct --users 1000 --duration 60)
         case "$storm" in *resume*) load+=(--resume) ;; *) load+=(--seen-tokens) ;; esac
