@@ -4,6 +4,7 @@
 // heap bytes per idle established connection (mallinfo2), and CPU per small (1.4 KB) record each
 // way over an established pair (write, feed, read, consume). Prints medians.
 // Usage: scripts/make-pki.sh DIR && bench-tls DIR [iterations] [connections]
+// The TLS 1.3 suites are also measured side by side, interleaved round by round.
 // (BENCH_TLS_ONLY=p256-13|p256-12|rsa-13|rsa-12: that handshake row only, e.g. under
 // valgrind --tool=callgrind --toggle-collect='server_*' for the server side's instructions)
 #include <malloc.h>
@@ -168,6 +169,87 @@ static void bench_handshakes(const char *label, const char *crt, const char *key
     tls_ctx_unref(c);
 }
 
+/* The TLS 1.3 suites side by side: a server context forced to each suite, and each round does
+ * one full handshake, one resumed handshake and 64 records (1.4 KB, alternating directions) with
+ * each in turn, so that the machine's noise falls on all of them alike. Server CPU per handshake
+ * (medians), both sides' CPU per record. */
+static void bench_suites(int iters)
+{
+    static const char *const suites[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
+                                         "TLS_CHACHA20_POLY1305_SHA256"};
+    enum { N = sizeof(suites) / sizeof(suites[0]), PER_ROUND = 64, REC = 1400 };
+    struct tls_ctx *s[N], *c = mk_client(false, 0);
+    struct tls_peer peer[N];
+    struct tls_conn *cl[N], *sv[N];
+    uint64_t *v[N][3];
+    static char msg[REC], got[4096];
+    memset(msg, 'r', sizeof(msg));
+    for (int k = 0; k < N; k++) {
+        struct tls_server_opts o = {.cert_file = path("server.crt"),
+                                    .key_file = path("server.key"),
+                                    .ciphersuites = suites[k]};
+        char err[256];
+        if (tls_server_ctx_new(&o, &s[k], err, sizeof(err)) != 0) {
+            fprintf(stderr, "bench-tls: %s\n", err);
+            exit(1);
+        }
+        tls_peer_init(&peer[k], "localhost");
+        cl[k] = tls_conn_new_client(c, &peer[k]);
+        sv[k] = tls_conn_new_server(s[k]);
+        uint64_t a = 0, b = 0;
+        if (handshake(cl[k], sv[k], &a, &b) != 0 || strcmp(tls_conn_cipher(sv[k]), suites[k])) {
+            fprintf(stderr, "bench-tls: %s: handshake failed\n", suites[k]);
+            exit(1);
+        }
+        for (int m = 0; m < 3; m++)
+            v[k][m] = calloc((size_t)iters, sizeof(uint64_t));
+    }
+    for (int i = 0; i < iters; i++) {
+        for (int k = 0; k < N; k++) {
+            for (int resumed = 0; resumed < 2; resumed++) {
+                if (!resumed)
+                    tls_peer_forget_session(&peer[k]);
+                struct tls_conn *cc = tls_conn_new_client(c, &peer[k]), *sc = server_new(s[k]);
+                uint64_t nc = 0, ns = 0;
+                if (handshake(cc, sc, &nc, &ns) != 0 || tls_conn_resumed(sc) != resumed) {
+                    fprintf(stderr, "bench-tls: %s: handshake failed (resumed %d)\n", suites[k],
+                            resumed);
+                    exit(1);
+                }
+                v[k][resumed][i] = ns;
+                tls_conn_free(cc);
+                server_free(sc);
+            }
+            uint64_t t0 = cpu_ns();
+            for (int r = 0; r < PER_ROUND; r++) {
+                struct tls_conn *from = r % 2 ? sv[k] : cl[k], *to = r % 2 ? cl[k] : sv[k];
+                struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg)};
+                if (tls_conn_writev(from, &iov, 1) != (ssize_t)sizeof(msg)) {
+                    fprintf(stderr, "bench-tls: records write failed\n");
+                    exit(1);
+                }
+                pump(from, to);
+                if (tls_conn_read(to, got, sizeof(got)) != (ssize_t)sizeof(msg)) {
+                    fprintf(stderr, "bench-tls: records read failed\n");
+                    exit(1);
+                }
+            }
+            v[k][2][i] = (cpu_ns() - t0) / PER_ROUND;
+        }
+    }
+    for (int k = 0; k < N; k++) {
+        printf("%-30s %14.1f %14.1f %14.0f\n", suites[k], median_us(v[k][0], iters),
+               median_us(v[k][1], iters), median_us(v[k][2], iters) * 1000.0);
+        for (int m = 0; m < 3; m++)
+            free(v[k][m]);
+        tls_conn_free(cl[k]);
+        tls_conn_free(sv[k]);
+        tls_peer_deinit(&peer[k]);
+        tls_ctx_unref(s[k]);
+    }
+    tls_ctx_unref(c);
+}
+
 /* Heap bytes per idle established connection on one side: make n pairs, exchange one small
  * message each way, free the other side's conns, divide the growth by n. */
 static void bench_memory(const char *label, bool mtls, uint16_t maxv, int n)
@@ -302,6 +384,11 @@ int main(int argc, char **argv)
         return 0;
     printf("\nCPU per record, write + read (both sides), median of %d rounds of 64, ns\n", iters);
     bench_records(iters);
+    printf("\nTLS 1.3 suites, interleaved (P-256 server): server CPU per handshake (µs, medians of "
+           "%d) and CPU per 1,400 B record, write + read (ns)\n",
+           iters);
+    printf("%-30s %14s %14s %14s\n", "suite", "full server", "resumed server", "record");
+    bench_suites(iters);
     printf("\nHeap bytes per idle established connection (mallinfo2, %d connections)\n", conns);
     printf("%-34s %12s %12s\n", "case", "server side", "client side");
     bench_memory("TLS1.3, no client cert", false, 0, conns);

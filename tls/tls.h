@@ -134,7 +134,7 @@ struct tls_server_opts {
     const char *const *peer_names;
     size_t n_peer_names;
     const char *ciphers;         /**< TLS 1.2 cipher list; NULL: ECDHE with AES-GCM/CHACHA20 */
-    const char *ciphersuites;    /**< TLS 1.3 suites; NULL: OpenSSL's default */
+    const char *ciphersuites;    /**< TLS 1.3 suites; NULL: AES-128-GCM, AES-256-GCM, CHACHA20 */
     uint16_t max_version;        /**< 0: up to TLS 1.3; 0x0303: TLS 1.2 only (tests, old peers) */
     uint32_t session_cache_size; /**< server session cache entries; 0: 4096 */
     uint32_t session_timeout_s;  /**< session / ticket lifetime; 0: 7200 s */
@@ -154,7 +154,7 @@ struct tls_client_opts {
     const char *ca_file;   /**< PEM bundle of the CAs we trust for UCM (its Tomcat signer) */
     uint16_t max_version;  /**< 0: up to TLS 1.3; 0x0303: TLS 1.2 only (tests, old peers) */
     const char *ciphers;   /**< TLS 1.2 cipher list; NULL: ECDHE with AES-GCM/CHACHA20 */
-    const char *ciphersuites; /**< TLS 1.3 suites; NULL: OpenSSL's default */
+    const char *ciphersuites; /**< TLS 1.3 suites; NULL: AES-128-GCM, AES-256-GCM, CHACHA20 */
     /**
      * Keep OpenSSL's record layer for the whole connection. By default an established AEAD
      * connection moves to tls/'s own record layer once it has the server's first session

@@ -16,6 +16,8 @@
     "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:"                                   \
     "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"                                   \
     "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+#define TLS_DEFAULT_SUITES                                                                         \
+    "TLS_AES_128_GCM_SHA256:TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256"
 #define TLS_DEFAULT_CACHE   4096u
 #define TLS_DEFAULT_TIMEOUT 7200u
 #define TLS_DEFAULT_ROTATE  3600u
@@ -64,7 +66,7 @@ static int ctx_common(SSL_CTX *sc, const char *ciphers, const char *suites, uint
         set_err(err, errlen, "bad TLS 1.2 cipher list", ciphers);
         return -EINVAL;
     }
-    if (suites && !SSL_CTX_set_ciphersuites(sc, suites)) {
+    if (!SSL_CTX_set_ciphersuites(sc, suites ? suites : TLS_DEFAULT_SUITES)) {
         set_err(err, errlen, "bad TLS 1.3 cipher suites", suites);
         return -EINVAL;
     }

@@ -70,6 +70,41 @@ Test(tls, completes_tls_12_with_an_ecdhe_gcm_suite)
     tls_ctx_unref(c12);
 }
 
+/* The server picks TLS_AES_128_GCM_SHA256 whatever the client's order (OpenSSL's own default,
+ * AES-256 first, here), as it picks ECDHE-*-AES128-GCM in TLS 1.2, and still takes a client that
+ * offers only another suite. */
+Test(tls, prefers_aes_128_gcm_sha256_in_tls_13_and_takes_the_others)
+{
+    static const struct {
+        const char *offer, *want;
+    } cases[] = {
+        {"TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256",
+         "TLS_AES_128_GCM_SHA256"},
+        {"TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384", "TLS_AES_256_GCM_SHA384"},
+        {"TLS_CHACHA20_POLY1305_SHA256", "TLS_CHACHA20_POLY1305_SHA256"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char err[256] = "";
+        struct tls_client_opts o = {.cert_file = f("client.crt"),
+                                    .key_file = f("client.key"),
+                                    .ca_file = f("ucm-ca.crt"),
+                                    .ciphersuites = cases[i].offer};
+        struct tls_ctx *c = NULL;
+        cr_assert_eq(tls_client_ctx_new(&o, &c, err, sizeof(err)), 0, "%s", err);
+        struct tls_peer node;
+        cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
+        struct pair p = connect_pair(sctx, c, &node, 0);
+        cr_assert_eq(p.rc_c, 0, "offer %s: client %d", cases[i].offer, p.rc_c);
+        cr_assert_eq(p.rc_s, 0, "offer %s: server %d", cases[i].offer, p.rc_s);
+        cr_assert_str_eq(tls_conn_cipher(p.s), cases[i].want, "offer %s", cases[i].offer);
+        cr_assert_str_eq(tls_conn_cipher(p.c), cases[i].want);
+        transfer(p.c, p.s, 3000, 3, 0);
+        free_pair(&p);
+        tls_peer_deinit(&node);
+        tls_ctx_unref(c);
+    }
+}
+
 Test(tls, encrypts_a_large_gather_write_without_losing_a_byte)
 {
     struct pair p = connect_pair(sctx, cctx, &peer, 0);
