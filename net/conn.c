@@ -693,7 +693,7 @@ static void handle_connect(struct loop *loop, struct conn *c, const struct io_ur
     }
 }
 
-static void tune_socket(struct loop *loop, int fd)
+void conn__tune_socket(struct loop *loop, int fd)
 {
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)); /* not a TCP socket: ignored */
@@ -725,7 +725,7 @@ int loop_connect(struct loop *loop, const struct sockaddr *addr, socklen_t len, 
         close(fd);
         return io_uring_sq_space_left(&loop->ring) >= 2 ? -ENOSPC : -EBUSY;
     }
-    tune_socket(loop, fd);
+    conn__tune_socket(loop, fd);
     memcpy(&cc->addr, addr, len);
     cc->addrlen = len;
     cc->ts.tv_sec = timeout_ms / 1000;
@@ -767,7 +767,7 @@ int loop_adopt(struct loop *loop, int fd, const struct conn_ops *ops, void *arg,
     struct conn *c = conn_alloc(loop);
     if (!c)
         return -ENOSPC;
-    tune_socket(loop, fd);
+    conn__tune_socket(loop, fd);
     c->fd = fd;
     c->ops = ops;
     c->user = arg;
@@ -821,12 +821,10 @@ void conn__accepted(struct loop *loop, struct loop_listener *l, int fd)
         c->peer = key;
         c->flags |= CONN_F_SOURCE_COUNTED;
     }
-    tune_socket(loop, fd);
-    if (loop->cfg.flags & LOOP_CFG_F_RX_TIMESTAMPS) {
-        int one = 1;
-        if (setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) == 0)
-            c->flags |= CONN_F_RX_TS;
-    }
+    /* TCP_NODELAY, the buffer sizes and SO_TIMESTAMPNS come from the listener: Linux copies a
+     * listener's options into each socket it accepts (loop_listen), two syscalls fewer here */
+    if (l->rx_ts)
+        c->flags |= CONN_F_RX_TS;
     c->fd = fd;
     c->ops = l->ops;
     c->user = l->arg;

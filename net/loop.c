@@ -568,12 +568,19 @@ int loop_listen(struct loop *loop, const struct sockaddr *addr, socklen_t len,
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0 ||
         (addr->sa_family == AF_INET6 &&
          setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0) ||
-        bind(fd, addr, len) < 0 || listen(fd, loop->cfg.backlog) < 0)
+        bind(fd, addr, len) < 0)
         ret = -errno;
-    /* on the listener too: the kernel starts stamping at once (it turns stamping on lazily) and
-     * what a client sends before its accept is stamped as well */
-    if (ret == 0 && (loop->cfg.flags & LOOP_CFG_F_RX_TIMESTAMPS) &&
-        setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0)
+    /* The accepted sockets' options are set here, once: Linux copies a listener's TCP_NODELAY,
+     * buffer sizes and SO_TIMESTAMPNS into every socket it accepts (and tcp(7) wants the buffer
+     * sizes set before listen(2) for the window scale to follow them). Stamping on the listener
+     * also starts the kernel's stamping at once (it turns it on lazily), so what a client sends
+     * before its accept is stamped as well. */
+    if (ret == 0)
+        conn__tune_socket(loop, fd);
+    bool rx_ts = loop->cfg.flags & LOOP_CFG_F_RX_TIMESTAMPS;
+    if (ret == 0 && rx_ts && setsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &one, sizeof(one)) < 0)
+        ret = -errno;
+    if (ret == 0 && listen(fd, loop->cfg.backlog) < 0)
         ret = -errno;
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
@@ -584,7 +591,7 @@ int loop_listen(struct loop *loop, const struct sockaddr *addr, socklen_t len,
         return ret;
     }
     struct loop_listener *l = &loop->listeners[loop->nlisteners++];
-    *l = (struct loop_listener){.loop = loop, .ops = ops, .arg = arg, .fd = fd};
+    *l = (struct loop_listener){.loop = loop, .ops = ops, .arg = arg, .fd = fd, .rx_ts = rx_ts};
     l->port = ntohs(ss.ss_family == AF_INET ? ((struct sockaddr_in *)&ss)->sin_port
                                             : ((struct sockaddr_in6 *)&ss)->sin6_port);
     arm_accept(l);

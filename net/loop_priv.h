@@ -119,6 +119,7 @@ struct loop_listener {
     int port;
     bool armed;
     bool closed;
+    bool rx_ts; /* SO_TIMESTAMPNS on the listener, and so on every socket it accepts */
 };
 
 struct loop_msg {
@@ -203,6 +204,9 @@ struct loop {
 
 /** An SQE, submitting first when the SQ is full; NULL only when the ring is broken. */
 struct io_uring_sqe *loop__sqe(struct loop *loop);
+
+/** conn.c: TCP_NODELAY and the configured buffer sizes on `fd` (a listener's are inherited). */
+void conn__tune_socket(struct loop *loop, int fd);
 
 /** conn.c: a new conn for an accepted fd (applies the caps; closes `fd` on rejection). */
 void conn__accepted(struct loop *loop, struct loop_listener *l, int fd);

@@ -952,6 +952,68 @@ Test(conn, has_no_timestamp_without_the_flag)
     loop_free(loop);
 }
 
+/* ---- accepted sockets' options ---- */
+
+static atomic_int opt_nodelay = -1, opt_tsns = -1, opt_rcvbuf = -1, opt_sndbuf = -1;
+
+/* runs on the loop thread: the options the accepted socket has, for the test thread to check */
+static void record_options(struct conn *c)
+{
+    int v, fd = conn_fd(c);
+    socklen_t l = sizeof(v);
+    atomic_store(&opt_nodelay, getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &v, &l) == 0 ? v : -2);
+    l = sizeof(v);
+    atomic_store(&opt_tsns, getsockopt(fd, SOL_SOCKET, SO_TIMESTAMPNS, &v, &l) == 0 ? v : -2);
+    l = sizeof(v);
+    atomic_store(&opt_sndbuf, getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &v, &l) == 0 ? v : -2);
+    l = sizeof(v);
+    atomic_store(&opt_rcvbuf, getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &v, &l) == 0 ? v : -2);
+}
+
+static const struct conn_ops options_ops = {.on_open = record_options, .on_data = echo_on_data};
+
+/* The accept path sets no option itself: an accepted socket has the listener's TCP_NODELAY,
+ * buffer sizes and (with the flag) SO_TIMESTAMPNS, and is read with timestamps. */
+static void accepted_options_run(unsigned flags)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.flags = flags;
+    cfg.max_conns = 16;
+    cfg.sndbuf = 96 * 1024;
+    cfg.rcvbuf = 80 * 1024;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &options_ops, NULL);
+    cr_assert_gt(port, 0);
+    atomic_store(&opt_nodelay, -1);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int fd = client_connect(port);
+    cr_assert_geq(fd, 0);
+    char got[5];
+    cr_assert(write_full(fd, "hello", 5));
+    cr_assert_eq(read_full(fd, got, sizeof(got)), 5);
+    cr_assert_eq(atomic_load(&opt_nodelay), 1, "TCP_NODELAY %d", atomic_load(&opt_nodelay));
+    cr_assert_eq(atomic_load(&opt_tsns), (flags & LOOP_CFG_F_RX_TIMESTAMPS) ? 1 : 0);
+    /* the kernel doubles what it is asked for (socket(7)) */
+    cr_assert_eq(atomic_load(&opt_sndbuf), 2 * cfg.sndbuf, "SO_SNDBUF %d",
+                 atomic_load(&opt_sndbuf));
+    cr_assert_eq(atomic_load(&opt_rcvbuf), 2 * cfg.rcvbuf, "SO_RCVBUF %d",
+                 atomic_load(&opt_rcvbuf));
+    close(fd);
+    cr_assert(wait_until(loop, no_conns, NULL));
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+Test(conn, an_accepted_socket_has_the_listeners_options)
+{
+    accepted_options_run(LOOP_CFG_F_RX_TIMESTAMPS);
+    accepted_options_run(0);
+}
+
 /* ---- drain ---- */
 
 #define DRAIN_REPLY (200 * 1024)
