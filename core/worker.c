@@ -548,31 +548,48 @@ static void client_progress(struct client *cl)
 
 static void handshakes_cb(struct loop *loop, struct loop_timer *t);
 
-/* The first handshake step of `cl` (answering its ClientHello: the key exchange and the
- * signature, nearly all of a handshake's cost) waits for the end of this turn (see struct
- * worker's hs_q). Later steps run at once: they are cheap, and a client that sends its Finished
- * and closes must still be counted and served as before. */
+static bool id_fifo_push(struct id_fifo *f, uint32_t id)
+{
+    if (f->head + f->len == f->cap) {
+        if (f->head > 0) {
+            memmove(f->q, f->q + f->head, f->len * sizeof(*f->q));
+            f->head = 0;
+        } else {
+            uint32_t cap = f->cap ? f->cap * 2 : 256;
+            uint32_t *q = realloc(f->q, cap * sizeof(*q));
+            if (q == NULL)
+                return false;
+            f->q = q;
+            f->cap = cap;
+        }
+    }
+    f->q[f->head + f->len++] = id;
+    return true;
+}
+
+static uint32_t id_fifo_pop(struct id_fifo *f)
+{
+    uint32_t id = f->q[f->head++];
+    if (--f->len == 0)
+        f->head = 0;
+    return id;
+}
+
+/* A handshake step of `cl` waits for the end of this turn (see struct worker's hs_first and
+ * hs_later): the first one (answering the ClientHello: the key exchange and the signature,
+ * most of a handshake's cost) and the later ones (the client's Finished, then the session
+ * ticket and the switch to our record layer: 40-60 us, and thousands of them arrive together
+ * in a storm). A client that sends its Finished and closes is still served: client_on_close
+ * runs its step first. */
 static void client_queue_handshake(struct client *cl)
 {
     struct worker *w = cl->w;
     if (cl->hs_queued)
         return;
-    if (w->hs_head + w->hs_len == w->hs_cap) {
-        if (w->hs_head > 0) {
-            memmove(w->hs_q, w->hs_q + w->hs_head, w->hs_len * sizeof(*w->hs_q));
-            w->hs_head = 0;
-        } else {
-            uint32_t cap = w->hs_cap ? w->hs_cap * 2 : 256;
-            uint32_t *q = realloc(w->hs_q, cap * sizeof(*q));
-            if (q == NULL) { /* no room to wait: do it now */
-                client_progress(cl);
-                return;
-            }
-            w->hs_q = q;
-            w->hs_cap = cap;
-        }
+    if (!id_fifo_push(cl->hs_started ? &w->hs_later : &w->hs_first, cl->id)) {
+        client_progress(cl); /* no room to wait: do it now */
+        return;
     }
-    w->hs_q[w->hs_head + w->hs_len++] = cl->id;
     cl->hs_queued = true;
     if (!loop_timer_armed(&w->hs_timer))
         loop_timer_arm(w->loop, &w->hs_timer, loop_now_ms(w->loop), handshakes_cb);
@@ -585,16 +602,15 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
 }
 
-/* The end of a turn (timers run after the turn's completions): handshake steps, oldest first,
- * for at most WORKER_HANDSHAKE_SLICE_US; the rest after the next turn's traffic. */
+/* The end of a turn (timers run after the turn's completions): handshake steps, the later ones
+ * first, each queue oldest first, for at most WORKER_HANDSHAKE_SLICE_US; the rest after the
+ * next turn's traffic. */
 static void handshakes_cb(struct loop *loop, struct loop_timer *t)
 {
     struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, hs_timer));
     uint64_t start = mono_us();
-    while (w->hs_len > 0) {
-        uint32_t id = w->hs_q[w->hs_head++];
-        if (--w->hs_len == 0)
-            w->hs_head = 0;
+    while (w->hs_later.len + w->hs_first.len > 0) {
+        uint32_t id = id_fifo_pop(w->hs_later.len > 0 ? &w->hs_later : &w->hs_first);
         struct client *cl = worker_client_of(w, id);
         if (cl == NULL || !cl->hs_queued)
             continue; /* closed meanwhile (the id may even name a newer connection) */
@@ -610,7 +626,7 @@ static void handshakes_cb(struct loop *loop, struct loop_timer *t)
         if (mono_us() - start >= WORKER_HANDSHAKE_SLICE_US)
             break;
     }
-    if (w->hs_len > 0)
+    if (w->hs_later.len + w->hs_first.len > 0)
         loop_timer_arm(loop, &w->hs_timer, loop_now_ms(loop), handshakes_cb);
     worker_schedule(w);
 }
@@ -628,10 +644,10 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
         client_plaintext(cl, p, n);
     else if (tls_conn_feed(cl->tls, p, n) < 0)
         conn_close(c, CONN_CLOSE_ERROR);
-    else if (!cl->established && !cl->hs_started)
-        client_queue_handshake(cl); /* the costly step: after the established traffic */
+    else if (!cl->established)
+        client_queue_handshake(cl); /* after the established connections' traffic */
     else
-        client_progress(cl); /* the client's Finished and what follows it: cheap, at once */
+        client_progress(cl);
     cl->busy = false;
     if (cl->dead)
         client_free(cl);
@@ -646,6 +662,17 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
     if (cl == NULL)
         return;
     struct worker *w = cl->w;
+    if (reason == CONN_CLOSE_PEER && cl->hs_queued && cl->hs_started && !cl->busy &&
+        w->proxy != NULL) {
+        /* Its Finished (and what came with it) was waiting for the handshake slice when the
+         * client closed: run it now, as if it had not waited. The handshake completes and is
+         * counted, and a request that came with it is handled (its answer has nowhere to go). */
+        cl->hs_queued = false;
+        cl->busy = true;
+        cl->completed = false;
+        client_progress(cl);
+        cl->busy = false;
+    }
     conn_set_user(c, NULL);
     loop_timer_cancel(w->loop, &cl->timer);
     if (cl->prev != NULL)
@@ -1012,7 +1039,8 @@ void worker_free(struct worker *w)
     loop_timer_cancel(w->loop, &w->status_timer);
     loop_timer_cancel(w->loop, &w->stop_timer);
     loop_timer_cancel(w->loop, &w->hs_timer);
-    free(w->hs_q);
+    free(w->hs_first.q);
+    free(w->hs_later.q);
     for (int i = 0; i < 2; i++)
         loop_poll_cancel(w->loop, &w->polls[i]);
     proxy_free(w->proxy);

@@ -58,7 +58,7 @@ struct client {
     uint8_t src[BUDGET_ADDR_LEN]; /* peer address: the key of its verification budget */
     uint32_t failed_tokens;       /* rejected tokens on this connection */
     bool established;
-    bool hs_queued;  /* in the worker's handshake queue */
+    bool hs_queued;  /* in one of the worker's handshake queues */
     bool hs_started; /* its first handshake step (the ClientHello's answer) has run */
     bool busy, dead;
     bool drained;               /* closing once its answers are out: read nothing more */
@@ -102,10 +102,14 @@ struct worker {
 
     /* Handshake steps wait for the end of the turn, after established connections' traffic,
      * and take at most WORKER_HANDSHAKE_SLICE_US a turn (a reconnect storm must not hold up
-     * the clients already connected): a FIFO of connection ids (stale ones are skipped). */
+     * the clients already connected). Two FIFOs of connection ids (stale ones are skipped):
+     * the later steps (a client's Finished and what came with it) go first, so that a started
+     * handshake ends, and its REGISTER is served, before another ClientHello is answered. */
     struct loop_timer hs_timer;
-    uint32_t *hs_q;
-    uint32_t hs_head, hs_len, hs_cap;
+    struct id_fifo {
+        uint32_t *q;
+        uint32_t head, len, cap;
+    } hs_first, hs_later;
 
     struct client *clients; /* every open client connection */
     atomic_uint n_clients;  /* their count, for the drain loop on the main thread */
