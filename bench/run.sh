@@ -15,7 +15,9 @@
 # storm profile takes STORM_CONC too), RC_CONNS / RC_RATE /
 # RC_SECONDS (reconnect: clients that reconnect at once, the connected clients' REGISTER rate,
 # their measured window; default 18000, 200, 60), RC_KINDS (reconnect: which of full, full-seen and
-# resume; default all three),
+# resume; default all three), RC_STORM_NICE (reconnect: the storm generator's nice value, default
+# 19, so that it takes the CPU the edge and the connected clients leave, as if it ran elsewhere;
+# 0: the same priority as the edge),
 # ADM_CONNS / ADM_CPU / ADM_SECS / ADM_BOUNDS / ADM_MULTS (admission: clients, the edge's CPU quota
 # in % of one core, seconds per step, listen.limits.max_queue_delay_ms values, multiples of the
 # capacity; default 4000, 15, 8, "0 200 50", "0.5 1 1.5 2").
@@ -122,8 +124,10 @@ bench_stop() {
 run_bench() {
     local label=$1 line rc=0
     shift
-    line=$("$BENCH" --port "$EDGE_PORT" --ca "$PKI/ca.crt" --edge-pid "$EDGE_PID" \
-        --ucm-pid "$UCM_PID" --label "$label" --json --quiet "$@" 2>>"$T/bench.err") || rc=$?
+    # BENCH_PREFIX: a command the generator runs under (e.g. "nice -n 19"), split on spaces
+    # shellcheck disable=SC2086
+    line=$(${BENCH_PREFIX:-} "$BENCH" --port "$EDGE_PORT" --ca "$PKI/ca.crt" \
+        --edge-pid "$EDGE_PID" --ucm-pid "$UCM_PID" --label "$label" --json --quiet "$@" 2>>"$T/bench.err") || rc=$?
     line=$(printf '%s\n' "$line" | grep '^{' | tail -n 1 || true)
     if [ -z "$line" ]; then
         log "run $label produced no result (exit $rc); see $T/bench.err"
@@ -457,7 +461,8 @@ scenario_reconnect() {
         bg=$!
         for _ in $(seq 1 600); do [ -f "$T/connected.ready" ] && break; sleep 0.1; done
         sleep 1
-        run_bench "rc-storm-$kind" --storm "$n" --concurrency "$n" --direct "${extra[@]}" \
+        BENCH_PREFIX="nice -n ${RC_STORM_NICE:-19}" \
+            run_bench "rc-storm-$kind" --storm "$n" --concurrency "$n" --direct "${extra[@]}" \
             --key "$JWT_KEY" --kid es1 --users "$n" --duration "$secs" --timeout-ms 60000 \
             --setup-concurrency 256 --setup-timeout 300 --threads 2
         wait "$bg" || true
