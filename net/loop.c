@@ -696,7 +696,8 @@ int loop_run(struct loop *loop)
         io_uring_for_each_cqe(&loop->ring, head, cqe)
         {
             dispatch(loop, cqe);
-            n++;
+            if (++n == LOOP_TURN_MAX_CQES)
+                break; /* the rest next turn, once this one's sends are submitted */
         }
         io_uring_cq_advance(&loop->ring, n);
         run_timers(loop);

@@ -31,6 +31,12 @@ enum loop_op {
     /* LOOP_OP_COUNT */ LOOP_OP_COUNT
 };
 
+/* Completions handled per turn at most. A reconnect storm queues thousands at once (an accept
+ * and a ClientHello each, tens of us of work apiece); without a bound the answers the turn
+ * produced for connected clients, and UCM's forwarded requests, would wait for all of them
+ * before they are submitted. */
+#define LOOP_TURN_MAX_CQES 128
+
 #define LOOP_UD_OP_SHIFT 56
 #define LOOP_UD_PAYLOAD  ((UINT64_C(1) << LOOP_UD_OP_SHIFT) - 1)
 

@@ -952,6 +952,71 @@ Test(conn, has_no_timestamp_without_the_flag)
     loop_free(loop);
 }
 
+/* ---- completions per turn ---- */
+
+#define BURST_CLIENTS 300
+
+static atomic_uint burst_max_cqes, burst_turns;
+
+static void record_turn(struct loop *loop, uint64_t busy_us, unsigned cqes)
+{
+    (void)loop;
+    (void)busy_us;
+    if (cqes > atomic_load(&burst_max_cqes))
+        atomic_store(&burst_max_cqes, cqes);
+    atomic_fetch_add(&burst_turns, 1);
+}
+
+static void set_turn_fn(struct loop *loop, void *arg)
+{
+    (void)arg;
+    loop_set_turn_fn(loop, record_turn);
+}
+
+/* 300 clients connect and write while the loop is blocked: their accepts and reads (600
+ * completions and more) are handled LOOP_TURN_MAX_CQES a turn at most, and every one is
+ * answered. */
+Test(conn, handles_a_burst_of_completions_a_bounded_number_per_turn)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 1024;
+    struct loop *loop = loop_new(&cfg);
+    cr_assert_not_null(loop);
+    struct sockaddr_in a = loopback4(0);
+    int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &echo_ops, NULL);
+    cr_assert_gt(port, 0);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    cr_assert_eq(loop_post(loop, set_turn_fn, NULL), 0);
+    atomic_store(&ts_blocked, false);
+    cr_assert_eq(loop_post(loop, block_loop, NULL), 0);
+    for (int i = 0; i < WAIT_MS && !atomic_load(&ts_blocked); i++)
+        usleep(1000);
+    cr_assert(atomic_load(&ts_blocked));
+    atomic_store(&burst_max_cqes, 0);
+    atomic_store(&burst_turns, 0);
+    static int fds[BURST_CLIENTS];
+    for (int i = 0; i < BURST_CLIENTS; i++) { /* the backlog holds them until the loop is back */
+        fds[i] = client_connect(port);
+        cr_assert_geq(fds[i], 0, "connect %d", i);
+        cr_assert(write_full(fds[i], "ping", 4));
+    }
+    for (int i = 0; i < BURST_CLIENTS; i++) {
+        char got[4];
+        cr_assert_eq(read_full(fds[i], got, sizeof(got)), 4, "client %d", i);
+        cr_assert_arr_eq(got, "ping", 4);
+        close(fds[i]);
+    }
+    cr_assert(wait_until(loop, no_conns, NULL));
+    cr_assert_eq(test_thread_stop(&t), 0);
+    unsigned max = atomic_load(&burst_max_cqes), turns = atomic_load(&burst_turns);
+    cr_assert_gt(max, 0);
+    cr_assert_leq(max, LOOP_TURN_MAX_CQES, "a turn handled %u completions", max);
+    cr_assert_geq(turns, 2 * BURST_CLIENTS / LOOP_TURN_MAX_CQES, "%u turns", turns);
+    loop_free(loop);
+}
+
 /* ---- accepted sockets' options ---- */
 
 static atomic_int opt_nodelay = -1, opt_tsns = -1, opt_rcvbuf = -1, opt_sndbuf = -1;
