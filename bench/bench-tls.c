@@ -169,6 +169,32 @@ static void bench_handshakes(const char *label, const char *crt, const char *key
     tls_ctx_unref(c);
 }
 
+enum { RECORDS_PER_ROUND = 64, RECORD_LEN = 1400 };
+
+/* One round of RECORDS_PER_ROUND 1.4 KB records over an established pair, alternating
+ * directions, each written (writev + out + consume on the sender) and read (feed + read on the
+ * receiver); returns the CPU per record, ns. */
+static uint64_t records_round(struct tls_conn *cl, struct tls_conn *sv)
+{
+    static char msg[RECORD_LEN], got[4096];
+    memset(msg, 'r', sizeof(msg));
+    uint64_t t0 = cpu_ns();
+    for (int k = 0; k < RECORDS_PER_ROUND; k++) {
+        struct tls_conn *from = k % 2 ? sv : cl, *to = k % 2 ? cl : sv;
+        struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg)};
+        if (tls_conn_writev(from, &iov, 1) != (ssize_t)sizeof(msg)) {
+            fprintf(stderr, "bench-tls: records write failed\n");
+            exit(1);
+        }
+        pump(from, to);
+        if (tls_conn_read(to, got, sizeof(got)) != (ssize_t)sizeof(msg)) {
+            fprintf(stderr, "bench-tls: records read failed\n");
+            exit(1);
+        }
+    }
+    return (cpu_ns() - t0) / RECORDS_PER_ROUND;
+}
+
 /* The TLS 1.3 suites side by side: a server context forced to each suite, and each round does
  * one full handshake, one resumed handshake and 64 records (1.4 KB, alternating directions) with
  * each in turn, so that the machine's noise falls on all of them alike. Server CPU per handshake
@@ -177,13 +203,11 @@ static void bench_suites(int iters)
 {
     static const char *const suites[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                                          "TLS_CHACHA20_POLY1305_SHA256"};
-    enum { N = sizeof(suites) / sizeof(suites[0]), PER_ROUND = 64, REC = 1400 };
+    enum { N = sizeof(suites) / sizeof(suites[0]) };
     struct tls_ctx *s[N], *c = mk_client(false, 0);
     struct tls_peer peer[N];
     struct tls_conn *cl[N], *sv[N];
     uint64_t *v[N][3];
-    static char msg[REC], got[4096];
-    memset(msg, 'r', sizeof(msg));
     for (int k = 0; k < N; k++) {
         struct tls_server_opts o = {.cert_file = path("server.crt"),
                                     .key_file = path("server.key"),
@@ -220,21 +244,7 @@ static void bench_suites(int iters)
                 tls_conn_free(cc);
                 server_free(sc);
             }
-            uint64_t t0 = cpu_ns();
-            for (int r = 0; r < PER_ROUND; r++) {
-                struct tls_conn *from = r % 2 ? sv[k] : cl[k], *to = r % 2 ? cl[k] : sv[k];
-                struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg)};
-                if (tls_conn_writev(from, &iov, 1) != (ssize_t)sizeof(msg)) {
-                    fprintf(stderr, "bench-tls: records write failed\n");
-                    exit(1);
-                }
-                pump(from, to);
-                if (tls_conn_read(to, got, sizeof(got)) != (ssize_t)sizeof(msg)) {
-                    fprintf(stderr, "bench-tls: records read failed\n");
-                    exit(1);
-                }
-            }
-            v[k][2][i] = (cpu_ns() - t0) / PER_ROUND;
+            v[k][2][i] = records_round(cl[k], sv[k]);
         }
     }
     for (int k = 0; k < N; k++) {
@@ -319,27 +329,9 @@ static void bench_records(int iters)
         fprintf(stderr, "bench-tls: records handshake failed\n");
         exit(1);
     }
-    enum { PER_ROUND = 64, REC = 1400 };
-    static char msg[REC], got[4096];
-    memset(msg, 'r', sizeof(msg));
     uint64_t *v = calloc((size_t)iters, sizeof(uint64_t));
-    for (int i = 0; i < iters; i++) {
-        uint64_t t0 = cpu_ns();
-        for (int k = 0; k < PER_ROUND; k++) {
-            struct tls_conn *from = k % 2 ? sv : cl, *to = k % 2 ? cl : sv;
-            struct iovec iov = {.iov_base = msg, .iov_len = sizeof(msg)};
-            if (tls_conn_writev(from, &iov, 1) != (ssize_t)sizeof(msg)) {
-                fprintf(stderr, "bench-tls: records write failed\n");
-                exit(1);
-            }
-            pump(from, to);
-            if (tls_conn_read(to, got, sizeof(got)) != (ssize_t)sizeof(msg)) {
-                fprintf(stderr, "bench-tls: records read failed\n");
-                exit(1);
-            }
-        }
-        v[i] = (cpu_ns() - t0) / PER_ROUND;
-    }
+    for (int i = 0; i < iters; i++)
+        v[i] = records_round(cl, sv);
     printf("%-34s %12.0f\n", "TLS1.3 AES-GCM, 1,400 B record", median_us(v, iters) * 1000.0);
     free(v);
     tls_conn_free(cl);
