@@ -153,6 +153,27 @@ for v in 1.3 1.2; do
     done
 done
 
+# A client that sends a request right behind its Finished and closes at once: the edge's step
+# after the Finished waits for the handshake slice, and the close must not drop it. Every such
+# handshake completes and every request is handled (its answer has nowhere to go).
+for v in 1.3 1.2; do
+    hs0=$(metric 'sipedge_tls_handshakes_total')
+    req0=$(metric 'sipedge_sip_requests_total\{method="OPTIONS"\}')
+    check "python TLS $v: 300 clients that finish, send and close at once" \
+        python3 "$PROBE" finish_close "$ECDSA_PORT" "$PKI/ca.crt" "$v" 300
+    for _ in $(seq 1 50); do
+        [ "$(metric 'sipedge_sip_requests_total\{method="OPTIONS"\}')" -ge $((req0 + 300)) ] &&
+            break
+        sleep 0.1
+    done
+    hs=$(($(metric 'sipedge_tls_handshakes_total') - hs0))
+    req=$(($(metric 'sipedge_sip_requests_total\{method="OPTIONS"\}') - req0))
+    e2e_log "TLS $v finish-and-close: $hs handshakes completed, $req OPTIONS handled"
+    check "TLS $v: every handshake of a client that closed right after its Finished completed" \
+        test "$hs" -eq 300
+    check "TLS $v: every request sent right before the close was handled" test "$req" -eq 300
+done
+
 check "every client connection was on sipedge's record layer" \
     test "$(metric 'sipedge_tls_handshakes_total\{.*records="openssl"')" -eq 0
 kill "$RSA_PID"

@@ -10,7 +10,13 @@
 #   cert PORT CA                prints the SHA-256 of the certificate a new connection is shown
 #   hold PORT CA GO             OPTIONS -> 200, then waits (30 s at most) for the file GO and
 #                               sends another OPTIONS on the same connection -> 200
+#   finish_close PORT CA VERSION N
+#                               N connections, each: the handshake, an OPTIONS sent at once
+#                               behind the client's Finished, then the socket closed without
+#                               reading (the edge sees Finished, request and FIN together),
+#                               32 connections at a time
 # Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s).
+import concurrent.futures
 import hashlib
 import os
 import socket
@@ -178,6 +184,21 @@ def hold(port, ca, go):
             print("ok: the held connection still answers: " + line)
 
 
+def finish_close(port, ca, version, n):
+    ctx = context(ca, version)
+
+    def one(i):
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as raw:
+            with ctx.wrap_socket(raw, server_hostname="localhost") as s:
+                s.sendall(OPTIONS.format(n=1000 + i).encode())
+                s.shutdown(socket.SHUT_RDWR)  # a FIN, no close_notify
+
+    # 32 at a time: a busy edge reads a Finished, its request and the FIN in one turn
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as pool:
+        list(pool.map(one, range(n)))
+    print(f"ok: python TLS {version}: {n} connections finished, sent an OPTIONS and closed")
+
+
 def main():
     cmd, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if cmd == "suites12":
@@ -190,6 +211,8 @@ def main():
         cert(port, ca)
     elif cmd == "hold":
         hold(port, ca, sys.argv[4])
+    elif cmd == "finish_close":
+        finish_close(port, ca, sys.argv[4], int(sys.argv[5]))
     else:
         fail("unknown command " + cmd)
 
