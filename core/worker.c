@@ -548,6 +548,17 @@ static void client_progress(struct client *cl)
 
 static void handshakes_cb(struct loop *loop, struct loop_timer *t);
 
+/* Runs the handshake step `cl` waited for (it was in hs_first or hs_later). `cl` stays
+ * allocated: the caller frees it if it died meanwhile. */
+static void client_run_queued(struct client *cl)
+{
+    cl->hs_queued = false;
+    cl->busy = true;
+    cl->completed = false;
+    client_progress(cl);
+    cl->busy = false;
+}
+
 static bool id_fifo_push(struct id_fifo *f, uint32_t id)
 {
     if (f->head + f->len == f->cap) {
@@ -614,13 +625,11 @@ static void handshakes_cb(struct loop *loop, struct loop_timer *t)
         struct client *cl = worker_client_of(w, id);
         if (cl == NULL || !cl->hs_queued)
             continue; /* closed meanwhile (the id may even name a newer connection) */
-        cl->hs_queued = false;
-        if (w->proxy == NULL)
+        if (w->proxy == NULL) {
+            cl->hs_queued = false;
             continue; /* the drain's end: nothing more is read */
-        cl->busy = true;
-        cl->completed = false;
-        client_progress(cl);
-        cl->busy = false;
+        }
+        client_run_queued(cl);
         if (cl->dead)
             client_free(cl);
         if (mono_us() - start >= WORKER_HANDSHAKE_SLICE_US)
@@ -667,11 +676,7 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
         /* Its Finished (and what came with it) was waiting for the handshake slice when the
          * client closed: run it now, as if it had not waited. The handshake completes and is
          * counted, and a request that came with it is handled (its answer has nowhere to go). */
-        cl->hs_queued = false;
-        cl->busy = true;
-        cl->completed = false;
-        client_progress(cl);
-        cl->busy = false;
+        client_run_queued(cl);
     }
     conn_set_user(c, NULL);
     loop_timer_cancel(w->loop, &cl->timer);
