@@ -444,10 +444,16 @@ scenario_reconnect() {
             /^sipedge_worker_turn_duration_seconds_bucket\{le="0.1"\}/ { b = $NF }
             END { print n + 0, a + 0, b + 0 }'
     }
-    local -A long_turns
+    tcpext() { # the host's TcpExt counters named: ListenOverflows TCPSynRetrans
+        awk -v want="$*" 'BEGIN { n = split(want, w, " ") }
+            /^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next }
+                         for (k = 1; k <= n; k++) printf "%s ", $(col[w[k]]); print "" }' /proc/net/netstat
+    }
+    local -A long_turns syn_drops
     for kind in $kinds; do
-        local t0 t1
+        local t0 t1 n0 n1
         read -r -a t0 <<<"$(turns)"
+        read -r -a n0 <<<"$(tcpext ListenOverflows TCPSynRetrans)"
         local extra=()
         case "$kind" in
         resume) extra=(--resume) ;;
@@ -467,6 +473,8 @@ scenario_reconnect() {
             --setup-concurrency 256 --setup-timeout 300 --threads 2
         wait "$bg" || true
         read -r -a t1 <<<"$(turns)"
+        read -r -a n1 <<<"$(tcpext ListenOverflows TCPSynRetrans)"
+        syn_drops[$kind]="$((n1[0] - n0[0])) accept-queue overflows, $((n1[1] - n0[1])) SYN retransmissions"
         long_turns[$kind]="$((t1[0] - t0[0])) turns, $((t1[0] - t1[1] - t0[0] + t0[1])) over 10 ms, $((t1[0] - t1[2] - t0[0] + t0[2])) over 100 ms"
     done
     bench_stop
@@ -492,6 +500,7 @@ scenario_reconnect() {
     echo "(the connected clients alone, no storm: p99 $a ms)"
     for kind in $kinds; do
         echo "edge worker loop turns during the $kind storm and the connected clients' window: ${long_turns[$kind]}"
+        echo "the host's TCP during the $kind storm (nstat TcpExt, all sockets): ${syn_drops[$kind]}"
     done
 }
 

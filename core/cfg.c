@@ -104,6 +104,10 @@ static const struct cfg_list keys_list = {key_fields,
     X(LISTEN_ADDRESS, "listen.address", T_STR, listen.address, "0.0.0.0", 0, 0, 0, NULL,           \
       "address clients connect to")                                                                \
     X(LISTEN_PORT, "listen.port", T_U32, listen.port, "5061", 1, 65535, 0, NULL, "SIP TLS port")   \
+    X(LISTEN_BACKLOG, "listen.backlog", T_U32, listen.backlog, "4096", 1, 65535, 0, NULL,          \
+      "connections the kernel holds completed for each worker's listener until it accepts them "   \
+      "(listen(2); capped at net.core.somaxconn): a reconnect storm past it has SYNs dropped "     \
+      "and its clients retry after 1, 3, 7 s")                                                     \
     X(LISTEN_PLAIN_TCP, "listen.plain_tcp", T_BOOL, listen.plain_tcp, "false", 0, 0, 0, NULL,      \
       "serve clients over plain TCP (labs and tests only)")                                        \
     X(LISTEN_TLS_CERT, "listen.tls.cert", T_FILE, listen.tls.cert, "", 0, 0, 0, NULL,              \

@@ -123,7 +123,8 @@ struct cfg_listen_tls {
 struct cfg_listen {
     char address[CFG_HOST_MAX];
     uint32_t port;
-    bool plain_tcp; /* no TLS towards clients: labs and tests only */
+    uint32_t backlog; /* listen(2) backlog per worker's listener (the kernel caps it) */
+    bool plain_tcp;   /* no TLS towards clients: labs and tests only */
     struct cfg_listen_tls tls;
     struct cfg_limits limits;
     uint32_t drain_timeout_ms; /* SIGTERM: serve open connections at most this long */

@@ -233,6 +233,22 @@ static int resolve_nodes(struct cfg *c)
     return 0;
 }
 
+/* listen(2) silently caps the backlog at net.core.somaxconn (of this network namespace): say so,
+ * since a reconnect storm past the real figure has its SYNs dropped. */
+static void warn_backlog_capped(uint32_t backlog)
+{
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+    unsigned long max = 0;
+    bool read_ok = f && fscanf(f, "%lu", &max) == 1;
+    if (f)
+        fclose(f);
+    if (read_ok && backlog > max)
+        log_event(LOG_WARN, "listen_backlog_capped", LOG_S("key", "listen.backlog"),
+                  LOG_U("backlog", backlog), LOG_U("somaxconn", max),
+                  LOG_S("hint", "raise the sysctl net.core.somaxconn (per network namespace: the "
+                                "pod's) or lower listen.backlog"));
+}
+
 /* ---- readiness for /readyz ------------------------------------------------------------------ */
 
 static bool ready_fn(void *arg, struct admin_text *out)
@@ -494,6 +510,8 @@ int main(int argc, char **argv)
     struct loop_cfg lc;
     loop_cfg_default(&lc);
     lc.max_conns = e->cfg.listen.limits.max_conns_per_worker;
+    lc.backlog = (int)e->cfg.listen.backlog;
+    warn_backlog_capped(e->cfg.listen.backlog);
     lc.max_conns_per_source = e->cfg.listen.limits.max_conns_per_ip;
     lc.out_cap = e->cfg.listen.limits.out_queue_max;
     if (lc.out_high > lc.out_cap / 2)

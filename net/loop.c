@@ -35,7 +35,7 @@ void loop_cfg_default(struct loop_cfg *cfg)
         .out_high_trunk = 1u << 20,
         .out_chunk = 16384,
         .out_chunk_cache = 64,
-        .backlog = 1024,
+        .backlog = 4096,
     };
 }
 
@@ -47,7 +47,7 @@ static bool cfg_valid(const struct loop_cfg *c)
            c->max_conns <= CONN_SLOT_MASK && c->out_cap >= 1 && c->out_high <= c->out_cap &&
            c->out_low <= c->out_high && c->out_cap_trunk >= 1 &&
            c->out_high_trunk <= c->out_cap_trunk && c->out_chunk >= 256 &&
-           c->out_chunk <= (1u << 24);
+           c->out_chunk <= (1u << 24) && c->backlog >= 1;
 }
 
 uint64_t loop_clock_ms(void)

@@ -47,7 +47,7 @@ struct loop_cfg {
     unsigned out_high_trunk;  /**< a trunk at or above this is congested (never paused); 1 MiB */
     unsigned out_chunk;       /**< output chunk size (bytes); 16384 */
     unsigned out_chunk_cache; /**< free chunks kept per worker for reuse; 64 */
-    int backlog;              /**< listen() backlog; 1024 */
+    int backlog;              /**< listen() backlog (the kernel caps it at somaxconn); 4096 */
     int sndbuf;               /**< SO_SNDBUF for connections, 0 = kernel default */
     int rcvbuf;               /**< SO_RCVBUF for connections, 0 = kernel default */
     unsigned flags;           /**< LOOP_CFG_F_* */

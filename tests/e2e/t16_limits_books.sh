@@ -8,7 +8,8 @@
 # once Redis is gone), the three latency histograms, dropped messages. Errors: with UCM refusing
 # connections, the log and /readyz say "Connection refused", not "No route to host". The UCM
 # pool's connections are not bound by a client's output cap (listen.limits.out_queue_max 4 KiB
-# here): a burst of REGISTERs all get 200.
+# here): a burst of REGISTERs all get 200. The listener's accept queue is listen.backlog long,
+# capped by net.core.somaxconn, and a cap is logged with the key's name.
 source "$(dirname "$0")/lib.sh"
 source "$(dirname "$0")/lib_fault.sh"
 e2e_init t16_limits_books
@@ -20,6 +21,7 @@ export SIPEDGE_LISTEN_DRAIN_TIMEOUT_MS=1000
 # The smallest output cap a client may have: it must not cap the UCM pool's connections, which
 # carry every client's REGISTERs (they are trunks with upstream.out_queue_max).
 export SIPEDGE_LISTEN_LIMITS_OUT_QUEUE_MAX=4096
+export SIPEDGE_LISTEN_BACKLOG=1000
 WORKERS=1 # one L1: SIGHUP empties it and the next lookup must go to Redis
 REDIS_PORT=$(free_port)
 start_redis "$REDIS_PORT"
@@ -30,6 +32,25 @@ start_edge
 wait_ready 10
 start_stunnel
 m() { metric "$1"; }
+
+# --- the listener's backlog ----------------------------------------------------------------------
+# ss: a listening socket's Send-Q is its accept queue's maximum
+somax=$(cat /proc/sys/net/core/somaxconn)
+want=$((somax < 1000 ? somax : 1000))
+got=$(ss -Hltn "sport = :$EDGE_PORT" | awk '{ print $3; exit }')
+check "the listener holds listen.backlog ($got, want $want)" test "$got" = "$want"
+check "a backlog within somaxconn is not logged" bash -c "! grep -q listen_backlog_capped '$T/edge.log'"
+if [ "$somax" -lt 65535 ]; then # a second edge asks for more than the kernel allows
+    main_pid=$EDGE_PID
+    EDGE_FILE=edge-cap EDGE_PORT='' ADMIN_PORT='' SIPEDGE_LISTEN_BACKLOG=65535 start_edge
+    cap_pid=$EDGE_PID
+    EDGE_PID=$main_pid
+    check "a backlog over somaxconn is logged with the key" \
+        grep -q "event=listen_backlog_capped key=listen.backlog backlog=65535 somaxconn=$somax" \
+        "$T/edge-cap.log"
+    kill "$cap_pid"
+    wait "$cap_pid" 2>/dev/null || true
+fi
 redis_result() { m "^sipedge_redis_results_total\\{result=\"$1\"\\}"; }
 
 # --- Redis results and the latency histograms -----------------------------------------------

@@ -1079,6 +1079,68 @@ Test(conn, an_accepted_socket_has_the_listeners_options)
     accepted_options_run(0);
 }
 
+/* The listener's accept queue is as long as configured (TCP_INFO on a listening socket: tcpi_sacked
+ * is its maximum, tcpi_unacked its length), capped at net.core.somaxconn, and holds completed
+ * connections until the loop accepts them. */
+static unsigned somaxconn(void)
+{
+    FILE *f = fopen("/proc/sys/net/core/somaxconn", "r");
+    unsigned v = 0;
+    cr_assert(f && fscanf(f, "%u", &v) == 1);
+    fclose(f);
+    return v;
+}
+
+static int client_connect_nb(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    struct sockaddr_in a = loopback4(port);
+    cr_assert(fd >= 0 &&
+              (connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0 || errno == EINPROGRESS));
+    return fd;
+}
+
+static struct tcp_info listener_info(struct loop *loop)
+{
+    struct tcp_info ti;
+    socklen_t l = sizeof(ti);
+    cr_assert_eq(getsockopt(loop->listeners[0].fd, IPPROTO_TCP, TCP_INFO, &ti, &l), 0);
+    return ti;
+}
+
+Test(conn, the_listener_has_the_configured_backlog)
+{
+    unsigned want[] = {7, 4096, 65535};
+    for (size_t i = 0; i < sizeof(want) / sizeof(want[0]); i++) {
+        struct loop_cfg cfg;
+        loop_cfg_default(&cfg);
+        cfg.max_conns = 16;
+        cfg.backlog = (int)want[i];
+        struct loop *loop = loop_new(&cfg);
+        cr_assert_not_null(loop);
+        struct sockaddr_in a = loopback4(0);
+        int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &options_ops, NULL);
+        cr_assert_gt(port, 0);
+        unsigned max = somaxconn(), expect = want[i] < max ? want[i] : max;
+        struct tcp_info ti = listener_info(loop);
+        cr_assert_eq(ti.tcpi_sacked, expect, "backlog %u: the kernel holds %u (somaxconn %u)",
+                     want[i], ti.tcpi_sacked, max);
+        if (want[i] == 7) { /* the loop has not run: connections wait in the queue, 8 at most */
+            int fds[12];
+            for (int k = 0; k < 12; k++)
+                fds[k] = client_connect_nb(port);
+            for (int w = 0; w < 200 && listener_info(loop).tcpi_unacked < 8; w++)
+                usleep(5000);
+            usleep(50000);
+            cr_assert_eq(listener_info(loop).tcpi_unacked, 8, "queued %u",
+                         listener_info(loop).tcpi_unacked);
+            for (int k = 0; k < 12; k++)
+                close(fds[k]);
+        }
+        loop_free(loop);
+    }
+}
+
 /* ---- drain ---- */
 
 #define DRAIN_REPLY (200 * 1024)
