@@ -5,7 +5,7 @@
 // way over an established pair (write, feed, read, consume). Prints medians.
 // Usage: scripts/make-pki.sh DIR && bench-tls DIR [iterations] [connections]
 // The TLS 1.3 suites are also measured side by side, interleaved round by round.
-// (BENCH_TLS_ONLY=p256-13|p256-12|rsa-13|rsa-12: that handshake row only, e.g. under
+// (BENCH_TLS_ONLY=p256-13|p256-12|rsa-13|rsa-12|records: that row only, e.g. under
 // valgrind --tool=callgrind --toggle-collect='server_*' for the server side's instructions)
 #include <malloc.h>
 #include <stdio.h>
@@ -316,29 +316,51 @@ static void bench_memory(const char *label, bool mtls, uint16_t maxv, int n)
     tls_ctx_unref(c);
 }
 
-/* CPU per 1.4 KB record each way over an established TLS 1.3 pair: writev + out + consume on the
- * sender, feed + read on the receiver, both timed; median over `iters` rounds of 64 records. */
+/* CPU per 1.4 KB record over an established TLS 1.3 pair (AES-128-GCM): writev + out + consume on
+ * the sender, feed + read on the receiver, both timed; median over `iters` rounds of 64 records.
+ * Two pairs, interleaved round by round: one on the thread's shared AEAD contexts (keyed anew for
+ * each record: every client connection), one whose connections keep their own (own_aead: the
+ * edge's UCM connections). */
 static void bench_records(int iters)
 {
-    struct tls_ctx *s = mk_server("server.crt", "server.key", NULL), *c = mk_client(false, 0);
-    struct tls_peer peer;
-    tls_peer_init(&peer, "localhost");
-    struct tls_conn *cl = tls_conn_new_client(c, &peer), *sv = tls_conn_new_server(s);
-    uint64_t hc = 0, hs = 0;
-    if (cl == NULL || sv == NULL || handshake(cl, sv, &hc, &hs) != 0) {
-        fprintf(stderr, "bench-tls: records handshake failed\n");
-        exit(1);
+    struct tls_ctx *s[2], *c[2];
+    struct tls_peer peer[2];
+    struct tls_conn *cl[2], *sv[2];
+    uint64_t *v[2];
+    for (int k = 0; k < 2; k++) {
+        struct tls_server_opts so = {
+            .cert_file = path("server.crt"), .key_file = path("server.key"), .own_aead = k};
+        struct tls_client_opts co = {.ca_file = path("ca.crt"), .own_aead = k};
+        char err[256];
+        if (tls_server_ctx_new(&so, &s[k], err, sizeof(err)) != 0 ||
+            tls_client_ctx_new(&co, &c[k], err, sizeof(err)) != 0) {
+            fprintf(stderr, "bench-tls: %s\n", err);
+            exit(1);
+        }
+        tls_peer_init(&peer[k], "localhost");
+        cl[k] = tls_conn_new_client(c[k], &peer[k]);
+        sv[k] = tls_conn_new_server(s[k]);
+        uint64_t hc = 0, hs = 0;
+        if (cl[k] == NULL || sv[k] == NULL || handshake(cl[k], sv[k], &hc, &hs) != 0) {
+            fprintf(stderr, "bench-tls: records handshake failed\n");
+            exit(1);
+        }
+        v[k] = calloc((size_t)iters, sizeof(uint64_t));
     }
-    uint64_t *v = calloc((size_t)iters, sizeof(uint64_t));
     for (int i = 0; i < iters; i++)
-        v[i] = records_round(cl, sv);
-    printf("%-34s %12.0f\n", "TLS1.3 AES-GCM, 1,400 B record", median_us(v, iters) * 1000.0);
-    free(v);
-    tls_conn_free(cl);
-    tls_conn_free(sv);
-    tls_peer_deinit(&peer);
-    tls_ctx_unref(s);
-    tls_ctx_unref(c);
+        for (int k = 0; k < 2; k++)
+            v[k][i] = records_round(cl[k], sv[k]);
+    static const char *const label[2] = {"TLS1.3 AES-GCM, 1,400 B record",
+                                         "the same, own AEAD contexts"};
+    for (int k = 0; k < 2; k++) {
+        printf("%-34s %12.0f\n", label[k], median_us(v[k], iters) * 1000.0);
+        free(v[k]);
+        tls_conn_free(cl[k]);
+        tls_conn_free(sv[k]);
+        tls_peer_deinit(&peer[k]);
+        tls_ctx_unref(s[k]);
+        tls_ctx_unref(c[k]);
+    }
 }
 
 int main(int argc, char **argv)
@@ -372,10 +394,13 @@ int main(int argc, char **argv)
         if (only == NULL || strcmp(only, rows[i].id) == 0)
             bench_handshakes(rows[i].label, rows[i].crt, rows[i].key, rows[i].maxv, iters);
     fflush(stdout);
+    if (only == NULL || strcmp(only, "records") == 0) {
+        printf("\nCPU per record, write + read (both sides), median of %d rounds of 64, ns\n",
+               iters);
+        bench_records(iters);
+    }
     if (only != NULL)
         return 0;
-    printf("\nCPU per record, write + read (both sides), median of %d rounds of 64, ns\n", iters);
-    bench_records(iters);
     printf("\nTLS 1.3 suites, interleaved (P-256 server): server CPU per handshake (µs, medians of "
            "%d) and CPU per 1,400 B record, write + read (ns)\n",
            iters);

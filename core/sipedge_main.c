@@ -83,6 +83,7 @@ static int load_ucm_tls(struct edge *e, struct tls_ctx **out)
         .peer_names = names,
         .n_peer_names = c->ucm_listen.node_names.count,
         .openssl_records = c->listen.tls.openssl_records,
+        .own_aead = true, /* a few connections, each carrying many clients' traffic */
     };
     char err[512];
     if (tls_server_ctx_new(&so, out, err, sizeof(err)) < 0) {
@@ -126,6 +127,7 @@ static int load_tls(struct edge *e, struct tls_ctx **server, struct tls_ctx **cl
         .ca_file = c->upstream.tls.ca,
         .openssl_records = c->upstream.tls.openssl_records,
         .rekey_records = c->upstream.tls.rekey_records,
+        .own_aead = true, /* the UCM pool: a few connections carry every REGISTER */
     };
     if (tls_client_ctx_new(&co, client, err, sizeof(err)) < 0) {
         log_event(LOG_ERROR, "tls_client_config", LOG_S("error", err));

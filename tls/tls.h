@@ -145,6 +145,12 @@ struct tls_server_opts {
      * object (≈ 14 KB) is freed: docs/tls.md, "Record layer".
      */
     bool openssl_records;
+    /**
+     * On our record layer, each connection keeps its own AEAD contexts (≈ 1 KB per direction)
+     * instead of sharing its thread's, keyed anew for every record: for the few hot connections
+     * (UCM's), not for thousands of mostly idle clients.
+     */
+    bool own_aead;
 };
 
 /** Client side (edge → UCM :5091, mutual TLS) configuration. `ca_file` required. */
@@ -167,6 +173,8 @@ struct tls_client_opts {
      * below the AES-GCM limit of RFC 8446 §5.5. Tests set it low.
      */
     uint32_t rekey_records;
+    /** As in tls_server_opts: connections keep their own AEAD contexts (the UCM pool's). */
+    bool own_aead;
 };
 
 /**

@@ -186,6 +186,7 @@ int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, ch
     if (rc == 0 && !o->openssl_records) {
         /* The key log is how the TLS 1.3 application secrets reach tls_rec.c. */
         (*out)->rec_offload = true;
+        (*out)->own_aead = o->own_aead;
         SSL_CTX_set_keylog_callback(sc, tls__rec_keylog);
     }
     if (rc == 0 && (rc = tls__tickets_init(*out, o->ticket_rotate_s ? o->ticket_rotate_s
@@ -231,6 +232,7 @@ int tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out, ch
     if (rc == 0 && !o->openssl_records) {
         (*out)->rec_offload = true;
         (*out)->rekey_records = o->rekey_records;
+        (*out)->own_aead = o->own_aead;
         SSL_CTX_set_keylog_callback(sc, tls__rec_keylog);
     }
     if (rc < 0)

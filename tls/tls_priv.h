@@ -17,6 +17,7 @@ struct tls_ctx {
     enum tls_side side;
     bool rec_offload;             /* server side: established TLS 1.3 connections use tls_rec.c */
     uint32_t rekey_records;       /* TLS 1.3 on tls_rec.c: records per key before a KeyUpdate */
+    bool own_aead;                /* tls_rec.c: each connection keeps its own AEAD contexts */
     struct tls__tickets *tickets; /* server side: rotating session-ticket keys */
 };
 
@@ -100,6 +101,8 @@ struct tls__rec {
     uint32_t pend_skip;     /* then this many bytes (content type, padding, tag) to drop */
     uint32_t rekey_after;   /* TLS 1.3: start a KeyUpdate when a key has sealed/opened this many */
     struct tls__hsfrag *hs; /* a post-handshake message split across records, or NULL */
+    EVP_CIPHER_CTX *own[2]; /* [0 read, 1 write]: this connection's own contexts, or NULL */
+    bool own_keyed[2];      /* own[d] holds key[d] (false again after a KeyUpdate) */
     uint8_t suite;
     bool resumed;
     bool tls12;      /* TLS 1.2 records: outer content type, GCM explicit nonce, seq in the AAD */

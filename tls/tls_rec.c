@@ -132,6 +132,36 @@ EVP_CIPHER_CTX *tls__rec_aead_cached(unsigned suite, int enc)
     return suite < TLS__REC_SUITES ? aead_cache.ctx[suite][enc != 0] : NULL;
 }
 
+/* The AEAD context that protects direction `d` (0 read, 1 write) of `r`: its own, which keeps
+ * its key from record to record (`*keyed`), or this thread's for its suite, which is keyed anew
+ * for each record. NULL when out of memory. */
+static EVP_CIPHER_CTX *rec_aead(struct tls__rec *r, int d, bool *keyed)
+{
+    if (r->own[d]) {
+        *keyed = r->own_keyed[d];
+        return r->own[d];
+    }
+    *keyed = false;
+    aead_cache.owner[r->suite][d] = r;
+    return aead_ctx(r->suite, d);
+}
+
+/* Contexts of its own for `r` (tls_ctx own_aead: the few hot connections to and from UCM): no key
+ * schedule per record, ≈ 1 KB per direction. Without them (out of memory) the thread's serve. */
+static void rec_own_aead(struct tls__rec *r)
+{
+    for (int d = 0; d < 2; d++) {
+        EVP_CIPHER_CTX *x = EVP_CIPHER_CTX_new();
+        if (x && !EVP_CipherInit_ex2(x, ciphers[r->suite], NULL, NULL, d, NULL)) {
+            EVP_CIPHER_CTX_free(x);
+            x = NULL;
+        }
+        r->own[d] = x;
+        r->own_keyed[d] = false;
+    }
+    ERR_clear_error();
+}
+
 /* `r` is going away: the contexts of this thread keyed with its keys get an all-zero key (the
  * key schedule, GCM's hash key, ChaCha20's key are overwritten in place). */
 static void aead_cache_forget(const struct tls__rec *r)
@@ -185,6 +215,7 @@ static bool expand_label(unsigned suite, const uint8_t *secret, const char *labe
 static bool install_keys(struct tls__rec *r, int d)
 {
     r->seq[d] = 0;
+    r->own_keyed[d] = false;
     return expand_label(r->suite, r->secret[d], "key", r->key[d], suites[r->suite].key_len) &&
            expand_label(r->suite, r->secret[d], "iv", r->iv[d], REC_NONCE);
 }
@@ -310,6 +341,8 @@ void tls__rec_free(struct tls__rec *r)
     if (r == NULL)
         return;
     aead_cache_forget(r);
+    for (int d = 0; d < 2; d++)
+        EVP_CIPHER_CTX_free(r->own[d]); /* the provider wipes the key schedule as it frees */
     hsfrag_free(r);
     OPENSSL_cleanse(r, sizeof(*r));
     free(r);
@@ -429,6 +462,8 @@ int tls__rec_takeover(struct tls_conn *c)
     r->seq[1] = wseq;
     if (c->ctx && c->ctx->rekey_records)
         r->rekey_after = c->ctx->rekey_records;
+    if (c->ctx && c->ctx->own_aead)
+        rec_own_aead(r);
     /* Freed like a connection that ends cleanly: its session stays resumable. */
     SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_SENT_SHUTDOWN);
     SSL_free(ssl);
@@ -502,11 +537,13 @@ static int seal(struct tls_conn *c, uint8_t type, const struct iovec *iov, int i
     make_nonce(r, 1, o + REC_HDR, nonce);
     if (r->tls12)
         aad12(r->seq[1], type, len, aad);
-    EVP_CIPHER_CTX *x = aead_ctx(r->suite, 1);
-    aead_cache.owner[r->suite][1] = r;
+    bool keyed;
+    EVP_CIPHER_CTX *x = rec_aead(r, 1, &keyed);
     int l;
-    if (x == NULL || !EVP_EncryptInit_ex(x, NULL, NULL, r->key[1], nonce) ||
-        !EVP_EncryptUpdate(x, NULL, &l, r->tls12 ? aad : o, r->tls12 ? 13 : REC_HDR))
+    if (x == NULL || !EVP_EncryptInit_ex(x, NULL, NULL, keyed ? NULL : r->key[1], nonce))
+        goto fail;
+    r->own_keyed[1] = r->own[1] != NULL;
+    if (!EVP_EncryptUpdate(x, NULL, &l, r->tls12 ? aad : o, r->tls12 ? 13 : REC_HDR))
         goto fail;
     uint8_t *q = o + REC_HDR + pre;
     for (int i = 0; i < iovcnt; i++) {
@@ -655,11 +692,15 @@ static ssize_t open_record(struct tls__rec *r, const uint8_t *ct, size_t clen, u
     make_nonce(r, 0, ct, nonce);
     if (r->tls12)
         aad12(r->seq[0], ct[-REC_HDR], plen, aad);
-    EVP_CIPHER_CTX *x = aead_ctx(r->suite, 0);
-    aead_cache.owner[r->suite][0] = r;
+    bool keyed;
+    EVP_CIPHER_CTX *x = rec_aead(r, 0, &keyed);
     int l;
-    if (x == NULL || !EVP_DecryptInit_ex(x, NULL, NULL, r->key[0], nonce) ||
-        !EVP_DecryptUpdate(x, NULL, &l, r->tls12 ? aad : ct - REC_HDR, r->tls12 ? 13 : REC_HDR) ||
+    if (x == NULL || !EVP_DecryptInit_ex(x, NULL, NULL, keyed ? NULL : r->key[0], nonce)) {
+        ERR_clear_error();
+        return -EPROTO;
+    }
+    r->own_keyed[0] = r->own[0] != NULL;
+    if (!EVP_DecryptUpdate(x, NULL, &l, r->tls12 ? aad : ct - REC_HDR, r->tls12 ? 13 : REC_HDR) ||
         !EVP_DecryptUpdate(x, out, &l, ct + pre, (int)plen) ||
         !EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, REC_TAG, (void *)(ct + pre + plen)) ||
         EVP_DecryptFinal_ex(x, out + l, &l) <= 0) {

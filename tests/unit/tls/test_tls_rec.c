@@ -18,6 +18,8 @@
  * tests poke: KeyUpdate, renegotiation); ours: a client that switches to our record layer. */
 static struct tls_ctx *cctx, *ours;
 static struct tls_peer peer;
+/* the contexts made from here on keep an AEAD context per connection (tls_ctx own_aead) */
+static bool own;
 
 static struct tls_ctx *client_with(bool openssl_records, uint16_t maxv)
 {
@@ -26,7 +28,8 @@ static struct tls_ctx *client_with(bool openssl_records, uint16_t maxv)
                                 .key_file = f("client.key"),
                                 .ca_file = f("ucm-ca.crt"),
                                 .max_version = maxv,
-                                .openssl_records = openssl_records};
+                                .openssl_records = openssl_records,
+                                .own_aead = own};
     struct tls_ctx *ctx = NULL;
     cr_assert_eq(tls_client_ctx_new(&o, &ctx, err, sizeof(err)), 0, "%s", err);
     return ctx;
@@ -59,7 +62,8 @@ static struct tls_ctx *sctx_with(const char *suites, bool openssl_records, uint1
                                 .ciphersuites = maxv == TLS12 ? NULL : suites,
                                 .ciphers = maxv == TLS12 ? suites : NULL,
                                 .max_version = maxv,
-                                .openssl_records = openssl_records};
+                                .openssl_records = openssl_records,
+                                .own_aead = own};
     struct tls_ctx *ctx = NULL;
     cr_assert_eq(tls_server_ctx_new(&o, &ctx, err, sizeof(err)), 0, "%s", err);
     return ctx;
@@ -73,8 +77,17 @@ static struct pair established(struct tls_ctx *s)
     return p;
 }
 
+/* With `own`, a connection on our records has both contexts of its own. */
+static void check_own(const struct tls_conn *c)
+{
+    if (own && tls_conn_own_records(c))
+        cr_assert(c->rec->own[0] && c->rec->own[1], "no AEAD contexts of its own");
+}
+
 static void both_ways(struct pair *p)
 {
+    check_own(p->c);
+    check_own(p->s);
     transfer(p->c, p->s, 1, 1, 0);
     transfer(p->s, p->c, 1, 1, 0);
     transfer(p->c, p->s, 1400, 3, 0);
@@ -85,7 +98,24 @@ static void both_ways(struct pair *p)
     transfer(p->c, p->s, 3000, 4, 1);
 }
 
-Test(tls_rec, takes_over_each_tls13_suite_and_moves_data_both_ways)
+/* The tests below again with connections that keep their own AEAD contexts (the edge's UCM
+ * connections): from here on contexts are made so, and the thread's shared ones stay unused. */
+static void use_own_aead(void)
+{
+    own = true;
+    tls_ctx_unref(ours);
+    ours = client_with(false, 0);
+}
+
+static void shared_contexts_unused(void)
+{
+    for (unsigned suite = 0; suite < TLS__REC_SUITES; suite++)
+        for (int d = 0; d < 2; d++)
+            cr_assert_null(tls__rec_aead_cached(suite, d), "suite %u: a shared context was used",
+                           suite);
+}
+
+static void tls13_suites_both_ways(void)
 {
     const char *list[] = {"TLS_AES_128_GCM_SHA256", "TLS_AES_256_GCM_SHA384",
                           "TLS_CHACHA20_POLY1305_SHA256"};
@@ -103,10 +133,22 @@ Test(tls_rec, takes_over_each_tls13_suite_and_moves_data_both_ways)
     }
 }
 
+Test(tls_rec, takes_over_each_tls13_suite_and_moves_data_both_ways)
+{
+    tls13_suites_both_ways();
+}
+
+Test(tls_rec, own_aead_takes_over_each_tls13_suite_and_moves_data_both_ways)
+{
+    use_own_aead();
+    tls13_suites_both_ways();
+    shared_contexts_unused();
+}
+
 /* The client side (edge -> UCM) switches too: a TLS 1.3 client once OpenSSL has taken the
  * server's ticket, a TLS 1.2 one at the end of the handshake; against a server on OpenSSL's
  * records and against one on ours, every suite; the kept session still resumes. */
-Test(tls_rec, switches_the_client_side_too_against_either_server)
+static void client_side_switches(void)
 {
     const char *list[] = {"TLS_AES_128_GCM_SHA256",        "TLS_AES_256_GCM_SHA384",
                           "TLS_CHACHA20_POLY1305_SHA256",  "ECDHE-ECDSA-AES128-GCM-SHA256",
@@ -134,6 +176,18 @@ Test(tls_rec, switches_the_client_side_too_against_either_server)
             tls_ctx_unref(s);
         }
     }
+}
+
+Test(tls_rec, switches_the_client_side_too_against_either_server)
+{
+    client_side_switches();
+}
+
+Test(tls_rec, own_aead_switches_the_client_side_too_against_either_server)
+{
+    use_own_aead();
+    client_side_switches();
+    shared_contexts_unused();
 }
 
 /* Both handshakes driven by tls_conn_read() alone (the handshake then completes, and the records
@@ -175,7 +229,7 @@ Test(tls_rec, switches_when_the_handshake_completes_inside_a_read)
     }
 }
 
-Test(tls_rec, a_switched_client_follows_a_server_key_update_and_more_tickets)
+static void client_follows_server_key_update(void)
 {
     struct tls_ctx *s = sctx_with(NULL, true, 0); /* OpenSSL server: we poke its SSL */
     struct pair p = connect_pair(s, ours, &peer, 0);
@@ -196,7 +250,20 @@ Test(tls_rec, a_switched_client_follows_a_server_key_update_and_more_tickets)
     tls_ctx_unref(s);
 }
 
-Test(tls_rec, takes_over_each_tls12_aead_suite_and_moves_data_both_ways)
+Test(tls_rec, a_switched_client_follows_a_server_key_update_and_more_tickets)
+{
+    client_follows_server_key_update();
+}
+
+/* keyed once, and again after each KeyUpdate */
+Test(tls_rec, own_aead_client_follows_a_server_key_update_and_more_tickets)
+{
+    use_own_aead();
+    client_follows_server_key_update();
+    shared_contexts_unused();
+}
+
+static void tls12_suites_both_ways(void)
 {
     const char *list[] = {"ECDHE-ECDSA-AES128-GCM-SHA256", "ECDHE-ECDSA-AES256-GCM-SHA384",
                           "ECDHE-ECDSA-CHACHA20-POLY1305"};
@@ -211,6 +278,18 @@ Test(tls_rec, takes_over_each_tls12_aead_suite_and_moves_data_both_ways)
         free_pair(&p);
         tls_ctx_unref(s);
     }
+}
+
+Test(tls_rec, takes_over_each_tls12_aead_suite_and_moves_data_both_ways)
+{
+    tls12_suites_both_ways();
+}
+
+Test(tls_rec, own_aead_takes_over_each_tls12_aead_suite_and_moves_data_both_ways)
+{
+    use_own_aead();
+    tls12_suites_both_ways();
+    shared_contexts_unused();
 }
 
 Test(tls_rec, keeps_openssl_when_asked_or_for_a_cbc_suite)
@@ -302,7 +381,7 @@ Test(tls_rec, sends_the_ticket_before_taking_over_so_the_client_resumes)
     tls_ctx_unref(s);
 }
 
-Test(tls_rec, follows_a_client_key_update_and_answers_a_requested_one)
+static void server_follows_client_key_update(void)
 {
     struct tls_ctx *s = sctx_with(NULL, false, 0);
     struct pair p = established(s);
@@ -323,6 +402,18 @@ Test(tls_rec, follows_a_client_key_update_and_answers_a_requested_one)
     }
     free_pair(&p);
     tls_ctx_unref(s);
+}
+
+Test(tls_rec, follows_a_client_key_update_and_answers_a_requested_one)
+{
+    server_follows_client_key_update();
+}
+
+Test(tls_rec, own_aead_follows_a_client_key_update_and_answers_a_requested_one)
+{
+    use_own_aead();
+    server_follows_client_key_update();
+    shared_contexts_unused();
 }
 
 Test(tls_rec, returns_a_record_in_pieces_to_a_short_read_buffer)
@@ -410,7 +501,7 @@ static void tamper_and_expect_failure(uint16_t maxv, long at, enum tls_cause cau
     tls_ctx_unref(s);
 }
 
-Test(tls_rec, rejects_a_tampered_record_with_bad_record_mac)
+static void tampered_records_refused(void)
 {
     for (int v = 0; v < 2; v++) {
         uint16_t maxv = v ? TLS12 : 0;
@@ -420,6 +511,18 @@ Test(tls_rec, rejects_a_tampered_record_with_bad_record_mac)
          * content type: a 23 turned into 87 is refused before decryption, so flip the nonce */
         tamper_and_expect_failure(maxv, v ? 6 : 2, TLS_CAUSE_PROTOCOL_ERROR, 20);
     }
+}
+
+Test(tls_rec, rejects_a_tampered_record_with_bad_record_mac)
+{
+    tampered_records_refused();
+}
+
+Test(tls_rec, own_aead_rejects_a_tampered_record_with_bad_record_mac)
+{
+    use_own_aead();
+    tampered_records_refused();
+    shared_contexts_unused();
 }
 
 Test(tls_rec, rejects_bad_record_types_and_sizes_with_an_alert)
