@@ -440,58 +440,83 @@ static void check_established(struct tls_conn *c)
 
 /* ---- public API ---- */
 
-static struct tls_conn *conn_new(struct tls_ctx *ctx)
+/* The SSL object of `c`, over our BIO. false when out of memory (nothing attached then). */
+static bool ssl_attach(struct tls_conn *c)
 {
     pthread_once(&bio_once, bio_method_init);
     if (bio_method == NULL)
-        return NULL;
-    struct tls_conn *c = calloc(1, sizeof(*c));
-    if (c == NULL)
-        return NULL;
-    c->ssl = SSL_new(ctx->ssl_ctx);
+        return false;
+    SSL *ssl = SSL_new(c->ctx->ssl_ctx);
     BIO *bio = BIO_new(bio_method);
-    if (c->ssl == NULL || bio == NULL) {
+    if (ssl == NULL || bio == NULL) {
         BIO_free(bio);
-        SSL_free(c->ssl);
-        free(c);
+        SSL_free(ssl);
         err_clear();
-        return NULL;
+        return false;
     }
+    c->ssl = ssl;
     BIO_set_data(bio, c);
     SSL_set_bio(c->ssl, bio, bio); /* one BIO both ways: SSL_set_bio consumes its one reference */
     SSL_set_app_data(c->ssl, c);
     SSL_set_info_callback(c->ssl, info_cb);
     SSL_set_verify(c->ssl, SSL_get_verify_mode(c->ssl), verify_cb);
+    return true;
+}
+
+static struct tls_conn *conn_alloc(struct tls_ctx *ctx)
+{
+    struct tls_conn *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
     c->ctx = tls_ctx_ref(ctx);
     c->side = (uint8_t)ctx->side;
     return c;
+}
+
+/* A server connection gets its SSL object (≈ 8.5 KB) and handshake state when its first
+ * handshake step runs, not when it is accepted: in a reconnect storm thousands of accepted
+ * connections wait for the handshake slice (core/worker.c) holding only their ClientHello. */
+static bool not_started(const struct tls_conn *c)
+{
+    return c->ssl == NULL && c->rec == NULL;
+}
+
+static int server_start(struct tls_conn *c)
+{
+    bool ok = ssl_attach(c);
+    if (ok && c->ctx->rec_offload) {
+        ok = (c->hs = calloc(1, sizeof(*c->hs))) != NULL;
+        if (ok)
+            SSL_set_msg_callback(c->ssl, tls__rec_msg);
+    }
+    if (!ok) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+        tls__fail(c, TLS_CAUSE_INTERNAL);
+        return -ENOMEM;
+    }
+    SSL_set_accept_state(c->ssl);
+    return 0;
 }
 
 struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx)
 {
     if (ctx->side != TLS_SIDE_SERVER)
         return NULL;
-    struct tls_conn *c = conn_new(ctx);
-    if (c == NULL)
-        return NULL;
-    if (ctx->rec_offload) {
-        if ((c->hs = calloc(1, sizeof(*c->hs))) == NULL) {
-            tls_conn_free(c);
-            return NULL;
-        }
-        SSL_set_msg_callback(c->ssl, tls__rec_msg);
-    }
-    SSL_set_accept_state(c->ssl);
-    return c;
+    return conn_alloc(ctx);
 }
 
 struct tls_conn *tls_conn_new_client(struct tls_ctx *ctx, struct tls_peer *peer)
 {
     if (ctx->side != TLS_SIDE_CLIENT || peer == NULL || peer->name[0] == '\0')
         return NULL;
-    struct tls_conn *c = conn_new(ctx);
+    struct tls_conn *c = conn_alloc(ctx);
     if (c == NULL)
         return NULL;
+    if (!ssl_attach(c)) {
+        tls_conn_free(c);
+        return NULL;
+    }
     c->peer = peer;
     X509_VERIFY_PARAM *vp = SSL_get0_param(c->ssl);
     /* Names are checked by SAN only, as Expressway does: never fall back to the subject CN. */
@@ -542,6 +567,15 @@ int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len)
 {
     if ((size_t)c->in.len + len > TLS_IN_MAX)
         return -ENOBUFS;
+    if (not_started(c) && c->in.cap == 0 && len > 0) {
+        /* a ClientHello waiting for its step: a block of its size, not a record-sized one */
+        if ((c->in.p = malloc(len)) == NULL)
+            return -ENOMEM;
+        memcpy(c->in.p, buf, len);
+        c->in.cap = c->in.len = (uint32_t)len;
+        c->in.off = 0;
+        return 0;
+    }
     return buf_append(&c->in, buf, len);
 }
 
@@ -551,6 +585,8 @@ int tls_conn_handshake(struct tls_conn *c)
         return -EPROTO;
     if (c->flags & TLS_F_ESTABLISHED)
         return 0;
+    if (not_started(c) && server_start(c) < 0)
+        return -ENOMEM;
     err_clear();
     int r = SSL_do_handshake(c->ssl);
     if (r == 1) {
@@ -576,6 +612,8 @@ ssize_t tls_conn_read(struct tls_conn *c, void *buf, size_t cap)
         return -EINVAL;
     if (c->rec)
         return tls__rec_read(c, buf, cap);
+    if (not_started(c) && server_start(c) < 0)
+        return -ENOMEM;
     err_clear();
     size_t n = 0;
     int r = SSL_read_ex(c->ssl, buf, cap, &n);

@@ -2,11 +2,13 @@
 // Tests for tls/: real OpenSSL handshakes between two in-memory tls_conns (server and mTLS
 // client) over a throwaway PKI made by scripts/make-pki.sh; diagnostics for each failure.
 #include <criterion/criterion.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "tls/tls.h"
+#include "tls/tls_priv.h"
 #include "tls_pair.h"
 
 static struct tls_ctx *sctx, *cctx;
@@ -429,6 +431,44 @@ Test(tls, keeps_no_ciphertext_buffer_on_an_idle_connection)
     cr_assert_eq(tls_conn_out_len(p.c), 0);
     cr_assert_eq(tls_conn_out(p.s).base, NULL);
     free_pair(&p);
+}
+
+/* A server connection waits for its first handshake step (the worker's slice, in a reconnect
+ * storm thousands of them) with its ClientHello and nothing else: no SSL object yet, the bytes
+ * in a block of their size. Then the handshake runs as usual. */
+Test(tls, a_server_connection_holds_only_its_clienthello_until_its_first_step)
+{
+    struct tls_conn *cl = tls_conn_new_client(cctx, &peer);
+    cr_assert_eq(tls_conn_handshake(cl), TLS_WANT_INPUT);
+    struct slice hello = tls_conn_out(cl);
+    cr_assert_gt(hello.len, 100);
+    enum { N = 500 };
+    static struct tls_conn *waiting[N];
+    struct mallinfo2 before = mallinfo2();
+    for (int i = 0; i < N; i++) {
+        waiting[i] = tls_conn_new_server(sctx);
+        cr_assert_not_null(waiting[i]);
+        cr_assert_eq(tls_conn_feed(waiting[i], hello.base, hello.len), 0);
+        cr_assert_null(waiting[i]->ssl, "an SSL object before the first step");
+        cr_assert_null(waiting[i]->hs);
+        cr_assert_eq(waiting[i]->in.cap, hello.len, "a %u-byte block for %zu bytes",
+                     waiting[i]->in.cap, hello.len);
+    }
+    struct mallinfo2 after = mallinfo2(); /* all zeros under ASan, which has its own heap */
+    size_t per = (after.uordblks - before.uordblks) / N;
+    cr_assert_lt(per, 2 * hello.len + 512, "%zu heap bytes per waiting connection (hello %zu)", per,
+                 hello.len);
+    /* one of them goes on: its first step answers the ClientHello */
+    struct pair p = {.c = cl, .s = waiting[0]};
+    tls_conn_out_consume(cl, hello.len);
+    run(&p, 0);
+    cr_assert_eq(p.rc_c, 0, "client %d", p.rc_c);
+    cr_assert_eq(p.rc_s, 0, "server %d", p.rc_s);
+    transfer(p.c, p.s, 1000, 2, 0);
+    transfer(p.s, p.c, 1000, 2, 0);
+    free_pair(&p);
+    for (int i = 1; i < N; i++) /* freed before their step: nothing else to release */
+        tls_conn_free(waiting[i]);
 }
 
 Test(tls, names_every_cause_and_fix)
