@@ -492,6 +492,28 @@ static void client_open(struct conn *c, bool ucm)
     loop_timer_arm(w->loop, &cl->timer, loop_now_ms(w->loop) + t, client_timer_cb);
 }
 
+static void handshakes_cb(struct loop *loop, struct loop_timer *t);
+
+/* Whether the handshake cap stops the first steps (answering ClientHellos) for now. */
+static bool hs_capped(const struct worker *w)
+{
+    uint32_t cap = w->e->cfg.listen.limits.max_handshakes_in_flight;
+    return cap != 0 && w->hs_inflight >= cap;
+}
+
+/* `cl`'s handshake is no longer in flight (done, failed or closed): a ClientHello that waited for
+ * the cap may be answered. */
+static void client_inflight_end(struct client *cl)
+{
+    struct worker *w = cl->w;
+    if (!cl->hs_inflight)
+        return;
+    cl->hs_inflight = false;
+    w->hs_inflight--;
+    if (w->hs_first.len > 0 && !hs_capped(w) && !loop_timer_armed(&w->hs_timer))
+        loop_timer_arm(w->loop, &w->hs_timer, loop_now_ms(w->loop), handshakes_cb);
+}
+
 /* After bytes were fed to the TLS object of `cl` (busy): the handshake step when it is not
  * established yet, then whatever records follow. */
 static void client_progress(struct client *cl)
@@ -500,8 +522,13 @@ static void client_progress(struct client *cl)
     struct conn *c = cl->conn;
     if (!cl->established) {
         cl->hs_started = true;
+        if (!cl->hs_inflight) {
+            cl->hs_inflight = true;
+            w->hs_inflight++;
+        }
         int r = tls_conn_handshake(cl->tls);
         if (r == 0) {
+            client_inflight_end(cl);
             cl->established = true;
             metrics_inc(
                 w->shard, METRIC_TLS_HANDSHAKES,
@@ -545,8 +572,6 @@ static void client_progress(struct client *cl)
         break;
     }
 }
-
-static void handshakes_cb(struct loop *loop, struct loop_timer *t);
 
 /* Runs the handshake step `cl` waited for (it was in hs_first or hs_later). `cl` stays
  * allocated: the caller frees it if it died meanwhile. */
@@ -620,7 +645,7 @@ static void handshakes_cb(struct loop *loop, struct loop_timer *t)
 {
     struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, hs_timer));
     uint64_t start = mono_us();
-    while (w->hs_later.len + w->hs_first.len > 0) {
+    while (w->hs_later.len > 0 || (w->hs_first.len > 0 && !hs_capped(w))) {
         uint32_t id = id_fifo_pop(w->hs_later.len > 0 ? &w->hs_later : &w->hs_first);
         struct client *cl = worker_client_of(w, id);
         if (cl == NULL || !cl->hs_queued)
@@ -635,7 +660,8 @@ static void handshakes_cb(struct loop *loop, struct loop_timer *t)
         if (mono_us() - start >= WORKER_HANDSHAKE_SLICE_US)
             break;
     }
-    if (w->hs_later.len + w->hs_first.len > 0)
+    /* ClientHellos held back by the cap wait for client_inflight_end() to re-arm this */
+    if (w->hs_later.len > 0 || (w->hs_first.len > 0 && !hs_capped(w)))
         loop_timer_arm(loop, &w->hs_timer, loop_now_ms(loop), handshakes_cb);
     worker_schedule(w);
 }
@@ -678,6 +704,7 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
          * counted, and a request that came with it is handled (its answer has nowhere to go). */
         client_run_queued(cl);
     }
+    client_inflight_end(cl);
     conn_set_user(c, NULL);
     loop_timer_cancel(w->loop, &cl->timer);
     if (cl->prev != NULL)

@@ -58,8 +58,9 @@ struct client {
     uint8_t src[BUDGET_ADDR_LEN]; /* peer address: the key of its verification budget */
     uint32_t failed_tokens;       /* rejected tokens on this connection */
     bool established;
-    bool hs_queued;  /* in one of the worker's handshake queues */
-    bool hs_started; /* its first handshake step (the ClientHello's answer) has run */
+    bool hs_queued;   /* in one of the worker's handshake queues */
+    bool hs_started;  /* its first handshake step (the ClientHello's answer) has run */
+    bool hs_inflight; /* started and not finished: counted in the worker's hs_inflight */
     bool busy, dead;
     bool drained;               /* closing once its answers are out: read nothing more */
     struct policy_binding bind; /* who may send calls on it (core/policy.h) */
@@ -110,6 +111,10 @@ struct worker {
         uint32_t *q;
         uint32_t head, len, cap;
     } hs_first, hs_later;
+    /* Handshakes past their first step and not done (the client's Finished awaited): each holds
+     * OpenSSL's handshake state, ≈ 35 KB. At listen.limits.max_handshakes_in_flight no further
+     * ClientHello is answered; those wait in hs_first, a few hundred bytes each. */
+    uint32_t hs_inflight;
 
     struct client *clients; /* every open client connection */
     atomic_uint n_clients;  /* their count, for the drain loop on the main thread */

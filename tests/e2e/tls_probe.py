@@ -15,6 +15,11 @@
 #                               behind the client's Finished, then the socket closed without
 #                               reading (the edge sees Finished, request and FIN together),
 #                               32 connections at a time
+#   cap PORT CA CAP N           N connections each send a ClientHello and wait (never finishing
+#                               on their own): exactly CAP are answered (the edge's
+#                               max_handshakes_in_flight); one answered connection closes and
+#                               one finishes its handshake, and each time exactly one more
+#                               waiting ClientHello is answered
 # Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s).
 import concurrent.futures
 import hashlib
@@ -199,6 +204,79 @@ def finish_close(port, ca, version, n):
     print(f"ok: python TLS {version}: {n} connections finished, sent an OPTIONS and closed")
 
 
+class Hello:
+    """A TLS 1.3 client driven by hand over its own socket: a ClientHello now, the rest on demand."""
+
+    def __init__(self, ctx, port):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+        self.inb, self.outb = ssl.MemoryBIO(), ssl.MemoryBIO()
+        self.tls = ctx.wrap_bio(self.inb, self.outb, server_hostname="localhost")
+        self.answered = False
+        self.step()
+
+    def step(self):
+        try:
+            self.tls.do_handshake()
+            done = True
+        except ssl.SSLWantReadError:
+            done = False
+        out = self.outb.read()
+        if out:
+            self.sock.sendall(out)
+        return done
+
+    def poll(self):
+        """Reads what the edge sent (without waiting); True once anything came."""
+        self.sock.setblocking(False)
+        try:
+            data = self.sock.recv(65536)
+        except BlockingIOError:
+            data = None
+        finally:
+            self.sock.setblocking(True)
+        if data:
+            self.inb.write(data)
+            self.answered = True
+        return self.answered
+
+
+def answered_after(conns, want, what):
+    """Waits (5 s at most) until `want` of `conns` were answered; fails on more or fewer."""
+    deadline = time.time() + 5
+    while time.time() < deadline:
+        got = sum(c.poll() for c in conns)
+        if got >= want:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)  # one too many would show by now
+    got = sum(c.poll() for c in conns)
+    if got != want:
+        fail(f"{what}: {got} ClientHellos answered, expected {want}")
+    print(f"ok: {what}: {got} of {len(conns)} ClientHellos answered")
+
+
+def cap(port, ca, limit, n):
+    ctx = context(ca, "1.3")
+    conns = [Hello(ctx, port) for _ in range(n)]
+    answered_after(conns, limit, f"cap {limit}")
+    # one answered client goes away: its slot is free
+    gone = next(c for c in conns if c.answered)
+    gone.sock.close()
+    conns.remove(gone)
+    answered_after(conns, limit + 0, "one answered client closed")
+    # one finishes its handshake: the edge completes it, and its slot is free too
+    done = next(c for c in conns if c.answered)
+    deadline = time.time() + 5
+    while not done.step():  # the server's whole flight may take more than one read
+        if time.time() > deadline:
+            fail("the answered handshake did not complete")
+        time.sleep(0.05)
+        done.poll()
+    answered_after(conns, limit + 1, "one answered client finished its handshake")
+    for c in conns:
+        c.sock.close()
+
+
 def main():
     cmd, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if cmd == "suites12":
@@ -211,6 +289,8 @@ def main():
         cert(port, ca)
     elif cmd == "hold":
         hold(port, ca, sys.argv[4])
+    elif cmd == "cap":
+        cap(port, ca, int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "finish_close":
         finish_close(port, ca, sys.argv[4], int(sys.argv[5]))
     else:

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# e2e 26: listen.limits.max_handshakes_in_flight. Each TLS handshake that is past its first step
+# and waits for its client holds ~35 KB of OpenSSL state; at the cap the edge answers no further
+# ClientHello, and those wait in its queue (a few hundred bytes each) until a handshake in flight
+# ends. With a cap of 3 and 8 clients that send a ClientHello and then hang: exactly 3 are
+# answered; when one of them closes, exactly one more; when one finishes its handshake, one more
+# again. Afterwards a normal client still completes its handshake and gets its answer.
+source "$(dirname "$0")/lib.sh"
+e2e_init t26_handshake_cap
+
+PROBE="$SRC/tests/e2e/tls_probe.py"
+UCM_PORT=$(free_port)
+start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
+NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
+WORKERS=1                         # one worker: one cap
+HANDSHAKE_TIMEOUT_MS=20000        # the hanging clients must not be cut during the test
+export SIPEDGE_LISTEN_LIMITS_MAX_HANDSHAKES_IN_FLIGHT=3
+start_edge
+wait_ready 10
+
+check "3 of 8 hanging ClientHellos answered, then one per handshake that ends" \
+    python3 "$PROBE" cap "$EDGE_PORT" "$PKI/ca.crt" 3 8
+check "then a client completes its handshake and its requests are answered" \
+    python3 "$PROBE" resume "$EDGE_PORT" "$PKI/ca.crt" 1.3
+e2e_done
