@@ -327,6 +327,10 @@ enum metrics_type {
       TLS_VERSION, TLS_RECORDS, NONE)                                                              \
     X(TLS_HANDSHAKE_FAILURES, "sipedge_tls_handshake_failures_total", METRICS_COUNTER,             \
       "Failed TLS handshakes by side and cause.", TLS_SIDE, TLS_CAUSE, NONE)                       \
+    X(TLS_HANDSHAKES_IN_FLIGHT, "sipedge_tls_handshakes_in_flight", METRICS_GAUGE,                 \
+      "Client TLS handshakes past their first step, waiting for the client (at most "              \
+      "listen.limits.max_handshakes_in_flight per worker; further ClientHellos wait).",            \
+      NONE, NONE, NONE)                                                                            \
     X(CONNECTIONS_ACCEPTED, "sipedge_connections_accepted_total", METRICS_COUNTER,                 \
       "Client connections accepted.", NONE, NONE, NONE)                                            \
     X(CONNECTIONS_CLOSED, "sipedge_connections_closed_total", METRICS_COUNTER,                     \

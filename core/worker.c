@@ -510,6 +510,7 @@ static void client_inflight_end(struct client *cl)
         return;
     cl->hs_inflight = false;
     w->hs_inflight--;
+    metrics_gauge_add(w->shard, -1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
     if (w->hs_first.len > 0 && !hs_capped(w) && !loop_timer_armed(&w->hs_timer))
         loop_timer_arm(w->loop, &w->hs_timer, loop_now_ms(w->loop), handshakes_cb);
 }
@@ -525,6 +526,7 @@ static void client_progress(struct client *cl)
         if (!cl->hs_inflight) {
             cl->hs_inflight = true;
             w->hs_inflight++;
+            metrics_gauge_add(w->shard, 1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
         }
         int r = tls_conn_handshake(cl->tls);
         if (r == 0) {

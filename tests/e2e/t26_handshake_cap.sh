@@ -5,7 +5,8 @@
 # ClientHello, and those wait in its queue (a few hundred bytes each) until a handshake in flight
 # ends. With a cap of 3 and 8 clients that send a ClientHello and then hang: exactly 3 are
 # answered; when one of them closes, exactly one more; when one finishes its handshake, one more
-# again. Afterwards a normal client still completes its handshake and gets its answer.
+# again. The gauge sipedge_tls_handshakes_in_flight shows the 3, and 0 once the clients left.
+# Afterwards a normal client still completes its handshake and gets its answer.
 source "$(dirname "$0")/lib.sh"
 e2e_init t26_handshake_cap
 
@@ -19,8 +20,18 @@ export SIPEDGE_LISTEN_LIMITS_MAX_HANDSHAKES_IN_FLIGHT=3
 start_edge
 wait_ready 10
 
-check "3 of 8 hanging ClientHellos answered, then one per handshake that ends" \
-    python3 "$PROBE" cap "$EDGE_PORT" "$PKI/ca.crt" 3 8
+python3 "$PROBE" cap "$EDGE_PORT" "$PKI/ca.crt" 3 8 --hold "$T/capped" "$T/go" >"$T/probe.out" 2>&1 &
+PROBE_PID=$!
+for _ in $(seq 1 100); do [ -f "$T/capped" ] && break; sleep 0.1; done
+check "the gauge shows the cap reached ($(metric '^sipedge_tls_handshakes_in_flight'))" \
+    test "$(metric '^sipedge_tls_handshakes_in_flight')" = 3
+touch "$T/go"
+wait "$PROBE_PID" && probe_rc=0 || probe_rc=$?
+cat "$T/probe.out"
+check "3 of 8 hanging ClientHellos answered, then one per handshake that ends" test "$probe_rc" = 0
+for _ in $(seq 1 50); do [ "$(metric '^sipedge_tls_handshakes_in_flight')" = 0 ] && break; sleep 0.1; done
+check "the gauge is back to 0 once the clients are gone ($(metric '^sipedge_tls_handshakes_in_flight'))" \
+    test "$(metric '^sipedge_tls_handshakes_in_flight')" = 0
 check "then a client completes its handshake and its requests are answered" \
     python3 "$PROBE" resume "$EDGE_PORT" "$PKI/ca.crt" 1.3
 e2e_done

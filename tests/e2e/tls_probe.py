@@ -19,7 +19,8 @@
 #                               on their own): exactly CAP are answered (the edge's
 #                               max_handshakes_in_flight); one answered connection closes and
 #                               one finishes its handshake, and each time exactly one more
-#                               waiting ClientHello is answered
+#                               waiting ClientHello is answered (--hold READY GO: once the
+#                               cap is reached, create READY and wait for GO before going on)
 # Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s).
 import concurrent.futures
 import hashlib
@@ -255,10 +256,15 @@ def answered_after(conns, want, what):
     print(f"ok: {what}: {got} of {len(conns)} ClientHellos answered")
 
 
-def cap(port, ca, limit, n):
+def cap(port, ca, limit, n, hold=None):
     ctx = context(ca, "1.3")
     conns = [Hello(ctx, port) for _ in range(n)]
     answered_after(conns, limit, f"cap {limit}")
+    if hold:  # tell the caller the cap is reached, wait (10 s at most) until it has looked
+        open(hold[0], "w").close()
+        deadline = time.time() + 10
+        while not os.path.exists(hold[1]) and time.time() < deadline:
+            time.sleep(0.05)
     # one answered client goes away: its slot is free
     gone = next(c for c in conns if c.answered)
     gone.sock.close()
@@ -290,7 +296,8 @@ def main():
     elif cmd == "hold":
         hold(port, ca, sys.argv[4])
     elif cmd == "cap":
-        cap(port, ca, int(sys.argv[4]), int(sys.argv[5]))
+        hold = sys.argv[7:9] if len(sys.argv) >= 9 and sys.argv[6] == "--hold" else None
+        cap(port, ca, int(sys.argv[4]), int(sys.argv[5]), hold)
     elif cmd == "finish_close":
         finish_close(port, ca, sys.argv[4], int(sys.argv[5]))
     else:
