@@ -296,8 +296,8 @@ def main():
     elif cmd == "hold":
         hold(port, ca, sys.argv[4])
     elif cmd == "cap":
-        hold = sys.argv[7:9] if len(sys.argv) >= 9 and sys.argv[6] == "--hold" else None
-        cap(port, ca, int(sys.argv[4]), int(sys.argv[5]), hold)
+        files = sys.argv[7:9] if len(sys.argv) >= 9 and sys.argv[6] == "--hold" else None
+        cap(port, ca, int(sys.argv[4]), int(sys.argv[5]), files)
     elif cmd == "finish_close":
         finish_close(port, ca, sys.argv[4], int(sys.argv[5]))
     else:
