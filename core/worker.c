@@ -523,7 +523,7 @@ static void client_progress(struct client *cl)
     struct conn *c = cl->conn;
     if (!cl->established) {
         cl->hs_started = true;
-        if (!cl->hs_inflight) {
+        if (!cl->hs_inflight && !cl->ucm_peer) { /* UCM's few connections are not capped */
             cl->hs_inflight = true;
             w->hs_inflight++;
             metrics_gauge_add(w->shard, 1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
@@ -624,7 +624,8 @@ static void client_queue_handshake(struct client *cl)
     struct worker *w = cl->w;
     if (cl->hs_queued)
         return;
-    if (!id_fifo_push(cl->hs_started ? &w->hs_later : &w->hs_first, cl->id)) {
+    /* UCM's connections (ucm_listen) go ahead of the clients' ClientHellos, cap or no cap */
+    if (!id_fifo_push(cl->hs_started || cl->ucm_peer ? &w->hs_later : &w->hs_first, cl->id)) {
         client_progress(cl); /* no room to wait: do it now */
         return;
     }

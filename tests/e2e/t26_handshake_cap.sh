@@ -6,7 +6,8 @@
 # ends. With a cap of 3 and 8 clients that send a ClientHello and then hang: exactly 3 are
 # answered; when one of them closes, exactly one more; when one finishes its handshake, one more
 # again. The gauge sipedge_tls_handshakes_in_flight shows the 3, and 0 once the clients left.
-# Afterwards a normal client still completes its handshake and gets its answer.
+# UCM's own connection (ucm_listen), made while the cap is reached, is admitted at once and not
+# counted. Afterwards a normal client still completes its handshake and gets its answer.
 source "$(dirname "$0")/lib.sh"
 e2e_init t26_handshake_cap
 
@@ -17,13 +18,28 @@ NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
 WORKERS=1                         # one worker: one cap
 HANDSHAKE_TIMEOUT_MS=20000        # the hanging clients must not be cut during the test
 export SIPEDGE_LISTEN_LIMITS_MAX_HANDSHAKES_IN_FLIGHT=3
+UL_PORT=$(free_port) # UCM's own connections: not capped, and ahead of clients' ClientHellos
+EXTRA="ucm_listen: {port: $UL_PORT, host: edge-int.example.test, tls: {ca: $PKI/ucm-ca.crt}, node_names: [ucm1.example.test]}"
 start_edge
 wait_ready 10
+wait_port "$UL_PORT"
+printf '%s\r\n' "OPTIONS sip:edge-int.example.test:$UL_PORT SIP/2.0" \
+    "Via: SIP/2.0/TLS 127.0.0.1:5091;branch=z9hG4bKucmopt" "Max-Forwards: 70" \
+    "From: <sip:ucm1.example.test>;tag=u1" "To: <sip:edge-int.example.test>" "Call-ID: ucmopt" \
+    "CSeq: 1 OPTIONS" "Content-Length: 0" "" >"$T/opt.sip"
 
 python3 "$PROBE" cap "$EDGE_PORT" "$PKI/ca.crt" 3 8 --hold "$T/capped" "$T/go" >"$T/probe.out" 2>&1 &
 PROBE_PID=$!
 for _ in $(seq 1 100); do [ -f "$T/capped" ] && break; sleep 0.1; done
 check "the gauge shows the cap reached ($(metric '^sipedge_tls_handshakes_in_flight'))" \
+    test "$(metric '^sipedge_tls_handshakes_in_flight')" = 3
+rc=0
+"$BIN/sipedge-tlsclient" --connect "127.0.0.1:$UL_PORT" --ca "$PKI/ca.crt" --name localhost \
+    --timeout-ms 2000 --cert "$PKI/ucm.crt" --key "$PKI/ucm.key" "send:$T/opt.sip" head \
+    </dev/null >"$T/ucm.out" 2>&1 || rc=$?
+check "at the cap, UCM's connection is admitted and its OPTIONS answered 200" \
+    bash -c "test $rc -eq 0 && grep -aq '^SIP/2.0 200 OK' '$T/ucm.out'"
+check "... without taking a client's place ($(metric '^sipedge_tls_handshakes_in_flight'))" \
     test "$(metric '^sipedge_tls_handshakes_in_flight')" = 3
 touch "$T/go"
 wait "$PROBE_PID" && probe_rc=0 || probe_rc=$?
