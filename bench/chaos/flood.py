@@ -9,6 +9,9 @@
 #              (the message deadline cuts them)
 #   handshake  TLS connections closed as soon as their handshake completed (a handshake flood:
 #              --conns of them in progress at once)
+#   stall      TLS connections that send a ClientHello and never answer the server's flight
+#              (the handshake in flight holds OpenSSL's state until the deadline cuts it);
+#              "answered" counts those whose ClientHello the edge answered
 #   nonreader  TLS connections (receive buffer --rcvbuf bytes) that send OPTIONS without end and
 #              never read an answer (the output queue cap cuts them)
 #   limits     one TLS connection at a time, each sending one message over a limit (size, header
@@ -101,7 +104,8 @@ def limits(a):
 
 
 class Conn:
-    __slots__ = ("sock", "tls", "state", "t_open", "n", "next_send", "pos", "data", "i")
+    __slots__ = ("sock", "tls", "state", "t_open", "n", "next_send", "pos", "data", "i",
+                 "answered")
 
 
 class Flood:
@@ -114,7 +118,7 @@ class Flood:
         self.open = {}
         self.seq = 0
         self.st = {"opened": 0, "cut": 0, "connect_errors": 0, "tls_errors": 0,
-                   "max_open": 0, "bytes_sent": 0, "handshakes": 0}
+                   "max_open": 0, "bytes_sent": 0, "handshakes": 0, "answered": 0}
         self.ttl = []
 
     def connect(self):
@@ -186,6 +190,23 @@ class Flood:
                 c.state = "open"
                 self.sel.modify(c.sock, selectors.EVENT_READ, c)
                 return
+            if self.a.mode == "stall":
+                # the ClientHello from a TLS object over memory, sent as it is; nothing after
+                out = ssl.MemoryBIO()
+                hello = self.ctx.wrap_bio(ssl.MemoryBIO(), out, server_hostname=self.a.server_name)
+                try:
+                    hello.do_handshake()
+                except ssl.SSLWantReadError:
+                    pass
+                try:
+                    c.sock.send(out.read())
+                except OSError:
+                    self.drop(c, True)
+                    return
+                c.state = "open"
+                c.answered = False
+                self.sel.modify(c.sock, selectors.EVENT_READ, c)
+                return
             self.sel.unregister(c.sock)
             c.tls = self.ctx.wrap_socket(c.sock, server_hostname=self.a.server_name,
                                          do_handshake_on_connect=False)
@@ -205,6 +226,9 @@ class Flood:
             d = b""
         if not d:
             self.drop(c, True)
+        elif self.a.mode == "stall" and not c.answered:
+            c.answered = True
+            self.st["answered"] += 1
 
     def tick(self, now):
         a = self.a
@@ -268,7 +292,8 @@ class Flood:
 
 def main():
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("mode", choices=("idle", "slowloris", "nonreader", "handshake", "limits"))
+    p.add_argument("mode", choices=("idle", "slowloris", "nonreader", "handshake", "stall",
+                                    "limits"))
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, required=True)
     p.add_argument("--ca", default="")
