@@ -35,17 +35,6 @@ closed=$(flood_delta '^sipedge_connections_closed_total\{reason="handshake"' "$c
 chaos_check_load
 chaos_check_edge
 flood_figures
-opened=$(jflood .opened) cut=$(jflood .cut) max_open=$(jflood .max_open)
-late=$(jflood .cut_after_ms_max)
-[ "$max_open" -ge $((FLOOD_CONNS * 9 / 10)) ] ||
-    chaos_fail "the flood had only $max_open connections open at once (wanted $FLOOD_CONNS)"
-[ "$cut" -gt 0 ] || chaos_fail "the edge closed none of the idle connections"
-[ "$late" -le $((HANDSHAKE_TIMEOUT_MS + 1500)) ] ||
-    chaos_fail "an idle connection lived $late ms (deadline $HANDSHAKE_TIMEOUT_MS ms)"
-[ "$closed" -ge "$cut" ] ||
-    chaos_fail "the edge counted $closed handshake closes, the flood saw $cut"
-chaos_fig "flood_opened=$opened"
-chaos_fig "cut=$cut"
-chaos_fig "cut_after_p50/max=$(jflood .cut_after_ms_p50)/${late}ms"
+flood_check_deadline idle "$closed"
 chaos_fig "connect_errors=$(jflood .connect_errors)"
 chaos_done

@@ -52,10 +52,7 @@ chaos_check_edge
 flood_figures
 workers=${WORKERS:-2}
 peak_in_flight=$(sort -n "$T/in_flight.samples" | tail -1)
-opened=$(jflood .opened) cut=$(jflood .cut) max_open=$(jflood .max_open)
-answered=$(jflood .answered) late=$(jflood .cut_after_ms_max)
-[ "$max_open" -ge $((FLOOD_CONNS * 9 / 10)) ] ||
-    chaos_fail "the flood had only $max_open connections open at once (wanted $FLOOD_CONNS)"
+answered=$(jflood .answered)
 [ "$answered" -gt 0 ] || chaos_fail "the edge answered none of the ClientHellos"
 [ -n "$peak_in_flight" ] && [ "$peak_in_flight" -gt 0 ] ||
     chaos_fail "the gauge never showed a handshake in flight"
@@ -63,14 +60,7 @@ answered=$(jflood .answered) late=$(jflood .cut_after_ms_max)
     chaos_fail "$peak_in_flight handshakes in flight, above $workers workers × $CAP"
 flood_check_peak 1 $((workers * CAP * 40 + FLOOD_CONNS * 2)) \
     "the flood ($workers × $CAP handshakes × 40 KiB + $FLOOD_CONNS connections × 2 KiB)"
-[ "$cut" -gt 0 ] || chaos_fail "the edge cut none of the stalled connections"
-[ "$late" -le $((HANDSHAKE_TIMEOUT_MS + 1500)) ] ||
-    chaos_fail "a stalled connection lived $late ms (deadline $HANDSHAKE_TIMEOUT_MS ms)"
-[ "$closed" -ge "$cut" ] ||
-    chaos_fail "the edge counted $closed handshake closes, the flood saw $cut"
-chaos_fig "flood_opened=$opened"
+flood_check_deadline stalled "$closed"
 chaos_fig "answered=$answered"
-chaos_fig "cut=$cut"
 chaos_fig "in_flight_peak=$peak_in_flight/$((workers * CAP))"
-chaos_fig "cut_after_p50/max=$(jflood .cut_after_ms_p50)/${late}ms"
 chaos_done
