@@ -139,7 +139,7 @@ static const struct cfg_list keys_list = {key_fields,
     X(LIMITS_HANDSHAKE_TIMEOUT_MS, "listen.limits.handshake_timeout_ms", T_U32,                    \
       listen.limits.handshake_timeout_ms, "5000", 100, 120000, 0, NULL, "TLS handshake deadline")  \
     X(LIMITS_MAX_HANDSHAKES_IN_FLIGHT, "listen.limits.max_handshakes_in_flight", T_U32,            \
-      listen.limits.max_handshakes_in_flight, "1024", 0, 1000000, 0, NULL,                         \
+      listen.limits.max_handshakes_in_flight, "512", 0, 1000000, 0, NULL,                          \
       "TLS handshakes per worker past their first step, waiting for the client (each holds "       \
       "about 35 KB of OpenSSL state): at the cap further ClientHellos wait, a few hundred bytes "  \
       "each, until one ends; bounds a reconnect storm's memory peak (0: no cap)")                  \
