@@ -267,6 +267,8 @@ struct tls_conn;
 
 /**
  * A server-side connection on `ctx` (takes a reference). Returns NULL on allocation failure.
+ * It makes its SSL object at its first tls_conn_handshake() or tls_conn_read(); until then it
+ * holds only what was fed to it (a waiting ClientHello costs its own size).
  */
 struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx);
 
