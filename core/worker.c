@@ -501,14 +501,21 @@ static bool hs_capped(const struct worker *w)
     return cap != 0 && w->hs_inflight >= cap;
 }
 
-/* `cl`'s handshake is no longer in flight (done, failed or closed): a ClientHello that waited for
- * the cap may be answered. */
+/* A client's handshake is in flight from its first step until it is established or the
+ * connection closes (UCM's few connections are not capped). */
+static bool client_inflight(const struct client *cl)
+{
+    return cl->hs_started && !cl->established && !cl->ucm_peer;
+}
+
+/* `cl`'s handshake is no longer in flight: established (called just before `established` is
+ * set) or its connection closed (once, from client_on_close). A ClientHello that waited for the
+ * cap may be answered. */
 static void client_inflight_end(struct client *cl)
 {
     struct worker *w = cl->w;
-    if (!cl->hs_inflight)
+    if (!client_inflight(cl))
         return;
-    cl->hs_inflight = false;
     w->hs_inflight--;
     metrics_gauge_add(w->shard, -1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
     if (w->hs_first.len > 0 && !hs_capped(w) && !loop_timer_armed(&w->hs_timer))
@@ -522,12 +529,11 @@ static void client_progress(struct client *cl)
     struct worker *w = cl->w;
     struct conn *c = cl->conn;
     if (!cl->established) {
-        cl->hs_started = true;
-        if (!cl->hs_inflight && !cl->ucm_peer) { /* UCM's few connections are not capped */
-            cl->hs_inflight = true;
+        if (!cl->hs_started && !cl->ucm_peer) { /* its first step: now in flight */
             w->hs_inflight++;
             metrics_gauge_add(w->shard, 1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
         }
+        cl->hs_started = true;
         int r = tls_conn_handshake(cl->tls);
         if (r == 0) {
             client_inflight_end(cl);

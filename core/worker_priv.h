@@ -58,9 +58,8 @@ struct client {
     uint8_t src[BUDGET_ADDR_LEN]; /* peer address: the key of its verification budget */
     uint32_t failed_tokens;       /* rejected tokens on this connection */
     bool established;
-    bool hs_queued;   /* in one of the worker's handshake queues */
-    bool hs_started;  /* its first handshake step (the ClientHello's answer) has run */
-    bool hs_inflight; /* started and not finished: counted in the worker's hs_inflight */
+    bool hs_queued;  /* in one of the worker's handshake queues */
+    bool hs_started; /* its first handshake step (the ClientHello's answer) has run */
     bool busy, dead;
     bool drained;               /* closing once its answers are out: read nothing more */
     struct policy_binding bind; /* who may send calls on it (core/policy.h) */

@@ -148,6 +148,20 @@ static int buf_append(struct tls__buf *b, const void *p, size_t n)
     return 0;
 }
 
+/* Into an empty `b`, a block of exactly `n` bytes rather than a record-sized one: for bytes that
+ * may wait long (a ClientHello queued for its handshake step). Growing it later reallocates. */
+static int buf_append_exact(struct tls__buf *b, const void *p, size_t n)
+{
+    if (b->cap != 0 || n == 0)
+        return buf_append(b, p, n);
+    if ((b->p = malloc(n)) == NULL)
+        return -ENOMEM;
+    memcpy(b->p, p, n);
+    b->cap = b->len = (uint32_t)n;
+    b->off = 0;
+    return 0;
+}
+
 void tls__buf_consume(struct tls__buf *b, size_t n)
 {
     assert(n <= b->len);
@@ -567,15 +581,8 @@ int tls_conn_feed(struct tls_conn *c, const void *buf, size_t len)
 {
     if ((size_t)c->in.len + len > TLS_IN_MAX)
         return -ENOBUFS;
-    if (not_started(c) && c->in.cap == 0 && len > 0) {
-        /* a ClientHello waiting for its step: a block of its size, not a record-sized one */
-        if ((c->in.p = malloc(len)) == NULL)
-            return -ENOMEM;
-        memcpy(c->in.p, buf, len);
-        c->in.cap = c->in.len = (uint32_t)len;
-        c->in.off = 0;
-        return 0;
-    }
+    if (not_started(c)) /* a ClientHello waiting for its step */
+        return buf_append_exact(&c->in, buf, len);
     return buf_append(&c->in, buf, len);
 }
 

@@ -540,10 +540,8 @@ static int seal(struct tls_conn *c, uint8_t type, const struct iovec *iov, int i
     bool keyed;
     EVP_CIPHER_CTX *x = rec_aead(r, 1, &keyed);
     int l;
-    if (x == NULL || !EVP_EncryptInit_ex(x, NULL, NULL, keyed ? NULL : r->key[1], nonce))
-        goto fail;
-    r->own_keyed[1] = r->own[1] != NULL;
-    if (!EVP_EncryptUpdate(x, NULL, &l, r->tls12 ? aad : o, r->tls12 ? 13 : REC_HDR))
+    if (x == NULL || !EVP_EncryptInit_ex(x, NULL, NULL, keyed ? NULL : r->key[1], nonce) ||
+        !EVP_EncryptUpdate(x, NULL, &l, r->tls12 ? aad : o, r->tls12 ? 13 : REC_HDR))
         goto fail;
     uint8_t *q = o + REC_HDR + pre;
     for (int i = 0; i < iovcnt; i++) {
@@ -563,6 +561,7 @@ static int seal(struct tls_conn *c, uint8_t type, const struct iovec *iov, int i
     q += l;
     if (!EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_GET_TAG, REC_TAG, q))
         goto fail;
+    r->own_keyed[1] = r->own[1] != NULL; /* keyed: later records set only the nonce */
     r->seq[1]++;
     tls__buf_commit(&c->out, REC_HDR + clen);
     return 0;
@@ -695,18 +694,15 @@ static ssize_t open_record(struct tls__rec *r, const uint8_t *ct, size_t clen, u
     bool keyed;
     EVP_CIPHER_CTX *x = rec_aead(r, 0, &keyed);
     int l;
-    if (x == NULL || !EVP_DecryptInit_ex(x, NULL, NULL, keyed ? NULL : r->key[0], nonce)) {
-        ERR_clear_error();
-        return -EPROTO;
-    }
-    r->own_keyed[0] = r->own[0] != NULL;
-    if (!EVP_DecryptUpdate(x, NULL, &l, r->tls12 ? aad : ct - REC_HDR, r->tls12 ? 13 : REC_HDR) ||
+    if (x == NULL || !EVP_DecryptInit_ex(x, NULL, NULL, keyed ? NULL : r->key[0], nonce) ||
+        !EVP_DecryptUpdate(x, NULL, &l, r->tls12 ? aad : ct - REC_HDR, r->tls12 ? 13 : REC_HDR) ||
         !EVP_DecryptUpdate(x, out, &l, ct + pre, (int)plen) ||
         !EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_AEAD_SET_TAG, REC_TAG, (void *)(ct + pre + plen)) ||
         EVP_DecryptFinal_ex(x, out + l, &l) <= 0) {
         ERR_clear_error();
         return -EPROTO;
     }
+    r->own_keyed[0] = r->own[0] != NULL; /* keyed: later records set only the nonce */
     r->seq[0]++;
     return (ssize_t)plen;
 }
