@@ -47,43 +47,6 @@ struct conn *conn_get(struct loop *loop, uint32_t id)
     return (c->flags & CONN_F_LIVE) && c->id == id ? c : NULL;
 }
 
-/* ---- per-source counts: open addressing, linear probing, backward-shift deletion ---- */
-
-static uint32_t src_hash(const struct in6_addr *a)
-{
-    uint64_t x, y;
-    memcpy(&x, a->s6_addr, 8);
-    memcpy(&y, a->s6_addr + 8, 8);
-    uint64_t h = (x ^ (y * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
-    return (uint32_t)(h ^ (h >> 29));
-}
-
-static struct loop_src *src_find(struct loop *loop, const struct in6_addr *a)
-{
-    for (uint32_t i = src_hash(a) & loop->src_mask;; i = (i + 1) & loop->src_mask) {
-        struct loop_src *e = &loop->src[i];
-        if (e->count == 0 || memcmp(&e->addr, a, sizeof(*a)) == 0)
-            return e; /* the table holds at most max_conns of 2*max_conns buckets: ends */
-    }
-}
-
-static void src_del(struct loop *loop, const struct in6_addr *a)
-{
-    struct loop_src *e = src_find(loop, a);
-    if (e->count == 0 || --e->count > 0)
-        return;
-    uint32_t i = (uint32_t)(e - loop->src);
-    for (uint32_t j = (i + 1) & loop->src_mask; loop->src[j].count; j = (j + 1) & loop->src_mask) {
-        uint32_t home = src_hash(&loop->src[j].addr) & loop->src_mask;
-        /* move j into the hole i unless its home lies cyclically in (i, j] */
-        if (((j - home) & loop->src_mask) >= ((j - i) & loop->src_mask)) {
-            loop->src[i] = loop->src[j];
-            loop->src[j].count = 0;
-            i = j;
-        }
-    }
-}
-
 /* ---- chunks ---- */
 
 static struct conn_chunk *chunk_get(struct loop *loop)
@@ -362,7 +325,7 @@ static void conn_release(struct loop *loop, struct conn *c)
     loop->stats.out_queued -= c->out_bytes;
     free(c->connect);
     if (c->flags & CONN_F_SOURCE_COUNTED)
-        src_del(loop, &c->peer);
+        src_count_dec(&loop->src, c->peer.s6_addr);
     uint32_t slot = c->id & CONN_SLOT_MASK;
     uint32_t gen = ((c->id >> CONN_SLOT_BITS) + 1) & CONN_GEN_MASK;
     c->id = (gen ? gen : 1) << CONN_SLOT_BITS | slot;
@@ -798,12 +761,10 @@ static void peer_key(int fd, struct in6_addr *key)
 
 void conn__accepted(struct loop *loop, struct loop_listener *l, int fd)
 {
-    struct loop_src *src = NULL;
     struct in6_addr key;
-    if (loop->src) {
+    if (loop->cfg.max_conns_per_source) {
         peer_key(fd, &key);
-        src = src_find(loop, &key);
-        if (src->count >= loop->cfg.max_conns_per_source) {
+        if (src_count_get(&loop->src, key.s6_addr) >= loop->cfg.max_conns_per_source) {
             loop->stats.rejected_source_cap++;
             close(fd);
             return;
@@ -815,11 +776,11 @@ void conn__accepted(struct loop *loop, struct loop_listener *l, int fd)
         close(fd);
         return;
     }
-    if (src) {
-        if (src->count++ == 0)
-            src->addr = key;
+    if (loop->cfg.max_conns_per_source) {
+        /* room for max_conns sources: cannot fail while the connection slots last */
+        if (src_count_inc(&loop->src, key.s6_addr) > 0)
+            c->flags |= CONN_F_SOURCE_COUNTED;
         c->peer = key;
-        c->flags |= CONN_F_SOURCE_COUNTED;
     }
     /* TCP_NODELAY, the buffer sizes and SO_TIMESTAMPNS come from the listener: Linux copies a
      * listener's options into each socket it accepts (loop_listen), two syscalls fewer here */

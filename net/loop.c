@@ -208,16 +208,10 @@ struct loop *loop_new(const struct loop_cfg *cfg)
     loop->scratch = (loop->features & LOOP_FEAT_BUFRING) ? NULL : malloc(cfg->buf_size);
     loop->rx_msg.msg_controllen = LOOP_RX_CMSG_SPACE; /* the only field multishot recvmsg reads */
     loop->conns = calloc(cfg->max_conns, sizeof(struct conn)); /* pages touched on first use */
-    if (cfg->max_conns_per_source) {
-        uint32_t cap = 16;
-        while (cap < 2 * cfg->max_conns)
-            cap <<= 1;
-        loop->src = calloc(cap, sizeof(struct loop_src));
-        loop->src_mask = cap - 1;
-    }
+    int src_err = cfg->max_conns_per_source ? src_count_init(&loop->src, cfg->max_conns) : 0;
     loop->efd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if ((loop->features & LOOP_FEAT_BUFRING ? !loop->bufs : !loop->scratch) || !loop->conns ||
-        (cfg->max_conns_per_source && !loop->src) || loop->efd < 0) {
+        src_err < 0 || loop->efd < 0) {
         int err = loop->efd < 0 ? errno : ENOMEM;
         loop_free(loop);
         errno = err;
@@ -736,7 +730,7 @@ void loop_free(struct loop *loop)
     free(loop->bufs);
     free(loop->scratch);
     free(loop->conns);
-    free(loop->src);
+    src_count_deinit(&loop->src);
     free(loop->heap);
     free(loop->polls);
     free(loop);

@@ -12,6 +12,7 @@
 
 #include "net/conn.h"
 #include "net/loop.h"
+#include "net/src_count.h"
 
 /* user_data = op << 56 | payload. For conn ops the payload is the 32-bit conn id; for
  * listener ops the listener index; for messages a pointer (user space pointers fit 56 bits). */
@@ -147,11 +148,6 @@ struct loop_poll_slot {
 #define LOOP_POLL_SLOT_BITS 20
 #define LOOP_POLL_MAX_SLOTS (1u << LOOP_POLL_SLOT_BITS)
 
-struct loop_src {
-    struct in6_addr addr;
-    uint32_t count; /* 0 = empty bucket */
-};
-
 struct loop {
     struct io_uring ring;
     struct loop_cfg cfg;
@@ -187,8 +183,7 @@ struct loop {
     uint32_t defer_ids[LOOP_DEFER_MAX]; /* trunks with a deferred send (ids: may be stale) */
     unsigned defer_n;
 
-    struct loop_src *src;
-    uint32_t src_mask;
+    struct src_count src; /* connections per source (max_conns_per_source) */
 
     struct conn_chunk *chunk_cache;
     unsigned chunk_cache_len;
