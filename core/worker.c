@@ -501,6 +501,69 @@ static bool hs_capped(const struct worker *w)
     return cap != 0 && w->hs_inflight >= cap;
 }
 
+/* The key of `cl`'s source in hs_src: its IPv4 address, or its IPv6 address's /64 (a peer
+ * usually has a whole /64). */
+static void hs_src_key(const struct client *cl, uint8_t key[SRC_COUNT_KEY_LEN])
+{
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memcpy(key, cl->src, SRC_COUNT_KEY_LEN);
+    if (memcmp(key, v4_mapped, sizeof(v4_mapped)) != 0)
+        memset(key + 8, 0, 8);
+}
+
+/* Whether `cl`'s source is heavy: a sixteenth of the cap (at least 1) of its handshakes in
+ * flight already (see struct worker's hs_inflight). */
+static bool hs_heavy(const struct worker *w, const struct client *cl)
+{
+    uint32_t cap = w->e->cfg.listen.limits.max_handshakes_in_flight;
+    if (cap == 0)
+        return false;
+    uint8_t key[SRC_COUNT_KEY_LEN];
+    hs_src_key(cl, key);
+    uint32_t share = cap / 16 ? cap / 16 : 1;
+    return src_count_get(&w->hs_src, key) >= share;
+}
+
+/* A heavy source's ClientHello is answered only below half the cap. */
+static bool hs_heavy_open(const struct worker *w)
+{
+    uint32_t cap = w->e->cfg.listen.limits.max_handshakes_in_flight;
+    return w->hs_inflight < cap - cap / 2;
+}
+
+static uint32_t id_fifo_pop(struct id_fifo *f);
+
+/* The client `id` names if it still waits in a handshake queue, else NULL (closed meanwhile:
+ * the id may even name a newer connection). */
+static struct client *hs_waiting(struct worker *w, uint32_t id)
+{
+    struct client *cl = worker_client_of(w, id);
+    return cl != NULL && cl->hs_queued ? cl : NULL;
+}
+
+/* The oldest client in hs_heavy whose ClientHello may be answered now, or NULL (it stays
+ * queued). Drops stale ids at the head. */
+static struct client *hs_heavy_head(struct worker *w)
+{
+    while (w->hs_heavy.len > 0) {
+        struct client *cl = hs_waiting(w, w->hs_heavy.q[w->hs_heavy.head]);
+        if (cl == NULL) {
+            id_fifo_pop(&w->hs_heavy);
+            continue;
+        }
+        if (hs_capped(w) || (hs_heavy(w, cl) && !hs_heavy_open(w)))
+            return NULL;
+        return cl;
+    }
+    return NULL;
+}
+
+/* Whether a ClientHello waits that may be answered now (handshakes_cb would answer one). */
+static bool hs_first_ready(struct worker *w)
+{
+    return (w->hs_first.len > 0 && !hs_capped(w)) || hs_heavy_head(w) != NULL;
+}
+
 /* A client's handshake is in flight from its first step until it is established or the
  * connection closes (UCM's few connections are not capped). */
 static bool client_inflight(const struct client *cl)
@@ -517,9 +580,29 @@ static void client_inflight_end(struct client *cl)
     if (!client_inflight(cl))
         return;
     w->hs_inflight--;
+    if (cl->hs_src_counted) {
+        uint8_t key[SRC_COUNT_KEY_LEN];
+        hs_src_key(cl, key);
+        src_count_dec(&w->hs_src, key);
+        cl->hs_src_counted = false;
+    }
     metrics_gauge_add(w->shard, -1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
-    if (w->hs_first.len > 0 && !hs_capped(w) && !loop_timer_armed(&w->hs_timer))
+    if (!loop_timer_armed(&w->hs_timer) && hs_first_ready(w))
         loop_timer_arm(w->loop, &w->hs_timer, loop_now_ms(w->loop), handshakes_cb);
+}
+
+/* `cl`'s first handshake step is about to run: its handshake is in flight from now. */
+static void client_inflight_start(struct client *cl)
+{
+    struct worker *w = cl->w;
+    w->hs_inflight++;
+    metrics_gauge_add(w->shard, 1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
+    if (w->e->cfg.listen.limits.max_handshakes_in_flight != 0) {
+        uint8_t key[SRC_COUNT_KEY_LEN];
+        hs_src_key(cl, key);
+        /* 0 only past the table's room (the cap's worth of sources): then it is not counted */
+        cl->hs_src_counted = src_count_inc(&w->hs_src, key) > 0;
+    }
 }
 
 /* After bytes were fed to the TLS object of `cl` (busy): the handshake step when it is not
@@ -529,10 +612,8 @@ static void client_progress(struct client *cl)
     struct worker *w = cl->w;
     struct conn *c = cl->conn;
     if (!cl->established) {
-        if (!cl->hs_started && !cl->ucm_peer) { /* its first step: now in flight */
-            w->hs_inflight++;
-            metrics_gauge_add(w->shard, 1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
-        }
+        if (!cl->hs_started && !cl->ucm_peer)
+            client_inflight_start(cl);
         cl->hs_started = true;
         int r = tls_conn_handshake(cl->tls);
         if (r == 0) {
@@ -647,18 +728,38 @@ static uint64_t mono_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
 }
 
+/* The next ClientHello to answer, or NULL: hs_first's while under the cap, then hs_heavy's
+ * (hs_heavy_head). One of hs_first whose source has turned heavy moves to hs_heavy. */
+static struct client *hs_next_first(struct worker *w)
+{
+    while (w->hs_first.len > 0 && !hs_capped(w)) {
+        struct client *cl = hs_waiting(w, id_fifo_pop(&w->hs_first));
+        if (cl == NULL)
+            continue;
+        if (!hs_heavy(w, cl) || !id_fifo_push(&w->hs_heavy, cl->id))
+            return cl; /* (no room to wait: answered now) */
+    }
+    struct client *cl = hs_heavy_head(w);
+    if (cl != NULL)
+        id_fifo_pop(&w->hs_heavy);
+    return cl;
+}
+
 /* The end of a turn (timers run after the turn's completions): handshake steps, the later ones
- * first, each queue oldest first, for at most WORKER_HANDSHAKE_SLICE_US; the rest after the
- * next turn's traffic. */
+ * first, then ClientHellos (hs_next_first), each queue oldest first, for at most
+ * WORKER_HANDSHAKE_SLICE_US; the rest after the next turn's traffic. */
 static void handshakes_cb(struct loop *loop, struct loop_timer *t)
 {
     struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, hs_timer));
     uint64_t start = mono_us();
-    while (w->hs_later.len > 0 || (w->hs_first.len > 0 && !hs_capped(w))) {
-        uint32_t id = id_fifo_pop(w->hs_later.len > 0 ? &w->hs_later : &w->hs_first);
-        struct client *cl = worker_client_of(w, id);
-        if (cl == NULL || !cl->hs_queued)
-            continue; /* closed meanwhile (the id may even name a newer connection) */
+    for (;;) {
+        struct client *cl;
+        if (w->hs_later.len > 0) {
+            if ((cl = hs_waiting(w, id_fifo_pop(&w->hs_later))) == NULL)
+                continue;
+        } else if ((cl = hs_next_first(w)) == NULL) {
+            break;
+        }
         if (w->proxy == NULL) {
             cl->hs_queued = false;
             continue; /* the drain's end: nothing more is read */
@@ -670,7 +771,7 @@ static void handshakes_cb(struct loop *loop, struct loop_timer *t)
             break;
     }
     /* ClientHellos held back by the cap wait for client_inflight_end() to re-arm this */
-    if (w->hs_later.len > 0 || (w->hs_first.len > 0 && !hs_capped(w)))
+    if (w->hs_later.len > 0 || hs_first_ready(w))
         loop_timer_arm(loop, &w->hs_timer, loop_now_ms(loop), handshakes_cb);
     worker_schedule(w);
 }
@@ -999,6 +1100,9 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
 
     if (RAND_bytes((unsigned char *)&w->flow_rng, sizeof(w->flow_rng)) != 1)
         goto fail;
+    if (c->listen.limits.max_handshakes_in_flight != 0 &&
+        src_count_init(&w->hs_src, c->listen.limits.max_handshakes_in_flight) < 0)
+        goto fail;
     /* proxy */
     struct proxy_cfg pc = {
         .worker = idx,
@@ -1081,7 +1185,9 @@ void worker_free(struct worker *w)
     loop_timer_cancel(w->loop, &w->stop_timer);
     loop_timer_cancel(w->loop, &w->hs_timer);
     free(w->hs_first.q);
+    free(w->hs_heavy.q);
     free(w->hs_later.q);
+    src_count_deinit(&w->hs_src);
     for (int i = 0; i < 2; i++)
         loop_poll_cancel(w->loop, &w->polls[i]);
     proxy_free(w->proxy);

@@ -16,6 +16,7 @@
 #include "core/proxy.h"
 #include "core/sip.h"
 #include "net/loop.h"
+#include "net/src_count.h"
 #include "net/upstream.h"
 
 struct edge;
@@ -58,8 +59,9 @@ struct client {
     uint8_t src[BUDGET_ADDR_LEN]; /* peer address: the key of its verification budget */
     uint32_t failed_tokens;       /* rejected tokens on this connection */
     bool established;
-    bool hs_queued;  /* in one of the worker's handshake queues */
-    bool hs_started; /* its first handshake step (the ClientHello's answer) has run */
+    bool hs_queued;      /* in one of the worker's handshake queues */
+    bool hs_started;     /* its first handshake step (the ClientHello's answer) has run */
+    bool hs_src_counted; /* in flight and counted in the worker's hs_src */
     bool busy, dead;
     bool drained;               /* closing once its answers are out: read nothing more */
     struct policy_binding bind; /* who may send calls on it (core/policy.h) */
@@ -102,21 +104,25 @@ struct worker {
 
     /* Handshake steps wait for the end of the turn, after established connections' traffic,
      * and take at most WORKER_HANDSHAKE_SLICE_US a turn (a reconnect storm must not hold up
-     * the clients already connected). Two FIFOs of connection ids (stale ones are skipped):
-     * the later steps (a client's Finished and what came with it) go first, so that a started
-     * handshake ends, and its REGISTER is served, before another ClientHello is answered. */
+     * the clients already connected). FIFOs of connection ids (stale ones are skipped): the
+     * later steps (a client's Finished and what came with it) go first, so that a started
+     * handshake ends, and its REGISTER is served, before another ClientHello is answered; then
+     * the ClientHellos, hs_first before hs_heavy (see hs_inflight). */
     struct loop_timer hs_timer;
     struct id_fifo {
         uint32_t *q;
         uint32_t head, len, cap;
-    } hs_first, hs_later;
+    } hs_first, hs_heavy, hs_later;
     /* Handshakes past their first step and not done (the client's Finished awaited): each holds
-     * OpenSSL's handshake state, ≈ 35 KB. At listen.limits.max_handshakes_in_flight no further
-     * ClientHello is answered; those wait in hs_first, a few hundred bytes each. */
+     * OpenSSL's handshake state, ≈ 35 KB. At listen.limits.max_handshakes_in_flight (the cap)
+     * no further ClientHello is answered; those wait, a few hundred bytes each. A source (an
+     * IPv4 address, an IPv6 /64) with a sixteenth of the cap in flight is heavy: its
+     * ClientHellos wait in hs_heavy and are answered only while less than half the cap is in
+     * flight, so that one peer's stalled handshakes leave the other half to the rest. */
     uint32_t hs_inflight;
-
-    struct client *clients; /* every open client connection */
-    atomic_uint n_clients;  /* their count, for the drain loop on the main thread */
+    struct src_count hs_src; /* the handshakes in flight per source, with a cap */
+    struct client *clients;  /* every open client connection */
+    atomic_uint n_clients;   /* their count, for the drain loop on the main thread */
     struct loop_timer stop_timer;
     uint64_t stop_deadline;
     void (*stopped)(void *arg);

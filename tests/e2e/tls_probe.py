@@ -20,7 +20,14 @@
 #                               max_handshakes_in_flight); one answered connection closes and
 #                               one finishes its handshake, and each time exactly one more
 #                               waiting ClientHello is answered (--hold READY GO: once the
-#                               cap is reached, create READY and wait for GO before going on)
+#                               cap is reached, create READY and wait for GO before going on);
+#                               each from its own source address (127.0.0.10 on)
+#   share PORT CA CAP N         the per-source share of that cap (CAP >= 2, below 32, so that one
+#                               handshake in flight makes a source heavy): N hanging ClientHellos
+#                               from 127.0.0.2 get CAP - CAP/2 answers; CAP/2 from other sources
+#                               all of theirs, up to the cap; one more source waits; it is answered
+#                               ahead of 127.0.0.2's queue when a handshake ends; once 127.0.0.2's
+#                               answered connections close, exactly one more of its ClientHellos
 # Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s).
 import concurrent.futures
 import hashlib
@@ -208,8 +215,8 @@ def finish_close(port, ca, version, n):
 class Hello:
     """A TLS 1.3 client driven by hand over its own socket: a ClientHello now, the rest on demand."""
 
-    def __init__(self, ctx, port):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+    def __init__(self, ctx, port, src="127.0.0.1"):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=5, source_address=(src, 0))
         self.inb, self.outb = ssl.MemoryBIO(), ssl.MemoryBIO()
         self.tls = ctx.wrap_bio(self.inb, self.outb, server_hostname="localhost")
         self.answered = False
@@ -256,9 +263,19 @@ def answered_after(conns, want, what):
     print(f"ok: {what}: {got} of {len(conns)} ClientHellos answered")
 
 
+def finish(c, what):
+    """Completes the handshake of an answered Hello (5 s at most)."""
+    deadline = time.time() + 5
+    while not c.step():  # the server's whole flight may take more than one read
+        if time.time() > deadline:
+            fail(f"{what}: the answered handshake did not complete")
+        time.sleep(0.05)
+        c.poll()
+
+
 def cap(port, ca, limit, n, hold=None):
     ctx = context(ca, "1.3")
-    conns = [Hello(ctx, port) for _ in range(n)]
+    conns = [Hello(ctx, port, f"127.0.0.{10 + i}") for i in range(n)]
     answered_after(conns, limit, f"cap {limit}")
     if hold:  # tell the caller the cap is reached, wait (10 s at most) until it has looked
         open(hold[0], "w").close()
@@ -271,15 +288,29 @@ def cap(port, ca, limit, n, hold=None):
     conns.remove(gone)
     answered_after(conns, limit + 0, "one answered client closed")
     # one finishes its handshake: the edge completes it, and its slot is free too
-    done = next(c for c in conns if c.answered)
-    deadline = time.time() + 5
-    while not done.step():  # the server's whole flight may take more than one read
-        if time.time() > deadline:
-            fail("the answered handshake did not complete")
-        time.sleep(0.05)
-        done.poll()
+    finish(next(c for c in conns if c.answered), "cap")
     answered_after(conns, limit + 1, "one answered client finished its handshake")
     for c in conns:
+        c.sock.close()
+
+
+def share(port, ca, limit, n):
+    ctx = context(ca, "1.3")
+    heavy = limit - limit // 2
+    flood = [Hello(ctx, port, "127.0.0.2") for _ in range(n)]
+    answered_after(flood, heavy, f"one source, cap {limit}")
+    others = [Hello(ctx, port, f"127.0.0.{20 + i}") for i in range(limit // 2)]
+    answered_after(others, limit // 2, "other sources meanwhile, up to the cap")
+    late = Hello(ctx, port, "127.0.0.40")
+    answered_after([late], 0, "one more source at the cap")
+    finish(others.pop(), "share")
+    answered_after([late], 1, "it, once another source's handshake ended")
+    answered_after(flood, heavy, "127.0.0.2, meanwhile")
+    for c in [c for c in flood if c.answered]:
+        c.sock.close()
+        flood.remove(c)
+    answered_after(flood, 1, "127.0.0.2, once its answered connections closed")
+    for c in flood + others + [late]:
         c.sock.close()
 
 
@@ -298,6 +329,8 @@ def main():
     elif cmd == "cap":
         files = sys.argv[7:9] if len(sys.argv) >= 9 and sys.argv[6] == "--hold" else None
         cap(port, ca, int(sys.argv[4]), int(sys.argv[5]), files)
+    elif cmd == "share":
+        share(port, ca, int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "finish_close":
         finish_close(port, ca, sys.argv[4], int(sys.argv[5]))
     else:

@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
+# e2e 27: the per-source share of listen.limits.max_handshakes_in_flight. One peer that opens
+# connections, sends ClientHellos and never answers the edge's flight must not hold the whole
+# cap until the handshake deadline cuts them: a source (an IPv4 address, an IPv6 /64) with a
+# sixteenth of the cap in flight (at least 1) gets further answers only while less than half of
+# it is in flight. With a cap of 8 and one worker: 12 hanging ClientHellos from 127.0.0.2 get 4
+# answers; 4 from other sources all get theirs (8 in flight); a fifth source waits, and is
+# answered ahead of 127.0.0.2's queue when another source's handshake ends; when 127.0.0.2's
+# answered connections close, exactly one more of its ClientHellos is answered (it is heavy
+# again at once). Then a normal client still completes its handshake and gets its answers.
+source "$(dirname "$0")/lib.sh"
+e2e_init t27_handshake_share
+
+PROBE="$SRC/tests/e2e/tls_probe.py"
+UCM_PORT=$(free_port)
+start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
+NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
+WORKERS=1                  # one worker: one cap
+HANDSHAKE_TIMEOUT_MS=20000 # the hanging clients must not be cut during the test
+export SIPEDGE_LISTEN_LIMITS_MAX_HANDSHAKES_IN_FLIGHT=8
+start_edge
+wait_ready 10
+
+python3 "$PROBE" share "$EDGE_PORT" "$PKI/ca.crt" 8 12 >"$T/probe.out" 2>&1 && probe_rc=0 || probe_rc=$?
+cat "$T/probe.out"
+check "one source holds at most half the cap; the other sources get the rest" test "$probe_rc" = 0
+for _ in $(seq 1 50); do [ "$(metric '^sipedge_tls_handshakes_in_flight')" = 0 ] && break; sleep 0.1; done
+check "the gauge is back to 0 once the clients are gone ($(metric '^sipedge_tls_handshakes_in_flight'))" \
+    test "$(metric '^sipedge_tls_handshakes_in_flight')" = 0
+check "then a client completes its handshake and its requests are answered" \
+    python3 "$PROBE" resume "$EDGE_PORT" "$PKI/ca.crt" 1.3
+e2e_done
