@@ -331,6 +331,11 @@ enum metrics_type {
       "Client TLS handshakes past their first step, waiting for the client (at most "              \
       "listen.limits.max_handshakes_in_flight per worker; further ClientHellos wait).",            \
       NONE, NONE, NONE)                                                                            \
+    X(TLS_CLIENT_HELLOS_HELD, "sipedge_tls_client_hellos_held_total", METRICS_COUNTER,             \
+      "ClientHellos set aside because their source (an IPv4 address, an IPv6 /64) had a "          \
+      "sixteenth of listen.limits.max_handshakes_in_flight in flight: answered only while less "   \
+      "than half the cap is in flight.",                                                           \
+      NONE, NONE, NONE)                                                                            \
     X(CONNECTIONS_ACCEPTED, "sipedge_connections_accepted_total", METRICS_COUNTER,                 \
       "Client connections accepted.", NONE, NONE, NONE)                                            \
     X(CONNECTIONS_CLOSED, "sipedge_connections_closed_total", METRICS_COUNTER,                     \

@@ -738,6 +738,7 @@ static struct client *hs_next_first(struct worker *w)
             continue;
         if (!hs_heavy(w, cl) || !id_fifo_push(&w->hs_heavy, cl->id))
             return cl; /* (no room to wait: answered now) */
+        metrics_inc(w->shard, METRIC_TLS_CLIENT_HELLOS_HELD);
     }
     struct client *cl = hs_heavy_head(w);
     if (cl != NULL)

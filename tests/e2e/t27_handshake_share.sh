@@ -25,6 +25,8 @@ wait_ready 10
 python3 "$PROBE" share "$EDGE_PORT" "$PKI/ca.crt" 8 12 >"$T/probe.out" 2>&1 && probe_rc=0 || probe_rc=$?
 cat "$T/probe.out"
 check "one source holds at most half the cap; the other sources get the rest" test "$probe_rc" = 0
+check "11 of 127.0.0.2's 12 ClientHellos were held, each once ($(metric '^sipedge_tls_client_hellos_held_total'))" \
+    test "$(metric '^sipedge_tls_client_hellos_held_total')" = 11
 for _ in $(seq 1 50); do [ "$(metric '^sipedge_tls_handshakes_in_flight')" = 0 ] && break; sleep 0.1; done
 check "the gauge is back to 0 once the clients are gone ($(metric '^sipedge_tls_handshakes_in_flight'))" \
     test "$(metric '^sipedge_tls_handshakes_in_flight')" = 0
