@@ -30,7 +30,6 @@
 
 static void client_timer_cb(struct loop *loop, struct loop_timer *t);
 static void worker_sync_redis_metrics(struct worker *w);
-static void client_free(struct client *cl);
 
 /* ---- clients: sending ------------------------------------------------------------------- */
 
@@ -78,7 +77,7 @@ int worker_client_send(void *ctx, uint32_t client_id, const struct slice *iov, s
     cl->busy = was_busy;
     if (cl->dead) {
         if (!was_busy)
-            client_free(cl);
+            worker_client_free(cl);
         return -ENOTCONN; /* not delivered: the proxy counts a drop, not a response */
     }
     if (r < 0 && r != -ENOTCONN)
@@ -143,7 +142,7 @@ static void env_client_token_failed(void *ctx, uint32_t client_id)
     cl->busy = was_busy;
     if (cl->dead) {
         if (!was_busy)
-            client_free(cl);
+            worker_client_free(cl);
         return;
     }
     conn_drain(cl->conn);
@@ -422,7 +421,7 @@ static void client_plaintext(struct client *cl, const char *p, size_t n)
     }
 }
 
-static void client_free(struct client *cl)
+void worker_client_free(struct client *cl)
 {
     tls_conn_free(cl->tls);
     free(cl->in);
@@ -492,119 +491,6 @@ static void client_open(struct conn *c, bool ucm)
     loop_timer_arm(w->loop, &cl->timer, loop_now_ms(w->loop) + t, client_timer_cb);
 }
 
-static void handshakes_cb(struct loop *loop, struct loop_timer *t);
-
-/* Whether the handshake cap stops the first steps (answering ClientHellos) for now. */
-static bool hs_capped(const struct worker *w)
-{
-    uint32_t cap = w->e->cfg.listen.limits.max_handshakes_in_flight;
-    return cap != 0 && w->hs_inflight >= cap;
-}
-
-/* The key of `cl`'s source in hs_src: its IPv4 address, or its IPv6 address's /64 (a peer
- * usually has a whole /64). */
-static void hs_src_key(const struct client *cl, uint8_t key[SRC_COUNT_KEY_LEN])
-{
-    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    memcpy(key, cl->src, SRC_COUNT_KEY_LEN);
-    if (memcmp(key, v4_mapped, sizeof(v4_mapped)) != 0)
-        memset(key + 8, 0, 8);
-}
-
-/* Whether `cl`'s source is heavy: a sixteenth of the cap (at least 1) of its handshakes in
- * flight already (see struct worker's hs_inflight). */
-static bool hs_heavy(const struct worker *w, const struct client *cl)
-{
-    uint32_t cap = w->e->cfg.listen.limits.max_handshakes_in_flight;
-    if (cap == 0)
-        return false;
-    uint8_t key[SRC_COUNT_KEY_LEN];
-    hs_src_key(cl, key);
-    uint32_t share = cap / 16 ? cap / 16 : 1;
-    return src_count_get(&w->hs_src, key) >= share;
-}
-
-/* A heavy source's ClientHello is answered only below half the cap. */
-static bool hs_heavy_open(const struct worker *w)
-{
-    uint32_t cap = w->e->cfg.listen.limits.max_handshakes_in_flight;
-    return w->hs_inflight < cap - cap / 2;
-}
-
-static uint32_t id_fifo_pop(struct id_fifo *f);
-
-/* The client `id` names if it still waits in a handshake queue, else NULL (closed meanwhile:
- * the id may even name a newer connection). */
-static struct client *hs_waiting(struct worker *w, uint32_t id)
-{
-    struct client *cl = worker_client_of(w, id);
-    return cl != NULL && cl->hs_queued ? cl : NULL;
-}
-
-/* The oldest client in hs_heavy whose ClientHello may be answered now, or NULL (it stays
- * queued). Drops stale ids at the head. */
-static struct client *hs_heavy_head(struct worker *w)
-{
-    while (w->hs_heavy.len > 0) {
-        struct client *cl = hs_waiting(w, w->hs_heavy.q[w->hs_heavy.head]);
-        if (cl == NULL) {
-            id_fifo_pop(&w->hs_heavy);
-            continue;
-        }
-        if (hs_capped(w) || (hs_heavy(w, cl) && !hs_heavy_open(w)))
-            return NULL;
-        return cl;
-    }
-    return NULL;
-}
-
-/* Whether a ClientHello waits that may be answered now (handshakes_cb would answer one). */
-static bool hs_first_ready(struct worker *w)
-{
-    return (w->hs_first.len > 0 && !hs_capped(w)) || hs_heavy_head(w) != NULL;
-}
-
-/* A client's handshake is in flight from its first step until it is established or the
- * connection closes (UCM's few connections are not capped). */
-static bool client_inflight(const struct client *cl)
-{
-    return cl->hs_started && !cl->established && !cl->ucm_peer;
-}
-
-/* `cl`'s handshake is no longer in flight: established (called just before `established` is
- * set) or its connection closed (once, from client_on_close). A ClientHello that waited for the
- * cap may be answered. */
-static void client_inflight_end(struct client *cl)
-{
-    struct worker *w = cl->w;
-    if (!client_inflight(cl))
-        return;
-    w->hs_inflight--;
-    if (cl->hs_src_counted) {
-        uint8_t key[SRC_COUNT_KEY_LEN];
-        hs_src_key(cl, key);
-        src_count_dec(&w->hs_src, key);
-        cl->hs_src_counted = false;
-    }
-    metrics_gauge_add(w->shard, -1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
-    if (!loop_timer_armed(&w->hs_timer) && hs_first_ready(w))
-        loop_timer_arm(w->loop, &w->hs_timer, loop_now_ms(w->loop), handshakes_cb);
-}
-
-/* `cl`'s first handshake step is about to run: its handshake is in flight from now. */
-static void client_inflight_start(struct client *cl)
-{
-    struct worker *w = cl->w;
-    w->hs_inflight++;
-    metrics_gauge_add(w->shard, 1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
-    if (w->e->cfg.listen.limits.max_handshakes_in_flight != 0) {
-        uint8_t key[SRC_COUNT_KEY_LEN];
-        hs_src_key(cl, key);
-        /* 0 only past the table's room (the cap's worth of sources): then it is not counted */
-        cl->hs_src_counted = src_count_inc(&w->hs_src, key) > 0;
-    }
-}
-
 /* After bytes were fed to the TLS object of `cl` (busy): the handshake step when it is not
  * established yet, then whatever records follow. */
 static void client_progress(struct client *cl)
@@ -613,11 +499,11 @@ static void client_progress(struct client *cl)
     struct conn *c = cl->conn;
     if (!cl->established) {
         if (!cl->hs_started && !cl->ucm_peer)
-            client_inflight_start(cl);
+            worker_hs_start(cl);
         cl->hs_started = true;
         int r = tls_conn_handshake(cl->tls);
         if (r == 0) {
-            client_inflight_end(cl);
+            worker_hs_end(cl);
             cl->established = true;
             metrics_inc(
                 w->shard, METRIC_TLS_HANDSHAKES,
@@ -662,119 +548,15 @@ static void client_progress(struct client *cl)
     }
 }
 
-/* Runs the handshake step `cl` waited for (it was in hs_first or hs_later). `cl` stays
- * allocated: the caller frees it if it died meanwhile. */
-static void client_run_queued(struct client *cl)
+/* Runs the handshake step `cl` waited for (in a handshake queue). `cl` stays allocated: the
+ * caller frees it if it died meanwhile. */
+void worker_client_run_queued(struct client *cl)
 {
     cl->hs_queued = false;
     cl->busy = true;
     cl->completed = false;
     client_progress(cl);
     cl->busy = false;
-}
-
-static bool id_fifo_push(struct id_fifo *f, uint32_t id)
-{
-    if (f->head + f->len == f->cap) {
-        if (f->head > 0) {
-            memmove(f->q, f->q + f->head, f->len * sizeof(*f->q));
-            f->head = 0;
-        } else {
-            uint32_t cap = f->cap ? f->cap * 2 : 256;
-            uint32_t *q = realloc(f->q, cap * sizeof(*q));
-            if (q == NULL)
-                return false;
-            f->q = q;
-            f->cap = cap;
-        }
-    }
-    f->q[f->head + f->len++] = id;
-    return true;
-}
-
-static uint32_t id_fifo_pop(struct id_fifo *f)
-{
-    uint32_t id = f->q[f->head++];
-    if (--f->len == 0)
-        f->head = 0;
-    return id;
-}
-
-/* A handshake step of `cl` waits for the end of this turn (see struct worker's hs_first and
- * hs_later): the first one (answering the ClientHello: the key exchange and the signature,
- * most of a handshake's cost) and the later ones (the client's Finished, then the session
- * ticket and the switch to our record layer: 40-60 us, and thousands of them arrive together
- * in a storm). A client that sends its Finished and closes is still served: client_on_close
- * runs its step first. */
-static void client_queue_handshake(struct client *cl)
-{
-    struct worker *w = cl->w;
-    if (cl->hs_queued)
-        return;
-    /* UCM's connections (ucm_listen) go ahead of the clients' ClientHellos, cap or no cap */
-    if (!id_fifo_push(cl->hs_started || cl->ucm_peer ? &w->hs_later : &w->hs_first, cl->id)) {
-        client_progress(cl); /* no room to wait: do it now */
-        return;
-    }
-    cl->hs_queued = true;
-    if (!loop_timer_armed(&w->hs_timer))
-        loop_timer_arm(w->loop, &w->hs_timer, loop_now_ms(w->loop), handshakes_cb);
-}
-
-static uint64_t mono_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
-}
-
-/* The next ClientHello to answer, or NULL: hs_first's while under the cap, then hs_heavy's
- * (hs_heavy_head). One of hs_first whose source has turned heavy moves to hs_heavy. */
-static struct client *hs_next_first(struct worker *w)
-{
-    while (w->hs_first.len > 0 && !hs_capped(w)) {
-        struct client *cl = hs_waiting(w, id_fifo_pop(&w->hs_first));
-        if (cl == NULL)
-            continue;
-        if (!hs_heavy(w, cl) || !id_fifo_push(&w->hs_heavy, cl->id))
-            return cl; /* (no room to wait: answered now) */
-        metrics_inc(w->shard, METRIC_TLS_CLIENT_HELLOS_HELD);
-    }
-    struct client *cl = hs_heavy_head(w);
-    if (cl != NULL)
-        id_fifo_pop(&w->hs_heavy);
-    return cl;
-}
-
-/* The end of a turn (timers run after the turn's completions): handshake steps, the later ones
- * first, then ClientHellos (hs_next_first), each queue oldest first, for at most
- * WORKER_HANDSHAKE_SLICE_US; the rest after the next turn's traffic. */
-static void handshakes_cb(struct loop *loop, struct loop_timer *t)
-{
-    struct worker *w = (struct worker *)((char *)t - offsetof(struct worker, hs_timer));
-    uint64_t start = mono_us();
-    for (;;) {
-        struct client *cl;
-        if (w->hs_later.len > 0) {
-            if ((cl = hs_waiting(w, id_fifo_pop(&w->hs_later))) == NULL)
-                continue;
-        } else if ((cl = hs_next_first(w)) == NULL) {
-            break;
-        }
-        if (w->proxy == NULL) {
-            cl->hs_queued = false;
-            continue; /* the drain's end: nothing more is read */
-        }
-        client_run_queued(cl);
-        if (cl->dead)
-            client_free(cl);
-        if (mono_us() - start >= WORKER_HANDSHAKE_SLICE_US)
-            break;
-    }
-    /* ClientHellos held back by the cap wait for client_inflight_end() to re-arm this */
-    if (w->hs_later.len > 0 || hs_first_ready(w))
-        loop_timer_arm(loop, &w->hs_timer, loop_now_ms(loop), handshakes_cb);
-    worker_schedule(w);
 }
 
 static void client_on_data(struct conn *c, const char *p, size_t n)
@@ -790,13 +572,12 @@ static void client_on_data(struct conn *c, const char *p, size_t n)
         client_plaintext(cl, p, n);
     else if (tls_conn_feed(cl->tls, p, n) < 0)
         conn_close(c, CONN_CLOSE_ERROR);
-    else if (!cl->established)
-        client_queue_handshake(cl); /* after the established connections' traffic */
-    else
-        client_progress(cl);
+    else if (cl->established || !worker_hs_queue(cl))
+        client_progress(cl); /* a handshake step waits for the end of the turn, after the
+                                established connections' traffic (now if it has no room) */
     cl->busy = false;
     if (cl->dead)
-        client_free(cl);
+        worker_client_free(cl);
     else if (was_established)
         client_message_clock(cl);
     worker_schedule(w);
@@ -813,9 +594,9 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
         /* Its Finished (and what came with it) was waiting for the handshake slice when the
          * client closed: run it now, as if it had not waited. The handshake completes and is
          * counted, and a request that came with it is handled (its answer has nowhere to go). */
-        client_run_queued(cl);
+        worker_client_run_queued(cl);
     }
-    client_inflight_end(cl);
+    worker_hs_end(cl);
     conn_set_user(c, NULL);
     loop_timer_cancel(w->loop, &cl->timer);
     if (cl->prev != NULL)
@@ -835,7 +616,7 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
         metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_OVERFLOW);
     cl->dead = true;
     if (!cl->busy)
-        client_free(cl);
+        worker_client_free(cl);
 }
 
 static void client_timer_cb(struct loop *loop, struct loop_timer *t)
@@ -872,7 +653,7 @@ static void client_timer_cb(struct loop *loop, struct loop_timer *t)
         client_flush(cl);
     cl->busy = false;
     if (cl->dead)
-        client_free(cl);
+        worker_client_free(cl);
     else
         conn_drain(cl->conn);
 }
@@ -1004,9 +785,9 @@ static enum jwt_reason worker_verify(void *ctx, const char *tok, size_t len, int
                                      struct jwt_result *out)
 {
     struct worker *w = (struct worker *)((char *)ctx - offsetof(struct worker, verifier));
-    uint64_t a = mono_us();
+    uint64_t a = worker_mono_us();
     enum jwt_reason r = auth_jwt_verify(ctx, tok, len, now, out);
-    metrics_observe_us(w->shard, mono_us() - a, METRIC_AUTH_VERIFY_DURATION);
+    metrics_observe_us(w->shard, worker_mono_us() - a, METRIC_AUTH_VERIFY_DURATION);
     return r;
 }
 
@@ -1101,8 +882,7 @@ struct worker *worker_new(struct edge *e, struct loop *loop, unsigned idx)
 
     if (RAND_bytes((unsigned char *)&w->flow_rng, sizeof(w->flow_rng)) != 1)
         goto fail;
-    if (c->listen.limits.max_handshakes_in_flight != 0 &&
-        src_count_init(&w->hs_src, c->listen.limits.max_handshakes_in_flight) < 0)
+    if (worker_hs_init(w) < 0)
         goto fail;
     /* proxy */
     struct proxy_cfg pc = {
@@ -1184,11 +964,7 @@ void worker_free(struct worker *w)
     loop_timer_cancel(w->loop, &w->tick_timer);
     loop_timer_cancel(w->loop, &w->status_timer);
     loop_timer_cancel(w->loop, &w->stop_timer);
-    loop_timer_cancel(w->loop, &w->hs_timer);
-    free(w->hs_first.q);
-    free(w->hs_heavy.q);
-    free(w->hs_later.q);
-    src_count_deinit(&w->hs_src);
+    worker_hs_deinit(w);
     for (int i = 0; i < 2; i++)
         loop_poll_cancel(w->loop, &w->polls[i]);
     proxy_free(w->proxy);
@@ -1267,7 +1043,7 @@ void worker_stop(struct worker *w, uint32_t flush_ms, void (*stopped)(void *arg)
             client_flush(cl);
         cl->busy = false;
         if (cl->dead)
-            client_free(cl);
+            worker_client_free(cl);
         else
             conn_drain(cl->conn); /* may close at once: `cl` is gone after it */
     }

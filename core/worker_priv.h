@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "auth/auth.h"
 #include "auth/budget.h"
@@ -133,12 +134,39 @@ struct worker {
     struct sip_header hdrs[WORKER_MAX_HEADERS];
 };
 
+static inline uint64_t worker_mono_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+}
+
 /* ---- worker.c ---- */
 void worker_schedule(struct worker *w);
+/** Runs the handshake step `cl` waited for in a handshake queue; the caller frees `cl` if it
+ * died meanwhile (`dead`). */
+void worker_client_run_queued(struct client *cl);
+/** Frees a client whose connection is gone (on_close ran and it is not busy). */
+void worker_client_free(struct client *cl);
 int worker_client_send(void *ctx, uint32_t client_id, const struct slice *iov, size_t n);
 struct client *worker_client_of(struct worker *w, uint32_t client_id);
 /** The metrics label of a TLS failure cause. */
 enum metrics_tls_cause worker_tls_metric_cause(enum tls_cause c);
+
+/* ---- worker_hs.c: handshake admission (the queues, the cap and each source's share) ---- */
+/** Sizes the per-source table for the cap. Returns 0 or -ENOMEM. */
+int worker_hs_init(struct worker *w);
+/** Cancels the handshake timer, frees the queues and the table. */
+void worker_hs_deinit(struct worker *w);
+/** Queues `cl`'s next handshake step for the end of the turn (a no-op when it waits already).
+ * Returns false when there is no room to queue it (ENOMEM): the caller runs it now. */
+bool worker_hs_queue(struct client *cl);
+/** `cl`'s first handshake step is about to run: its handshake is in flight from now. */
+void worker_hs_start(struct client *cl);
+/** `cl`'s handshake is no longer in flight: established (called just before `established` is
+ * set) or its connection closed (once, from its on_close); a no-op when it was not in flight. A
+ * ClientHello that waited for the cap may be answered. */
+void worker_hs_end(struct client *cl);
 
 /* ---- worker_upstream.c: the pooled UCM connections ---- */
 extern const struct upstream_ops worker_upstream_ops;
