@@ -314,6 +314,27 @@ stop_edge() {
         bash -c "! grep -qE 'ERROR: (Address|Leak)Sanitizer|runtime error:' '$log'"
 }
 
+# The handshake cap tests (t26, t27): a UCM simulator, one worker (one cap) with CAP, clients
+# that hang are not cut during the test. Then start_edge.
+hs_cap_setup() { # hs_cap_setup CAP
+    PROBE="$SRC/tests/e2e/tls_probe.py"
+    UCM_PORT=$(free_port)
+    start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
+    NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
+    WORKERS=1
+    HANDSHAKE_TIMEOUT_MS=20000
+    export SIPEDGE_LISTEN_LIMITS_MAX_HANDSHAKES_IN_FLIGHT=$1
+}
+
+# After them: the gauge back to 0, and a normal client still served.
+hs_cap_after() {
+    for _ in $(seq 1 50); do [ "$(metric '^sipedge_tls_handshakes_in_flight')" = 0 ] && break; sleep 0.1; done
+    check "the gauge is back to 0 once the clients are gone ($(metric '^sipedge_tls_handshakes_in_flight'))" \
+        test "$(metric '^sipedge_tls_handshakes_in_flight')" = 0
+    check "then a client completes its handshake and its requests are answered" \
+        python3 "$PROBE" resume "$EDGE_PORT" "$PKI/ca.crt" 1.3
+}
+
 e2e_done() {
     stop_edge
     if [ "$E2E_FAILS" -ne 0 ]; then

@@ -11,13 +11,7 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init t26_handshake_cap
 
-PROBE="$SRC/tests/e2e/tls_probe.py"
-UCM_PORT=$(free_port)
-start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
-NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
-WORKERS=1                         # one worker: one cap
-HANDSHAKE_TIMEOUT_MS=20000        # the hanging clients must not be cut during the test
-export SIPEDGE_LISTEN_LIMITS_MAX_HANDSHAKES_IN_FLIGHT=3
+hs_cap_setup 3
 UL_PORT=$(free_port) # UCM's own connections: not capped, and ahead of clients' ClientHellos
 EXTRA="ucm_listen: {port: $UL_PORT, host: edge-int.example.test, tls: {ca: $PKI/ucm-ca.crt}, node_names: [ucm1.example.test]}"
 start_edge
@@ -45,9 +39,5 @@ touch "$T/go"
 wait "$PROBE_PID" && probe_rc=0 || probe_rc=$?
 cat "$T/probe.out"
 check "3 of 8 hanging ClientHellos answered, then one per handshake that ends" test "$probe_rc" = 0
-for _ in $(seq 1 50); do [ "$(metric '^sipedge_tls_handshakes_in_flight')" = 0 ] && break; sleep 0.1; done
-check "the gauge is back to 0 once the clients are gone ($(metric '^sipedge_tls_handshakes_in_flight'))" \
-    test "$(metric '^sipedge_tls_handshakes_in_flight')" = 0
-check "then a client completes its handshake and its requests are answered" \
-    python3 "$PROBE" resume "$EDGE_PORT" "$PKI/ca.crt" 1.3
+hs_cap_after
 e2e_done

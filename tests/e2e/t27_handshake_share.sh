@@ -12,13 +12,7 @@
 source "$(dirname "$0")/lib.sh"
 e2e_init t27_handshake_share
 
-PROBE="$SRC/tests/e2e/tls_probe.py"
-UCM_PORT=$(free_port)
-start_ucmsim ucm1 "$UCM_PORT" --allow edge.example.test
-NODES="127.0.0.1 $UCM_PORT ucm1.example.test"
-WORKERS=1                  # one worker: one cap
-HANDSHAKE_TIMEOUT_MS=20000 # the hanging clients must not be cut during the test
-export SIPEDGE_LISTEN_LIMITS_MAX_HANDSHAKES_IN_FLIGHT=8
+hs_cap_setup 8
 start_edge
 wait_ready 10
 
@@ -27,9 +21,5 @@ cat "$T/probe.out"
 check "one source holds at most half the cap; the other sources get the rest" test "$probe_rc" = 0
 check "11 of 127.0.0.2's 12 ClientHellos were held, each once ($(metric '^sipedge_tls_client_hellos_held_total'))" \
     test "$(metric '^sipedge_tls_client_hellos_held_total')" = 11
-for _ in $(seq 1 50); do [ "$(metric '^sipedge_tls_handshakes_in_flight')" = 0 ] && break; sleep 0.1; done
-check "the gauge is back to 0 once the clients are gone ($(metric '^sipedge_tls_handshakes_in_flight'))" \
-    test "$(metric '^sipedge_tls_handshakes_in_flight')" = 0
-check "then a client completes its handshake and its requests are answered" \
-    python3 "$PROBE" resume "$EDGE_PORT" "$PKI/ca.crt" 1.3
+hs_cap_after
 e2e_done
