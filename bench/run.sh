@@ -449,10 +449,21 @@ scenario_reconnect() {
             /^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next }
                          for (k = 1; k <= n; k++) printf "%s ", $(col[w[k]]); print "" }' /proc/net/netstat
     }
-    local -A long_turns syn_drops
+    rq() { # a process's threads summed (schedstat): ns on a CPU, ns runnable but waiting, runs
+        cat /proc/"$1"/task/*/schedstat 2>/dev/null | awk '{ c += $1; w += $2; n += $3 } END { print c + 0, w + 0, n + 0 }'
+    }
+    rq_delta() { # rq_delta NAME BEFORE... AFTER...: the wait for a CPU over a storm
+        awk -v name="$1" -v c0="$2" -v w0="$3" -v n0="$4" -v c1="$5" -v w1="$6" -v n1="$7" 'BEGIN {
+            n = n1 - n0; if (n < 1) n = 1
+            printf "%s %.2f s on a CPU, %.2f s runnable but waiting for one (%.0f µs per run, %d runs)",
+                name, (c1 - c0) / 1e9, (w1 - w0) / 1e9, (w1 - w0) / n / 1e3, n1 - n0 }'
+    }
+    local -A long_turns syn_drops rq_waits
     for kind in $kinds; do
-        local t0 t1 n0 n1
+        local t0 t1 n0 n1 e0 e1 u0 u1
         read -r -a t0 <<<"$(turns)"
+        read -r -a e0 <<<"$(rq "$EDGE_PID")"
+        read -r -a u0 <<<"$(rq "$UCM_PID")"
         read -r -a n0 <<<"$(tcpext ListenOverflows TCPSynRetrans)"
         local extra=()
         case "$kind" in
@@ -473,7 +484,10 @@ scenario_reconnect() {
             --setup-concurrency 256 --setup-timeout 300 --threads 2
         wait "$bg" || true
         read -r -a t1 <<<"$(turns)"
+        read -r -a e1 <<<"$(rq "$EDGE_PID")"
+        read -r -a u1 <<<"$(rq "$UCM_PID")"
         read -r -a n1 <<<"$(tcpext ListenOverflows TCPSynRetrans)"
+        rq_waits[$kind]="$(rq_delta edge "${e0[@]}" "${e1[@]}"); $(rq_delta "UCM stand-in" "${u0[@]}" "${u1[@]}")"
         syn_drops[$kind]="$((n1[0] - n0[0])) accept-queue overflows, $((n1[1] - n0[1])) SYN retransmissions"
         long_turns[$kind]="$((t1[0] - t0[0])) turns, $((t1[0] - t1[1] - t0[0] + t0[1])) over 10 ms, $((t1[0] - t1[2] - t0[0] + t0[2])) over 100 ms"
     done
@@ -501,6 +515,7 @@ scenario_reconnect() {
     for kind in $kinds; do
         echo "edge worker loop turns during the $kind storm and the connected clients' window: ${long_turns[$kind]}"
         echo "the host's TCP during the $kind storm (nstat TcpExt, all sockets): ${syn_drops[$kind]}"
+        echo "the CPU during the $kind storm and the connected clients' window (schedstat, all threads): ${rq_waits[$kind]}"
     done
 }
 
