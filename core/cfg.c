@@ -143,8 +143,8 @@ static const struct cfg_list keys_list = {key_fields,
       "TLS handshakes per worker past their first step, waiting for the client (each holds "       \
       "about 35 KB of OpenSSL state): at the cap further ClientHellos wait, a few hundred bytes "  \
       "each, until one ends; bounds a reconnect storm's memory peak. A source (IPv4 address, "     \
-      "IPv6 /64) with a sixteenth of the cap in flight gets further answers only below half of "   \
-      "it (0: no cap)")                                                                            \
+      "IPv6 /64) with a sixteenth of the cap in flight, or more waiting, gets further answers "    \
+      "only below half of it, after other sources' (0: no cap)")                                   \
     X(LIMITS_IDLE_TIMEOUT_MS, "listen.limits.idle_timeout_ms", T_U32,                              \
       listen.limits.idle_timeout_ms, "600000", 1000, 86400000, 0, NULL,                            \
       "close a silent client connection after (longer than the re-REGISTER interval)")             \

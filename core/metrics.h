@@ -333,8 +333,8 @@ enum metrics_type {
       NONE, NONE, NONE)                                                                            \
     X(TLS_CLIENT_HELLOS_HELD, "sipedge_tls_client_hellos_held_total", METRICS_COUNTER,             \
       "ClientHellos set aside because their source (an IPv4 address, an IPv6 /64) had a "          \
-      "sixteenth of listen.limits.max_handshakes_in_flight in flight: answered only while less "   \
-      "than half the cap is in flight.",                                                           \
+      "sixteenth of listen.limits.max_handshakes_in_flight in flight, or more than that waiting: " \
+      "answered after other sources' and only while less than half the cap is in flight.",         \
       NONE, NONE, NONE)                                                                            \
     X(CONNECTIONS_ACCEPTED, "sipedge_connections_accepted_total", METRICS_COUNTER,                 \
       "Client connections accepted.", NONE, NONE, NONE)                                            \

@@ -4,6 +4,7 @@
 // source's share of it. See struct worker's hs_* fields.
 #include "core/worker_priv.h"
 
+#include <errno.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,8 +32,9 @@ static void hs_src_key(const struct client *cl, uint8_t key[SRC_COUNT_KEY_LEN])
         memset(key + 8, 0, 8);
 }
 
-/* Whether `cl`'s source is heavy: a sixteenth of the cap (at least 1) of its handshakes in
- * flight already (see struct worker's hs_inflight). */
+/* Whether `cl`'s source is heavy (see struct worker's hs_inflight): with a share of the cap (a
+ * sixteenth, at least 1), that share of its handshakes in flight already, or more than that
+ * share of its ClientHellos waiting. */
 static bool hs_heavy(const struct worker *w, const struct client *cl)
 {
     uint32_t cap = w->e->cfg.listen.limits.max_handshakes_in_flight;
@@ -41,7 +43,18 @@ static bool hs_heavy(const struct worker *w, const struct client *cl)
     uint8_t key[SRC_COUNT_KEY_LEN];
     hs_src_key(cl, key);
     uint32_t share = cap / 16 ? cap / 16 : 1;
-    return src_count_get(&w->hs_src, key) >= share;
+    return src_count_get(&w->hs_src, key) >= share || src_count_get(&w->hs_wait, key) > share;
+}
+
+/* `cl`'s ClientHello no longer waits: answered, or its connection closed. */
+static void hs_wait_end(struct worker *w, struct client *cl)
+{
+    if (!cl->hs_wait_counted)
+        return;
+    uint8_t key[SRC_COUNT_KEY_LEN];
+    hs_src_key(cl, key);
+    src_count_dec(&w->hs_wait, key);
+    cl->hs_wait_counted = false;
 }
 
 /* A heavy source's ClientHello is answered only below half the cap. */
@@ -97,6 +110,7 @@ static bool client_inflight(const struct client *cl)
 void worker_hs_end(struct client *cl)
 {
     struct worker *w = cl->w;
+    hs_wait_end(w, cl);
     if (!client_inflight(cl))
         return;
     w->hs_inflight--;
@@ -115,6 +129,7 @@ void worker_hs_end(struct client *cl)
 void worker_hs_start(struct client *cl)
 {
     struct worker *w = cl->w;
+    hs_wait_end(w, cl);
     w->hs_inflight++;
     metrics_gauge_add(w->shard, 1, METRIC_TLS_HANDSHAKES_IN_FLIGHT);
     if (w->e->cfg.listen.limits.max_handshakes_in_flight != 0) {
@@ -164,9 +179,16 @@ bool worker_hs_queue(struct client *cl)
     if (cl->hs_queued)
         return true;
     /* UCM's connections (ucm_listen) go ahead of the clients' ClientHellos, cap or no cap */
-    if (!id_fifo_push(cl->hs_started || cl->ucm_peer ? &w->hs_later : &w->hs_first, cl->id))
+    bool first = !cl->hs_started && !cl->ucm_peer;
+    if (!id_fifo_push(first ? &w->hs_first : &w->hs_later, cl->id))
         return false;
     cl->hs_queued = true;
+    if (first && w->e->cfg.listen.limits.max_handshakes_in_flight != 0) {
+        uint8_t key[SRC_COUNT_KEY_LEN];
+        hs_src_key(cl, key);
+        /* 0 past the table's room: then not counted (and not heavy by its waiting) */
+        cl->hs_wait_counted = src_count_inc(&w->hs_wait, key) > 0;
+    }
     if (!loop_timer_armed(&w->hs_timer))
         loop_timer_arm(w->loop, &w->hs_timer, loop_now_ms(w->loop), handshakes_cb);
     return true;
@@ -224,7 +246,15 @@ static void handshakes_cb(struct loop *loop, struct loop_timer *t)
 int worker_hs_init(struct worker *w)
 {
     uint32_t cap = w->e->cfg.listen.limits.max_handshakes_in_flight;
-    return cap != 0 ? src_count_init(&w->hs_src, cap) : 0;
+    if (cap == 0)
+        return 0;
+    /* sources with ClientHellos waiting: up to 16 per handshake the cap allows (8,192 for 512;
+     * beyond that a source is not counted, and its ClientHellos wait in arrival order) */
+    uint32_t conns = w->e->cfg.listen.limits.max_conns_per_worker;
+    uint32_t waiting = cap < conns / 16 ? cap * 16 : conns;
+    if (src_count_init(&w->hs_src, cap) < 0 || src_count_init(&w->hs_wait, waiting) < 0)
+        return -ENOMEM;
+    return 0;
 }
 
 void worker_hs_deinit(struct worker *w)
@@ -234,4 +264,5 @@ void worker_hs_deinit(struct worker *w)
     free(w->hs_heavy.q);
     free(w->hs_later.q);
     src_count_deinit(&w->hs_src);
+    src_count_deinit(&w->hs_wait);
 }

@@ -60,9 +60,10 @@ struct client {
     uint8_t src[BUDGET_ADDR_LEN]; /* peer address: the key of its verification budget */
     uint32_t failed_tokens;       /* rejected tokens on this connection */
     bool established;
-    bool hs_queued;      /* in one of the worker's handshake queues */
-    bool hs_started;     /* its first handshake step (the ClientHello's answer) has run */
-    bool hs_src_counted; /* in flight and counted in the worker's hs_src */
+    bool hs_queued;       /* in one of the worker's handshake queues */
+    bool hs_started;      /* its first handshake step (the ClientHello's answer) has run */
+    bool hs_src_counted;  /* in flight and counted in the worker's hs_src */
+    bool hs_wait_counted; /* its ClientHello waits and is counted in the worker's hs_wait */
     bool busy, dead;
     bool drained;               /* closing once its answers are out: read nothing more */
     struct policy_binding bind; /* who may send calls on it (core/policy.h) */
@@ -117,13 +118,16 @@ struct worker {
     /* Handshakes past their first step and not done (the client's Finished awaited): each holds
      * OpenSSL's handshake state, ≈ 35 KB. At listen.limits.max_handshakes_in_flight (the cap)
      * no further ClientHello is answered; those wait, a few hundred bytes each. A source (an
-     * IPv4 address, an IPv6 /64) with a sixteenth of the cap in flight is heavy: its
-     * ClientHellos wait in hs_heavy and are answered only while less than half the cap is in
-     * flight, so that one peer's stalled handshakes leave the other half to the rest. */
+     * IPv4 address, an IPv6 /64) with a sixteenth of the cap in flight, or more than that many
+     * ClientHellos waiting, is heavy: its ClientHellos wait in hs_heavy, answered only when no
+     * other source's waits in hs_first and while less than half the cap is in flight. So one
+     * peer's stalled handshakes leave the other half of the cap to the rest, and one peer's
+     * flood of ClientHellos does not queue ahead of everyone else's. */
     uint32_t hs_inflight;
-    struct src_count hs_src; /* the handshakes in flight per source, with a cap */
-    struct client *clients;  /* every open client connection */
-    atomic_uint n_clients;   /* their count, for the drain loop on the main thread */
+    struct src_count hs_src;  /* the handshakes in flight per source, with a cap */
+    struct src_count hs_wait; /* the ClientHellos waiting per source, with a cap */
+    struct client *clients;   /* every open client connection */
+    atomic_uint n_clients;    /* their count, for the drain loop on the main thread */
     struct loop_timer stop_timer;
     uint64_t stop_deadline;
     void (*stopped)(void *arg);

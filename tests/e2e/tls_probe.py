@@ -27,7 +27,12 @@
 #                               from 127.0.0.2 get CAP - CAP/2 answers; CAP/2 from other sources
 #                               all of theirs, up to the cap; one more source waits; it is answered
 #                               ahead of 127.0.0.2's queue when a handshake ends; once 127.0.0.2's
-#                               answered connections close, exactly one more of its ClientHellos
+#                               answered connections close, none more (8 still wait: heavy, and
+#                               half the cap is in flight); once the others close, CAP/2 - 1
+#   fair PORT CA CAP            the same cap (below 32) held by CAP sources; 3 ClientHellos from
+#                               127.0.0.3 then 1 from 127.0.0.41 wait; when a handshake ends the
+#                               lone source's is answered, not the first queued (a source with
+#                               more than one waiting goes last); below half the cap, the 3
 # Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s).
 import concurrent.futures
 import hashlib
@@ -309,8 +314,30 @@ def share(port, ca, limit, n):
     for c in [c for c in flood if c.answered]:
         c.sock.close()
         flood.remove(c)
-    answered_after(flood, 1, "127.0.0.2, once its answered connections closed")
-    for c in flood + others + [late]:
+    # none in flight, but 8 waiting: still heavy, and half the cap is in flight
+    answered_after(flood, 0, "127.0.0.2, once its answered connections closed")
+    for c in others:
+        c.sock.close()
+    answered_after(flood, heavy - 1, "127.0.0.2, once the others closed (1 other in flight)")
+    for c in flood + [late]:
+        c.sock.close()
+
+
+def fair(port, ca, limit):
+    ctx = context(ca, "1.3")
+    held = [Hello(ctx, port, f"127.0.0.{50 + i}") for i in range(limit)]
+    answered_after(held, limit, f"cap {limit}, one source each")
+    flood = [Hello(ctx, port, "127.0.0.3") for _ in range(3)]
+    time.sleep(0.3)  # queued before the next one
+    late = Hello(ctx, port, "127.0.0.41")
+    answered_after(flood + [late], 0, "at the cap: 3 from one source, then 1 from another")
+    finish(held.pop(), "fair")
+    answered_after([late], 1, "a handshake ended: the lone source's ClientHello goes first")
+    answered_after(flood, 0, "127.0.0.3's, meanwhile")
+    for c in held:
+        c.sock.close()
+    answered_after(flood, 3, "below half the cap: 127.0.0.3's")
+    for c in flood + [late]:
         c.sock.close()
 
 
@@ -331,6 +358,8 @@ def main():
         cap(port, ca, int(sys.argv[4]), int(sys.argv[5]), files)
     elif cmd == "share":
         share(port, ca, int(sys.argv[4]), int(sys.argv[5]))
+    elif cmd == "fair":
+        fair(port, ca, int(sys.argv[4]))
     elif cmd == "finish_close":
         finish_close(port, ca, sys.argv[4], int(sys.argv[5]))
     else:
