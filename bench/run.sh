@@ -417,9 +417,11 @@ scenario_keepalive() {
 # (resume: each client's warm-up connection REGISTERs it), so a full storm verifies every token
 # (a restart with no Redis, or Redis lost too); `full-seen` REGISTERs every token once before the
 # storm (unmeasured), as after a restart whose Redis kept the verified tokens or after a blip.
-# RC_KINDS picks the storms (default: full full-seen resume).
+# RC_KINDS picks the storms (default: full full-seen resume). Beside each storm a newcomer from
+# 127.0.0.5 makes one TLS connection at a time (bench/handshake_probe.py) for RC_PROBE_SECONDS
+# (default 10): how long a client from another address waits for its handshake meanwhile.
 scenario_reconnect() {
-    local n=${RC_CONNS:-18000} rate=${RC_RATE:-200} secs=${RC_SECONDS:-60} lim kind bg
+    local n=${RC_CONNS:-18000} rate=${RC_RATE:-200} secs=${RC_SECONDS:-60} lim kind bg probe
     local kinds=${RC_KINDS:-full full-seen resume}
     if [ "$QUICK" = 1 ]; then
         n=500 secs=8
@@ -478,11 +480,17 @@ scenario_reconnect() {
         bg=$!
         for _ in $(seq 1 600); do [ -f "$T/connected.ready" ] && break; sleep 0.1; done
         sleep 1
+        # a newcomer from another address (the storm's clients are all 127.0.0.1): its handshakes
+        # over the storm's first RC_PROBE_SECONDS
+        python3 "$SRC/bench/handshake_probe.py" --port "$EDGE_PORT" --ca "$PKI/ca.crt" \
+            --source 127.0.0.5 --duration "${RC_PROBE_SECONDS:-10}" >"$T/probe-$kind.json" 2>&1 &
+        probe=$!
         BENCH_PREFIX="nice -n ${RC_STORM_NICE:-19}" \
             run_bench "rc-storm-$kind" --storm "$n" --concurrency "$n" --direct "${extra[@]}" \
             --key "$JWT_KEY" --kid es1 --users "$n" --duration "$secs" --timeout-ms 60000 \
             --setup-concurrency 256 --setup-timeout 300 --threads 2
         wait "$bg" || true
+        wait "$probe" || true
         read -r -a t1 <<<"$(turns)"
         read -r -a e1 <<<"$(rq "$EDGE_PID")"
         read -r -a u1 <<<"$(rq "$UCM_PID")"
@@ -516,6 +524,7 @@ scenario_reconnect() {
         echo "edge worker loop turns during the $kind storm and the connected clients' window: ${long_turns[$kind]}"
         echo "the host's TCP during the $kind storm (nstat TcpExt, all sockets): ${syn_drops[$kind]}"
         echo "the CPU during the $kind storm and the connected clients' window (schedstat, all threads): ${rq_waits[$kind]}"
+        echo "a newcomer from 127.0.0.5 during the $kind storm's first ${RC_PROBE_SECONDS:-10} s, one TLS 1.3 handshake at a time: $(jq -c . "$T/probe-$kind.json" 2>/dev/null || cat "$T/probe-$kind.json")"
     done
 }
 
