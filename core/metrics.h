@@ -331,6 +331,10 @@ enum metrics_type {
       "Client TLS handshakes past their first step, waiting for the client (at most "              \
       "listen.limits.max_handshakes_in_flight per worker; further ClientHellos wait).",            \
       NONE, NONE, NONE)                                                                            \
+    X(TLS_CLIENT_HELLOS_WAITING, "sipedge_tls_client_hellos_waiting", METRICS_GAUGE,               \
+      "Client connections whose first TLS handshake step waits: for the end of the loop turn, "    \
+      "for listen.limits.max_handshakes_in_flight or for their source's share of it.",             \
+      NONE, NONE, NONE)                                                                            \
     X(TLS_CLIENT_HELLOS_HELD, "sipedge_tls_client_hellos_held_total", METRICS_COUNTER,             \
       "ClientHellos set aside because their source (an IPv4 address, an IPv6 /64) had a "          \
       "sixteenth of listen.limits.max_handshakes_in_flight in flight, or more than that waiting: " \

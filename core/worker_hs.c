@@ -49,6 +49,10 @@ static bool hs_heavy(const struct worker *w, const struct client *cl)
 /* `cl`'s ClientHello no longer waits: answered, or its connection closed. */
 static void hs_wait_end(struct worker *w, struct client *cl)
 {
+    if (cl->hs_hello_waits) {
+        cl->hs_hello_waits = false;
+        metrics_gauge_add(w->shard, -1, METRIC_TLS_CLIENT_HELLOS_WAITING);
+    }
     if (!cl->hs_wait_counted)
         return;
     uint8_t key[SRC_COUNT_KEY_LEN];
@@ -183,7 +187,11 @@ bool worker_hs_queue(struct client *cl)
     if (!id_fifo_push(first ? &w->hs_first : &w->hs_later, cl->id))
         return false;
     cl->hs_queued = true;
-    if (first && w->e->cfg.listen.limits.max_handshakes_in_flight != 0) {
+    if (first && !cl->hs_hello_waits) {
+        cl->hs_hello_waits = true;
+        metrics_gauge_add(w->shard, 1, METRIC_TLS_CLIENT_HELLOS_WAITING);
+    }
+    if (first && !cl->hs_wait_counted && w->e->cfg.listen.limits.max_handshakes_in_flight != 0) {
         uint8_t key[SRC_COUNT_KEY_LEN];
         hs_src_key(cl, key);
         /* 0 past the table's room: then not counted (and not heavy by its waiting) */

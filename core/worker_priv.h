@@ -63,7 +63,8 @@ struct client {
     bool hs_queued;       /* in one of the worker's handshake queues */
     bool hs_started;      /* its first handshake step (the ClientHello's answer) has run */
     bool hs_src_counted;  /* in flight and counted in the worker's hs_src */
-    bool hs_wait_counted; /* its ClientHello waits and is counted in the worker's hs_wait */
+    bool hs_hello_waits;  /* its ClientHello waits to be answered (the gauge counts it) */
+    bool hs_wait_counted; /* ... and is counted in the worker's hs_wait */
     bool busy, dead;
     bool drained;               /* closing once its answers are out: read nothing more */
     struct policy_binding bind; /* who may send calls on it (core/policy.h) */

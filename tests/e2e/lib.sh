@@ -331,6 +331,8 @@ hs_cap_after() {
     for _ in $(seq 1 50); do [ "$(metric '^sipedge_tls_handshakes_in_flight')" = 0 ] && break; sleep 0.1; done
     check "the gauge is back to 0 once the clients are gone ($(metric '^sipedge_tls_handshakes_in_flight'))" \
         test "$(metric '^sipedge_tls_handshakes_in_flight')" = 0
+    check "... and none waits ($(metric '^sipedge_tls_client_hellos_waiting'))" \
+        test "$(metric '^sipedge_tls_client_hellos_waiting')" = 0
     check "then a client completes its handshake and its requests are answered" \
         python3 "$PROBE" resume "$EDGE_PORT" "$PKI/ca.crt" 1.3
 }

@@ -27,6 +27,8 @@ PROBE_PID=$!
 for _ in $(seq 1 100); do [ -f "$T/capped" ] && break; sleep 0.1; done
 check "the gauge shows the cap reached ($(metric '^sipedge_tls_handshakes_in_flight'))" \
     test "$(metric '^sipedge_tls_handshakes_in_flight')" = 3
+check "... and the other 5 ClientHellos waiting ($(metric '^sipedge_tls_client_hellos_waiting'))" \
+    test "$(metric '^sipedge_tls_client_hellos_waiting')" = 5
 rc=0
 "$BIN/sipedge-tlsclient" --connect "127.0.0.1:$UL_PORT" --ca "$PKI/ca.crt" --name localhost \
     --timeout-ms 2000 --cert "$PKI/ucm.crt" --key "$PKI/ucm.key" "send:$T/opt.sip" head \
