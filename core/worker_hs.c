@@ -22,14 +22,10 @@ static bool hs_capped(const struct worker *w)
     return cap != 0 && w->hs_inflight >= cap;
 }
 
-/* The key of `cl`'s source in hs_src: its IPv4 address, or its IPv6 address's /64 (a peer
- * usually has a whole /64). */
+/* The key of `cl`'s source in hs_src and hs_wait: its IPv4 address, or its IPv6 /64. */
 static void hs_src_key(const struct client *cl, uint8_t key[SRC_COUNT_KEY_LEN])
 {
-    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    memcpy(key, cl->src, SRC_COUNT_KEY_LEN);
-    if (memcmp(key, v4_mapped, sizeof(v4_mapped)) != 0)
-        memset(key + 8, 0, 8);
+    src_count_key_of_peer(cl->src, key);
 }
 
 /* Whether `cl`'s source is heavy (see struct worker's hs_inflight): with a share of the cap (a

@@ -35,6 +35,14 @@ static uint32_t find(const struct src_count *t, const uint8_t *key)
     return i;
 }
 
+void src_count_key_of_peer(const uint8_t addr[SRC_COUNT_KEY_LEN], uint8_t key[SRC_COUNT_KEY_LEN])
+{
+    static const uint8_t v4_mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+    memcpy(key, addr, SRC_COUNT_KEY_LEN);
+    if (memcmp(key, v4_mapped, sizeof(v4_mapped)) != 0)
+        memset(key + 8, 0, 8);
+}
+
 int src_count_init(struct src_count *t, uint32_t max)
 {
     memset(t, 0, sizeof(*t));

@@ -28,6 +28,13 @@ struct src_count {
     uint64_t seed[2];
 };
 
+/**
+ * The key of source address `addr` (IPv4 mapped into IPv6) for a per-peer bound: an IPv4 address
+ * as it is, an IPv6 address cut to its /64 (a peer usually holds a whole /64, and could take a
+ * new address in it for every connection).
+ */
+void src_count_key_of_peer(const uint8_t addr[SRC_COUNT_KEY_LEN], uint8_t key[SRC_COUNT_KEY_LEN]);
+
 /** Sizes `t` for `max` (>= 1) keys at once. Returns 0 or -ENOMEM. */
 int src_count_init(struct src_count *t, uint32_t max);
 

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
-// net/src_count.c: counts per key against a reference, deletions inside probe runs (the
-// backward shift), the bound on keys, the seed.
+// net/src_count.c: a peer's key (IPv4 address, IPv6 /64), counts per key against a reference,
+// deletions inside probe runs (the backward shift), the bound on keys, the seed.
+#include <arpa/inet.h>
 #include <criterion/criterion.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -15,6 +17,43 @@ static void key_of(uint32_t i, uint8_t key[SRC_COUNT_KEY_LEN])
     key[13] = (uint8_t)(i >> 16);
     key[14] = (uint8_t)(i >> 8);
     key[15] = (uint8_t)i;
+}
+
+static void key_parse(const char *text, uint8_t out[SRC_COUNT_KEY_LEN])
+{
+    uint8_t a[SRC_COUNT_KEY_LEN];
+    struct in_addr v4;
+    if (inet_pton(AF_INET, text, &v4) == 1) {
+        memset(a, 0, sizeof(a));
+        a[10] = a[11] = 0xff;
+        memcpy(a + 12, &v4, 4);
+    } else {
+        cr_assert_eq(inet_pton(AF_INET6, text, a), 1, "%s", text);
+    }
+    src_count_key_of_peer(a, out);
+}
+
+Test(src_count, a_peer_is_an_ipv4_address_or_an_ipv6_slash_64)
+{
+    static const struct {
+        const char *a, *b;
+        bool same;
+    } rows[] = {
+        {"192.0.2.1", "192.0.2.1", true},
+        {"192.0.2.1", "192.0.2.2", false}, /* IPv4: each address its own */
+        {"2001:db8::1", "2001:db8::2", true},
+        {"2001:db8::1", "2001:db8::ffff:ffff:ffff:ffff", true}, /* anywhere in the /64 */
+        {"2001:db8::1", "2001:db8:0:1::1", false},              /* the next /64 */
+        {"::ffff:192.0.2.1", "192.0.2.1", true},                /* mapped is IPv4 */
+        {"::1", "::2", true},
+    };
+    for (size_t i = 0; i < sizeof(rows) / sizeof(rows[0]); i++) {
+        uint8_t ka[SRC_COUNT_KEY_LEN], kb[SRC_COUNT_KEY_LEN];
+        key_parse(rows[i].a, ka);
+        key_parse(rows[i].b, kb);
+        cr_assert_eq(memcmp(ka, kb, sizeof(ka)) == 0, rows[i].same, "%s vs %s", rows[i].a,
+                     rows[i].b);
+    }
 }
 
 Test(src_count, counts_each_key_and_frees_its_bucket_at_zero)
