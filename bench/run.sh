@@ -420,6 +420,8 @@ scenario_keepalive() {
 # RC_KINDS picks the storms (default: full full-seen resume). Beside each storm a newcomer from
 # 127.0.0.5 makes one TLS connection at a time (bench/handshake_probe.py) for RC_PROBE_SECONDS
 # (default 10): how long a client from another address waits for its handshake meanwhile.
+# RC_SOURCES spreads the storm's clients over that many addresses (127.16-17.x.y; default: all
+# from 127.0.0.1, as behind one NAT), e.g. 18000: each client from an address of its own.
 scenario_reconnect() {
     local n=${RC_CONNS:-18000} rate=${RC_RATE:-200} secs=${RC_SECONDS:-60} lim kind bg probe
     local kinds=${RC_KINDS:-full full-seen resume}
@@ -488,7 +490,8 @@ scenario_reconnect() {
         BENCH_PREFIX="nice -n ${RC_STORM_NICE:-19}" \
             run_bench "rc-storm-$kind" --storm "$n" --concurrency "$n" --direct "${extra[@]}" \
             --key "$JWT_KEY" --kid es1 --users "$n" --duration "$secs" --timeout-ms 60000 \
-            --setup-concurrency 256 --setup-timeout 300 --threads 2
+            --setup-concurrency 256 --setup-timeout 300 --threads 2 \
+            ${RC_SOURCES:+--sources "$RC_SOURCES"}
         wait "$bg" || true
         wait "$probe" || true
         read -r -a t1 <<<"$(turns)"

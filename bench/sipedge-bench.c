@@ -68,6 +68,7 @@ struct bench_opts {
     double churn_pct; /* --churn: % of the connections closed and opened again per minute */
     unsigned keepalive_ms, ping_ms; /* --idle: CRLFCRLF / OPTIONS per connection this often */
     unsigned conns, users, concurrency, threads, storm, idle, setup_concurrency;
+    unsigned sources; /* --sources: clients spread over this many local addresses (0: one) */
     uint64_t max_requests, fresh_pool;
     unsigned timeout_ms, lifetime_s;
     uint16_t tls_max; /* 0: up to TLS 1.3; 0x0303: TLS 1.2 only */
@@ -1092,8 +1093,14 @@ static void client_start(struct client *cl)
     cl->err_counted = false;
     cl->ping_out = false;
     struct conn *c = NULL;
-    int r = loop_connect(t->loop, (const struct sockaddr *)&t->b->addr, sizeof(t->b->addr),
-                         o->timeout_ms, &client_ops, cl, &c);
+    struct sockaddr_in src = {.sin_family = AF_INET};
+    if (o->sources) { /* 127.(16 + thread).x.y: every 127/8 address is the loopback's */
+        uint32_t i = cl->idx % o->sources + 1;
+        src.sin_addr.s_addr = htonl(127u << 24 | (16u + t->idx) << 16 | i);
+    }
+    int r = loop_connect_from(t->loop, (const struct sockaddr *)&t->b->addr, sizeof(t->b->addr),
+                              o->sources ? (const struct sockaddr *)&src : NULL, sizeof(src),
+                              o->timeout_ms, &client_ops, cl, &c);
     if (r < 0) {
         cl->st = CS_IDLE;
         count_error(cl, ERR_CONNECT);
@@ -1709,6 +1716,9 @@ static void usage(void)
         "  bounds: --duration S (5)  --max-requests N  --timeout-ms MS (5000)\n"
         "          --setup-timeout S (60)  --setup-concurrency N (256)\n"
         "  other:  --host IP (127.0.0.1)  --server-name N (localhost)  --tls-cert/--tls-key PEM\n"
+        "          --sources N (client slot i connects from 127.(16+thread).x.y, x.y = i mod N + "
+        "1:\n"
+        "          clients from many addresses, as a real storm's; loopback --host only)\n"
         "          --direct (first REGISTER carries the token)  --threads T (1)  --tls-max "
         "1.2|1.3\n"
         "          --edge-pid PID[,PID...]  --ucm-pid PID  --ready-file F  --label L  --json  "
@@ -1731,6 +1741,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
 {
     enum {
         O_HOST = 256,
+        O_SOURCES,
         O_CALLS,
         O_CALL_TO,
         O_PORT,
@@ -1776,6 +1787,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
     };
     static const struct option lo[] = {
         {"host", 1, 0, O_HOST},
+        {"sources", 1, 0, O_SOURCES},
         {"port", 1, 0, O_PORT},
         {"ca", 1, 0, O_CA},
         {"server-name", 1, 0, O_SNI},
@@ -1838,6 +1850,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         switch (c) {
         case O_HOST:
             o->host = optarg;
+            break;
+        case O_SOURCES:
+            o->sources = (unsigned)parse_num(optarg, "--sources", 1, 65535);
             break;
         case O_PORT:
             o->port = (int)parse_num(optarg, "--port", 1, 65535);

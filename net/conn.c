@@ -669,7 +669,15 @@ void conn__tune_socket(struct loop *loop, int fd)
 int loop_connect(struct loop *loop, const struct sockaddr *addr, socklen_t len, uint32_t timeout_ms,
                  const struct conn_ops *ops, void *arg, struct conn **out)
 {
-    if (!ops || !ops->on_data || len > sizeof(struct sockaddr_storage))
+    return loop_connect_from(loop, addr, len, NULL, 0, timeout_ms, ops, arg, out);
+}
+
+int loop_connect_from(struct loop *loop, const struct sockaddr *addr, socklen_t len,
+                      const struct sockaddr *src, socklen_t src_len, uint32_t timeout_ms,
+                      const struct conn_ops *ops, void *arg, struct conn **out)
+{
+    if (!ops || !ops->on_data || len > sizeof(struct sockaddr_storage) ||
+        (src != NULL && src->sa_family != addr->sa_family))
         return -EINVAL;
     struct conn_connect *cc = calloc(1, sizeof(*cc));
     if (!cc)
@@ -678,6 +686,16 @@ int loop_connect(struct loop *loop, const struct sockaddr *addr, socklen_t len, 
     if (fd < 0) {
         free(cc);
         return -errno;
+    }
+    if (src != NULL) {
+        int one = 1; /* the port comes with the connect: many sources share the port space */
+        (void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+        if (bind(fd, src, src_len) < 0) {
+            int err = -errno;
+            free(cc);
+            close(fd);
+            return err;
+        }
     }
     /* the connect and its timeout must be submitted together: make room for both first */
     if (io_uring_sq_space_left(&loop->ring) < 2 && loop->enabled)

@@ -142,6 +142,16 @@ int loop_connect(struct loop *loop, const struct sockaddr *addr, socklen_t len, 
                  const struct conn_ops *ops, void *arg, struct conn **out);
 
 /**
+ * loop_connect() from the local address `src` (`src_len` bytes, the same family as `addr`; its
+ * port 0: the kernel picks one at the connect, IP_BIND_ADDRESS_NO_PORT), e.g. a load generator's
+ * clients each from an address of their own. `src` NULL: loop_connect(). Returns as it does, or
+ * the bind's -errno.
+ */
+int loop_connect_from(struct loop *loop, const struct sockaddr *addr, socklen_t len,
+                      const struct sockaddr *src, socklen_t src_len, uint32_t timeout_ms,
+                      const struct conn_ops *ops, void *arg, struct conn **out);
+
+/**
  * Takes ownership of `fd`, a connected stream socket made elsewhere (e.g. auth/'s Redis
  * socket); it is set non-blocking and read/written by the ring from now on, and closed with the
  * conn. on_open runs before this returns. Loop thread. Returns 0 (conn in `*out`, may be NULL)

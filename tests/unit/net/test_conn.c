@@ -397,6 +397,7 @@ struct connect_req {
     int port;
     uint32_t timeout_ms;
     struct out_result *r;
+    const char *src; /* loop_connect_from() this address, else loop_connect() */
     int ret;
 };
 
@@ -404,8 +405,15 @@ static void do_connect(struct loop *loop, void *arg)
 {
     struct connect_req *q = arg;
     struct sockaddr_in a = loopback4(q->port);
-    q->ret =
-        loop_connect(loop, (struct sockaddr *)&a, sizeof(a), q->timeout_ms, &out_ops, q->r, NULL);
+    if (q->src == NULL) {
+        q->ret = loop_connect(loop, (struct sockaddr *)&a, sizeof(a), q->timeout_ms, &out_ops, q->r,
+                              NULL);
+        return;
+    }
+    struct sockaddr_in s = {.sin_family = AF_INET};
+    cr_assert_eq(inet_pton(AF_INET, q->src, &s.sin_addr), 1);
+    q->ret = loop_connect_from(loop, (struct sockaddr *)&a, sizeof(a), (struct sockaddr *)&s,
+                               sizeof(s), q->timeout_ms, &out_ops, q->r, NULL);
 }
 
 static bool flag_set(atomic_int *f)
@@ -461,6 +469,48 @@ Test(conn, connects_out_and_exchanges_bytes)
     cr_assert_eq(atomic_load(&r.reason), CONN_CLOSE_PEER);
     struct loop_stats s = stats_of(loop);
     cr_assert_eq(s.connected, 1);
+    close(lfd);
+    cr_assert_eq(test_thread_stop(&t), 0);
+    loop_free(loop);
+}
+
+Test(conn, connects_out_from_the_given_local_address)
+{
+    struct loop_cfg cfg;
+    loop_cfg_default(&cfg);
+    cfg.max_conns = 16;
+    struct loop *loop = loop_new(&cfg);
+    struct test_thread t;
+    test_thread_start(&t, loop);
+    int port;
+    int lfd = plain_listener(8, &port);
+    struct out_result r = {0};
+    struct connect_req q = {.port = port, .timeout_ms = 2000, .r = &r, .src = "127.0.0.9"};
+    run_on(loop, do_connect, &q);
+    cr_assert_eq(q.ret, 0);
+    struct timeval tv = {WAIT_MS / 1000, 0};
+    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in peer;
+    socklen_t pl = sizeof(peer);
+    int fd = accept(lfd, (struct sockaddr *)&peer, &pl);
+    cr_assert_geq(fd, 0);
+    char text[INET_ADDRSTRLEN];
+    inet_ntop(AF_INET, &peer.sin_addr, text, sizeof(text));
+    cr_assert_str_eq(text, "127.0.0.9");
+    cr_assert_neq(ntohs(peer.sin_port), 0, "the kernel picked a port at the connect");
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    char buf[4];
+    cr_assert_eq(read_full(fd, buf, 4), 4);
+    cr_assert_arr_eq(buf, "ping", 4);
+    close(fd);
+    cr_assert(flag_set(&r.closed));
+    /* an address the host does not have: the bind's error, nothing left open */
+    struct out_result r2 = {0};
+    struct connect_req q2 = {.port = port, .timeout_ms = 2000, .r = &r2, .src = "192.0.2.1"};
+    run_on(loop, do_connect, &q2);
+    cr_assert_eq(q2.ret, -EADDRNOTAVAIL);
+    struct loop_stats st = stats_of(loop);
+    cr_assert_eq(st.connected, 1, "the refused one took no connection");
     close(lfd);
     cr_assert_eq(test_thread_stop(&t), 0);
     loop_free(loop);
