@@ -436,84 +436,77 @@ static int plain_listener(int backlog, int *port)
     return fd;
 }
 
-Test(conn, connects_out_and_exchanges_bytes)
+/* A loop with one connection out to a plain listener (from `src` when not NULL), accepted
+ * (`fd`, its peer in `peer`) and its "ping" read; out_end() closes it and stops the loop. */
+struct out_case {
+    struct loop *loop;
+    struct test_thread t;
+    int lfd, port, fd;
+    struct out_result r;
+    struct sockaddr_in peer;
+};
+
+static void out_begin(struct out_case *k, const char *src)
 {
+    memset(k, 0, sizeof(*k));
     struct loop_cfg cfg;
     loop_cfg_default(&cfg);
     cfg.max_conns = 16;
-    struct loop *loop = loop_new(&cfg);
-    struct test_thread t;
-    test_thread_start(&t, loop);
-    int port;
-    int lfd = plain_listener(8, &port);
-    struct out_result r = {0};
-    struct connect_req q = {.port = port, .timeout_ms = 2000, .r = &r};
-    run_on(loop, do_connect, &q);
+    k->loop = loop_new(&cfg);
+    test_thread_start(&k->t, k->loop);
+    k->lfd = plain_listener(8, &k->port);
+    struct connect_req q = {.port = k->port, .timeout_ms = 2000, .r = &k->r, .src = src};
+    run_on(k->loop, do_connect, &q);
     cr_assert_eq(q.ret, 0);
     struct timeval tv = {WAIT_MS / 1000, 0};
-    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    int fd = accept(lfd, NULL, NULL);
-    cr_assert_geq(fd, 0);
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    setsockopt(k->lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    socklen_t pl = sizeof(k->peer);
+    k->fd = accept(k->lfd, (struct sockaddr *)&k->peer, &pl);
+    cr_assert_geq(k->fd, 0);
+    setsockopt(k->fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     char buf[4];
-    cr_assert_eq(read_full(fd, buf, 4), 4);
+    cr_assert_eq(read_full(k->fd, buf, 4), 4);
     cr_assert_arr_eq(buf, "ping", 4);
-    cr_assert(write_full(fd, "pong", 4));
-    for (int i = 0; i < WAIT_MS / 5 && atomic_load(&r.ngot) < 4; i++)
+}
+
+static void out_end(struct out_case *k)
+{
+    close(k->fd);
+    cr_assert(flag_set(&k->r.closed));
+    cr_assert_eq(atomic_load(&k->r.reason), CONN_CLOSE_PEER);
+    cr_assert_eq(stats_of(k->loop).connected, 1);
+    close(k->lfd);
+    cr_assert_eq(test_thread_stop(&k->t), 0);
+    loop_free(k->loop);
+}
+
+Test(conn, connects_out_and_exchanges_bytes)
+{
+    struct out_case k;
+    out_begin(&k, NULL);
+    cr_assert(write_full(k.fd, "pong", 4));
+    for (int i = 0; i < WAIT_MS / 5 && atomic_load(&k.r.ngot) < 4; i++)
         usleep(5000);
-    cr_assert_eq(atomic_load(&r.ngot), 4);
-    cr_assert_arr_eq(r.got, "pong", 4);
-    cr_assert(atomic_load(&r.opened));
-    close(fd);
-    cr_assert(flag_set(&r.closed));
-    cr_assert_eq(atomic_load(&r.reason), CONN_CLOSE_PEER);
-    struct loop_stats s = stats_of(loop);
-    cr_assert_eq(s.connected, 1);
-    close(lfd);
-    cr_assert_eq(test_thread_stop(&t), 0);
-    loop_free(loop);
+    cr_assert_eq(atomic_load(&k.r.ngot), 4);
+    cr_assert_arr_eq(k.r.got, "pong", 4);
+    cr_assert(atomic_load(&k.r.opened));
+    out_end(&k);
 }
 
 Test(conn, connects_out_from_the_given_local_address)
 {
-    struct loop_cfg cfg;
-    loop_cfg_default(&cfg);
-    cfg.max_conns = 16;
-    struct loop *loop = loop_new(&cfg);
-    struct test_thread t;
-    test_thread_start(&t, loop);
-    int port;
-    int lfd = plain_listener(8, &port);
-    struct out_result r = {0};
-    struct connect_req q = {.port = port, .timeout_ms = 2000, .r = &r, .src = "127.0.0.9"};
-    run_on(loop, do_connect, &q);
-    cr_assert_eq(q.ret, 0);
-    struct timeval tv = {WAIT_MS / 1000, 0};
-    setsockopt(lfd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in peer;
-    socklen_t pl = sizeof(peer);
-    int fd = accept(lfd, (struct sockaddr *)&peer, &pl);
-    cr_assert_geq(fd, 0);
+    struct out_case k;
+    out_begin(&k, "127.0.0.9");
     char text[INET_ADDRSTRLEN];
-    inet_ntop(AF_INET, &peer.sin_addr, text, sizeof(text));
+    inet_ntop(AF_INET, &k.peer.sin_addr, text, sizeof(text));
     cr_assert_str_eq(text, "127.0.0.9");
-    cr_assert_neq(ntohs(peer.sin_port), 0, "the kernel picked a port at the connect");
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    char buf[4];
-    cr_assert_eq(read_full(fd, buf, 4), 4);
-    cr_assert_arr_eq(buf, "ping", 4);
-    close(fd);
-    cr_assert(flag_set(&r.closed));
-    /* an address the host does not have: the bind's error, nothing left open */
+    cr_assert_neq(ntohs(k.peer.sin_port), 0, "the kernel picked a port at the connect");
+    /* an address the host does not have: the bind's error, no connection taken */
     struct out_result r2 = {0};
-    struct connect_req q2 = {.port = port, .timeout_ms = 2000, .r = &r2, .src = "192.0.2.1"};
-    run_on(loop, do_connect, &q2);
+    struct connect_req q2 = {.port = k.port, .timeout_ms = 2000, .r = &r2, .src = "192.0.2.1"};
+    run_on(k.loop, do_connect, &q2);
     cr_assert_eq(q2.ret, -EADDRNOTAVAIL);
-    struct loop_stats st = stats_of(loop);
-    cr_assert_eq(st.connected, 1, "the refused one took no connection");
-    close(lfd);
-    cr_assert_eq(test_thread_stop(&t), 0);
-    loop_free(loop);
+    out_end(&k);
 }
 
 /* ---- trunks: the UCM pool's connections carry every client's traffic ---- */
