@@ -148,6 +148,7 @@ int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, ch
                        size_t errlen)
 {
     *out = NULL;
+    tls__getpid_init();
     ERR_clear_error();
     SSL_CTX *sc = SSL_CTX_new(TLS_server_method());
     if (sc == NULL) {
@@ -208,6 +209,7 @@ int tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out, ch
                        size_t errlen)
 {
     *out = NULL;
+    tls__getpid_init();
     ERR_clear_error();
     SSL_CTX *sc = SSL_CTX_new(TLS_client_method());
     if (sc == NULL) {
