@@ -137,7 +137,10 @@ static const struct cfg_list keys_list = {key_fields,
       listen.limits.max_conns_per_worker, "65536", 1, 1000000, 0, NULL,                            \
       "client connections per worker")                                                             \
     X(LIMITS_HANDSHAKE_TIMEOUT_MS, "listen.limits.handshake_timeout_ms", T_U32,                    \
-      listen.limits.handshake_timeout_ms, "5000", 100, 120000, 0, NULL, "TLS handshake deadline")  \
+      listen.limits.handshake_timeout_ms, "5000", 100, 120000, 0, NULL,                            \
+      "TLS handshake deadline, twice: from the accept until the edge answers the ClientHello, "    \
+      "then from that answer until the handshake ends (a ClientHello's wait in the edge does not " \
+      "shorten its client's time)")                                                                \
     X(LIMITS_MAX_HANDSHAKES_IN_FLIGHT, "listen.limits.max_handshakes_in_flight", T_U32,            \
       listen.limits.max_handshakes_in_flight, "512", 0, 1000000, 0, NULL,                          \
       "TLS handshakes per worker past their first step, waiting for the client (each holds "       \

@@ -104,7 +104,7 @@ struct cfg_limits {
     uint32_t max_token;                 /* bytes of a bearer token */
     uint32_t max_conns_per_ip;          /* 0 = unlimited */
     uint32_t max_conns_per_worker;      /* client connections per worker */
-    uint32_t handshake_timeout_ms;      /* TLS handshake must end within */
+    uint32_t handshake_timeout_ms;      /* until the ClientHello is answered, then until the end */
     uint32_t max_handshakes_in_flight;  /* per worker, past the first step (0: no cap) */
     uint32_t idle_timeout_ms;           /* close a client connection silent this long */
     uint32_t out_queue_max;             /* bytes queued towards one peer before it is cut off */

@@ -523,6 +523,14 @@ static void client_progress(struct client *cl)
                            client_timer_cb);
         } else if (r != TLS_WANT_INPUT) {
             client_tls_failed(cl);
+        } else if (!cl->hs_answered && tls_conn_out_len(cl->tls) > 0) {
+            /* Its ClientHello is answered: the client's part starts now, with the whole
+             * handshake_timeout_ms for it, however long the ClientHello waited for the
+             * handshake slice or the cap (that wait was bounded by the deadline from accept). */
+            cl->hs_answered = true;
+            loop_timer_arm(w->loop, &cl->timer,
+                           loop_now_ms(w->loop) + w->e->cfg.listen.limits.handshake_timeout_ms,
+                           client_timer_cb);
         }
         if (!cl->dead)
             client_flush(cl);

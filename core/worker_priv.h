@@ -62,6 +62,7 @@ struct client {
     bool established;
     bool hs_queued;       /* in one of the worker's handshake queues */
     bool hs_started;      /* its first handshake step (the ClientHello's answer) has run */
+    bool hs_answered;     /* ... and wrote the server's first flight (its deadline restarted) */
     bool hs_src_counted;  /* in flight and counted in the worker's hs_src */
     bool hs_hello_waits;  /* its ClientHello waits to be answered (the gauge counts it) */
     bool hs_wait_counted; /* ... and is counted in the worker's hs_wait */

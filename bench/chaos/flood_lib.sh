@@ -119,19 +119,19 @@ flood_check_peak() {
         chaos_fail "peak RSS $PEAK_RSS KiB > $bound KiB (baseline $BASE_RSS + $tol + $2 KiB per $3)"
 }
 
-# flood_check_deadline WHAT CLOSED: connections the edge must cut at its handshake deadline. The
-# flood reached its size (at least 90 % of FLOOD_CONNS open at once), the edge cut some, none
-# lived past HANDSHAKE_TIMEOUT_MS + 1.5 s, and the edge counted (CLOSED) at least as many as the
-# flood saw cut. Figures: opened, cut, the time to the cut.
+# flood_check_deadline WHAT CLOSED [MAX_MS]: connections the edge must cut at its handshake
+# deadline. The flood reached its size (at least 90 % of FLOOD_CONNS open at once), the edge cut
+# some, none lived past MAX_MS (default HANDSHAKE_TIMEOUT_MS) + 1.5 s, and the edge counted
+# (CLOSED) at least as many as the flood saw cut. Figures: opened, cut, the time to the cut.
 flood_check_deadline() {
-    local opened cut max_open late
+    local opened cut max_open late max=${3:-$HANDSHAKE_TIMEOUT_MS}
     opened=$(jflood .opened) cut=$(jflood .cut) max_open=$(jflood .max_open)
     late=$(jflood .cut_after_ms_max)
     [ "$max_open" -ge $((FLOOD_CONNS * 9 / 10)) ] ||
         chaos_fail "the flood had only $max_open connections open at once (wanted $FLOOD_CONNS)"
     [ "$cut" -gt 0 ] || chaos_fail "the edge closed none of the $1 connections"
-    [ "$late" -le $((HANDSHAKE_TIMEOUT_MS + 1500)) ] ||
-        chaos_fail "a $1 connection lived $late ms (deadline $HANDSHAKE_TIMEOUT_MS ms)"
+    [ "$late" -le $((max + 1500)) ] ||
+        chaos_fail "a $1 connection lived $late ms (deadline $max ms)"
     [ "$2" -ge "$cut" ] || chaos_fail "the edge counted $2 handshake closes, the flood saw $cut"
     chaos_fig "flood_opened=$opened"
     chaos_fig "cut=$cut"

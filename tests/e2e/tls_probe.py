@@ -33,7 +33,15 @@
 #                               127.0.0.3 then 1 from 127.0.0.41 wait; when a handshake ends the
 #                               lone source's is answered, not the first queued (a source with
 #                               more than one waiting goes last); below half the cap, the 3
-# Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s).
+#   deadline PORT CA TIMEOUT_MS with a cap of 1 and that handshake deadline: a first ClientHello
+#                               is answered and its client never goes on; a second one (another
+#                               source, 0.3 s later) waits at the cap until the edge cuts the first
+#                               at its deadline, and is answered with less than 1 s left of the
+#                               deadline counted from its accept; its client finishes 1 s after
+#                               that one would have passed, and its OPTIONS is answered 200: the
+#                               deadline restarts when the ClientHello is answered
+# Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s, or the
+# deadline under test + 5 s).
 import concurrent.futures
 import hashlib
 import os
@@ -341,6 +349,65 @@ def fair(port, ca, limit):
         c.sock.close()
 
 
+def request(c, n, what):
+    """Sends an OPTIONS over an established Hello and waits (5 s at most) for its 200."""
+    c.tls.write(OPTIONS.format(n=n).encode())
+    try:
+        c.sock.sendall(c.outb.read())
+    except OSError as e:
+        fail(f"{what}: the edge closed the connection: {e}")
+    got, deadline = b"", time.time() + 5
+    while b"\r\n\r\n" not in got and time.time() < deadline:
+        c.poll()
+        try:
+            got += c.tls.read(65536)
+        except ssl.SSLWantReadError:
+            time.sleep(0.05)
+        except (ssl.SSLError, OSError) as e:
+            fail(f"{what}: the connection failed: {e}")
+    if not got.startswith(b"SIP/2.0 200"):
+        fail(f"{what}: no 200 to the OPTIONS: {got[:60]!r}")
+    print(f"ok: {what}: OPTIONS answered 200")
+
+
+def closed_by_edge(c, within, what):
+    """Waits (`within` s at most) for the edge to close c's socket."""
+    c.sock.settimeout(within)
+    try:
+        while c.sock.recv(65536):
+            pass
+    except socket.timeout:
+        fail(f"{what}: still open after {within:.1f} s")
+    except OSError:
+        pass  # reset: closed as well
+    print(f"ok: {what}: closed by the edge")
+
+
+def deadline(port, ca, timeout_ms):
+    ctx = context(ca, "1.3")
+    t = timeout_ms / 1000
+    first = Hello(ctx, port, "127.0.0.60")
+    answered_after([first], 1, "cap 1: the first ClientHello")
+    time.sleep(0.3)
+    second = Hello(ctx, port, "127.0.0.61")
+    accepted = time.time()
+    answered_after([second], 0, "a second ClientHello at the cap")
+    closed_by_edge(first, t + 2, "the first, at its deadline")
+    end = time.time() + 5
+    while not second.poll():
+        if time.time() > end:
+            fail("the second ClientHello was not answered once the first was cut")
+        time.sleep(0.02)
+    left = accepted + t - time.time()
+    if left > 1.0:
+        fail(f"the second was answered with {left:.2f} s of its first deadline left (wanted < 1 s)")
+    print(f"ok: the second ClientHello answered with {max(left, 0):.2f} s left since its accept")
+    time.sleep(max(0.0, left) + 1.0)  # its deadline from the accept is 1 s past
+    finish(second, "deadline")
+    request(second, 1, "the second, 1 s past the deadline counted from its accept")
+    second.sock.close()
+
+
 def main():
     cmd, port, ca = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     if cmd == "suites12":
@@ -360,6 +427,8 @@ def main():
         share(port, ca, int(sys.argv[4]), int(sys.argv[5]))
     elif cmd == "fair":
         fair(port, ca, int(sys.argv[4]))
+    elif cmd == "deadline":
+        deadline(port, ca, int(sys.argv[4]))
     elif cmd == "finish_close":
         finish_close(port, ca, sys.argv[4], int(sys.argv[5]))
     else:
