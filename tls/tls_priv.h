@@ -27,7 +27,7 @@ int tls__tickets_init(struct tls_ctx *ctx, uint32_t period_s);
 /** Free them (context teardown). */
 void tls__tickets_free(struct tls_ctx *ctx);
 
-/* Makes getpid() answer from memory (tls_getpid.c: OpenSSL's random generator asks it on every
+/** Makes getpid() answer from memory (tls_getpid.c: OpenSSL's random generator asks it on every
  * draw) and registers the fork handler that keeps it true in a child. Idempotent, any thread. */
 void tls__getpid_init(void);
 
