@@ -71,7 +71,9 @@ struct bench_opts {
     unsigned sources; /* --sources: clients spread over this many local addresses (0: one) */
     uint64_t max_requests, fresh_pool;
     unsigned timeout_ms, lifetime_s;
-    uint16_t tls_max; /* 0: up to TLS 1.3; 0x0303: TLS 1.2 only */
+    unsigned retry_ms; /* --retry-ms: a storm client whose attempt failed tries again after
+                          0.5-1.5 x this, until it has its 200 (0: one attempt each) */
+    uint16_t tls_max;  /* 0: up to TLS 1.3; 0x0303: TLS 1.2 only */
     bool resume, direct, json, quiet;
     bool seen_tokens;    /* storm: every client's token REGISTERed once before it (unmeasured) */
     bool calls;          /* --calls: a measured unit is a call, requests on a client answered */
@@ -113,6 +115,7 @@ struct stats {
     uint64_t setup_ok, handshakes, resumed;
     uint64_t churned;  /* --churn: registered connections closed by us to be opened again */
     uint64_t backoffs; /* --retry-after: 503s whose client waited their Retry-After */
+    uint64_t retries;  /* --retry-ms: storm attempts that failed and were tried again */
     uint64_t errors[ERR_COUNT];
     uint64_t setup_errors[ERR_COUNT];
     uint64_t status[BENCH_STATUS_CODES];
@@ -543,6 +546,18 @@ static int call_send_invite(struct client *cl);
 static struct client *client_of_timer(struct loop_timer *t)
 {
     return (struct client *)((char *)t - offsetof(struct client, timer));
+}
+
+/* --retry-ms: `cl`'s storm attempt failed (its error is counted); it tries again after 0.5-1.5
+ * x retry_ms, as a phone backs off, and the attempt does not count towards the storm's end. */
+static void storm_retry_later(struct client *cl)
+{
+    struct gthread *t = cl->t;
+    double jitter = 0.5 + (double)(xorshift(&t->rng) >> 11) / 9007199254740992.0;
+    t->storm_started--;
+    t->st.retries++;
+    loop_timer_arm(t->loop, &cl->timer,
+                   loop_now_ms(t->loop) + (uint64_t)(t->b->o.retry_ms * jitter), client_retry_cb);
 }
 
 static bool client_holds(const struct client *cl, uint32_t id)
@@ -1047,6 +1062,10 @@ static void client_on_close(struct conn *c, enum conn_close_reason reason)
         return;
     const struct bench_opts *o = &t->b->o;
     if (o->mode == MODE_STORM && t->measuring) {
+        if (st != CS_CLOSING && o->retry_ms) {
+            storm_retry_later(cl);
+            return;
+        }
         if (st != CS_CLOSING)
             t->storm_finished++; /* a failed attempt ends too */
         loop_timer_arm(t->loop, &cl->timer, loop_now_ms(t->loop), client_retry_cb);
@@ -1104,6 +1123,10 @@ static void client_start(struct client *cl)
     if (r < 0) {
         cl->st = CS_IDLE;
         count_error(cl, ERR_CONNECT);
+        if (o->mode == MODE_STORM && t->measuring && o->retry_ms) {
+            storm_retry_later(cl);
+            return;
+        }
         if (o->mode == MODE_STORM && t->measuring)
             t->storm_finished++;
         loop_timer_arm(t->loop, &cl->timer, loop_now_ms(t->loop) + BENCH_RETRY_MS, client_retry_cb);
@@ -1435,6 +1458,7 @@ static void merge_stats(struct stats *d, const struct stats *s)
     d->done += s->done;
     d->setup_ok += s->setup_ok;
     d->backoffs += s->backoffs;
+    d->retries += s->retries;
     d->handshakes += s->handshakes;
     d->churned += s->churned;
     d->resumed += s->resumed;
@@ -1543,8 +1567,8 @@ static void report(const struct bench *b, const struct result *r)
         if (o->mode == MODE_CLOSED)
             printf(" concurrency=%u", o->concurrency);
         if (o->mode == MODE_STORM)
-            printf(" storm=%u resume=%s seen-tokens=%s", o->storm, o->resume ? "yes" : "no",
-                   o->seen_tokens ? "yes" : "no");
+            printf(" storm=%u resume=%s seen-tokens=%s retry-ms=%u", o->storm,
+                   o->resume ? "yes" : "no", o->seen_tokens ? "yes" : "no", o->retry_ms);
         if (o->mode == MODE_IDLE)
             printf(" idle=%u hold=%.0fs", o->idle, o->hold_s);
         printf(" conns=%u users=%u fresh=%.2f alg=%s threads=%u%s\n", o->conns, o->users, o->fresh,
@@ -1558,6 +1582,8 @@ static void report(const struct bench *b, const struct result *r)
         printf("  measured: sent %" PRIu64 ", answered %" PRIu64 ", 200 OK %" PRIu64
                ", errors %" PRIu64 " in %.3f s -> %.1f/s\n",
                s->sent, s->done, s->ok, nerr, r->window_s, tput);
+        if (o->retry_ms)
+            printf("  retries: %" PRIu64 " failed attempts tried again\n", s->retries);
         printf("  errors:");
         for (int i = 0; i < ERR_COUNT; i++)
             printf(" %s=%" PRIu64 "/%" PRIu64, err_names[i], s->errors[i], s->setup_errors[i]);
@@ -1629,9 +1655,10 @@ static void report(const struct bench *b, const struct result *r)
             ",\"window_s\":%.4f,\"throughput\":%.1f,\"setup_ok\":%" PRIu64
             ",\"setup_s\":%.3f,\"handshakes\":%" PRIu64 ",\"resumed\":%" PRIu64
             ",\"fresh_used\":%" PRIu64 ",\"fresh_reused\":%" PRIu64 ",\"churned\":%" PRIu64
-            ",\"backoffs\":%" PRIu64 ",",
+            ",\"backoffs\":%" PRIu64 ",\"retries\":%" PRIu64 ",",
             s->sent, s->done, s->ok, nerr, r->window_s, tput, s->setup_ok, r->setup_s,
-            s->handshakes, s->resumed, s->fresh_used, s->fresh_wrapped, s->churned, s->backoffs);
+            s->handshakes, s->resumed, s->fresh_used, s->fresh_wrapped, s->churned, s->backoffs,
+            s->retries);
     fprintf(f,
             "\"keepalives\":{\"sent\":%" PRIu64 ",\"pongs\":%" PRIu64 ",\"ping_sent\":%" PRIu64
             ",\"ping_ok\":%" PRIu64 "},",
@@ -1703,6 +1730,9 @@ static void usage(void)
         "         --storm N [--resume]      N new TLS connections + first REGISTER, then close\n"
         "           [--seen-tokens]         ... every client's token REGISTERed once before the\n"
         "                                   storm (returning clients: the edge knows the tokens)\n"
+        "           [--retry-ms MS]         ... a failed attempt is tried again after 0.5-1.5 x "
+        "MS\n"
+        "                                   until the client has its 200 (or --duration ends)\n"
         "         --idle N --hold S         N registered connections held S seconds\n"
         "           [--keepalive-ms MS]     ... each sending a CRLFCRLF ping every MS (RFC 5626)\n"
         "           [--ping-ms MS]          ... each sending an OPTIONS to the edge every MS\n"
@@ -1776,6 +1806,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         O_SETUP_CONC,
         O_DIRECT,
         O_RETRY_AFTER,
+        O_RETRY_MS,
         O_THREADS,
         O_EDGE,
         O_UCM,
@@ -1820,6 +1851,7 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         {"setup-concurrency", 1, 0, O_SETUP_CONC},
         {"direct", 0, 0, O_DIRECT},
         {"retry-after", 0, 0, O_RETRY_AFTER},
+        {"retry-ms", 1, 0, O_RETRY_MS},
         {"threads", 1, 0, O_THREADS},
         {"edge-pid", 1, 0, O_EDGE},
         {"ucm-pid", 1, 0, O_UCM},
@@ -1952,6 +1984,9 @@ static int parse_opts(int argc, char **argv, struct bench_opts *o)
         case O_RETRY_AFTER:
             o->retry_after = true;
             break;
+        case O_RETRY_MS:
+            o->retry_ms = (unsigned)parse_num(optarg, "--retry-ms", 1, 600000);
+            break;
         case O_CALLS:
             o->calls = true;
             break;
@@ -2045,6 +2080,10 @@ int main(int argc, char **argv)
     }
     if (o->seen_tokens && o->mode != MODE_STORM) {
         fprintf(stderr, "sipedge-bench: --seen-tokens needs --storm\n");
+        return 2;
+    }
+    if (o->retry_ms && o->mode != MODE_STORM) {
+        fprintf(stderr, "sipedge-bench: --retry-ms needs --storm\n");
         return 2;
     }
     if (o->churn_pct > 0 && o->mode != MODE_RATE) {

@@ -13,6 +13,10 @@
 # 3. `--idle --ping-ms`: held clients send OPTIONS to the edge, which answers 200; every answer is
 #    counted (`ping_ok` = `ping_sent`). They were taken for duplicate final responses and dropped:
 #    `bench/run.sh keepalive` reported 0 of 36,000 answered.
+# 4. `--storm --retry-ms`: a storm's client whose attempt failed tries again until it has its 200,
+#    as phones do. Through a relay that closes its first 10 connections at once, 20 clients all
+#    register, and the 10 failed attempts are counted as errors and as retries; without the
+#    option the same relay leaves 10 of 20 unregistered.
 source "$(dirname "$0")/lib.sh"
 e2e_init t25_bench_generator
 BENCH="$BIN/sipedge-bench"
@@ -87,5 +91,27 @@ sent=$(field pings .keepalives.ping_sent)
 okd=$(field pings .keepalives.ping_ok)
 check "OPTIONS pings: some sent ($sent)" test "${sent:-0}" -ge 60
 check "OPTIONS pings: every one answered 200 and counted ($okd of $sent)" test "$okd" = "$sent"
+
+# 4. 20 clients at once through a relay that drops its first 10 connections.
+relayed() { # relayed LABEL [options]: the same storm through a fresh flaky relay
+    local label=$1 port
+    shift
+    port=$(free_port)
+    rm -f "$T/$label.relay"
+    python3 "$SRC/tests/e2e/flaky_relay.py" "$port" "$EDGE_PORT" 10 "$T/$label.relay" 60 &
+    E2E_PIDS+=("$!")
+    for _ in $(seq 1 100); do [ -f "$T/$label.relay" ] && break; sleep 0.05; done
+    "$BENCH" --port "$port" --ca "$PKI/ca.crt" --key "$JWT_KEY" --kid es1 --direct --storm 20 \
+        --concurrency 20 --duration 20 --timeout-ms 10000 --json --quiet "$@" \
+        >"$T/$label.json" 2>"$T/$label.err" ||
+        e2e_log "sipedge-bench $label exited $?: $(tail -n 3 "$T/$label.err")"
+}
+relayed retry --retry-ms 200
+check "--retry-ms: all 20 clients registered ($(field retry .ok))" test "$(field retry .ok)" = 20
+check "--retry-ms: the 10 dropped attempts counted as errors ($(field retry .errors)) and tried again ($(field retry .retries))" \
+    test "$(field retry .errors)" = 10 -a "$(field retry .retries)" = 10
+relayed once
+check "without it: 10 of 20 registered ($(field once .ok)), 10 errors ($(field once .errors))" \
+    test "$(field once .ok)" = 10 -a "$(field once .errors)" = 10
 
 e2e_done
