@@ -340,6 +340,11 @@ enum metrics_type {
       "sixteenth of listen.limits.max_handshakes_in_flight in flight, or more than that waiting: " \
       "answered after other sources' and only while less than half the cap is in flight.",         \
       NONE, NONE, NONE)                                                                            \
+    X(TLS_CLIENT_HELLOS_EXPIRED, "sipedge_tls_client_hellos_expired_total", METRICS_COUNTER,       \
+      "Client connections cut at the handshake deadline while their ClientHello still waited for " \
+      "the edge (the slice, the cap or their source's share): the workers could not answer a "     \
+      "storm within listen.limits.handshake_timeout_ms. Also counted as handshake timeouts.",      \
+      NONE, NONE, NONE)                                                                            \
     X(CONNECTIONS_ACCEPTED, "sipedge_connections_accepted_total", METRICS_COUNTER,                 \
       "Client connections accepted.", NONE, NONE, NONE)                                            \
     X(CONNECTIONS_CLOSED, "sipedge_connections_closed_total", METRICS_COUNTER,                     \

@@ -636,6 +636,8 @@ static void client_timer_cb(struct loop *loop, struct loop_timer *t)
         tls_conn_abort(cl->tls, TLS_CAUSE_TIMEOUT);
         metrics_inc(w->shard, METRIC_TLS_HANDSHAKE_FAILURES, METRICS_SIDE_CLIENT,
                     METRICS_TLS_TIMEOUT);
+        if (cl->hs_hello_waits) /* never answered: the edge's backlog, not the client's pace */
+            metrics_inc(w->shard, METRIC_TLS_CLIENT_HELLOS_EXPIRED);
         metrics_inc(w->shard, METRIC_CONNECTIONS_CLOSED, METRICS_CLOSE_HANDSHAKE);
         conn_close(cl->conn, CONN_CLOSE_LOCAL);
         return;

@@ -39,7 +39,8 @@
 #                               at its deadline, and is answered with less than 1 s left of the
 #                               deadline counted from its accept; its client finishes 1 s after
 #                               that one would have passed, and its OPTIONS is answered 200: the
-#                               deadline restarts when the ClientHello is answered
+#                               deadline restarts when the ClientHello is answered; a third one
+#                               (0.3 s after the second) is never answered: cut at its deadline
 # Prints one line per check; exits 1 on the first failure. Every wait is bounded (5 s, or the
 # deadline under test + 5 s).
 import concurrent.futures
@@ -375,7 +376,7 @@ def closed_by_edge(c, within, what):
     c.sock.settimeout(within)
     try:
         while c.sock.recv(65536):
-            pass
+            c.answered = True
     except socket.timeout:
         fail(f"{what}: still open after {within:.1f} s")
     except OSError:
@@ -391,7 +392,9 @@ def deadline(port, ca, timeout_ms):
     time.sleep(0.3)
     second = Hello(ctx, port, "127.0.0.61")
     accepted = time.time()
-    answered_after([second], 0, "a second ClientHello at the cap")
+    time.sleep(0.3)
+    third = Hello(ctx, port, "127.0.0.62")
+    answered_after([second, third], 0, "a second and a third ClientHello at the cap")
     closed_by_edge(first, t + 2, "the first, at its deadline")
     end = time.time() + 5
     while not second.poll():
@@ -402,9 +405,13 @@ def deadline(port, ca, timeout_ms):
     if left > 1.0:
         fail(f"the second was answered with {left:.2f} s of its first deadline left (wanted < 1 s)")
     print(f"ok: the second ClientHello answered with {max(left, 0):.2f} s left since its accept")
-    time.sleep(max(0.0, left) + 1.0)  # its deadline from the accept is 1 s past
+    closed_by_edge(third, t, "the third, behind the second, unanswered at its deadline")
+    if third.answered:
+        fail("the third ClientHello was answered")
+    # the second's deadline counted from its accept is 0.7 s past; counted from its answer not
+    time.sleep(max(0.0, accepted + t + 0.7 - time.time()))
     finish(second, "deadline")
-    request(second, 1, "the second, 1 s past the deadline counted from its accept")
+    request(second, 1, "the second, 0.7 s past the deadline counted from its accept")
     second.sock.close()
 
 
