@@ -451,6 +451,12 @@ scenario_reconnect() {
             /^sipedge_worker_turn_duration_seconds_bucket\{le="0.1"\}/ { b = $NF }
             END { print n + 0, a + 0, b + 0 }'
     }
+    expired() { # ClientHellos the edge cut at the deadline unanswered, and handshake timeouts
+        curl -fsS "http://127.0.0.1:$ADMIN_PORT/metrics" | awk '
+            /^sipedge_tls_client_hellos_expired_total/ { e = $NF }
+            /^sipedge_tls_handshake_failures_total\{side="client",cause="timeout"/ { t = $NF }
+            END { print e + 0, t + 0 }'
+    }
     tcpext() { # the host's TcpExt counters named: ListenOverflows TCPSynRetrans
         awk -v want="$*" 'BEGIN { n = split(want, w, " ") }
             /^TcpExt:/ { if (!h) { for (i = 2; i <= NF; i++) col[$i] = i; h = 1; next }
@@ -465,10 +471,11 @@ scenario_reconnect() {
             printf "%s %.2f s on a CPU, %.2f s runnable but waiting for one (%.0f µs per run, %d runs)",
                 name, (c1 - c0) / 1e9, (w1 - w0) / 1e9, (w1 - w0) / n / 1e3, n1 - n0 }'
     }
-    local -A long_turns syn_drops rq_waits
+    local -A long_turns syn_drops rq_waits hs_cuts
     for kind in $kinds; do
-        local t0 t1 n0 n1 e0 e1 u0 u1
+        local t0 t1 n0 n1 e0 e1 u0 u1 x0 x1
         read -r -a t0 <<<"$(turns)"
+        read -r -a x0 <<<"$(expired)"
         read -r -a e0 <<<"$(rq "$EDGE_PID")"
         read -r -a u0 <<<"$(rq "$UCM_PID")"
         read -r -a n0 <<<"$(tcpext ListenOverflows TCPSynRetrans)"
@@ -498,11 +505,13 @@ scenario_reconnect() {
         wait "$bg" || true
         wait "$probe" || true
         read -r -a t1 <<<"$(turns)"
+        read -r -a x1 <<<"$(expired)"
         read -r -a e1 <<<"$(rq "$EDGE_PID")"
         read -r -a u1 <<<"$(rq "$UCM_PID")"
         read -r -a n1 <<<"$(tcpext ListenOverflows TCPSynRetrans)"
         rq_waits[$kind]="$(rq_delta edge "${e0[@]}" "${e1[@]}"); $(rq_delta "UCM stand-in" "${u0[@]}" "${u1[@]}")"
         syn_drops[$kind]="$((n1[0] - n0[0])) accept-queue overflows, $((n1[1] - n0[1])) SYN retransmissions"
+        hs_cuts[$kind]="$((x1[1] - x0[1])) handshakes cut at the deadline ($HANDSHAKE_TIMEOUT_MS ms), of which $((x1[0] - x0[0])) ClientHellos never answered"
         long_turns[$kind]="$((t1[0] - t0[0])) turns, $((t1[0] - t1[1] - t0[0] + t0[1])) over 10 ms, $((t1[0] - t1[2] - t0[0] + t0[2])) over 100 ms"
     done
     bench_stop
@@ -532,6 +541,7 @@ scenario_reconnect() {
     for kind in $kinds; do
         echo "edge worker loop turns during the $kind storm and the connected clients' window: ${long_turns[$kind]}"
         echo "the host's TCP during the $kind storm (nstat TcpExt, all sockets): ${syn_drops[$kind]}"
+        echo "the edge during the $kind storm: ${hs_cuts[$kind]}"
         echo "the CPU during the $kind storm and the connected clients' window (schedstat, all threads): ${rq_waits[$kind]}"
         echo "a newcomer from 127.0.0.5 during the $kind storm's first ${RC_PROBE_SECONDS:-10} s, one TLS 1.3 handshake at a time: $(jq -c . "$T/probe-$kind.json" 2>/dev/null || cat "$T/probe-$kind.json")"
     done
