@@ -5,9 +5,10 @@
 // way over an established pair (write, feed, read, consume). Prints medians.
 // Usage: scripts/make-pki.sh DIR && bench-tls DIR [iterations] [connections]
 // The TLS 1.3 suites are also measured side by side, interleaved round by round.
-// (BENCH_TLS_ONLY=p256-13|p256-12|rsa-13|rsa-12|records: that row only, e.g. under
+// (BENCH_TLS_ONLY=p256-13|p256-12|rsa-13|rsa-12|records|lanes: that row only, e.g. under
 // valgrind --tool=callgrind --toggle-collect='server_*' for the server side's instructions)
 #include <malloc.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <sys/uio.h>
@@ -167,6 +168,107 @@ static void bench_handshakes(const char *label, const char *crt, const char *key
     tls_peer_deinit(&peer);
     tls_ctx_unref(s);
     tls_ctx_unref(c);
+}
+
+/* ---- lanes: two threads handshaking at once on one server context, with and without lanes ---- */
+
+struct lanes_arg {
+    struct tls_ctx *s;
+    unsigned lane;
+    uint16_t maxv;
+    bool resume;
+    int n;
+    uint64_t *v; /* server CPU per handshake, ns */
+    pthread_barrier_t *start;
+};
+
+static void *lanes_thread(void *p)
+{
+    struct lanes_arg *a = p;
+    struct tls_ctx *c = mk_client(false, a->maxv);
+    struct tls_peer peer;
+    tls_peer_init(&peer, "localhost");
+    pthread_barrier_wait(a->start);
+    for (int i = 0; i < a->n + 1; i++) {
+        if (!a->resume)
+            tls_peer_forget_session(&peer);
+        struct tls_conn *cc = tls_conn_new_client(c, &peer);
+        struct tls_conn *sc = tls_conn_new_server_lane(a->s, a->lane);
+        uint64_t nc = 0, ns = 0;
+        if (handshake(cc, sc, &nc, &ns) != 0 || tls_conn_resumed(sc) != (a->resume && i > 0)) {
+            fprintf(stderr, "bench-tls: lanes handshake failed (resumed %d, i %d)\n", a->resume, i);
+            exit(1);
+        }
+        if (i > 0) /* the first one warms up and makes the session to resume */
+            a->v[i - 1] = ns;
+        tls_conn_free(cc);
+        tls_conn_free(sc);
+    }
+    tls_peer_deinit(&peer);
+    tls_ctx_unref(c);
+    return NULL;
+}
+
+/* Server CPU per handshake with two threads handshaking at once, each with its own client, on
+ * one server context without lanes and on one with a lane per thread; ROUNDS rounds alternate
+ * the two so that the machine's noise falls on both alike. */
+static void bench_lanes(int iters)
+{
+    enum { ROUNDS = 8, THREADS = 2 };
+    static const struct {
+        const char *label;
+        uint16_t maxv;
+        bool resume;
+    } kinds[] = {
+        {"TLS1.3 full", 0, false},
+        {"TLS1.3 resumed", 0, true},
+        {"TLS1.2 full", 0x0303, false},
+        {"TLS1.2 resumed", 0x0303, true},
+    };
+    int per = iters / ROUNDS > 0 ? iters / ROUNDS : 1;
+    for (size_t k = 0; k < sizeof(kinds) / sizeof(kinds[0]); k++) {
+        uint64_t *v[2];
+        int got[2] = {0, 0};
+        for (int cfg = 0; cfg < 2; cfg++)
+            v[cfg] = calloc((size_t)(per * ROUNDS * THREADS), sizeof(uint64_t));
+        for (int r = 0; r < ROUNDS; r++) {
+            for (int cfg = 0; cfg < 2; cfg++) {
+                struct tls_server_opts o = {.cert_file = path("server.crt"),
+                                            .key_file = path("server.key"),
+                                            .lanes = cfg ? THREADS : 0};
+                struct tls_ctx *s;
+                char err[256];
+                if (tls_server_ctx_new(&o, &s, err, sizeof(err)) != 0 ||
+                    tls_ctx_lanes(s) != (cfg ? THREADS : 0u)) {
+                    fprintf(stderr, "bench-tls: lanes server context: %s\n", err);
+                    exit(1);
+                }
+                pthread_barrier_t start;
+                pthread_barrier_init(&start, NULL, THREADS);
+                pthread_t th[THREADS];
+                struct lanes_arg a[THREADS];
+                for (unsigned t = 0; t < THREADS; t++) {
+                    a[t] = (struct lanes_arg){s,
+                                              t,
+                                              kinds[k].maxv,
+                                              kinds[k].resume,
+                                              per,
+                                              v[cfg] + got[cfg] + (int)t * per,
+                                              &start};
+                    pthread_create(&th[t], NULL, lanes_thread, &a[t]);
+                }
+                for (unsigned t = 0; t < THREADS; t++)
+                    pthread_join(th[t], NULL);
+                got[cfg] += per * THREADS;
+                pthread_barrier_destroy(&start);
+                tls_ctx_unref(s);
+            }
+        }
+        double shared = median_us(v[0], got[0]), lanes = median_us(v[1], got[1]);
+        printf("%-22s %14.1f %14.1f %10.2f\n", kinds[k].label, shared, lanes, lanes / shared);
+        free(v[0]);
+        free(v[1]);
+    }
 }
 
 enum { RECORDS_PER_ROUND = 64, RECORD_LEN = 1400 };
@@ -398,6 +500,13 @@ int main(int argc, char **argv)
         printf("\nCPU per record, write + read (both sides), median of %d rounds of 64, ns\n",
                iters);
         bench_records(iters);
+    }
+    if (only == NULL || strcmp(only, "lanes") == 0) {
+        printf("\nTwo threads handshaking at once on one server context (P-256): server CPU per "
+               "handshake, µs, medians of %d per thread, without and with a lane per thread\n",
+               iters - iters % 8);
+        printf("%-22s %14s %14s %10s\n", "handshake", "shared", "lanes", "ratio");
+        bench_lanes(iters);
     }
     if (only != NULL)
         return 0;

@@ -65,6 +65,13 @@ socklen_t edge_sockaddr(const char *address, uint32_t port, struct sockaddr_stor
     return 0;
 }
 
+/* One TLS lane per worker for the clients' listener (tls_server_opts.lanes), ≈ 320 KiB each;
+ * not for UCM's, whose few connections make few handshakes. */
+static unsigned tls_lanes(const struct edge *e)
+{
+    return e->cfg.workers > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : e->cfg.workers;
+}
+
 /* The UCM listener's context: our server certificate, UCM's CA, its node names (issue 9). */
 static int load_ucm_tls(struct edge *e, struct tls_ctx **out)
 {
@@ -115,6 +122,7 @@ static int load_tls(struct edge *e, struct tls_ctx **server, struct tls_ctx **cl
             .client_ca_file = c->listen.tls.client_ca[0] ? c->listen.tls.client_ca : NULL,
             .require_client_cert = c->listen.tls.verify_client,
             .openssl_records = c->listen.tls.openssl_records,
+            .lanes = tls_lanes(e),
         };
         if (tls_server_ctx_new(&so, server, err, sizeof(err)) < 0) {
             log_event(LOG_ERROR, "tls_server_config", LOG_S("error", err));
@@ -508,6 +516,10 @@ int main(int argc, char **argv)
     if (tls_ctx_cert_names(e->client_tls, names, sizeof(names)) >= 0)
         log_event(LOG_INFO, "upstream_client_certificate", LOG_S("names", names),
                   LOG_S("hint", "enter these in UCM under Device > Expressway-C"));
+    if (e->server_tls != NULL && tls_lanes(e) > 1 && tls_ctx_lanes(e->server_tls) == 0)
+        log_event(LOG_WARN, "tls_lanes_off",
+                  LOG_S("cause", "OpenSSL runs other providers than its default one (FIPS?)"),
+                  LOG_S("effect", "the workers share one OpenSSL context: handshakes cost more"));
 
     struct loop_cfg lc;
     loop_cfg_default(&lc);

@@ -466,7 +466,7 @@ static void client_open(struct conn *c, bool ucm)
     cl->node = ucm ? ucm_node_of(w, cl->src) : -1;
     struct tls_ctx *ctx = ucm ? w->ucm_tls : w->server_tls;
     if (ctx != NULL) {
-        cl->tls = tls_conn_new_server(ctx);
+        cl->tls = tls_conn_new_server_lane(ctx, w->idx);
         if (cl->tls == NULL) {
             free(cl);
             conn_set_user(c, NULL);

@@ -140,6 +140,13 @@ struct tls_server_opts {
     uint32_t session_timeout_s;  /**< session / ticket lifetime; 0: 7200 s */
     uint32_t ticket_rotate_s;    /**< ticket key rotation period; 0: 3600 s (previous key kept) */
     /**
+     * Workers that will make connections on this context (tls_conn_new_server_lane()): with more
+     * than one, each gets an SSL_CTX of its own in an OpenSSL library context of its own, so
+     * that their handshakes do not share OpenSSL's lookup locks. Made only when OpenSSL runs on
+     * its default provider alone (tls_ctx_lanes() says whether they were). 0 or 1: none.
+     */
+    unsigned lanes;
+    /**
      * Keep OpenSSL's record layer for the whole connection. By default an established TLS 1.3
      * connection (AES-GCM or CHACHA20-POLY1305) moves to tls/'s own record layer and its SSL
      * object (≈ 14 KB) is freed: docs/tls.md, "Record layer".
@@ -200,6 +207,8 @@ int tls_client_ctx_new(const struct tls_client_opts *opts, struct tls_ctx **out,
  * generator fails. Any thread.
  */
 int tls_ctx_rotate_ticket_key(struct tls_ctx *ctx);
+/** The lanes `ctx` has (tls_server_opts.lanes): 0 when it has none. */
+unsigned tls_ctx_lanes(const struct tls_ctx *ctx);
 
 /** Take one more reference on `ctx` (atomic; any thread). Returns `ctx`. */
 struct tls_ctx *tls_ctx_ref(struct tls_ctx *ctx);
@@ -271,6 +280,8 @@ struct tls_conn;
  * holds only what was fed to it (a waiting ClientHello costs its own size).
  */
 struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx);
+/** As tls_conn_new_server(), for worker `lane` (0 ..): on its lane when `ctx` has lanes. */
+struct tls_conn *tls_conn_new_server_lane(struct tls_ctx *ctx, unsigned lane);
 
 /**
  * A client-side connection on `ctx` (takes a reference) toward `peer`: SNI (for DNS names) and

@@ -460,7 +460,8 @@ static bool ssl_attach(struct tls_conn *c)
     pthread_once(&bio_once, bio_method_init);
     if (bio_method == NULL)
         return false;
-    SSL *ssl = SSL_new(c->ctx->ssl_ctx);
+    const struct tls_ctx *ctx = c->ctx;
+    SSL *ssl = SSL_new(ctx->n_lanes ? ctx->lanes[c->lane].ssl_ctx : ctx->ssl_ctx);
     BIO *bio = BIO_new(bio_method);
     if (ssl == NULL || bio == NULL) {
         BIO_free(bio);
@@ -513,11 +514,19 @@ static int server_start(struct tls_conn *c)
     return 0;
 }
 
-struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx)
+struct tls_conn *tls_conn_new_server_lane(struct tls_ctx *ctx, unsigned lane)
 {
     if (ctx->side != TLS_SIDE_SERVER)
         return NULL;
-    return conn_alloc(ctx);
+    struct tls_conn *c = conn_alloc(ctx);
+    if (c != NULL && ctx->n_lanes)
+        c->lane = (uint8_t)(lane % ctx->n_lanes);
+    return c;
+}
+
+struct tls_conn *tls_conn_new_server(struct tls_ctx *ctx)
+{
+    return tls_conn_new_server_lane(ctx, 0);
 }
 
 struct tls_conn *tls_conn_new_client(struct tls_ctx *ctx, struct tls_peer *peer)

@@ -2,12 +2,15 @@
 // tls: server and mTLS client contexts (built from PEM files, refcounted for reload), upstream
 // peers with their kept session, and the certificate-name listing logged at start.
 #include <arpa/inet.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/provider.h>
 #include <openssl/x509v3.h>
 
 #include "tls/tls_priv.h"
@@ -21,6 +24,7 @@
 #define TLS_DEFAULT_CACHE   4096u
 #define TLS_DEFAULT_TIMEOUT 7200u
 #define TLS_DEFAULT_ROTATE  3600u
+#define TLS_MAX_LANES       255u /* tls_conn.lane is a byte */
 
 static const unsigned char sid_ctx[] = "sipedge";
 static atomic_uint_fast64_t ctx_gen;
@@ -144,24 +148,23 @@ static struct tls_ctx *wrap(SSL_CTX *sc, enum tls_side side)
     return ctx;
 }
 
-int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, char *err,
-                       size_t errlen)
+/* One SSL_CTX of server context `ctx`, in library context `lib` (NULL: OpenSSL's default). */
+static int server_ssl_ctx(const struct tls_server_opts *o, OSSL_LIB_CTX *lib, struct tls_ctx *ctx,
+                          SSL_CTX **out, char *err, size_t errlen)
 {
-    *out = NULL;
-    tls__getpid_init();
-    ERR_clear_error();
-    SSL_CTX *sc = SSL_CTX_new(TLS_server_method());
+    SSL_CTX *sc = *out = SSL_CTX_new_ex(lib, NULL, TLS_server_method());
     if (sc == NULL) {
         set_err(err, errlen, "SSL_CTX_new failed", NULL);
         return -ENOMEM;
     }
+    SSL_CTX_set_app_data(sc, ctx);
     int rc = ctx_common(sc, o->ciphers, o->ciphersuites, o->max_version, err, errlen);
     if (rc == 0)
         rc = load_cert_key(sc, o->cert_file, o->key_file, err, errlen);
     if (rc == 0 && o->client_ca_file) {
         rc = load_ca(sc, o->client_ca_file, err, errlen);
         if (rc == 0) {
-            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(o->client_ca_file);
+            STACK_OF(X509_NAME) *names = SSL_load_client_CA_file_ex(o->client_ca_file, lib, NULL);
             if (names)
                 SSL_CTX_set_client_CA_list(sc, names);
             int mode = SSL_VERIFY_PEER;
@@ -171,34 +174,120 @@ int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, ch
             rc = set_peer_names(sc, o->peer_names, o->n_peer_names, err, errlen);
         }
     }
-    if (rc == 0) {
-        /* Stateless tickets for TLS 1.2 and 1.3 (keys rotated, tls_ticket.c); the cache serves
-         * clients that resume by session id. */
-        SSL_CTX_set_session_cache_mode(sc, SSL_SESS_CACHE_SERVER);
-        SSL_CTX_sess_set_cache_size(sc, o->session_cache_size ? o->session_cache_size
-                                                              : TLS_DEFAULT_CACHE);
-        SSL_CTX_set_timeout(sc, o->session_timeout_s ? o->session_timeout_s : TLS_DEFAULT_TIMEOUT);
-        SSL_CTX_set_session_id_context(sc, sid_ctx, sizeof(sid_ctx) - 1);
-        /* One ticket per handshake is enough for a client that keeps one connection. */
-        SSL_CTX_set_num_tickets(sc, 1);
-    }
-    if (rc == 0 && (*out = wrap(sc, TLS_SIDE_SERVER)) == NULL)
-        rc = -ENOMEM;
-    if (rc == 0 && !o->openssl_records) {
-        /* The key log is how the TLS 1.3 application secrets reach tls_rec.c. */
-        (*out)->rec_offload = true;
-        (*out)->own_aead = o->own_aead;
-        SSL_CTX_set_keylog_callback(sc, tls__rec_keylog);
-    }
-    if (rc == 0 && (rc = tls__tickets_init(*out, o->ticket_rotate_s ? o->ticket_rotate_s
-                                                                    : TLS_DEFAULT_ROTATE)) < 0) {
-        set_err(err, errlen, "cannot make session ticket keys", NULL);
-        tls_ctx_unref(*out);
-        *out = NULL;
-        sc = NULL;
-    }
     if (rc < 0)
-        SSL_CTX_free(sc);
+        return rc;
+    /* Stateless tickets for TLS 1.2 and 1.3 (keys rotated, tls_ticket.c); the session-id cache
+     * (tls_sess.c) serves TLS 1.2 clients that resume by session id. */
+    tls__sess_install(sc);
+    tls__tickets_install(sc);
+    SSL_CTX_set_timeout(sc, o->session_timeout_s ? o->session_timeout_s : TLS_DEFAULT_TIMEOUT);
+    SSL_CTX_set_session_id_context(sc, sid_ctx, sizeof(sid_ctx) - 1);
+    /* One ticket per handshake is enough for a client that keeps one connection. */
+    SSL_CTX_set_num_tickets(sc, 1);
+    /* The key log is how the TLS 1.3 application secrets reach tls_rec.c. */
+    if (ctx->rec_offload)
+        SSL_CTX_set_keylog_callback(sc, tls__rec_keylog);
+    return 0;
+}
+
+static int provider_name(OSSL_PROVIDER *p, void *arg)
+{
+    if (strcmp(OSSL_PROVIDER_get0_name(p), "default") != 0)
+        *(bool *)arg = false;
+    return 1;
+}
+
+/* Lanes: with several workers, each gets an SSL_CTX of its own in a library context of its own.
+ * OpenSSL 3.0 looks algorithms up by name dozens of times per handshake (every HKDF step of the
+ * key schedule fetches its KDF and digest), each lookup under read locks of the library context;
+ * workers that share one context bounce those locks' cache lines between CPUs, which made a
+ * handshake ≈ 15 % dearer with two workers than with one (docs/BENCHMARKS.md, "Lanes"). Made only
+ * when OpenSSL runs on its default provider alone (the Debian configuration): a lane loads that
+ * provider, and another set-up (FIPS) would not be what the operator configured. */
+static bool lanes_possible(void)
+{
+    bool only_default = true;
+    OSSL_PROVIDER_do_all(NULL, provider_name, &only_default);
+    return only_default && !EVP_default_properties_is_fips_enabled(NULL);
+}
+
+/* Lane i's library context, made at the first context with that lane and kept until the process
+ * ends. OpenSSL 3.0 keeps per-thread state (random generators) for each library context a thread
+ * used and frees it when the thread exits: a library context freed while the workers that used it
+ * still run (the old context after a reload) made them crash at their exit. */
+static OSSL_LIB_CTX *lane_libs[TLS_MAX_LANES];
+static pthread_mutex_t lane_libs_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static OSSL_LIB_CTX *lane_lib(unsigned i)
+{
+    pthread_mutex_lock(&lane_libs_lock);
+    if (lane_libs[i] == NULL) {
+        OSSL_LIB_CTX *lib = OSSL_LIB_CTX_new();
+        if (lib != NULL && OSSL_PROVIDER_load(lib, "default") != NULL)
+            lane_libs[i] = lib;
+        else
+            OSSL_LIB_CTX_free(lib);
+    }
+    OSSL_LIB_CTX *lib = lane_libs[i];
+    pthread_mutex_unlock(&lane_libs_lock);
+    return lib;
+}
+
+static int make_lanes(const struct tls_server_opts *o, struct tls_ctx *ctx, char *err,
+                      size_t errlen)
+{
+    unsigned n = o->lanes > TLS_MAX_LANES ? TLS_MAX_LANES : o->lanes; /* workers share beyond */
+    ctx->lanes = calloc(n, sizeof(*ctx->lanes));
+    if (ctx->lanes == NULL)
+        return -ENOMEM;
+    ctx->n_lanes = n;
+    X509 *leaf = SSL_CTX_get0_certificate(ctx->ssl_ctx);
+    for (unsigned i = 0; i < ctx->n_lanes; i++) {
+        struct tls__lane *l = &ctx->lanes[i];
+        if ((l->lib = lane_lib(i)) == NULL) {
+            set_err(err, errlen, "cannot make an OpenSSL library context", NULL);
+            return -ENOMEM;
+        }
+        int rc = server_ssl_ctx(o, l->lib, ctx, &l->ssl_ctx, err, errlen);
+        if (rc < 0)
+            return rc;
+        /* Each lane read the files anew: all must serve what the first one loaded. */
+        X509 *x = SSL_CTX_get0_certificate(l->ssl_ctx);
+        if (leaf == NULL || x == NULL || X509_cmp(leaf, x) != 0) {
+            snprintf(err, errlen, "certificate %s changed while it was being loaded", o->cert_file);
+            return -EAGAIN;
+        }
+    }
+    return 0;
+}
+
+int tls_server_ctx_new(const struct tls_server_opts *o, struct tls_ctx **out, char *err,
+                       size_t errlen)
+{
+    *out = NULL;
+    tls__getpid_init();
+    ERR_clear_error();
+    struct tls_ctx *ctx = wrap(NULL, TLS_SIDE_SERVER);
+    if (ctx == NULL) {
+        set_err(err, errlen, "out of memory", NULL);
+        return -ENOMEM;
+    }
+    ctx->rec_offload = !o->openssl_records;
+    ctx->own_aead = o->own_aead;
+    int rc = tls__tickets_init(ctx, o->ticket_rotate_s ? o->ticket_rotate_s : TLS_DEFAULT_ROTATE);
+    if (rc < 0)
+        set_err(err, errlen, "cannot make session ticket keys", NULL);
+    if (rc == 0 && (rc = tls__sess_init(ctx, o->session_cache_size ? o->session_cache_size
+                                                                   : TLS_DEFAULT_CACHE)) < 0)
+        set_err(err, errlen, "cannot make the session cache", NULL);
+    if (rc == 0)
+        rc = server_ssl_ctx(o, NULL, ctx, &ctx->ssl_ctx, err, errlen);
+    if (rc == 0 && o->lanes > 1 && lanes_possible())
+        rc = make_lanes(o, ctx, err, errlen);
+    if (rc < 0)
+        tls_ctx_unref(ctx);
+    else
+        *out = ctx;
     ERR_clear_error();
     return rc;
 }
@@ -254,7 +343,12 @@ void tls_ctx_unref(struct tls_ctx *ctx)
     if (ctx == NULL)
         return;
     if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1) {
+        tls__sess_free(ctx); /* its sessions may come from any lane: before the lanes go */
         SSL_CTX_free(ctx->ssl_ctx);
+        for (unsigned i = 0; i < ctx->n_lanes; i++) {
+            SSL_CTX_free(ctx->lanes[i].ssl_ctx); /* not its library context: lane_lib() */
+        }
+        free(ctx->lanes);
         tls__tickets_free(ctx);
         free(ctx);
     }
@@ -265,6 +359,11 @@ void tls_ctx_swap(struct tls_ctx **slot, struct tls_ctx *next)
     struct tls_ctx *old = *slot;
     *slot = next;
     tls_ctx_unref(old);
+}
+
+unsigned tls_ctx_lanes(const struct tls_ctx *ctx)
+{
+    return ctx->n_lanes;
 }
 
 enum tls_side tls_ctx_side(const struct tls_ctx *ctx)

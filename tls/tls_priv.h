@@ -10,8 +10,16 @@
 
 #include "tls/tls.h"
 
-struct tls_ctx {
+/* A worker's own SSL_CTX in a library context of its own (tls_ctx.c, "Lanes"). */
+struct tls__lane {
+    OSSL_LIB_CTX *lib; /* the lane's for the whole process (tls_ctx.c, lane_lib()) */
     SSL_CTX *ssl_ctx;
+};
+
+struct tls_ctx {
+    SSL_CTX *ssl_ctx;        /* in OpenSSL's default library context: connections without a lane */
+    struct tls__lane *lanes; /* server side with opts.lanes > 1: one per worker; else NULL */
+    unsigned n_lanes;
     atomic_uint refs;
     uint64_t gen; /* unique per context: sessions of an older context are not offered */
     enum tls_side side;
@@ -19,13 +27,26 @@ struct tls_ctx {
     uint32_t rekey_records;       /* TLS 1.3 on tls_rec.c: records per key before a KeyUpdate */
     bool own_aead;                /* tls_rec.c: each connection keeps its own AEAD contexts */
     struct tls__tickets *tickets; /* server side: rotating session-ticket keys */
+    struct tls__sess *sessions;   /* server side: the session-id cache every lane shares */
 };
 
 struct tls__tickets;
-/** Install rotating ticket keys on a server context (rotated every `period_s`, 0: never). */
+/** Make the rotating ticket keys of a server context (rotated every `period_s`, 0: never). */
 int tls__tickets_init(struct tls_ctx *ctx, uint32_t period_s);
+/** Seal and open tickets of `sc` (one of ctx's SSL_CTXs, its app data `ctx`) with them. */
+void tls__tickets_install(SSL_CTX *sc);
 /** Free them (context teardown). */
 void tls__tickets_free(struct tls_ctx *ctx);
+
+struct tls__sess;
+/** Make the session-id cache of a server context, `cap` entries (tls_sess.c). */
+int tls__sess_init(struct tls_ctx *ctx, uint32_t cap);
+/** Keep the sessions of `sc` (one of ctx's SSL_CTXs, its app data `ctx`) there, not in `sc`. */
+void tls__sess_install(SSL_CTX *sc);
+/** Entries held (tests). */
+uint32_t tls__sess_count(struct tls_ctx *ctx);
+/** Free it and the sessions it holds (context teardown). */
+void tls__sess_free(struct tls_ctx *ctx);
 
 /** Makes getpid() answer from memory (tls_getpid.c: OpenSSL's random generator asks it on every
  * draw) and registers the fork handler that keeps it true in a child. Idempotent, any thread. */
@@ -134,6 +155,7 @@ struct tls_conn {
     uint8_t cause;      /* enum tls_cause once failed */
     uint8_t alert_recv; /* last fatal alert received */
     uint8_t alert_sent; /* last fatal alert we sent */
+    uint8_t lane;       /* server side: its SSL_CTX is ctx->lanes[lane] when ctx has lanes */
 };
 
 /** Reserve `n` bytes at the end of `b` (grown as needed); NULL when out of memory. */

@@ -131,9 +131,12 @@ int tls__tickets_init(struct tls_ctx *ctx, uint32_t period_s)
     t->period_s = period_s;
     t->rotated_at = mono_s();
     ctx->tickets = t;
-    SSL_CTX_set_app_data(ctx->ssl_ctx, ctx);
-    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx->ssl_ctx, ticket_cb);
     return 0;
+}
+
+void tls__tickets_install(SSL_CTX *sc)
+{
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(sc, ticket_cb);
 }
 
 void tls__tickets_free(struct tls_ctx *ctx)
