@@ -48,7 +48,10 @@ uint32_t tls__sess_count(struct tls_ctx *ctx);
 /** Free it and the sessions it holds (context teardown). */
 void tls__sess_free(struct tls_ctx *ctx);
 
-/** Makes getpid() answer from memory (tls_getpid.c: OpenSSL's random generator asks it on every
+/** "%02x" formatted by __sprintf_chk()'s short path in this thread so far (tls_libc.c; tests). */
+uint64_t tls__sprintf_short_calls(void);
+
+/** Makes getpid() answer from memory (tls_libc.c: OpenSSL's random generator asks it on every
  * draw) and registers the fork handler that keeps it true in a child. Idempotent, any thread. */
 void tls__getpid_init(void);
 
