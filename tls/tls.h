@@ -182,6 +182,14 @@ struct tls_client_opts {
     uint32_t rekey_records;
     /** As in tls_server_opts: connections keep their own AEAD contexts (the UCM pool's). */
     bool own_aead;
+    /**
+     * For a load generator, whose one machine stands in for thousands of devices: a server
+     * certificate whose chain and name were verified is accepted again for the same peer name
+     * without walking the chain, for this many seconds (and never past its notAfter). Every
+     * handshake still checks the server's signature with the certificate's key. 0: verify every
+     * handshake (the edge's own connections).
+     */
+    uint32_t reuse_verification_s;
 };
 
 /**
@@ -207,6 +215,8 @@ int tls_client_ctx_new(const struct tls_client_opts *opts, struct tls_ctx **out,
  * generator fails. Any thread.
  */
 int tls_ctx_rotate_ticket_key(struct tls_ctx *ctx);
+/** Handshakes of a client context that reused a verification (tls_client_opts). */
+uint64_t tls_ctx_verifications_reused(const struct tls_ctx *ctx);
 /** The lanes `ctx` has (tls_server_opts.lanes): 0 when it has none. */
 unsigned tls_ctx_lanes(const struct tls_ctx *ctx);
 

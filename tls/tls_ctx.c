@@ -326,6 +326,12 @@ int tls_client_ctx_new(const struct tls_client_opts *o, struct tls_ctx **out, ch
         (*out)->own_aead = o->own_aead;
         SSL_CTX_set_keylog_callback(sc, tls__rec_keylog);
     }
+    if (rc == 0 && o->reuse_verification_s && tls__vcache_init(*out, o->reuse_verification_s) < 0) {
+        set_err(err, errlen, "out of memory", NULL);
+        tls_ctx_unref(*out);
+        *out = NULL;
+        return -ENOMEM; /* the context freed its SSL_CTX */
+    }
     if (rc < 0)
         SSL_CTX_free(sc);
     ERR_clear_error();
@@ -344,6 +350,7 @@ void tls_ctx_unref(struct tls_ctx *ctx)
         return;
     if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1) {
         tls__sess_free(ctx); /* its sessions may come from any lane: before the lanes go */
+        tls__vcache_free(ctx);
         SSL_CTX_free(ctx->ssl_ctx);
         for (unsigned i = 0; i < ctx->n_lanes; i++) {
             SSL_CTX_free(ctx->lanes[i].ssl_ctx); /* not its library context: lane_lib() */
@@ -359,6 +366,11 @@ void tls_ctx_swap(struct tls_ctx **slot, struct tls_ctx *next)
     struct tls_ctx *old = *slot;
     *slot = next;
     tls_ctx_unref(old);
+}
+
+uint64_t tls_ctx_verifications_reused(const struct tls_ctx *ctx)
+{
+    return tls__vcache_reused(ctx);
 }
 
 unsigned tls_ctx_lanes(const struct tls_ctx *ctx)

@@ -28,6 +28,7 @@ struct tls_ctx {
     bool own_aead;                /* tls_rec.c: each connection keeps its own AEAD contexts */
     struct tls__tickets *tickets; /* server side: rotating session-ticket keys */
     struct tls__sess *sessions;   /* server side: the session-id cache every lane shares */
+    struct tls__vcache *vcache;   /* client side: verifications reused (reuse_verification_s) */
 };
 
 struct tls__tickets;
@@ -37,6 +38,12 @@ int tls__tickets_init(struct tls_ctx *ctx, uint32_t period_s);
 void tls__tickets_install(SSL_CTX *sc);
 /** Free them (context teardown). */
 void tls__tickets_free(struct tls_ctx *ctx);
+
+struct tls__vcache;
+/** Reuse verifications on client context `ctx` for `ttl_s` seconds (tls_vcache.c). */
+int tls__vcache_init(struct tls_ctx *ctx, uint32_t ttl_s);
+void tls__vcache_free(struct tls_ctx *ctx);
+uint64_t tls__vcache_reused(const struct tls_ctx *ctx);
 
 struct tls__sess;
 /** Make the session-id cache of a server context, `cap` entries (tls_sess.c). */
