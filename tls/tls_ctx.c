@@ -200,8 +200,9 @@ static int provider_name(OSSL_PROVIDER *p, void *arg)
 /* Lanes: with several workers, each gets an SSL_CTX of its own in a library context of its own.
  * OpenSSL 3.0 looks algorithms up by name dozens of times per handshake (every HKDF step of the
  * key schedule fetches its KDF and digest), each lookup under read locks of the library context;
- * workers that share one context bounce those locks' cache lines between CPUs, which made a
- * handshake ≈ 15 % dearer with two workers than with one (docs/BENCHMARKS.md, "Lanes"). Made only
+ * workers that share one context bounce those locks' cache lines between CPUs: with two threads
+ * handshaking at once, lanes take 10-17 % off the server's CPU per TLS 1.3 handshake (bench-tls
+ * lanes; docs/BENCHMARKS.md, storm, twelfth session). Made only
  * when OpenSSL runs on its default provider alone (the Debian configuration): a lane loads that
  * provider, and another set-up (FIPS) would not be what the operator configured. */
 static bool lanes_possible(void)
