@@ -187,17 +187,24 @@ Test(tls_lanes, holds_at_most_its_size_and_lets_the_oldest_go)
     tls_ctx_unref(s);
 }
 
+/* A session-id client's first connection, on lane 0: the cache holds its session. */
+static void first_session(struct tls_ctx *s, struct tls_ctx *c, struct tls_peer *node)
+{
+    cr_assert_eq(tls_peer_init(node, "ucm1.example.test"), 0);
+    struct pair p = connect_on(s, 0, c, node);
+    free_pair(&p);
+    cr_assert_not_null(node->session);
+    cr_assert_eq(tls__sess_count(s), 1);
+}
+
 /* A session past its timeout does not resume and leaves the cache. */
 Test(tls_lanes, lets_an_expired_session_go)
 {
     struct tls_ctx *s = lanes_ctx(2, 0, 1), *c = id_only_client();
     struct tls_peer node;
-    cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
-    struct pair p = connect_on(s, 0, c, &node);
-    free_pair(&p);
-    cr_assert_eq(tls__sess_count(s), 1);
+    first_session(s, c, &node);
     sleep(2); /* the session's lifetime is 1 s */
-    p = connect_on(s, 1, c, &node);
+    struct pair p = connect_on(s, 1, c, &node);
     cr_assert_not(tls_conn_resumed(p.s), "an expired session resumed");
     free_pair(&p);
     /* the expired entry went and the new full handshake's session came */
@@ -213,15 +220,11 @@ Test(tls_lanes, forgets_a_session_openssl_removes)
 {
     struct tls_ctx *s = lanes_ctx(2, 0, 0), *c = id_only_client();
     struct tls_peer node;
-    cr_assert_eq(tls_peer_init(&node, "ucm1.example.test"), 0);
-    struct pair p = connect_on(s, 0, c, &node);
-    free_pair(&p);
-    cr_assert_not_null(node.session);
-    cr_assert_eq(tls__sess_count(s), 1);
+    first_session(s, c, &node);
     /* as OpenSSL does it, by id (the client's copy has the server's id) */
     cr_assert_eq(SSL_CTX_remove_session(s->lanes[1].ssl_ctx, node.session), 0); /* not in its own */
     cr_assert_eq(tls__sess_count(s), 0);
-    p = connect_on(s, 1, c, &node);
+    struct pair p = connect_on(s, 1, c, &node);
     cr_assert_not(tls_conn_resumed(p.s));
     free_pair(&p);
     tls_peer_deinit(&node);
