@@ -118,6 +118,9 @@ static void probe_features(struct loop *loop)
         !(loop->cfg.flags & LOOP_CFG_F_NO_MSG_RING))
         loop->features |= LOOP_FEAT_MSG_RING;
     bool have_accept = probe && io_uring_opcode_supported(probe, IORING_OP_ACCEPT);
+    if (probe && io_uring_opcode_supported(probe, IORING_OP_SHUTDOWN) &&
+        !(loop->cfg.flags & LOOP_CFG_F_NO_SHUTDOWN))
+        loop->features |= LOOP_FEAT_SHUTDOWN;
     if (probe)
         io_uring_free_probe(probe);
     /* The opcode probe cannot tell the multishot flags apart: use the release they came in,
@@ -627,6 +630,7 @@ static void dispatch(struct loop *loop, const struct io_uring_cqe *cqe)
     case LOOP_OP_CONNECT:
     case LOOP_OP_LINK_TIMEOUT:
     case LOOP_OP_CANCEL:
+    case LOOP_OP_SHUTDOWN:
         conn__handle(loop, op, cqe);
         break;
     case LOOP_OP_FD_POLL:

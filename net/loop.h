@@ -22,6 +22,9 @@ struct conn_ops;
  * conn_rx_ns() says when their input reached the host, for admission by queueing delay. Not with
  * single-shot recv into provided buffers (LOOP_CFG_F_NO_MULTISHOT with buffers): 0 there. */
 #define LOOP_CFG_F_RX_TIMESTAMPS (1u << 4)
+/* A closing conn's armed receive is cancelled (a lookup among the ring's armed requests) instead
+ * of ended by a shutdown of its socket: the old way, for tests and A/B runs. */
+#define LOOP_CFG_F_NO_SHUTDOWN (1u << 5)
 
 /** Features in use by a loop (`loop_features()`), after probing the kernel and applying flags. */
 #define LOOP_FEAT_MULTISHOT_ACCEPT (1u << 0)
@@ -32,6 +35,7 @@ struct conn_ops;
 #define LOOP_FEAT_DEFER_TASKRUN    (1u << 5)
 #define LOOP_FEAT_COOP_TASKRUN     (1u << 6)
 #define LOOP_FEAT_EXT_ARG          (1u << 7)
+#define LOOP_FEAT_SHUTDOWN         (1u << 8)
 
 /** Per-worker configuration; fill with `loop_cfg_default()` then override. */
 struct loop_cfg {
@@ -81,6 +85,8 @@ struct loop_stats {
     uint64_t bytes_out;                /**< bytes sent */
     uint64_t recv_arms;                /**< recv (or poll) SQEs submitted */
     uint64_t sends;                    /**< send SQEs submitted */
+    uint64_t cancels;                  /**< async cancels of a conn's operation submitted */
+    uint64_t shutdowns;                /**< shutdowns submitted (draining or closing conns) */
     uint64_t recv_enobufs;             /**< multishot recv ended by -ENOBUFS (re-armed) */
     uint64_t backpressure_pauses;      /**< a conn stopped reading at the high watermark */
     uint64_t slow_closes;              /**< same as closed[CONN_CLOSE_SLOW] */

@@ -29,6 +29,7 @@ enum loop_op {
     LOOP_OP_MSG,          /* payload: struct loop_msg * delivered by MSG_RING */
     LOOP_OP_MSG_SENT,     /* payload: struct loop_msg * whose MSG_RING failed (source side) */
     LOOP_OP_FD_POLL,      /* payload: generation << 20 | poll slot (loop_poll_arm) */
+    LOOP_OP_SHUTDOWN,     /* conn: the shutdown that ends a closing conn's receive */
     /* LOOP_OP_COUNT */ LOOP_OP_COUNT
 };
 

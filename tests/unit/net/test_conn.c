@@ -292,11 +292,16 @@ Test(conn, closes_a_slow_reader_at_the_output_cap)
     char chunk[16384];
     memset(chunk, 'y', sizeof(chunk));
     cr_assert(write_full(fd, chunk, sizeof(chunk)));
-    cr_assert(wait_until(loop, no_conns, NULL));
     cr_assert(peer_closed(fd));
+    /* the peer sees the FIN of the close's shutdown before the slot is reaped */
+    cr_assert(wait_until(loop, no_conns, NULL));
     struct loop_stats s = stats_of(loop);
     cr_assert_eq(s.slow_closes, 1);
     cr_assert_eq(s.closed[CONN_CLOSE_SLOW], 1);
+    /* the send stuck on the slow reader ended with the close's shutdown (the recv was cancelled
+     * at the pause: the socket stayed open then) */
+    cr_assert_eq(s.shutdowns, (loop_features(loop) & LOOP_FEAT_SHUTDOWN) ? 1 : 0);
+    cr_assert_eq(s.backpressure_pauses, s.cancels);
     cr_assert_eq(s.out_queued, 0, "the closed conn's queue was freed");
     close(fd);
     cr_assert_eq(test_thread_stop(&t), 0);
@@ -1208,14 +1213,19 @@ static void reply_then_drain(struct conn *c, const char *p, size_t n)
 
 static const struct conn_ops drain_ops = {.on_data = reply_then_drain};
 
-Test(conn, drain_flushes_the_queue_then_closes)
+/* Both ways of ending the receive: a shutdown of the socket (the kernel's default here), or a
+ * cancel (LOOP_CFG_F_NO_SHUTDOWN, and kernels without IORING_OP_SHUTDOWN). */
+static void drain_flushes(unsigned flags)
 {
     struct loop_cfg cfg;
     loop_cfg_default(&cfg);
     cfg.max_conns = 16;
     cfg.out_cap = 256 * 1024;
     cfg.out_high = 256 * 1024;
+    cfg.flags |= flags;
     struct loop *loop = loop_new(&cfg);
+    bool shut = loop_features(loop) & LOOP_FEAT_SHUTDOWN;
+    cr_assert_eq(shut, !(flags & LOOP_CFG_F_NO_SHUTDOWN), "this kernel has IORING_OP_SHUTDOWN");
     struct sockaddr_in a = loopback4(0);
     int port = loop_listen(loop, (struct sockaddr *)&a, sizeof(a), &drain_ops, NULL);
     struct test_thread t;
@@ -1229,9 +1239,23 @@ Test(conn, drain_flushes_the_queue_then_closes)
     cr_assert_eq(atomic_load(&drain_more), -EPIPE, "no sends after drain");
     cr_assert(wait_until(loop, no_conns, NULL));
     struct loop_stats s = stats_of(loop);
+    /* our own end of the receive is not taken for the peer's */
     cr_assert_eq(s.closed[CONN_CLOSE_LOCAL], 1);
+    cr_assert_eq(s.closed[CONN_CLOSE_PEER], 0);
     cr_assert_eq(s.bytes_out, DRAIN_REPLY);
+    cr_assert_eq(s.shutdowns, shut ? 1 : 0);
+    cr_assert_eq(s.cancels, shut ? 0 : 1, "%llu cancels", (unsigned long long)s.cancels);
     close(fd);
     cr_assert_eq(test_thread_stop(&t), 0);
     loop_free(loop);
+}
+
+Test(conn, drain_flushes_the_queue_then_closes)
+{
+    drain_flushes(0);
+}
+
+Test(conn, drain_flushes_the_queue_then_closes_with_cancels)
+{
+    drain_flushes(LOOP_CFG_F_NO_SHUTDOWN);
 }
