@@ -65,13 +65,6 @@ socklen_t edge_sockaddr(const char *address, uint32_t port, struct sockaddr_stor
     return 0;
 }
 
-/* One TLS lane per worker for the clients' listener (tls_server_opts.lanes), ≈ 320 KiB each;
- * not for UCM's, whose few connections make few handshakes. */
-static unsigned tls_lanes(const struct edge *e)
-{
-    return e->cfg.workers > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : e->cfg.workers;
-}
-
 /* The UCM listener's context: our server certificate, UCM's CA, its node names (issue 9). */
 static int load_ucm_tls(struct edge *e, struct tls_ctx **out)
 {
@@ -122,7 +115,8 @@ static int load_tls(struct edge *e, struct tls_ctx **server, struct tls_ctx **cl
             .client_ca_file = c->listen.tls.client_ca[0] ? c->listen.tls.client_ca : NULL,
             .require_client_cert = c->listen.tls.verify_client,
             .openssl_records = c->listen.tls.openssl_records,
-            .lanes = tls_lanes(e),
+            /* a TLS lane per worker, ≈ 320 KiB each; not for UCM's listener (few handshakes) */
+            .lanes = e->n_workers,
         };
         if (tls_server_ctx_new(&so, server, err, sizeof(err)) < 0) {
             log_event(LOG_ERROR, "tls_server_config", LOG_S("error", err));
@@ -502,6 +496,7 @@ int main(int argc, char **argv)
         log_event(LOG_ERROR, "startup_failed", LOG_S("error", "no entropy for the flow key"));
         return 1;
     }
+    e->n_workers = e->cfg.workers > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : e->cfg.workers;
     if (load_tls(e, &e->server_tls, &e->client_tls) < 0 || load_ucm_tls(e, &e->ucm_tls) < 0)
         return 1;
     struct keys_set *ks = NULL;
@@ -516,7 +511,7 @@ int main(int argc, char **argv)
     if (tls_ctx_cert_names(e->client_tls, names, sizeof(names)) >= 0)
         log_event(LOG_INFO, "upstream_client_certificate", LOG_S("names", names),
                   LOG_S("hint", "enter these in UCM under Device > Expressway-C"));
-    if (e->server_tls != NULL && tls_lanes(e) > 1 && tls_ctx_lanes(e->server_tls) == 0)
+    if (e->server_tls != NULL && e->n_workers > 1 && tls_ctx_lanes(e->server_tls) == 0)
         log_event(LOG_WARN, "tls_lanes_off",
                   LOG_S("cause", "OpenSSL runs other providers than its default one (FIPS?)"),
                   LOG_S("effect", "the workers share one OpenSSL context: handshakes cost more"));
@@ -536,7 +531,6 @@ int main(int argc, char **argv)
         lc.flags |= LOOP_CFG_F_RX_TIMESTAMPS; /* how long input waited: admission by delay */
     lc.out_cap_trunk = e->cfg.upstream.out_queue_max;
     lc.out_high_trunk = lc.out_cap_trunk / 4;
-    e->n_workers = e->cfg.workers > EDGE_MAX_WORKERS ? EDGE_MAX_WORKERS : e->cfg.workers;
     e->metrics = metrics_new(e->n_workers);
     e->group = loop_group_new(&lc, e->n_workers);
     if (e->metrics == NULL || e->group == NULL) {

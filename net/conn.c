@@ -218,11 +218,17 @@ static void arm_recv(struct conn *c)
     loop->stats.recv_arms++;
 }
 
+/* The op a conn's receive is armed as. */
+static enum loop_op recv_op(const struct conn *c)
+{
+    return (c->loop->features & LOOP_FEAT_BUFRING) ? LOOP_OP_RECV : LOOP_OP_POLL;
+}
+
 static void stop_recv(struct conn *c)
 {
     if ((c->flags & CONN_F_RECV_ARMED) && !(c->flags & CONN_F_RECV_CANCELING)) {
         c->flags |= CONN_F_RECV_CANCELING;
-        cancel_op(c, (c->loop->features & LOOP_FEAT_BUFRING) ? LOOP_OP_RECV : LOOP_OP_POLL);
+        cancel_op(c, recv_op(c));
     }
 }
 
@@ -283,7 +289,7 @@ static void handle_shutdown(struct conn *c, const struct io_uring_cqe *cqe)
     if (cqe->res >= 0)
         return;
     if (c->flags & CONN_F_RECV_ARMED)
-        cancel_op(c, (c->loop->features & LOOP_FEAT_BUFRING) ? LOOP_OP_RECV : LOOP_OP_POLL);
+        cancel_op(c, recv_op(c));
     if (c->state == CONN_CLOSING && (c->flags & CONN_F_SEND_INFLIGHT))
         cancel_op(c, LOOP_OP_SEND);
 }

@@ -14,9 +14,8 @@
 #include "tls/tls_priv.h"
 
 struct sess_ent {
-    SSL_SESSION *s;  /* NULL: a free slot */
-    uint32_t next;   /* the next entry of its bucket, index + 1; 0: none */
-    uint32_t bucket; /* its bucket's index */
+    SSL_SESSION *s; /* NULL: a free slot */
+    uint32_t next;  /* the next entry of its bucket, index + 1; 0: none */
     uint8_t id_len;
     uint8_t id[SSL_MAX_SSL_SESSION_ID_LENGTH];
 };
@@ -71,16 +70,14 @@ static void drop(struct tls__sess *t, uint32_t *link, uint32_t i)
     t->count--;
 }
 
+/* Ids are unique in the table (on_new replaces an entry with the same id): the lookup by the
+ * slot's own id finds the slot. */
 static void drop_slot(struct tls__sess *t, uint32_t slot)
 {
     struct sess_ent *e = &t->ents[slot];
-    if (e->s == NULL)
-        return;
-    uint32_t *l = &t->buckets[e->bucket];
-    while (*l && *l != slot + 1)
-        l = &t->ents[*l - 1].next;
-    if (*l)
-        drop(t, l, slot + 1);
+    uint32_t *link;
+    if (e->s != NULL && find(t, e->id, e->id_len, &link) == slot + 1)
+        drop(t, link, slot + 1);
 }
 
 static bool expired(const SSL_SESSION *s, time_t now)
@@ -114,9 +111,9 @@ static int on_new(SSL *ssl, SSL_SESSION *sess)
     e->s = sess;
     e->id_len = (uint8_t)len;
     memcpy(e->id, id, len);
-    e->bucket = bucket_of(t, id, len);
-    e->next = t->buckets[e->bucket];
-    t->buckets[e->bucket] = slot + 1;
+    uint32_t b = bucket_of(t, id, len);
+    e->next = t->buckets[b];
+    t->buckets[b] = slot + 1;
     t->count++;
     pthread_mutex_unlock(&t->lock);
     return 1;
